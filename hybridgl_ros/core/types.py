@@ -1,0 +1,134 @@
+"""The values that cross the library's edge: proposals, parsed expressions, frames, results."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+RELATIONS = ('none', 'left', 'right', 'up', 'down', 'big', 'small', 'within')
+DIRECTIONS = ('none', 'left', 'right', 'middle', 'up', 'down')
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """Mask proposals of one image, in SAM's output order.
+
+    Attributes:
+        masks: (N, H, W) bool.
+        boxes_xywh: (N, 4) int64, x, y, width, height in pixels (SAM's ``bbox``).
+        scores: (N,) float32, SAM's predicted IoU (informative only).
+    """
+
+    masks: np.ndarray
+    boxes_xywh: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> 'Proposals':
+        return cls(np.zeros((0, height, width), bool), np.zeros((0, 4), np.int64),
+                   np.zeros((0,), np.float32))
+
+
+@dataclass(frozen=True)
+class ParsedExpression:
+    """One spaCy parse of a referring expression (spec §5, §7.1, §9).
+
+    Attributes:
+        normalized: T', lower-cased tokens joined by single spaces.
+        head_phrase: NP, the head noun phrase (T' itself when no chunk qualifies).
+        other_phrases: O_k, the other noun phrases in sentence order.
+        relation: one of RELATIONS.
+        direction: one of DIRECTIONS.
+    """
+
+    normalized: str
+    head_phrase: str
+    other_phrases: tuple[str, ...] = ()
+    relation: str = 'none'
+    direction: str = 'none'
+
+
+@dataclass
+class Frame:
+    """Everything text-independent about one image (spec §13), reused by every query on it.
+
+    Attributes:
+        image_size: (height, width) of the source image.
+        proposals: the SAM masks and boxes.
+        mask_features: (N, D) float32 torch tensor, v_n (not normalised), on the model's device.
+        gem_tokens: (P, D) float32 torch tensor, L2-normalised GEM patch tokens, or None.
+        gem_grid: (rows, cols) of the GEM patch grid.
+        timings_ms: stage name -> milliseconds spent preparing this frame.
+    """
+
+    image_size: tuple[int, int]
+    proposals: Proposals
+    mask_features: Any
+    gem_tokens: Any = None
+    gem_grid: tuple[int, int] = (0, 0)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The answer to one query. ``found=False`` ("no object") is a normal outcome.
+
+    Attributes:
+        found: whether a mask was chosen.
+        text: the expression as asked.
+        mask: (H, W) bool, the chosen SAM mask at full resolution (all False if not found).
+        box_xywh: (x, y, width, height) pixels of the chosen mask's SAM box.
+        score: F of the chosen candidate (Eq. 9), 0.0 if not found.
+        centroid_xy: mean (x, y) pixel of the mask; may lie outside a ring-shaped mask.
+        interior_xy: (x, y) of the mask pixel farthest from its boundary: a point on the object.
+        index: the chosen proposal (into the frame's proposals), -1 if not found.
+        pure_index: argmax of s_n ("pure HybridGL", no spatial guidance), -1 if none.
+        matching_probs: (N,) p = softmax(s) over all proposals.
+        spatial_scores: (N,) S_n of Eq. 8 over all proposals.
+        candidate_indices: the k candidates, best p first.
+        candidate_scores: F of each candidate.
+        parse: the parsed expression.
+        timings_ms: stage name -> milliseconds (frame stages included when computed for it).
+        message: a human-readable remark (why nothing was found, text truncated, ...).
+    """
+
+    found: bool
+    text: str
+    mask: np.ndarray
+    box_xywh: tuple[int, int, int, int]
+    score: float
+    centroid_xy: tuple[float, float]
+    interior_xy: tuple[int, int]
+    index: int
+    pure_index: int
+    matching_probs: np.ndarray
+    spatial_scores: np.ndarray
+    candidate_indices: tuple[int, ...]
+    candidate_scores: tuple[float, ...]
+    parse: ParsedExpression
+    timings_ms: dict[str, float]
+    message: str = ''
+
+    def to_dict(self, include_mask: bool = False) -> dict[str, Any]:
+        """A JSON-ready summary (the mask itself only if asked, as a nested list)."""
+        out = {
+            'found': self.found, 'text': self.text, 'box_xywh': list(self.box_xywh),
+            'score': self.score, 'centroid_xy': list(self.centroid_xy),
+            'interior_xy': list(self.interior_xy), 'index': self.index,
+            'pure_index': self.pure_index, 'mask_area_px': int(self.mask.sum()),
+            'matching_probs': [float(v) for v in self.matching_probs],
+            'spatial_scores': [float(v) for v in self.spatial_scores],
+            'candidate_indices': list(self.candidate_indices),
+            'candidate_scores': list(self.candidate_scores),
+            'parse': {
+                'normalized': self.parse.normalized, 'head_phrase': self.parse.head_phrase,
+                'other_phrases': list(self.parse.other_phrases),
+                'relation': self.parse.relation, 'direction': self.parse.direction},
+            'timings_ms': dict(self.timings_ms), 'message': self.message}
+        if include_mask:
+            out['mask'] = self.mask.astype(np.uint8).tolist()
+        return out
