@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny randomly initialised models with the real open_clip code."""
+import json
+
+import numpy as np
+import pytest
+
+#: An open_clip model config shaped like ViT-B/16 where it matters: 12 blocks and a 14x14
+#: token grid (56 px, patch 4), so fusion at block 9 and GEM blocks 6-11 run as in ViT-B/16.
+TINY_CLIP_CONFIG = {
+    'embed_dim': 32,
+    'quick_gelu': True,
+    'vision_cfg': {'image_size': 56, 'layers': 12, 'width': 64, 'patch_size': 4,
+                   'head_width': 16},
+    'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2,
+                 'layers': 2},
+}
+
+
+@pytest.fixture(scope='session')
+def tiny_clip_config_path(tmp_path_factory):
+    """Path of the tiny model's open_clip config JSON."""
+    path = tmp_path_factory.mktemp('tiny_clip') / 'tiny_clip.json'
+    path.write_text(json.dumps(TINY_CLIP_CONFIG))
+    return path
+
+
+@pytest.fixture(scope='session')
+def tiny_clip():
+    """A randomly initialised open_clip CLIP (eval mode, fp32, CPU), seeded."""
+    import torch
+    from open_clip.model import CLIP
+
+    torch.manual_seed(0)
+    model = CLIP(**TINY_CLIP_CONFIG)
+    return model.eval()
+
+
+@pytest.fixture
+def scene_rgb():
+    """(96, 128, 3) uint8: a red square left, a blue disc right, on a grey gradient."""
+    h, w = 96, 128
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([np.full((h, w), 90 + yy // 4)] * 3, axis=-1).astype(np.uint8)
+    image[30:60, 15:45] = (220, 30, 30)
+    image[(yy - 48) ** 2 + (xx - 95) ** 2 < 15 ** 2] = (30, 40, 220)
+    return image
