@@ -1,0 +1,80 @@
+"""Pictures of a result: the overlay (tinted mask, box, centroid, interior point, text) and
+contact sheets of several overlays."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from hybridgl_ros.core.types import Segmentation
+
+MASK_RGB = (0, 200, 90)
+BOX_RGB = (255, 210, 0)
+CENTROID_RGB = (255, 40, 40)
+INTERIOR_RGB = (40, 120, 255)
+
+
+def draw_overlay(image_rgb: np.ndarray, segmentation: Segmentation, alpha: float = 0.45,
+                 label: str | None = None) -> np.ndarray:
+    """Draws a result on a copy of the image.
+
+    Args:
+        image_rgb: (H, W, 3) uint8 source image.
+        segmentation: the result to draw; a "not found" result draws only the text.
+        alpha: opacity of the mask tint.
+        label: text to print; defaults to the expression plus the score.
+
+    Returns:
+        (H, W, 3) uint8 RGB picture.
+    """
+    import cv2
+
+    out = np.ascontiguousarray(image_rgb, dtype=np.uint8).copy()
+    if segmentation.found:
+        mask = segmentation.mask
+        tint = np.asarray(MASK_RGB, np.float32)
+        out[mask] = ((1.0 - alpha) * out[mask] + alpha * tint).astype(np.uint8)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, MASK_RGB, 2)
+        x, y, w, h = segmentation.box_xywh
+        cv2.rectangle(out, (x, y), (x + max(w - 1, 0), y + max(h - 1, 0)), BOX_RGB, 2)
+        cx, cy = (int(round(v)) for v in segmentation.centroid_xy)
+        cv2.drawMarker(out, (cx, cy), CENTROID_RGB, cv2.MARKER_CROSS, 14, 2)
+        cv2.circle(out, tuple(int(v) for v in segmentation.interior_xy), 5, INTERIOR_RGB, -1)
+    if label is None:
+        label = (f'{segmentation.text}  ({segmentation.score:.2f})' if segmentation.found
+                 else f'{segmentation.text}  (not found)')
+    _put_label(out, label)
+    return out
+
+
+def _put_label(image: np.ndarray, text: str) -> None:
+    import cv2
+
+    scale = max(0.4, image.shape[1] / 1100.0)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(image, (0, 0), (min(tw + 8, image.shape[1]), th + base + 8), (0, 0, 0), -1)
+    cv2.putText(image, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                cv2.LINE_AA)
+
+
+def contact_sheet(images: Sequence[np.ndarray], columns: int = 3,
+                  tile_width: int = 320) -> np.ndarray:
+    """Tiles RGB pictures (any sizes) into one (rows·h, columns·w, 3) uint8 sheet."""
+    import cv2
+
+    if not images:
+        return np.zeros((1, 1, 3), np.uint8)
+    tiles = []
+    for image in images:
+        h, w = image.shape[:2]
+        size = (tile_width, max(1, round(h * tile_width / w)))
+        tiles.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+    tile_h = max(t.shape[0] for t in tiles)
+    rows = -(-len(tiles) // columns)
+    sheet = np.full((rows * tile_h, columns * tile_width, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        sheet[r * tile_h:r * tile_h + tile.shape[0], c * tile_width:(c + 1) * tile_width] = tile
+    return sheet
