@@ -121,6 +121,8 @@ class ModelConfig:
     """OpenAI/open_clip weights file; '' = the embedded demo model."""
     clip_cache_dir: str = ''
     """open_clip's cache folder to look in when clip_weights is 'openai' (never downloads)."""
+    clip_quick_gelu: bool = True
+    """QuickGELU activations for a named architecture (OpenAI's weights need them)."""
     sam_model_type: str = 'vit_h'
     """vit_h | vit_l | vit_b, or a path to a SAM architecture JSON (demo models)."""
     sam_checkpoint: str = ''
