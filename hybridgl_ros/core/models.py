@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,8 @@ def _read_state_dict(path: Path) -> dict:
                 state.pop(key, None)
         else:
             state = torch.load(str(path), map_location='cpu', weights_only=True)
-    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            pickle.UnpicklingError) as exc:
         raise ModelLoadError(f'cannot read weights file {path}: {exc}') from exc
     if isinstance(state, dict) and 'state_dict' in state:
         state = state['state_dict']

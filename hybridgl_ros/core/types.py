@@ -63,6 +63,7 @@ class Frame:
         gem_tokens: (P, D) float32 torch tensor, L2-normalised GEM patch tokens, or None.
         gem_grid: (rows, cols) of the GEM patch grid.
         timings_ms: stage name -> milliseconds spent preparing this frame.
+        mask_tensor: (N, H, W) bool torch tensor of the masks on the model's device, or None.
     """
 
     image_size: tuple[int, int]
@@ -71,6 +72,7 @@ class Frame:
     gem_tokens: Any = None
     gem_grid: tuple[int, int] = (0, 0)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    mask_tensor: Any = None
 
 
 @dataclass(frozen=True)

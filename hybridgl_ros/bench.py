@@ -1,0 +1,186 @@
+"""``hybridgl bench``: per-stage latency and peak memory of a first and a repeat query.
+
+Full-size architectures (SAM vit_b / vit_h, CLIP ViT-B/16) with randomly initialised weights:
+they cost the same as the real ones, so nothing needs downloading. Random SAM weights predict
+meaningless quality scores, so the bench sets SAM's two quality thresholds to 0 (every mask
+reaches NMS) and reports how many masks that gave: the CLIP cost grows with that number.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+
+PAGE = os.sysconf('SC_PAGE_SIZE')
+
+
+class PeakMemory:
+    """Samples resident memory (CPU) or reads the allocator peak (CUDA) over a block."""
+
+    def __init__(self, device, interval_s: float = 0.005) -> None:
+        self.device = device
+        self.interval_s = interval_s
+        self.peak_mb = 0.0
+
+    def __enter__(self) -> 'PeakMemory':
+        import torch
+
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._stop = threading.Event()
+        self.peak_mb = rss_mb()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak_mb = max(self.peak_mb, rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, rss_mb())
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MiB."""
+    with open('/proc/self/statm') as statm:
+        return int(statm.read().split()[1]) * PAGE / 2**20
+
+
+def bench_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
+    """A seeded table-top-like picture: textured background and a few coloured shapes."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = (rng.normal(120, 12, (height, width, 3))).clip(0, 255).astype(np.uint8)
+    for _ in range(6):
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        centre = (int(rng.integers(60, width - 60)), int(rng.integers(60, height - 60)))
+        if rng.random() < 0.5:
+            cv2.circle(image, centre, int(rng.integers(20, 60)), colour, -1)
+        else:
+            half = int(rng.integers(20, 60))
+            cv2.rectangle(image, (centre[0] - half, centre[1] - half),
+                          (centre[0] + half, centre[1] + half), colour, -1)
+    return image
+
+
+def run_bench(sam_type: str, device_name: str = 'auto', threads: int = 0) -> dict:
+    """Benchmarks one SAM size with CLIP ViT-B/16; returns a JSON-ready record."""
+    import torch
+
+    from hybridgl_ros.core.config import HybridGLConfig
+    from hybridgl_ros.core.models import autocast_dtype, build_clip, build_sam, resolve_device
+    from hybridgl_ros.core.pipeline import HybridGL
+    from hybridgl_ros.core.proposals import SamProposer
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    config = HybridGLConfig.from_flat({'models.device': device_name})
+    device = resolve_device(config.models.device)
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    clip_model = build_clip('ViT-B-16')[0].to(device).eval()
+    sam = build_sam(sam_type).to(device).eval()
+    proposals = replace(config.proposals, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    dtype = autocast_dtype(config.models.precision, device, config.reference)
+    segmenter = HybridGL(config, clip_model=clip_model,
+                         proposer=SamProposer(sam, proposals, dtype))
+    segmenter.parser.parse('warm up the parser')
+    load_s = time.perf_counter() - start
+    image = bench_image()
+    with PeakMemory(device) as first_mem:
+        first_start = time.perf_counter()
+        frame = segmenter.prepare(image)
+        first = segmenter.query(frame, 'the red ball left of the blue box')
+        first_ms = (time.perf_counter() - first_start) * 1000
+    with PeakMemory(device) as repeat_mem:
+        repeat_start = time.perf_counter()
+        repeat = segmenter.query(frame, 'the bigger green cube on the right')
+        repeat_ms = (time.perf_counter() - repeat_start) * 1000
+    return {
+        'sam': sam_type, 'clip': 'ViT-B-16', 'device': str(device),
+        'device_name': _device_name(device), 'torch_threads': torch.get_num_threads(),
+        'image': list(image.shape), 'masks': len(frame.proposals), 'load_s': round(load_s, 2),
+        'first_query': {'total_ms': round(first_ms, 1), 'peak_mb': round(first_mem.peak_mb, 1),
+                        'stages_ms': _rounded({**{f'frame.{k}': v for k, v in
+                                                  frame.timings_ms.items()},
+                                               **first.timings_ms})},
+        'repeat_query': {'total_ms': round(repeat_ms, 1),
+                         'peak_mb': round(repeat_mem.peak_mb, 1),
+                         'stages_ms': _rounded(repeat.timings_ms)},
+        'repeat_over_first': round(repeat_ms / first_ms, 4)}
+
+
+def _rounded(values: dict) -> dict:
+    return {k: round(v, 1) for k, v in values.items()}
+
+
+def _device_name(device) -> str:
+    import platform
+
+    import torch
+
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores'
+
+
+def format_table(records: list[dict]) -> str:
+    """A Markdown table of bench records."""
+    memory = 'peak GPU MiB' if records and records[0]['device'].startswith('cuda') \
+        else 'peak RSS MiB'
+    lines = [f'| SAM | device | masks | query | total ms | proposals | features | gem | '
+             f'text+guidance | {memory} |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for r in records:
+        for kind in ('first_query', 'repeat_query'):
+            q = r[kind]
+            stages = q['stages_ms']
+            per_query = sum(stages.get(k, 0.0) for k in ('parse', 'text', 'matching',
+                                                          'guidance'))
+            lines.append(
+                f"| {r['sam']} | {r['device_name']} | {r['masks']} | "
+                f"{kind.replace('_query', '')} | {q['total_ms']:.0f} | "
+                f"{stages.get('frame.proposals', 0):.0f} | "
+                f"{stages.get('frame.features', 0):.0f} | {stages.get('frame.gem', 0):.0f} | "
+                f"{per_query:.0f} | {q['peak_mb']:.0f} |")
+    return '\n'.join(lines)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    records = [run_bench(sam.strip(), args.device, args.threads)
+               for sam in args.sam.split(',')]
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        print(format_table(records))
+        for r in records:
+            print(f"{r['sam']}: repeat query / first query = {r['repeat_over_first']:.4f}; "
+                  f"load {r['load_s']} s; torch threads {r['torch_threads']}")
+    return 0
+
+
+def register(subparsers) -> None:
+    bench = subparsers.add_parser(
+        'bench', help='latency and peak memory of a first and a repeat query')
+    bench.add_argument('--sam', default='vit_b,vit_h', help='SAM sizes, comma-separated')
+    bench.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    bench.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: default)')
+    bench.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    bench.set_defaults(func=cmd_bench)

@@ -1,0 +1,263 @@
+"""HybridGL end to end: ``prepare(image) -> Frame`` once per image, ``query(frame, text)`` per
+expression (spec §1, §13)."""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.errors import InvalidInputError
+from hybridgl_ros.core.geometry import interior_point, mask_centroid
+from hybridgl_ros.core.types import Frame, ParsedExpression, Segmentation
+
+LOG = logging.getLogger(__name__)
+
+
+def block_index(fraction: float, depth: int) -> int:
+    """A block given as a fraction of the depth: 0.75 of 12 -> 9, of 4 -> 3."""
+    return min(max(int(round(fraction * depth)), 0), depth - 1)
+
+
+class HybridGL:
+    """Referring-expression segmentation, training-free (HybridGL, CVPR 2025).
+
+    Args:
+        config: the method's configuration.
+        clip_model: an open_clip CLIP on its device (serves the mask features, the text
+            features and GEM).
+        proposer: a :class:`~hybridgl_ros.core.proposals.MaskProposer` (SAM).
+        parser: an expression parser with ``parse(text) -> ParsedExpression``; spaCy by default.
+    """
+
+    def __init__(self, config: HybridGLConfig, *, clip_model, proposer, parser=None) -> None:
+        from hybridgl_ros.core.encoder import HybridEncoder
+        from hybridgl_ros.core.models import autocast_dtype, text_tokenizer
+        from hybridgl_ros.core.text import SpacyParser
+        from hybridgl_ros.core.text_features import TextEncoder
+
+        self.config = config
+        self.device = next(clip_model.parameters()).device
+        self.autocast_dtype = autocast_dtype(config.models.precision, self.device,
+                                             config.reference)
+        visual = clip_model.visual
+        depth = len(visual.transformer.resblocks)
+        self.fusion_start = block_index(config.features.fusion_start_fraction, depth)
+        self.gem_start = block_index(config.gem.start_fraction, depth)
+        self.visual = visual
+        self.encoder = HybridEncoder(visual, config.features, self.fusion_start, self.device,
+                                     self.autocast_dtype)
+        self.text = TextEncoder(clip_model, text_tokenizer(clip_model), config.text.cache_size,
+                                self.autocast_dtype)
+        self.parser = parser or SpacyParser(config.text.spacy_model,
+                                            reference_parity=config.reference)
+        self.proposer = proposer
+
+    @classmethod
+    def from_config(cls, config: HybridGLConfig | None = None) -> 'HybridGL':
+        """Loads every model from local files (the embedded demo models where none is set)."""
+        import torch
+
+        from hybridgl_ros.core.models import autocast_dtype, load_clip, load_sam, resolve_device
+        from hybridgl_ros.core.proposals import SamProposer
+
+        config = config or HybridGLConfig()
+        if config.models.torch_threads > 0:
+            torch.set_num_threads(config.models.torch_threads)
+        device = resolve_device(config.models.device)
+        clip_model = load_clip(config.models, device)
+        sam = load_sam(config.models, device)
+        dtype = autocast_dtype(config.models.precision, device, config.reference)
+        return cls(config, clip_model=clip_model, proposer=SamProposer(sam, config.proposals,
+                                                                        dtype))
+
+    # ------------------------------------------------------------------------------ per frame
+    def prepare(self, image_rgb: np.ndarray) -> Frame:
+        """Everything text-independent: SAM masks, mask features, GEM image tokens.
+
+        Args:
+            image_rgb: (H, W, 3) uint8 RGB.
+        """
+        import torch
+
+        from hybridgl_ros.core.gem import gem_image_tokens
+
+        image_rgb = check_image(image_rgb)
+        timings: dict[str, float] = {}
+        with _timed(timings, 'proposals', self.device):
+            proposals = self.proposer.propose(image_rgb)
+        with _timed(timings, 'features', self.device):
+            features = self.encoder.encode(image_rgb, proposals.masks)  # (N, D)
+        gem_tokens, grid = None, (0, 0)
+        if self.config.guidance.use_coherence and len(proposals):
+            with _timed(timings, 'gem', self.device):
+                gem_tokens, grid = gem_image_tokens(self.visual, image_rgb, self.config.gem,
+                                                    self.gem_start, self.autocast_dtype)
+        masks_t = torch.from_numpy(proposals.masks).to(self.device)
+        return Frame(image_size=image_rgb.shape[:2], proposals=proposals,
+                     mask_features=features, gem_tokens=gem_tokens, gem_grid=grid,
+                     timings_ms=timings, mask_tensor=masks_t)
+
+    # ------------------------------------------------------------------------------ per query
+    def query(self, frame: Frame, text: str) -> Segmentation:
+        """Resolves one expression on a prepared frame (spec §5–§10)."""
+        import torch
+
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError('the expression is empty')
+        with torch.inference_mode():
+            return self._query(frame, text)
+
+    def _query(self, frame: Frame, text: str) -> Segmentation:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        with _timed(timings, 'parse'):
+            parse = self.parser.parse(text)
+        message = ''
+        if self.text.is_truncated(parse.normalized):
+            message = (f'text longer than the model\'s {self.text.context_length} tokens: '
+                       'truncated')
+        if len(frame.proposals) == 0:
+            timings['total'] = _ms(start)
+            return _not_found(frame, text, parse, timings,
+                              _join(message, 'no object: SAM proposed no masks'))
+        with _timed(timings, 'text', self.device):
+            feats = self._text_features(parse)
+        with _timed(timings, 'matching'):
+            p, q, pure_index = self._matching(frame, feats)
+        with _timed(timings, 'guidance', self.device):
+            chosen, candidates, cand_scores, spatial = self._guidance(frame, parse, feats, p, q)
+        timings['total'] = _ms(start)
+        return self._result(frame, text, parse, chosen, pure_index, p, spatial, candidates,
+                            cand_scores, timings, message)
+
+    def segment(self, image_rgb: np.ndarray, text: str) -> Segmentation:
+        """``query(prepare(image_rgb), text)``, with the frame's timings included."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError('the expression is empty')
+        frame = self.prepare(image_rgb)
+        result = self.query(frame, text)
+        result.timings_ms.update({f'frame.{k}': v for k, v in frame.timings_ms.items()})
+        return result
+
+    def _text_features(self, parse: ParsedExpression) -> dict:
+        """E of every string the query needs, in one text-encoder batch."""
+        cfg = self.config.text
+        others = [cfg.other_prompt.format(o) for o in parse.other_phrases]
+        gem_text = self.config.gem.prompt.format(parse.head_phrase)
+        strings = [parse.normalized, parse.head_phrase, gem_text, *others]
+        e = self.text.encode(strings)  # (B, D)
+        target = cfg.sentence_weight * e[0] + (1.0 - cfg.sentence_weight) * e[1]
+        return {'target': target, 'gem': e[2], 'other': e[3:].mean(0) if others else None}
+
+    def _matching(self, frame: Frame, feats: dict):
+        """p = softmax(s), q = softmax over the other-noun similarity, argmax of s."""
+        import torch
+
+        v = torch.nn.functional.normalize(frame.mask_features, dim=-1)  # (N, D)
+        scale = self.config.text.logit_scale
+
+        def probs(feature):
+            return torch.softmax(scale * (v @ torch.nn.functional.normalize(feature, dim=0)),
+                                 dim=0)
+
+        p = probs(feats['target'])
+        q = probs(feats['other']) if feats['other'] is not None else None
+        return p, q, int(torch.argmax(p))
+
+    def _guidance(self, frame: Frame, parse: ParsedExpression, feats: dict, p, q):
+        import torch
+
+        from hybridgl_ros.core import guidance as g
+        from hybridgl_ros.core.gem import coherence_map
+
+        cfg = self.config.guidance
+        height, width = frame.image_size
+        relation = parse.relation if cfg.use_relation else 'none'
+        candidates = g.select_candidates(p, cfg.candidate_count)
+        boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32,
+                                device=p.device)
+        r = g.relation_scores(relation, p, candidates, boxes, q=q,
+                              partner_count=cfg.partner_count)
+        if cfg.use_coherence and frame.gem_tokens is not None:
+            coherence = coherence_map(frame.gem_tokens, frame.gem_grid, feats['gem'],
+                                      self.config.gem.input_scale * self.visual.image_size[0],
+                                      (height, width))
+        else:
+            coherence = torch.ones((height, width), device=p.device)
+        direction = parse.direction if cfg.use_position else 'none'
+        vertical = cfg.vertical_ramps and not self.config.reference
+        ramp = g.position_ramp(direction, height, width, vertical).to(p.device)
+        weighted = g.coherence_weighting(coherence, ramp)
+        spatial = g.spatial_scores(weighted, frame.mask_tensor, g.beta_for(relation, cfg))
+        scores = g.final_scores(r, spatial[candidates], cfg.spatial_weight)
+        best = int(torch.argmax(scores))
+        return (int(candidates[best]), tuple(int(c) for c in candidates),
+                tuple(float(s) for s in scores), spatial)
+
+    def _result(self, frame, text, parse, chosen, pure_index, p, spatial, candidates,
+                cand_scores, timings, message) -> Segmentation:
+        mask = frame.proposals.masks[chosen]
+        box = tuple(int(v) for v in frame.proposals.boxes_xywh[chosen])
+        return Segmentation(
+            found=True, text=text, mask=mask, box_xywh=box,
+            score=cand_scores[candidates.index(chosen)], centroid_xy=mask_centroid(mask),
+            interior_xy=interior_point(mask), index=chosen, pure_index=pure_index,
+            matching_probs=p.detach().float().cpu().numpy(),
+            spatial_scores=spatial.detach().float().cpu().numpy(),
+            candidate_indices=candidates, candidate_scores=cand_scores, parse=parse,
+            timings_ms=timings, message=message)
+
+
+def check_image(image_rgb) -> np.ndarray:
+    """Validates an (H, W, 3) uint8 RGB image (InvalidInputError says what is wrong)."""
+    if not isinstance(image_rgb, np.ndarray):
+        raise InvalidInputError(f'the image must be a numpy array, not {type(image_rgb)}')
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise InvalidInputError(f'the image must be (H, W, 3) RGB, not {image_rgb.shape}')
+    if image_rgb.dtype != np.uint8:
+        raise InvalidInputError(f'the image must be uint8, not {image_rgb.dtype}')
+    if min(image_rgb.shape[:2]) < 2:
+        raise InvalidInputError(f'the image is too small: {image_rgb.shape[1]}x'
+                                f'{image_rgb.shape[0]}')
+    return np.ascontiguousarray(image_rgb)
+
+
+def _not_found(frame: Frame, text: str, parse: ParsedExpression, timings: dict,
+               message: str) -> Segmentation:
+    height, width = frame.image_size
+    n = len(frame.proposals)
+    return Segmentation(
+        found=False, text=text, mask=np.zeros((height, width), bool), box_xywh=(0, 0, 0, 0),
+        score=0.0, centroid_xy=(float('nan'), float('nan')), interior_xy=(-1, -1), index=-1,
+        pure_index=-1, matching_probs=np.zeros(n, np.float32),
+        spatial_scores=np.zeros(n, np.float32), candidate_indices=(), candidate_scores=(),
+        parse=parse, timings_ms=timings, message=message)
+
+
+def _join(*parts: str) -> str:
+    return '; '.join(p for p in parts if p)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _sync(device) -> None:
+    if device.type == 'cuda':
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+@contextmanager
+def _timed(timings: dict, name: str, device=None) -> Iterator[None]:
+    """Adds the milliseconds of the block to ``timings[name]`` (GPU work included)."""
+    start = time.perf_counter()
+    yield
+    if device is not None:
+        _sync(device)
+    timings[name] = _ms(start)
