@@ -1,0 +1,52 @@
+"""The config: spec defaults, grouped names, YAML and its errors."""
+import pytest
+
+from hybridgl_ros.core.config import PHRASECUT_PROPOSALS, HybridGLConfig
+from hybridgl_ros.core.errors import ConfigError
+
+
+def test_defaults_are_the_spec_values():
+    c = HybridGLConfig()
+    assert (c.proposals.points_per_side, c.proposals.pred_iou_thresh,
+            c.proposals.stability_score_thresh, c.proposals.box_nms_thresh,
+            c.proposals.min_mask_region_area) == (8, 0.7, 0.7, 0.7, 800)
+    assert (c.features.mode, c.features.fusion_weight, c.features.blur_kernel_px,
+            c.features.blur_sigma_px) == ('G2L', 2.0, 15, 2.6)
+    assert (c.guidance.candidate_count, c.guidance.partner_count, c.guidance.spatial_weight,
+            c.guidance.beta, c.guidance.beta_big, c.guidance.beta_small) == (3, 6, 0.6, 1.8,
+                                                                              1.95, 1.5)
+    assert not c.guidance.vertical_ramps and c.parity == 'default'
+    assert PHRASECUT_PROPOSALS.points_per_side == 64 and PHRASECUT_PROPOSALS.crop_n_layers == 1
+
+
+def test_flat_names_round_trip():
+    c = HybridGLConfig.from_flat({'proposals.points_per_side': '16', 'guidance.vertical_ramps':
+                                  'true', 'features.image_mean': [0.5, 0.5, 0.5]})
+    assert c.proposals.points_per_side == 16 and c.guidance.vertical_ramps is True
+    assert HybridGLConfig.from_flat(c.to_flat()) == c
+
+
+@pytest.mark.parametrize('values', [{'proposals.points_per_sid': 8}, {'parity': 'exact'},
+                                    {'features.mode': 'GL'}, {'proposals.points_per_side': 1.5},
+                                    {'features.image_mean': [0.5]}])
+def test_bad_values_are_config_errors(values):
+    with pytest.raises(ConfigError):
+        HybridGLConfig.from_flat(values)
+
+
+def test_yaml_sections_and_ros_parameter_files_both_read(tmp_path):
+    plain = tmp_path / 'plain.yaml'
+    plain.write_text('parity: reference\nguidance:\n  beta: 1.7\n')
+    ros = tmp_path / 'ros.yaml'
+    ros.write_text('hybridgl_node:\n  ros__parameters:\n    publish_overlay: true\n'
+                   '    guidance:\n      beta: 1.6\n')
+    assert HybridGLConfig.from_yaml(plain).guidance.beta == 1.7
+    assert HybridGLConfig.from_yaml(plain).reference
+    assert HybridGLConfig.from_yaml(ros).guidance.beta == 1.6
+
+
+def test_unknown_yaml_field_is_an_error(tmp_path):
+    path = tmp_path / 'typo.yaml'
+    path.write_text('guidance:\n  betta: 1.7\n')
+    with pytest.raises(ConfigError, match='betta'):
+        HybridGLConfig.from_yaml(path)
