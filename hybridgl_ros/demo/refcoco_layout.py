@@ -1,0 +1,117 @@
+"""Writes generated scenes in the RefCOCO layout, so the evaluator reads them like the real data.
+
+Layout of ``DIR`` (the same as RefCOCO's ``refcoco/`` folder plus the COCO images)::
+
+    DIR/instances.json     COCO: images, annotations (RLE segmentation), categories
+    DIR/refs(unc).p        pickle: list of refs, RefCOCO's keys
+    DIR/images/COCO_train2014_000000000001.jpg ...
+
+Each ref is ``{'ref_id', 'ann_id', 'image_id', 'category_id', 'split', 'sentences', 'sent_ids',
+'file_name', 'kind'}``; a sentence is ``{'sent', 'raw', 'tokens', 'sent_id', 'kind'}``. As in
+RefCOCO, ``file_name`` is the image's name with ``_<ann_id>`` appended; the image itself is the
+``file_name`` of ``instances.json``. ``kind`` (one of ``expressions.KINDS``) is an addition.
+Splits are per image: indices 0-6 of every 10 train, 7 val, 8 testA, 9 testB.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from hybridgl_ros.demo.expressions import referring_expressions
+from hybridgl_ros.demo.scenes import HEIGHT_PX, SHAPES, WIDTH_PX, Scene, make_scene
+
+LOGGER = logging.getLogger(__name__)
+REFS_FILE = 'refs(unc).p'
+INSTANCES_FILE = 'instances.json'
+IMAGES_DIR = 'images'
+_SPLITS = ('train',) * 7 + ('val', 'testA', 'testB')
+
+
+def category_id(shape: str) -> int:
+    """COCO category id (1-based) of a shape name."""
+    return SHAPES.index(shape) + 1
+
+
+def image_file_name(image_id: int) -> str:
+    """COCO train2014-style file name of an image."""
+    return f'COCO_train2014_{image_id:012d}.jpg'
+
+
+def write_dataset(out_dir: str | Path, count: int, seed: int, jpeg_quality: int = 95) -> dict:
+    """Generates ``count`` scenes of series ``seed`` and writes them in the RefCOCO layout.
+
+    Returns:
+        A summary: ``{'images': n, 'annotations': n, 'refs': n, 'sentences': n,
+        'kinds': {kind: sentences}}``.
+    """
+    out = Path(out_dir)
+    (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    coco = {'info': {'description': f'hybridgl_ros demo scenes, seed {seed}'},
+            'images': [], 'annotations': [], 'categories': [
+                {'id': category_id(s), 'name': s, 'supercategory': 'toy'} for s in SHAPES]}
+    refs: list[dict] = []
+    sent_count = 0
+    for index in range(count):
+        scene = make_scene(seed, index)
+        image_id = index + 1
+        name = image_file_name(image_id)
+        cv2.imwrite(str(out / IMAGES_DIR / name), scene.image_rgb[..., ::-1],
+                    [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        coco['images'].append({'id': image_id, 'file_name': name, 'width': WIDTH_PX,
+                               'height': HEIGHT_PX})
+        ann_ids = _add_annotations(coco['annotations'], scene, image_id)
+        rng = np.random.default_rng([seed, index, 1])
+        for ref in referring_expressions(scene.objects, rng):
+            refs.append(_ref_record(ref, len(refs), ann_ids[ref.target], image_id,
+                                    scene.objects[ref.target].shape, _SPLITS[index % 10],
+                                    sent_count))
+            sent_count += len(ref.sentences)
+    (out / INSTANCES_FILE).write_text(json.dumps(coco))
+    with (out / REFS_FILE).open('wb') as stream:
+        pickle.dump(refs, stream, protocol=2)
+    summary = summarize(coco, refs)
+    LOGGER.info('wrote %s: %s', out, summary)
+    return summary
+
+
+def _add_annotations(annotations: list[dict], scene: Scene, image_id: int) -> list[int]:
+    ids = []
+    for k, (mask, obj) in enumerate(zip(scene.masks, scene.objects)):
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        rle['counts'] = rle['counts'].decode('ascii')
+        ann_id = image_id * 100 + k
+        x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
+        annotations.append({
+            'id': ann_id, 'image_id': image_id, 'category_id': category_id(obj.shape),
+            'segmentation': rle, 'area': float(mask.sum()), 'bbox': [x, y, w, h],
+            'iscrowd': 0, 'attributes': {'colour': obj.colour, 'size': obj.size}})
+        ids.append(ann_id)
+    return ids
+
+
+def _ref_record(ref, ref_id: int, ann_id: int, image_id: int, shape: str, split: str,
+                first_sent_id: int) -> dict:
+    sentences = []
+    for k, text in enumerate(ref.sentences):
+        sentences.append({'tokens': text.split(), 'raw': text, 'sent_id': first_sent_id + k,
+                          'sent': text, 'kind': ref.kind})
+    return {'sent_ids': [s['sent_id'] for s in sentences],
+            'file_name': f'{image_file_name(image_id)[:-4]}_{ann_id}.jpg',
+            'ann_id': ann_id, 'ref_id': ref_id, 'image_id': image_id, 'split': split,
+            'sentences': sentences, 'category_id': category_id(shape), 'kind': ref.kind}
+
+
+def summarize(coco: dict, refs: list[dict]) -> dict:
+    """Counts of images, annotations, refs, sentences and sentences per kind."""
+    kinds: dict[str, int] = {}
+    for ref in refs:
+        kinds[ref['kind']] = kinds.get(ref['kind'], 0) + len(ref['sentences'])
+    return {'images': len(coco['images']), 'annotations': len(coco['annotations']),
+            'refs': len(refs), 'sentences': sum(len(r['sentences']) for r in refs),
+            'kinds': dict(sorted(kinds.items()))}

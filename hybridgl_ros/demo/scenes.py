@@ -1,0 +1,209 @@
+"""Seeded procedural table-top scenes: coloured toy shapes on textured backgrounds.
+
+A scene is a 640x480 RGB image, one exact instance mask per object (the pixels painted with the
+object's colour) and the objects' attributes. Scenes contain near-duplicates on purpose: twins
+(same colour, shape and size), same colour and shape in two sizes, same shape in two colours.
+Scene ``index`` of seed ``seed`` is always the same image (``numpy.random.default_rng([seed,
+index])``), whatever else was generated before.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+WIDTH_PX, HEIGHT_PX = 640, 480
+SHAPES = ('ball', 'cube', 'triangle', 'star', 'ring')
+COLOURS = {
+    'red': (205, 35, 35), 'green': (40, 160, 60), 'blue': (40, 80, 215),
+    'yellow': (235, 205, 40), 'purple': (135, 55, 175), 'orange': (245, 130, 25)}
+SIZES = ('small', 'big')
+#: Radius of the circle around the object (pixels) for each size class.
+RADIUS_RANGE_PX = {'small': (32, 42), 'big': (60, 74)}
+#: Neutral table colours (RGB), far from the object colours.
+TABLE_COLOURS = ((150, 150, 150), (190, 180, 160), (120, 95, 70), (80, 85, 95), (200, 200, 195),
+                 (160, 140, 115))
+_MIN_GAP_PX = 14
+_MARGIN_PX = 6
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One object: what it is and where.
+
+    Attributes:
+        shape: one of SHAPES.
+        colour: a key of COLOURS.
+        size: 'small' or 'big'.
+        center_xy: (x, y) pixel centre.
+        radius_px: radius of its bounding circle in pixels.
+        angle_deg: in-plane rotation in degrees.
+    """
+
+    shape: str
+    colour: str
+    size: str
+    center_xy: tuple[float, float]
+    radius_px: float
+    angle_deg: float
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One rendered scene.
+
+    Attributes:
+        image_rgb: (480, 640, 3) uint8.
+        masks: (N, 480, 640) bool, one per object, disjoint.
+        objects: the N objects, in the order of ``masks``.
+    """
+
+    image_rgb: np.ndarray
+    masks: np.ndarray
+    objects: tuple[SceneObject, ...]
+
+
+def make_scene(seed: int, index: int) -> Scene:
+    """Renders scene ``index`` of the series ``seed`` (deterministic)."""
+    rng = np.random.default_rng([seed, index])
+    specs = _sample_specs(rng)
+    objects = _place(rng, specs)
+    image = _background(rng)
+    masks = np.zeros((len(objects), HEIGHT_PX, WIDTH_PX), bool)
+    for i, obj in enumerate(objects):
+        masks[i] = shape_mask(obj)
+        _shadow(image, masks[i], obj)
+    for i, obj in enumerate(objects):
+        _paint(rng, image, masks[i], obj)
+    image += 3.0 * rng.standard_normal(image.shape, dtype=np.float32)
+    image_rgb = np.clip(image, 0, 255).astype(np.uint8)
+    return Scene(image_rgb, masks, tuple(objects))
+
+
+def _sample_specs(rng: np.random.Generator) -> list[tuple[str, str, str]]:
+    """(shape, colour, size) of 2-6 objects with deliberate near-duplicates."""
+    count = int(rng.integers(2, 7))
+    colours = list(COLOURS)
+    specs: list[tuple[str, str, str]] = []
+    while len(specs) < count:
+        spec = (SHAPES[rng.integers(len(SHAPES))], colours[rng.integers(len(colours))],
+                SIZES[rng.integers(2)])
+        specs.append(spec)
+        roll = rng.random()
+        if len(specs) < count and roll < 0.3:
+            specs.append(spec)                                    # identical twin
+        elif len(specs) < count and roll < 0.5:
+            other = 'big' if spec[2] == 'small' else 'small'
+            specs.append((spec[0], spec[1], other))               # same, other size
+        elif len(specs) < count and roll < 0.7:
+            specs.append((spec[0], colours[rng.integers(len(colours))], spec[2]))
+    return specs
+
+
+def _place(rng: np.random.Generator, specs: list[tuple[str, str, str]]) -> list[SceneObject]:
+    """Non-overlapping positions; big objects first; an object that does not fit is dropped."""
+    order = sorted(range(len(specs)), key=lambda i: specs[i][2] != 'big')
+    placed: dict[int, SceneObject] = {}
+    for i in order:
+        shape, colour, size = specs[i]
+        radius = float(rng.uniform(*RADIUS_RANGE_PX[size]))
+        for _ in range(200):
+            x = float(rng.uniform(radius + _MARGIN_PX, WIDTH_PX - radius - _MARGIN_PX))
+            y = float(rng.uniform(radius + _MARGIN_PX, HEIGHT_PX - radius - _MARGIN_PX))
+            if all(np.hypot(x - o.center_xy[0], y - o.center_xy[1])
+                   > radius + o.radius_px + _MIN_GAP_PX for o in placed.values()):
+                angle = float(rng.uniform(-18, 18))
+                placed[i] = SceneObject(shape, colour, size, (x, y), radius, angle)
+                break
+    return [placed[i] for i in sorted(placed)]
+
+
+def _background(rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) float32 table texture: base colour, low-frequency blotches and grain."""
+    base = np.array(TABLE_COLOURS[rng.integers(len(TABLE_COLOURS))], np.float32)
+    base = (base + rng.uniform(-12, 12, 3)).astype(np.float32)
+    blotch = cv2.resize(rng.normal(0, 1, (6, 8)).astype(np.float32), (WIDTH_PX, HEIGHT_PX),
+                        interpolation=cv2.INTER_CUBIC)
+    yy = np.arange(HEIGHT_PX, dtype=np.float32)[:, None]
+    xx = np.arange(WIDTH_PX, dtype=np.float32)[None, :]
+    kind = int(rng.integers(3))
+    if kind == 0:                                                 # wood grain
+        phase = rng.uniform(0, 2 * np.pi)
+        period = rng.uniform(9, 25)
+        texture = 9 * np.sin(yy / np.float32(period) + 2.5 * blotch + np.float32(phase))
+    elif kind == 1:                                               # tiles
+        tile = int(rng.integers(40, 90))
+        texture = 7.0 * (((yy // tile) + (xx // tile)) % 2) - 3.5
+        texture = texture - 25 * ((yy % tile < 2) | (xx % tile < 2))
+    else:                                                         # cloth
+        fine = rng.normal(0, 1, (HEIGHT_PX // 4, WIDTH_PX // 4)).astype(np.float32)
+        texture = 8 * cv2.resize(fine, (WIDTH_PX, HEIGHT_PX), interpolation=cv2.INTER_LINEAR)
+    light = 1.0 + 0.12 * (xx / WIDTH_PX - 0.5) * np.float32(rng.uniform(-1, 1))
+    shade = (texture + 10 * blotch) * light
+    image = (base[None, None, :] * light[..., None] + shade[..., None]).astype(np.float32)
+    return np.clip(image, 0, 255, out=image)
+
+
+def shape_mask(obj: SceneObject) -> np.ndarray:
+    """(480, 640) bool: the pixels of ``obj`` (no anti-aliasing, so image and mask agree)."""
+    mask = np.zeros((HEIGHT_PX, WIDTH_PX), np.uint8)
+    cx, cy = obj.center_xy
+    r = obj.radius_px
+    if obj.shape in ('ball', 'ring'):
+        cv2.circle(mask, (round(cx), round(cy)), round(r), 1, -1)
+        if obj.shape == 'ring':
+            cv2.circle(mask, (round(cx), round(cy)), round(0.5 * r), 0, -1)
+        return mask.astype(bool)
+    points = _outline(obj.shape, r, obj.angle_deg) + np.array([cx, cy])
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def _outline(shape: str, radius: float, angle_deg: float) -> np.ndarray:
+    """(K, 2) float polygon of a shape centred on the origin, y down."""
+    if shape == 'triangle':
+        angles = np.deg2rad(angle_deg - 90 + np.arange(3) * 120)
+        radii = np.full(3, radius)
+    elif shape == 'star':
+        angles = np.deg2rad(angle_deg - 90 + np.arange(10) * 36)
+        radii = np.where(np.arange(10) % 2 == 0, radius, 0.45 * radius)
+    else:                                                         # cube: a hexagon silhouette
+        angles = np.deg2rad(angle_deg + 30 + np.arange(6) * 60)
+        radii = np.full(6, 0.95 * radius)
+    return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+
+
+def _shadow(image: np.ndarray, mask: np.ndarray, obj: SceneObject) -> None:
+    """Darkens the table under a soft shadow offset down-right (outside every mask later)."""
+    shift = max(4, round(0.15 * obj.radius_px))
+    sigma = 0.2 * obj.radius_px
+    reach = int(obj.radius_px + shift + 3 * sigma + 2)
+    cx, cy = round(obj.center_xy[0]), round(obj.center_xy[1])
+    y0, y1 = max(0, cy - reach), min(HEIGHT_PX, cy + reach)
+    x0, x1 = max(0, cx - reach), min(WIDTH_PX, cx + reach)
+    moved = np.zeros((HEIGHT_PX, WIDTH_PX), np.float32)
+    moved[shift:, shift // 2:] = mask[:-shift, :WIDTH_PX - shift // 2]
+    soft = cv2.GaussianBlur(moved[y0:y1, x0:x1], (0, 0), sigma)
+    image[y0:y1, x0:x1] *= (1.0 - 0.35 * soft)[..., None]
+
+
+def _paint(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray,
+           obj: SceneObject) -> None:
+    """Fills the mask with the object's colour and a simple light model for its shape."""
+    colour = np.array(COLOURS[obj.colour], np.float32) + rng.uniform(-14, 14, 3)
+    ys, xs = np.nonzero(mask)
+    dx = (xs - obj.center_xy[0]) / obj.radius_px
+    dy = (ys - obj.center_xy[1]) / obj.radius_px
+    if obj.shape in ('ball', 'ring'):
+        # A sphere (or torus) lit from the upper left: bright spot, darker rim.
+        light = 1.15 - 0.45 * np.hypot(dx + 0.35, dy + 0.35)
+    elif obj.shape == 'cube':
+        # Three faces of an isometric cube: top bright, left mid, right dark.
+        angle = np.rad2deg(np.arctan2(dy, dx)) - obj.angle_deg
+        angle = np.mod(angle, 360)
+        light = np.where((angle >= 210) & (angle < 330), 1.15,
+                         np.where((angle >= 90) & (angle < 210), 0.9, 0.7))
+    else:
+        light = 1.05 - 0.2 * (dy + 1) / 2
+    image[ys, xs] = np.clip(colour[None, :] * light[:, None], 0, 255)
