@@ -1,0 +1,118 @@
+"""ROS parameters mirror HybridGLConfig one to one; config/hybridgl.yaml holds every default."""
+from pathlib import Path
+
+import pytest
+import yaml
+from rcl_interfaces.msg import ParameterType
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.errors import ConfigError
+from hybridgl_ros.ros import params
+
+YAML_PATH = Path(__file__).resolve().parents[2] / 'config/hybridgl.yaml'
+
+
+def _flatten(mapping, prefix=''):
+    out = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            out[f'{prefix}{key}'] = value
+    return out
+
+
+def _node(context, overrides=(), cli_args=None):
+    node = Node(params.NODE_NAME, context=context, parameter_overrides=list(overrides),
+                cli_args=cli_args)
+    params.declare_parameters(node)
+    return node
+
+
+def test_yaml_file_holds_every_default():
+    data = yaml.safe_load(YAML_PATH.read_text())
+    assert _flatten(data[params.NODE_NAME]['ros__parameters']) == params.all_param_defaults()
+
+
+def test_yaml_file_is_what_the_generator_writes():
+    assert YAML_PATH.read_text() == params.render_yaml(), (
+        'regenerate: python -m hybridgl_ros.ros.params > config/hybridgl.yaml')
+
+
+def test_config_from_yaml_file_equals_dataclass_defaults():
+    assert HybridGLConfig.from_yaml(YAML_PATH) == HybridGLConfig()
+
+
+def test_every_config_field_is_a_parameter():
+    assert set(HybridGLConfig().to_flat()) <= set(params.all_param_defaults())
+
+
+def test_node_and_config_parameter_names_do_not_collide():
+    assert not set(params.node_param_defaults()) & set(params.config_param_defaults())
+
+
+def test_declared_parameters_equal_defaults_and_are_described(ros_context):
+    node = _node(ros_context)
+    for name, default in params.all_param_defaults().items():
+        assert node.get_parameter(name).value == default, name
+        descriptor = node.describe_parameter(name)
+        assert len(descriptor.description) > 10, name
+    node.destroy_node()
+
+
+def test_tuples_are_double_arrays(ros_context):
+    node = _node(ros_context)
+    descriptor = node.describe_parameter('features.image_mean')
+    assert descriptor.type == ParameterType.PARAMETER_DOUBLE_ARRAY
+    node.destroy_node()
+
+
+def test_parameters_map_to_config(ros_context):
+    node = _node(ros_context, [
+        Parameter('proposals.points_per_side', value=16),
+        Parameter('features.image_mean', value=[0.1, 0.2, 0.3]),
+        Parameter('guidance.use_coherence', value=False),
+        Parameter('models.sam_checkpoint', value='/models/sam_vit_b.pth'),
+        Parameter('parity', value='reference')])
+    config = params.config_from_node(node)
+    assert config.proposals.points_per_side == 16
+    assert config.features.image_mean == (0.1, 0.2, 0.3)
+    assert config.guidance.use_coherence is False
+    assert config.models.sam_checkpoint == '/models/sam_vit_b.pth'
+    assert config.reference
+    node.destroy_node()
+
+
+def test_default_parameters_give_the_default_config(ros_context):
+    node = _node(ros_context)
+    assert params.config_from_node(node) == HybridGLConfig()
+    node.destroy_node()
+
+
+def test_params_file_loads_through_rcl(ros_context):
+    node = _node(ros_context, cli_args=['--ros-args', '--params-file', str(YAML_PATH)])
+    assert params.config_from_node(node) == HybridGLConfig()
+    assert params.node_params_from_node(node) == params.NodeParams()
+    node.destroy_node()
+
+
+def test_bad_method_value_is_a_config_error(ros_context):
+    node = _node(ros_context, [Parameter('features.mode', value='XYZ')])
+    with pytest.raises(ConfigError, match='features.mode'):
+        params.config_from_node(node)
+    node.destroy_node()
+
+
+def test_bad_node_value_is_a_config_error(ros_context):
+    node = _node(ros_context, [Parameter('image_reliability', value='sometimes')])
+    with pytest.raises(ConfigError, match='image_reliability'):
+        params.node_params_from_node(node)
+    node.destroy_node()
+
+
+def test_markdown_table_lists_every_parameter():
+    table = params.parameter_table_markdown()
+    for name in params.all_param_defaults():
+        assert f'| `{name}` |' in table
