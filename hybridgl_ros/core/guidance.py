@@ -1,0 +1,278 @@
+"""Relation, position and spatial guidance and the final score (spec §7.2–7.3, §9, §10).
+
+Pure functions on torch tensors (CPU or CUDA), vectorised over masks; N = 0 masks is allowed
+everywhere. The ablation switches of ``GuidanceConfig`` and the parity rule for vertical ramps
+are applied in one place, :func:`plan_guidance`; the other functions do exactly what their
+arguments say.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hybridgl_ros.core.config import GuidanceConfig
+from hybridgl_ros.core.errors import InvalidInputError
+from hybridgl_ros.core.types import DIRECTIONS, RELATIONS, ParsedExpression
+
+#: Masks converted to float at once in ``spatial_scores``: bounds memory (32 masks of 640x480
+#: are 39 MB in float32), not the result.
+_MASK_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class GuidancePlan:
+    """What guidance one query gets, after the ablation switches and parity rules.
+
+    Attributes:
+        relation: drives R (§7) and β (§10); 'none' when ``use_relation`` is off.
+        direction: drives the position ramp (§9); 'none' when ``use_position`` is off.
+        vertical_ramps: whether up/down ramps apply (config switch; always off in parity mode,
+            spec §12 bug 3).
+        use_coherence: False: the coherence map is all ones (GEM need not run at all).
+        beta: β of Eq. 8 for ``relation``.
+    """
+
+    relation: str
+    direction: str
+    vertical_ramps: bool
+    use_coherence: bool
+    beta: float
+
+
+def plan_guidance(parsed: ParsedExpression, config: GuidanceConfig,
+                  reference_parity: bool = False) -> GuidancePlan:
+    """Applies the ablation switches of ``config`` to a parsed expression.
+
+    ``use_relation=False`` removes the relation everywhere, β included (as if the expression had
+    no relation word); ``use_position=False`` makes the ramp all ones; ``use_coherence=False``
+    makes the coherence map all ones.
+    """
+    relation = parsed.relation if config.use_relation else 'none'
+    return GuidancePlan(
+        relation=relation,
+        direction=parsed.direction if config.use_position else 'none',
+        vertical_ramps=config.vertical_ramps and not reference_parity,
+        use_coherence=config.use_coherence,
+        beta=beta_for(relation, config))
+
+
+def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k masks with the highest p, best first (spec §7.2).
+
+    k is lowered to N for this image only (spec §12 bug 2); equal p keep the lower index first.
+
+    Args:
+        p: (N,) float, matching probabilities.
+        k: candidate count.
+
+    Returns:
+        (min(k, N),) int64 on p's device.
+    """
+    order = torch.argsort(p, descending=True, stable=True)
+    return order[:max(0, min(int(k), p.shape[0]))]
+
+
+def relation_scores(relation: str, p: torch.Tensor, candidates: torch.Tensor,
+                    boxes_xywh: Any, q: torch.Tensor | None = None,
+                    partner_count: int = 6) -> torch.Tensor:
+    """softmax(R) over the candidates (spec §7.2–7.3, paper Eq. 4–5).
+
+    ``R_i = Σ_j r(i, j)`` over the partners j: with other nouns (``q`` given) the
+    ``partner_count`` masks with the highest q, weight q_j; without, the candidates themselves,
+    weight p_j. ``r(i, j) = p_i·w_j·f(i, j)`` with f of the relation; 'none' gives R_i = p_i.
+
+    Args:
+        relation: one of ``types.RELATIONS``.
+        p: (N,) float, matching probabilities over all masks.
+        candidates: (K,) int64 indices into the masks.
+        boxes_xywh: (N, 4) x, y, width, height in pixels (tensor or array), image y down.
+        q: (N,) float other-noun probabilities, or None when there is no other noun.
+        partner_count: partners taken by q (lowered to N for this image only).
+
+    Returns:
+        (K,) float32 (or p's dtype if wider) on p's device, summing to 1 (empty for K = 0).
+    """
+    if relation not in RELATIONS:
+        raise InvalidInputError(f'unknown relation {relation!r}; expected one of {RELATIONS}')
+    # float32 at least: box areas overflow float16.
+    dtype = torch.promote_types(p.dtype, torch.float32)
+    p_candidates = p[candidates].to(dtype)  # (K,)
+    if relation == 'none':
+        return torch.softmax(p_candidates, dim=0)
+    if q is None:
+        partners, weights = candidates, p_candidates
+    else:
+        partners = select_candidates(q, partner_count)
+        weights = q[partners].to(dtype)  # (P,)
+    boxes = torch.as_tensor(boxes_xywh, device=p.device).to(dtype).reshape(-1, 4)
+    pair = _pair_factor(relation, boxes[candidates], boxes[partners])  # (K, P)
+    totals = p_candidates * (pair.to(dtype) @ weights)
+    return torch.softmax(totals, dim=0)
+
+
+def _pair_factor(relation: str, box_i: torch.Tensor, box_j: torch.Tensor) -> torch.Tensor:
+    """f(i, j) of spec §7.3 for every candidate box i (K, 4) and partner box j (P, 4): (K, P)."""
+    if relation == 'within':
+        return _overlap_fraction(box_i, box_j)
+    if relation in ('left', 'right'):
+        a, b = _centres(box_i)[0][:, None], _centres(box_j)[0][None, :]
+    elif relation in ('up', 'down'):
+        a, b = _centres(box_i)[1][:, None], _centres(box_j)[1][None, :]
+    else:
+        a, b = _areas(box_i)[:, None], _areas(box_j)[None, :]
+    if relation in ('left', 'up', 'small'):
+        return a < b
+    return a > b
+
+
+def _centres(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cx, cy) of (M, 4) XYWH boxes, each (M,)."""
+    return boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2
+
+
+def _areas(boxes: torch.Tensor) -> torch.Tensor:
+    return boxes[:, 2] * boxes[:, 3]
+
+
+def _overlap_fraction(box_i: torch.Tensor, box_j: torch.Tensor) -> torch.Tensor:
+    """area(b_i ∩ b_j) / area(b_i): (K, P), 0 without overlap or when area(b_i) = 0."""
+    lo = torch.maximum(box_i[:, None, :2], box_j[None, :, :2])  # (K, P, 2)
+    hi = torch.minimum(box_i[:, None, :2] + box_i[:, None, 2:],
+                       box_j[None, :, :2] + box_j[None, :, 2:])
+    intersection = (hi - lo).clamp(min=0).prod(dim=-1)  # (K, P)
+    area_i = _areas(box_i)[:, None]
+    return torch.where(area_i > 0, intersection / area_i.clamp(min=1e-12),
+                       torch.zeros_like(intersection))
+
+
+def position_ramp(direction: str, height: int, width: int, vertical_ramps: bool,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """The position ramp P(y, x) of spec §9.
+
+    left: 1 at x = 0 to 0 at x = W−1; right: the mirror; middle: columns 0..W//2−1 rise 0→1 and
+    columns W//2..W−1 fall 1→0, end points included (W = 5: 0, 1, 1, 0.5, 0); up: 1 at y = 0
+    to 0 at y = H−1 and down its mirror, both all ones unless ``vertical_ramps``; none: ones.
+
+    Returns:
+        (height, width) float32 in [0, 1].
+    """
+    if direction not in DIRECTIONS:
+        raise InvalidInputError(f'unknown direction {direction!r}; expected one of {DIRECTIONS}')
+    kwargs = {'dtype': torch.float32, 'device': device}
+    if direction in ('left', 'right', 'middle'):
+        if direction == 'left':
+            columns = torch.linspace(1, 0, width, **kwargs)
+        elif direction == 'right':
+            columns = torch.linspace(0, 1, width, **kwargs)
+        else:
+            half = width // 2
+            columns = torch.cat([torch.linspace(0, 1, half, **kwargs),
+                                 torch.linspace(1, 0, width - half, **kwargs)])
+        return columns[None, :].expand(height, width).contiguous()
+    if direction in ('up', 'down') and vertical_ramps:
+        start, end = (1, 0) if direction == 'up' else (0, 1)
+        rows = torch.linspace(start, end, height, **kwargs)
+        return rows[:, None].expand(height, width).contiguous()
+    return torch.ones((height, width), **kwargs)
+
+
+def coherence_weighting(coherence_map: torch.Tensor, ramp: torch.Tensor) -> torch.Tensor:
+    """A = map ⊙ ramp, then A / mean(A) (spec §9); an all-zero A stays zero (no NaN).
+
+    Args:
+        coherence_map: (H, W) float in [0, 1].
+        ramp: (H, W) float in [0, 1].
+
+    Returns:
+        (H, W) float, mean 1 (or all zeros).
+    """
+    weighted = coherence_map * ramp
+    mean = weighted.mean()
+    return weighted / torch.where(mean > 0, mean, torch.ones_like(mean))
+
+
+def guidance_map(coherence_map: torch.Tensor | None, plan: GuidancePlan, height: int,
+                 width: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """A of spec §9 for one query: the coherence map (ones without it) ⊙ the plan's ramp.
+
+    Args:
+        coherence_map: (H, W) float in [0, 1], or None (ignored when ``plan.use_coherence`` is
+            off).
+        plan: from :func:`plan_guidance`.
+        height, width: image size in pixels.
+        device: where A lives; by default the coherence map's device (else the CPU).
+
+    Returns:
+        (H, W) float32, mean 1.
+    """
+    if device is None and coherence_map is not None:
+        device = coherence_map.device
+    ramp = position_ramp(plan.direction, height, width, plan.vertical_ramps, device)
+    if coherence_map is None or not plan.use_coherence:
+        coherence_map = torch.ones_like(ramp)
+    return coherence_weighting(coherence_map.to(ramp), ramp)
+
+
+def spatial_scores(weights: torch.Tensor, masks: Any, beta: float) -> torch.Tensor:
+    """S_n = (2 − β)·mean_{M_n} A − β·mean_{outside M_n} A (spec §10, paper Eq. 8).
+
+    The mean over an empty region is 0: an empty mask has inside mean 0, a full-image mask
+    outside mean 0.
+
+    Args:
+        weights: (H, W) float, A already weighted and normalised.
+        masks: (N, H, W) bool, or float 0/1 (cheaper on the CPU when cached per frame), as a
+            tensor (ideally on A's device) or an array.
+        beta: β.
+
+    Returns:
+        (N,) in A's dtype (at least float32), on A's device.
+    """
+    dtype = torch.promote_types(weights.dtype, torch.float32)
+    masks = torch.as_tensor(masks, device=weights.device)
+    flat_weights = weights.reshape(-1).to(dtype)  # (HW,)
+    pixels = flat_weights.shape[0]
+    inside, inside_count = _inside_sums(masks.reshape(masks.shape[0], pixels), flat_weights)
+    outside_count = pixels - inside_count
+    outside = flat_weights.sum() - inside
+    inside_mean = inside / inside_count.clamp(min=1)
+    outside_mean = torch.where(outside_count > 0, outside / outside_count.clamp(min=1),
+                               torch.zeros_like(outside))
+    return (2 - beta) * inside_mean - beta * outside_mean
+
+
+def _inside_sums(flat_masks: torch.Tensor, flat_weights: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ_{p ∈ M_n} A(p) and |M_n| of (N, HW) masks, converted to float a chunk at a time."""
+    sums, counts = [flat_weights.new_zeros(0)], [flat_weights.new_zeros(0)]
+    for start in range(0, flat_masks.shape[0], _MASK_CHUNK):
+        chunk = flat_masks[start:start + _MASK_CHUNK].to(flat_weights.dtype)  # (C, HW)
+        sums.append(chunk @ flat_weights)
+        counts.append(chunk.sum(dim=1))
+    return torch.cat(sums), torch.cat(counts).round()
+
+
+def beta_for(relation: str, config: GuidanceConfig) -> float:
+    """β of Eq. 8 (spec §10): ``beta_big`` for 'big', ``beta_small`` for 'small', else ``beta``."""
+    if relation == 'big':
+        return config.beta_big
+    if relation == 'small':
+        return config.beta_small
+    return config.beta
+
+
+def final_scores(relation_probs: torch.Tensor, spatial_candidates: torch.Tensor,
+                 spatial_weight: float) -> torch.Tensor:
+    """F_i = (1 − γ)·softmax(R)_i + γ·S_{n_i} (spec §10, paper Eq. 9).
+
+    Args:
+        relation_probs: (K,) softmax(R) over the candidates.
+        spatial_candidates: (K,) S of the candidates, same order.
+        spatial_weight: γ.
+
+    Returns:
+        (K,) F; the output mask is the candidate with the highest F.
+    """
+    return (1 - spatial_weight) * relation_probs + spatial_weight * spatial_candidates

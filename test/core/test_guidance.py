@@ -1,0 +1,270 @@
+"""Relation, position and spatial guidance (spec §7.2–7.3, §9, §10) on hand-built inputs."""
+import numpy as np
+import pytest
+import torch
+
+from hybridgl_ros.core.config import GuidanceConfig
+from hybridgl_ros.core.errors import InvalidInputError
+from hybridgl_ros.core.guidance import (
+    beta_for, coherence_weighting, final_scores, guidance_map, plan_guidance, position_ramp,
+    relation_scores, select_candidates, spatial_scores)
+from hybridgl_ros.core.types import ParsedExpression
+
+EQUAL_P = torch.full((3,), 1 / 3)
+ALL_THREE = torch.tensor([0, 1, 2])
+
+# Three boxes (x, y, w, h) that differ along one axis each; the expected winner's index.
+LAYOUTS = {
+    'left': ([[0, 10, 10, 10], [40, 10, 10, 10], [80, 10, 10, 10]], 0),
+    'right': ([[0, 10, 10, 10], [40, 10, 10, 10], [80, 10, 10, 10]], 2),
+    'up': ([[10, 0, 10, 10], [10, 40, 10, 10], [10, 80, 10, 10]], 0),
+    'down': ([[10, 0, 10, 10], [10, 40, 10, 10], [10, 80, 10, 10]], 2),
+    'big': ([[0, 0, 10, 10], [20, 0, 30, 30], [60, 0, 20, 20]], 1),
+    'small': ([[0, 0, 10, 10], [20, 0, 30, 30], [60, 0, 20, 20]], 0),
+    # box 0 lies inside box 1, box 2 overlaps nothing
+    'within': ([[10, 10, 10, 10], [0, 0, 50, 50], [80, 80, 10, 10]], 0),
+}
+
+
+def _ramp_row(direction, width, vertical_ramps=False):
+    return position_ramp(direction, 2, width, vertical_ramps)[0].tolist()
+
+
+def test_candidates_are_the_top_k_by_p_best_first():
+    p = torch.tensor([0.1, 0.4, 0.05, 0.3, 0.15])
+    assert select_candidates(p, 3).tolist() == [1, 3, 4]
+
+
+def test_candidates_are_all_masks_when_fewer_than_k():
+    assert select_candidates(torch.tensor([0.3, 0.7]), 3).tolist() == [1, 0]
+
+
+def test_candidates_of_zero_masks_are_empty():
+    assert select_candidates(torch.zeros(0), 3).shape == (0,)
+
+
+def test_equal_p_candidates_keep_the_lower_index_first():
+    assert select_candidates(torch.tensor([0.25, 0.5, 0.25]), 2).tolist() == [1, 0]
+
+
+@pytest.mark.parametrize('relation', sorted(LAYOUTS))
+def test_relation_prefers_the_box_it_names(relation):
+    boxes, winner = LAYOUTS[relation]
+    scores = relation_scores(relation, EQUAL_P, ALL_THREE, np.array(boxes))
+    assert int(scores.argmax()) == winner
+
+
+def test_left_relation_without_other_nouns_weights_candidate_partners_by_p():
+    boxes = np.array(LAYOUTS['left'][0])
+    scores = relation_scores('left', EQUAL_P, ALL_THREE, boxes)
+    # R = p_i·Σ_j p_j·[cx_i < cx_j] = (1/3)·(2/3, 1/3, 0)
+    expected = torch.softmax(torch.tensor([2 / 9, 1 / 9, 0.0]), dim=0)
+    torch.testing.assert_close(scores, expected)
+
+
+def test_no_relation_gives_softmax_of_candidate_p():
+    p = torch.tensor([0.5, 0.3, 0.2])
+    scores = relation_scores('none', p, ALL_THREE, np.zeros((3, 4)))
+    torch.testing.assert_close(scores, torch.softmax(p, dim=0))
+
+
+def test_other_noun_partners_are_the_top_q_masks_weighted_by_q():
+    # Candidates 0-2 at x = 0, 40, 80; partners 3 (x=60, q=0.6) and 4 (x=100, q=0.3).
+    boxes = np.array([[0, 0, 10, 10], [40, 0, 10, 10], [80, 0, 10, 10],
+                      [60, 0, 10, 10], [100, 0, 10, 10]])
+    p = torch.tensor([0.3, 0.3, 0.3, 0.05, 0.05])
+    q = torch.tensor([0.04, 0.03, 0.03, 0.6, 0.3])
+    scores = relation_scores('left', p, ALL_THREE, boxes, q=q, partner_count=2)
+    expected = torch.softmax(torch.tensor([0.3 * 0.9, 0.3 * 0.9, 0.3 * 0.3]), dim=0)
+    torch.testing.assert_close(scores, expected)
+
+
+def test_within_uses_the_overlap_fraction_of_the_candidate_box():
+    # Partner 3 = (0, 0, 20, 20): box 0 inside (1), box 1 half inside (0.5), box 2 outside (0).
+    boxes = np.array([[5, 5, 10, 10], [10, 0, 20, 10], [40, 40, 10, 10], [0, 0, 20, 20]])
+    p = torch.tensor([0.3, 0.3, 0.3, 0.1])
+    q = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    scores = relation_scores('within', p, ALL_THREE, boxes, q=q, partner_count=1)
+    expected = torch.softmax(torch.tensor([0.3, 0.15, 0.0]), dim=0)
+    torch.testing.assert_close(scores, expected)
+
+
+def test_within_of_a_zero_area_box_is_zero_not_nan():
+    boxes = np.array([[5, 5, 0, 10], [0, 0, 20, 20]])
+    p = torch.tensor([0.5, 0.5])
+    q = torch.tensor([0.0, 1.0])
+    scores = relation_scores('within', p, torch.tensor([0, 1]), boxes, q=q, partner_count=1)
+    torch.testing.assert_close(scores, torch.softmax(torch.tensor([0.0, 0.5]), dim=0))
+
+
+def test_relation_scores_of_fewer_than_three_masks_sum_to_one():
+    p = torch.tensor([0.8, 0.2])
+    candidates = select_candidates(p, 3)
+    scores = relation_scores('right', p, candidates, np.array([[0, 0, 5, 5], [20, 0, 5, 5]]))
+    assert scores.shape == (2,)
+    torch.testing.assert_close(scores.sum(), torch.tensor(1.0))
+
+
+def test_relation_scores_of_zero_masks_are_empty():
+    p = torch.zeros(0)
+    scores = relation_scores('left', p, select_candidates(p, 3), np.zeros((0, 4), np.int64),
+                             q=torch.zeros(0))
+    assert scores.shape == (0,)
+
+
+def test_half_precision_probabilities_do_not_overflow_box_areas():
+    boxes = np.array([[0, 0, 640, 480], [0, 0, 300, 300], [0, 0, 10, 10]])
+    scores = relation_scores('big', EQUAL_P.half(), ALL_THREE, boxes)
+    assert torch.isfinite(scores).all() and int(scores.argmax()) == 0
+
+
+def test_unknown_relation_raises_invalid_input():
+    with pytest.raises(InvalidInputError):
+        relation_scores('near', EQUAL_P, ALL_THREE, np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize('direction, width, expected', [
+    ('left', 5, [1.0, 0.75, 0.5, 0.25, 0.0]),
+    ('right', 5, [0.0, 0.25, 0.5, 0.75, 1.0]),
+    ('middle', 5, [0.0, 1.0, 1.0, 0.5, 0.0]),
+    ('middle', 6, [0.0, 0.5, 1.0, 1.0, 0.5, 0.0]),
+    ('none', 4, [1.0, 1.0, 1.0, 1.0]),
+])
+def test_horizontal_ramp_values_include_the_end_points(direction, width, expected):
+    assert _ramp_row(direction, width) == pytest.approx(expected)
+
+
+def test_ramp_is_constant_over_rows_and_float32():
+    ramp = position_ramp('left', 3, 5, vertical_ramps=False)
+    assert ramp.shape == (3, 5) and ramp.dtype == torch.float32
+    assert torch.equal(ramp[0], ramp[2])
+
+
+@pytest.mark.parametrize('direction, expected', [
+    ('up', [1.0, 0.5, 0.0]), ('down', [0.0, 0.5, 1.0])])
+def test_vertical_ramps_run_over_rows_when_switched_on(direction, expected):
+    ramp = position_ramp(direction, 3, 4, vertical_ramps=True)
+    assert ramp[:, 0].tolist() == pytest.approx(expected)
+    assert torch.equal(ramp[:, 0], ramp[:, 3])
+
+
+@pytest.mark.parametrize('direction', ['up', 'down'])
+def test_vertical_ramps_are_all_ones_when_switched_off(direction):
+    assert torch.equal(position_ramp(direction, 3, 4, vertical_ramps=False), torch.ones(3, 4))
+
+
+def test_unknown_direction_raises_invalid_input():
+    with pytest.raises(InvalidInputError):
+        position_ramp('diagonal', 3, 4, vertical_ramps=False)
+
+
+def test_coherence_weighting_normalises_to_mean_one():
+    coherence = torch.tensor([[0.0, 0.5], [1.0, 0.5]])
+    weighted = coherence_weighting(coherence, position_ramp('left', 2, 2, False))
+    # map ⊙ ramp = [[0, 0], [1, 0]], mean 0.25
+    torch.testing.assert_close(weighted, torch.tensor([[0.0, 0.0], [4.0, 0.0]]))
+
+
+def test_coherence_weighting_of_an_all_zero_map_stays_zero():
+    weighted = coherence_weighting(torch.zeros(3, 3), torch.ones(3, 3))
+    assert torch.equal(weighted, torch.zeros(3, 3))
+
+
+def test_spatial_score_is_eq8_on_a_hand_built_mask():
+    weights = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    mask = torch.tensor([[[True, False], [True, False]]])
+    # inside mean (2 + 1)/2 = 1.5, outside mean (0 + 1)/2 = 0.5; β = 1.8
+    expected = (2 - 1.8) * 1.5 - 1.8 * 0.5
+    assert spatial_scores(weights, mask, 1.8).tolist() == pytest.approx([expected])
+
+
+def test_spatial_score_of_a_full_image_mask_has_outside_zero():
+    weights = torch.rand(6, 8) + 0.5
+    scores = spatial_scores(weights, torch.ones(1, 6, 8, dtype=torch.bool), 1.8)
+    assert scores.tolist() == pytest.approx([0.2 * float(weights.mean())], rel=1e-5)
+
+
+def test_spatial_score_of_an_empty_mask_has_inside_zero():
+    weights = torch.rand(6, 8) + 0.5
+    scores = spatial_scores(weights, torch.zeros(1, 6, 8, dtype=torch.bool), 1.8)
+    assert scores.tolist() == pytest.approx([-1.8 * float(weights.mean())], rel=1e-5)
+
+
+def test_spatial_scores_of_zero_masks_are_empty():
+    scores = spatial_scores(torch.ones(4, 5), torch.zeros(0, 4, 5, dtype=torch.bool), 1.8)
+    assert scores.shape == (0,)
+
+
+def test_spatial_scores_of_many_masks_equal_the_per_mask_formula():
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.rand(48, 64, generator=generator)
+    masks = torch.rand(70, 48, 64, generator=generator) > 0.6
+    expected = torch.stack([
+        0.2 * weights[mask].mean() - 1.8 * weights[~mask].mean() for mask in masks])
+    torch.testing.assert_close(spatial_scores(weights, masks, 1.8), expected)
+
+
+def test_spatial_scores_of_float_masks_equal_those_of_bool_masks():
+    generator = torch.Generator().manual_seed(1)
+    weights = torch.rand(12, 16, generator=generator)
+    masks = torch.rand(5, 12, 16, generator=generator) > 0.5
+    torch.testing.assert_close(spatial_scores(weights, masks.float(), 1.5),
+                               spatial_scores(weights, masks, 1.5))
+
+
+def test_spatial_scores_take_a_numpy_mask_array():
+    masks = np.zeros((2, 4, 5), bool)
+    masks[0, :2] = True
+    scores = spatial_scores(torch.ones(4, 5), masks, 1.8)
+    assert scores.tolist() == pytest.approx([0.2 - 1.8, -1.8])
+
+
+@pytest.mark.parametrize('relation, expected', [
+    ('big', 1.95), ('small', 1.5), ('none', 1.8), ('left', 1.8), ('within', 1.8)])
+def test_beta_follows_the_relation(relation, expected):
+    assert beta_for(relation, GuidanceConfig()) == expected
+
+
+def test_final_score_mixes_relation_and_spatial_by_gamma():
+    scores = final_scores(torch.tensor([0.5, 0.3, 0.2]), torch.tensor([1.0, -1.0, 0.0]), 0.6)
+    torch.testing.assert_close(scores, torch.tensor([0.8, -0.48, 0.08]))
+
+
+def test_plan_applies_no_switch_by_default():
+    parsed = ParsedExpression('the big dog on left', 'the big dog', (), 'big', 'left')
+    plan = plan_guidance(parsed, GuidanceConfig())
+    assert (plan.relation, plan.direction, plan.use_coherence, plan.beta) == (
+        'big', 'left', True, 1.95)
+
+
+def test_plan_without_relation_guidance_has_no_relation_and_default_beta():
+    parsed = ParsedExpression('the big dog', 'the big dog', (), 'big', 'none')
+    plan = plan_guidance(parsed, GuidanceConfig(use_relation=False))
+    assert (plan.relation, plan.beta) == ('none', 1.8)
+
+
+def test_plan_without_position_guidance_has_no_direction():
+    parsed = ParsedExpression('dog on left', 'dog', (), 'left', 'left')
+    assert plan_guidance(parsed, GuidanceConfig(use_position=False)).direction == 'none'
+
+
+def test_plan_in_parity_mode_never_uses_vertical_ramps():
+    parsed = ParsedExpression('top dog', 'top dog', (), 'up', 'up')
+    config = GuidanceConfig(vertical_ramps=True)
+    assert plan_guidance(parsed, config).vertical_ramps
+    assert not plan_guidance(parsed, config, reference_parity=True).vertical_ramps
+
+
+def test_guidance_map_without_coherence_is_the_normalised_ramp():
+    parsed = ParsedExpression('dog on left', 'dog', (), 'none', 'left')
+    plan = plan_guidance(parsed, GuidanceConfig(use_coherence=False))
+    weights = guidance_map(torch.rand(2, 5), plan, 2, 5)
+    torch.testing.assert_close(weights[0], torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0]))
+
+
+def test_guidance_map_multiplies_coherence_and_ramp():
+    parsed = ParsedExpression('dog', 'dog', (), 'none', 'right')
+    plan = plan_guidance(parsed, GuidanceConfig())
+    coherence = torch.tensor([[1.0, 1.0, 0.0]])
+    # ramp (0, 0.5, 1) -> product (0, 0.5, 0), mean 1/6
+    torch.testing.assert_close(guidance_map(coherence, plan, 1, 3), torch.tensor([[0., 3., 0.]]))
