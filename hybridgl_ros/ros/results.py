@@ -1,0 +1,89 @@
+"""Library results -> ROS messages: the Segmentation result message, the centroid, RViz markers."""
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point, PointStamped
+from sensor_msgs.msg import RegionOfInterest
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from hybridgl_ros.core.types import Segmentation
+from hybridgl_ros.msg import Segmentation as SegmentationMsg
+from hybridgl_ros.ros.conversions import mask_to_image
+from hybridgl_ros.ros.depth import Centroid3D
+
+MARKER_NS = 'hybridgl'
+_GREEN = ColorRGBA(r=0.0, g=0.8, b=0.35, a=0.9)
+_BOX = ColorRGBA(r=1.0, g=0.82, b=0.0, a=0.35)
+_WHITE = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+
+
+def result_message(result: Segmentation, header: Header, centroid: Centroid3D | None,
+                   elapsed_s: float, prepare_s: float, message: str) -> SegmentationMsg:
+    """The ``hybridgl_ros/Segmentation`` message of one answer.
+
+    Args:
+        result: the library's answer.
+        header: stamp and frame of the source image.
+        centroid: the 3D centroid from depth, or None (then ``has_3d`` is false).
+        elapsed_s: wall time of the query in the node [s].
+        prepare_s: part of it spent preparing the frame [s].
+        message: the remark to carry (why nothing was found, no depth, truncation).
+    """
+    x, y, w, h = (int(v) for v in result.box_xywh)
+    msg = SegmentationMsg(
+        header=header, text=result.text, found=bool(result.found), message=message,
+        mask=mask_to_image(result.mask, header),
+        box=RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0),
+                             height=max(h, 0), do_rectify=False),
+        score=float(result.score), centroid_x_px=float(result.centroid_xy[0]),
+        centroid_y_px=float(result.centroid_xy[1]), interior_x_px=int(result.interior_xy[0]),
+        interior_y_px=int(result.interior_xy[1]), has_3d=centroid is not None,
+        target_phrase=result.parse.head_phrase, relation=result.parse.relation,
+        direction=result.parse.direction, index=int(result.index),
+        pure_index=int(result.pure_index), elapsed_s=float(elapsed_s),
+        prepare_s=float(prepare_s))
+    msg.centroid_3d = centroid_point(header, centroid)
+    msg.matching_probs = np.asarray(result.matching_probs, np.float32).ravel().tolist()
+    msg.spatial_scores = np.asarray(result.spatial_scores, np.float32).ravel().tolist()
+    msg.candidate_indices = [int(i) for i in result.candidate_indices]
+    msg.candidate_scores = [float(s) for s in result.candidate_scores]
+    return msg
+
+
+def centroid_point(header: Header, centroid: Centroid3D | None) -> PointStamped:
+    """The 3D centroid as a PointStamped in the image's optical frame (zeros if None)."""
+    point = Point()
+    if centroid is not None:
+        point.x, point.y, point.z = centroid.xyz_m
+    return PointStamped(header=header, point=point)
+
+
+def result_markers(result: SegmentationMsg, centroid: Centroid3D | None) -> MarkerArray:
+    """RViz markers of a 3D result: centroid sphere, 3D box, text label.
+
+    Without a 3D centroid the array holds a single DELETEALL, so old markers disappear.
+    """
+    if centroid is None:
+        return MarkerArray(markers=[Marker(header=result.header, ns=MARKER_NS,
+                                           action=Marker.DELETEALL)])
+    low, high = np.asarray(centroid.box_min_m), np.asarray(centroid.box_max_m)
+    size = np.maximum(high - low, 0.01)
+    radius = float(np.clip(size.min() * 0.25, 0.01, 0.05))
+    sphere = _marker(result.header, 0, Marker.SPHERE, centroid.xyz_m, (radius * 2,) * 3, _GREEN)
+    box = _marker(result.header, 1, Marker.CUBE, (low + high) / 2.0, size, _BOX)
+    label_at = (centroid.xyz_m[0], float(low[1]) - 0.05, centroid.xyz_m[2])
+    label = _marker(result.header, 2, Marker.TEXT_VIEW_FACING, label_at, (0.05,) * 3, _WHITE)
+    label.text = f'{result.text} ({result.score:.2f})'
+    return MarkerArray(markers=[sphere, box, label])
+
+
+def _marker(header: Header, marker_id: int, kind: int, position, scale, color) -> Marker:
+    marker = Marker(header=header, ns=MARKER_NS, id=marker_id, type=kind, action=Marker.ADD,
+                    color=color, lifetime=Duration(sec=0))
+    marker.pose.position.x, marker.pose.position.y, marker.pose.position.z = (
+        float(v) for v in position)
+    marker.pose.orientation.w = 1.0
+    marker.scale.x, marker.scale.y, marker.scale.z = (float(v) for v in scale)
+    return marker

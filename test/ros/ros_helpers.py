@@ -1,0 +1,167 @@
+"""Helpers of the ROS tests. Importing this module sets the ROS environment (before rclpy.init).
+
+DDS discovery on localhost only, the shipped loopback-only Fast DDS profile, a domain of this
+test session's own (so concurrent runs on one machine do not see each other), logs in a
+temporary folder.
+"""
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(REPO / 'config/fastdds_localhost.xml'))
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(101, 200)))
+os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='hybridgl_ros_log_'))
+os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
+
+import rclpy  # noqa: E402  (after the environment above)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from hybridgl_ros.ros.conversions import numpy_to_image  # noqa: E402
+from hybridgl_ros.srv import SegmentByText  # noqa: E402
+
+CAMERA_FRAME = 'camera_color_optical_frame'
+
+
+class Spinner:
+    """Spins nodes with a MultiThreadedExecutor in a background thread."""
+
+    def __init__(self, context, *nodes, threads=4):
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=context)
+        for node in nodes:
+            self.executor.add_node(node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def stop(self):
+        if self._thread.is_alive():
+            self.executor.shutdown(timeout_sec=5.0)
+            self._thread.join(timeout=5.0)
+
+
+def wait_for(predicate, timeout=5.0, period=0.01):
+    """Polls ``predicate`` until it is true; returns its last value (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(period)
+
+
+def call(client, request, timeout=10.0):
+    """A service call from a spun node; returns the response or fails the test."""
+    done = threading.Event()
+    future = client.call_async(request)
+    future.add_done_callback(lambda _: done.set())
+    assert done.wait(timeout), f'no answer from {client.srv_name} within {timeout} s'
+    return future.result()
+
+
+def stamp_header(seconds: float, frame_id: str = CAMERA_FRAME) -> Header:
+    """A header stamped ``seconds`` after the epoch."""
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = int(seconds), int(round(seconds % 1 * 1e9))
+    return header
+
+
+def camera_info(header: Header, height: int, width: int, fx: float, fy: float, cx: float,
+                cy: float) -> CameraInfo:
+    """A distortion-free pinhole CameraInfo."""
+    return CameraInfo(header=header, height=height, width=width, distortion_model='plumb_bob',
+                      d=[0.0] * 5, k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+                      r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                      p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def vm_rss_kib(pid: int) -> int:
+    """Resident memory of a process [KiB], from /proc."""
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1])
+    raise RuntimeError(f'no VmRSS for process {pid}')
+
+
+class Harness:
+    """The node with an injected segmenter, in a namespace of its own, plus a client node that
+    publishes the camera topics, calls ``~/segment`` and records the node's outputs.
+
+    It peeks at the node's input slots only to know when a published message has arrived.
+    """
+
+    def __init__(self, context, segmenter, **overrides):
+        from hybridgl_ros.ros.node import HybridGLNode
+
+        self.namespace = f'/t{uuid.uuid4().hex[:8]}'
+        self.segmenter = segmenter
+        params = [Parameter(name, value=value) for name, value in overrides.items()]
+        self.node = HybridGLNode(segmenter_factory=lambda config: segmenter, context=context,
+                                 namespace=self.namespace, parameter_overrides=params)
+        self.client_node = Node('test_client', context=context, namespace=self.namespace)
+        self.client = self.client_node.create_client(
+            SegmentByText, f'{self.namespace}/hybridgl_node/segment')
+        self.publishers = {
+            topic: self.client_node.create_publisher(kind, topic, QoSProfile(depth=5))
+            for topic, kind in (('image', Image), ('depth', Image), ('camera_info', CameraInfo))}
+        self.received = {}
+        self.spinner = Spinner(context, self.node, self.client_node)
+        assert self.client.wait_for_service(timeout_sec=10.0)
+        assert wait_for(lambda: self.node._active or self.node._not_ready.startswith('models'))
+
+    def close(self):
+        self.spinner.stop()
+        self.node.destroy_node()
+        self.client_node.destroy_node()
+
+    def record(self, name, kind):
+        """Collects the messages of the node's ``~/<name>`` output into ``received[name]``."""
+        self.received[name] = []
+        self.client_node.create_subscription(
+            kind, f'{self.namespace}/hybridgl_node/{name}', self.received[name].append,
+            QoSProfile(depth=10))
+
+    def publish(self, topic, msg, slot):
+        """Publishes on ``topic`` and waits until the node holds it (``slot`` reads that)."""
+        publisher = self.publishers[topic]
+        assert wait_for(lambda: publisher.get_subscription_count() > 0)
+        publisher.publish(msg)
+        assert wait_for(lambda: (slot() is not None and slot().header == msg.header)), (
+            f'the node did not receive the {topic} message')
+
+    def publish_image(self, image_rgb, header):
+        msg = numpy_to_image(image_rgb, 'rgb8', header)
+        self.publish('image', msg, lambda: getattr(self.node._image.get(), 'msg', None))
+
+    def publish_depth(self, depth, encoding, info):
+        """Publishes a depth image and its camera_info (both stamped like ``info``)."""
+        msg = numpy_to_image(depth, encoding, info.header)
+        self.publish('depth', msg, self.node._depths.latest)
+        self.publish('camera_info', info, self.node._infos.latest)
+
+    def segment(self, text, image=None, timeout=10.0):
+        request = SegmentByText.Request(text=text)
+        if image is not None:
+            request.image = image
+        return call(self.client, request, timeout)
+
+
+__all__ = ['CAMERA_FRAME', 'Harness', 'Spinner', 'call', 'camera_info', 'rclpy', 'stamp_header',
+           'vm_rss_kib', 'wait_for']

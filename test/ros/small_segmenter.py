@@ -1,0 +1,104 @@
+"""A small segmenter for the ROS adapter tests: real prepare/query contract, real Segmentation.
+
+Proposals are the pixels close to a few named colours; a query picks the colour named in the
+text. It runs in microseconds, so the ROS tests measure the node, not the method. Optional
+delays make slow queries for the concurrency and memory tests.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from hybridgl_ros.core.errors import InvalidInputError
+from hybridgl_ros.core.geometry import interior_point, mask_box_xywh, mask_centroid
+from hybridgl_ros.core.pipeline import check_image
+from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals, Segmentation
+
+COLOURS_RGB = {'red': (220, 30, 30), 'blue': (30, 40, 220), 'green': (30, 200, 60)}
+MIN_AREA_PX = 20
+
+
+def scene_rgb(height: int = 96, width: int = 128) -> np.ndarray:
+    """(H, W, 3) uint8: a red square left, a blue disc right, on a grey gradient.
+
+    At 96 x 128 the red square covers rows 30..59 and columns 15..44.
+    """
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.stack([np.full((height, width), 90 + yy * 24 // height)] * 3, -1).astype(np.uint8)
+    sy, sx = height / 96.0, width / 128.0
+    image[int(30 * sy):int(60 * sy), int(15 * sx):int(45 * sx)] = COLOURS_RGB['red']
+    disc = ((yy - 48 * sy) / sy) ** 2 + ((xx - 95 * sx) / sx) ** 2 < 15 ** 2
+    image[disc] = COLOURS_RGB['blue']
+    return image
+
+
+class ColourSegmenter:
+    """prepare(image_rgb) -> Frame; query(frame, text) -> Segmentation, by colour words.
+
+    Args:
+        prepare_delay_s: extra time spent in prepare [s].
+        query_delay_s: extra time spent in query [s].
+    """
+
+    def __init__(self, prepare_delay_s: float = 0.0, query_delay_s: float = 0.0) -> None:
+        self.prepare_delay_s = prepare_delay_s
+        self.query_delay_s = query_delay_s
+        self.prepare_calls = 0
+        self.query_calls = 0
+        self._lock = threading.Lock()
+
+    def prepare(self, image_rgb: np.ndarray) -> Frame:
+        image_rgb = check_image(image_rgb)
+        with self._lock:
+            self.prepare_calls += 1
+        time.sleep(self.prepare_delay_s)
+        names, masks = [], []
+        for name, rgb in COLOURS_RGB.items():
+            mask = np.abs(image_rgb.astype(np.int16) - rgb).max(axis=2) < 30
+            if mask.sum() >= MIN_AREA_PX:
+                names.append(name)
+                masks.append(mask)
+        height, width = image_rgb.shape[:2]
+        if not masks:
+            return Frame((height, width), Proposals.empty(height, width), mask_features=[])
+        stack = np.stack(masks)
+        boxes = np.array([mask_box_xywh(m) for m in masks], np.int64)
+        return Frame((height, width), Proposals(stack, boxes, np.ones(len(masks), np.float32)),
+                     mask_features=names)
+
+    def query(self, frame: Frame, text: str) -> Segmentation:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError('the expression is empty')
+        with self._lock:
+            self.query_calls += 1
+        time.sleep(self.query_delay_s)
+        words = text.lower().split()
+        parse = ParsedExpression(normalized=' '.join(words), head_phrase=' '.join(words[-2:]))
+        names = frame.mask_features
+        n = len(names)
+        chosen = next((names.index(w) for w in words if w in names), -1)
+        if chosen < 0:
+            why = 'no masks proposed' if n == 0 else 'no proposal matches'
+            return _not_found(frame, text, parse, f'no object: {why}')
+        probs = np.full(n, 0.1 / max(n - 1, 1), np.float32)
+        probs[chosen] = 0.9 if n > 1 else 1.0
+        mask = frame.proposals.masks[chosen]
+        return Segmentation(
+            found=True, text=text, mask=mask, box_xywh=mask_box_xywh(mask), score=0.9,
+            centroid_xy=mask_centroid(mask), interior_xy=interior_point(mask), index=chosen,
+            pure_index=chosen, matching_probs=probs, spatial_scores=np.ones(n, np.float32),
+            candidate_indices=(chosen,), candidate_scores=(0.9,), parse=parse,
+            timings_ms={'total': 0.0})
+
+
+def _not_found(frame: Frame, text: str, parse: ParsedExpression, message: str) -> Segmentation:
+    height, width = frame.image_size
+    n = len(frame.proposals)
+    return Segmentation(
+        found=False, text=text, mask=np.zeros((height, width), bool), box_xywh=(0, 0, 0, 0),
+        score=0.0, centroid_xy=(float('nan'), float('nan')), interior_xy=(-1, -1), index=-1,
+        pure_index=-1, matching_probs=np.zeros(n, np.float32),
+        spatial_scores=np.zeros(n, np.float32), candidate_indices=(), candidate_scores=(),
+        parse=parse, timings_ms={}, message=message)

@@ -1,0 +1,94 @@
+"""The node in-process over real DDS: a client calls ~/segment and reads what was published."""
+import numpy as np
+from geometry_msgs.msg import PointStamped
+from sensor_msgs.msg import Image
+from visualization_msgs.msg import Marker, MarkerArray
+
+from hybridgl_ros.msg import Segmentation
+from hybridgl_ros.ros.conversions import image_to_numpy, numpy_to_image
+from small_segmenter import ColourSegmenter, scene_rgb
+from ros_helpers import CAMERA_FRAME, stamp_header, wait_for
+
+
+def test_segment_answers_on_the_latest_image(harness):
+    h = harness(ColourSegmenter())
+    h.publish_image(scene_rgb(), stamp_header(10.5))
+    response = h.segment('the red square')
+    assert response.success, response.message
+    result = response.result
+    assert result.found and result.header.frame_id == CAMERA_FRAME
+    assert result.header.stamp.sec == 10 and result.header.stamp.nanosec == 500_000_000
+    assert (result.mask.height, result.mask.width, result.mask.encoding) == (96, 128, 'mono8')
+    mask = image_to_numpy(result.mask)
+    assert set(np.unique(mask)) == {0, 255}
+    assert mask[30:60, 15:45].all() and mask.sum() == 30 * 30 * 255
+    assert (result.box.x_offset, result.box.y_offset, result.box.width, result.box.height) == (
+        15, 30, 30, 30)
+    assert (result.centroid_x_px, result.centroid_y_px) == (29.5, 44.5)
+    assert mask[result.interior_y_px, result.interior_x_px] == 255
+    assert not result.has_3d
+    assert len(result.matching_probs) == 2 and result.index == 0
+    assert 'found' in response.message
+
+
+def test_results_are_published_on_every_output(harness):
+    h = harness(ColourSegmenter())
+    for name, kind in (('mask', Image), ('result', Segmentation), ('overlay', Image),
+                       ('markers', MarkerArray), ('centroid', PointStamped)):
+        h.record(name, kind)
+    h.publish_image(scene_rgb(), stamp_header(3.0))
+    assert h.segment('the blue disc').success
+    assert wait_for(lambda: all(h.received[n] for n in ('mask', 'result', 'overlay', 'markers')))
+    assert h.received['mask'][0].encoding == 'mono8'
+    overlay = h.received['overlay'][0]
+    assert (overlay.encoding, overlay.height, overlay.width) == ('rgb8', 96, 128)
+    assert h.received['overlay'][0].header.frame_id == CAMERA_FRAME
+    assert h.received['result'][0].text == 'the blue disc'
+    assert h.received['markers'][0].markers[0].action == Marker.DELETEALL  # no depth: no 3D
+    assert not h.received['centroid']  # ~/centroid carries 3D points only
+
+
+def test_repeated_queries_on_one_frame_prepare_it_once(harness):
+    segmenter = ColourSegmenter()
+    h = harness(segmenter)
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    first, second, third = (h.segment(t) for t in ('red', 'blue', 'the red one'))
+    assert first.success and second.success and third.success
+    assert segmenter.prepare_calls == 1 and segmenter.query_calls == 3
+    assert first.result.prepare_s > 0.0 and second.result.prepare_s == 0.0
+    h.publish_image(scene_rgb(), stamp_header(2.0))
+    assert h.segment('red').success and segmenter.prepare_calls == 2
+
+
+def test_request_image_is_used_instead_of_the_camera(harness):
+    h = harness(ColourSegmenter())
+    image = scene_rgb()[:, ::-1].copy()  # mirrored: the red square on the right
+    response = h.segment('red', image=numpy_to_image(image, 'rgb8', stamp_header(0.0)))
+    assert response.success, response.message
+    assert response.result.centroid_x_px == 127 - 29.5
+
+
+def test_bgr_request_image_is_converted(harness):
+    h = harness(ColourSegmenter())
+    bgr = np.ascontiguousarray(scene_rgb()[:, :, ::-1])
+    response = h.segment('red', image=numpy_to_image(bgr, 'bgr8', stamp_header(0.0)))
+    assert response.success and response.result.found
+
+
+def test_no_object_is_a_successful_answer(harness):
+    h = harness(ColourSegmenter())
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    response = h.segment('the green ball')
+    assert response.success and not response.result.found
+    assert 'no object' in response.message and response.result.index == -1
+    assert not image_to_numpy(response.result.mask).any()
+
+
+def test_prepare_on_arrival_prepares_before_the_query(harness):
+    segmenter = ColourSegmenter()
+    h = harness(segmenter, prepare_on_arrival=True)
+    h.publish_image(scene_rgb(), stamp_header(4.0))
+    assert wait_for(lambda: segmenter.prepare_calls == 1)
+    response = h.segment('red')
+    assert response.success and response.result.prepare_s == 0.0
+    assert segmenter.prepare_calls == 1
