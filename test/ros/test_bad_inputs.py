@@ -1,0 +1,160 @@
+"""Every bad input gets success=false and a reason; the node survives and the next call works."""
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from sensor_msgs.msg import Image
+
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from hybridgl_ros.ros.conversions import numpy_to_image
+from hybridgl_ros.ros.node import HybridGLNode
+from hybridgl_ros.srv import SegmentByText
+from ros_helpers import Spinner, call, stamp_header, wait_for
+from small_segmenter import ColourSegmenter, scene_rgb
+from tiny_models import TINY_CLIP_CONFIG
+
+
+@pytest.fixture
+def ready(harness):
+    """A harness whose node holds a fresh camera frame."""
+    h = harness(ColourSegmenter())
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    return h
+
+
+def _assert_fails_then_recovers(h, response, *words):
+    assert not response.success
+    for word in words:
+        assert word in response.message, response.message
+    good = h.segment('the red square')
+    assert good.success and good.result.found, good.message
+
+
+def test_no_image_yet(harness):
+    h = harness(ColourSegmenter())
+    response = h.segment('the red square')
+    assert not response.success and 'no image received yet' in response.message
+    assert 'image' in response.message
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    assert h.segment('the red square').success
+
+
+def test_image_older_than_max_age(harness):
+    h = harness(ColourSegmenter(), max_image_age_s=0.3)
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    time.sleep(0.4)
+    response = h.segment('the red square')
+    assert not response.success and 'max_image_age_s' in response.message
+    h.publish_image(scene_rgb(), stamp_header(2.0))
+    assert h.segment('the red square').success
+
+
+@pytest.mark.parametrize('text', ['', '   \t\n'])
+def test_empty_or_whitespace_text(ready, text):
+    _assert_fails_then_recovers(ready, ready.segment(text), 'text is empty')
+
+
+def test_text_longer_than_allowed(ready):
+    text = 'the red square ' * 100  # 1500 characters > max_text_chars = 1000
+    _assert_fails_then_recovers(ready, ready.segment(text), '1500 characters', 'max_text_chars')
+
+
+def test_unsupported_encoding(ready):
+    image = Image(height=4, width=4, encoding='yuv422', step=8, data=bytes(32))
+    _assert_fails_then_recovers(ready, ready.segment('red', image=image),
+                                'yuv422', 'rgb8')
+
+
+def test_depth_encoding_as_the_picture(ready):
+    image = numpy_to_image(np.ones((8, 8), np.float32), '32FC1')
+    _assert_fails_then_recovers(ready, ready.segment('red', image=image), 'not a colour picture')
+
+
+def test_data_length_does_not_match_size(ready):
+    image = Image(height=96, width=128, encoding='rgb8', step=384, data=bytes(1000))
+    _assert_fails_then_recovers(ready, ready.segment('red', image=image), '1000 bytes',
+                                'expected')
+
+
+def test_step_too_small(ready):
+    image = Image(height=4, width=4, encoding='rgb8', step=4, data=bytes(16))
+    _assert_fails_then_recovers(ready, ready.segment('red', image=image), 'step 4')
+
+
+def test_zero_proposals_is_a_successful_no_object(ready):
+    blank = np.full((96, 128, 3), 128, np.uint8)
+    response = ready.segment('the red square', image=numpy_to_image(blank, 'rgb8'))
+    assert response.success and not response.result.found
+    assert 'no masks proposed' in response.message
+    assert ready.segment('the red square').result.found
+
+
+class _OutOfMemoryOnce(ColourSegmenter):
+    def __init__(self):
+        super().__init__()
+        self.failed = False
+
+    def query(self, frame, text):
+        if not self.failed:
+            self.failed = True
+            raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+        return super().query(frame, text)
+
+
+def test_cuda_out_of_memory_fails_the_answer_not_the_node(harness):
+    h = harness(_OutOfMemoryOnce())
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    response = h.segment('the red square')
+    assert not response.success and 'out of memory' in response.message
+    assert 'keeps serving' in response.message
+    assert h.segment('the red square').success
+
+
+class _Buggy(ColourSegmenter):
+    def query(self, frame, text):
+        raise ZeroDivisionError('a bug')
+
+
+def test_unexpected_error_is_reported_and_the_node_survives(harness):
+    h = harness(_Buggy())
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    for _ in range(2):
+        response = h.segment('red')
+        assert not response.success and 'internal error: ZeroDivisionError' in response.message
+
+
+@pytest.fixture
+def tiny_clip_json(tmp_path):
+    path = tmp_path / 'tiny_clip.json'
+    path.write_text(json.dumps(TINY_CLIP_CONFIG))
+    return str(path)
+
+
+@pytest.mark.parametrize('kind', ['missing', 'corrupt'])
+def test_bad_checkpoint_keeps_the_node_up_and_says_why(ros_context, tmp_path, tiny_clip_json,
+                                                       kind):
+    weights = tmp_path / 'clip_weights.pt'
+    if kind == 'corrupt':
+        weights.write_bytes(b'not a checkpoint' * 100)
+    node = HybridGLNode(context=ros_context, namespace='/bad_ckpt', parameter_overrides=[
+        Parameter('models.clip_model', value=tiny_clip_json),
+        Parameter('models.clip_weights', value=str(weights)),
+        Parameter('models.device', value='cpu')])  # the real loader: HybridGL.from_config
+    client_node = Node('client', context=ros_context, namespace='/bad_ckpt')
+    client = client_node.create_client(SegmentByText, '/bad_ckpt/hybridgl_node/segment')
+    spinner = Spinner(ros_context, node, client_node)
+    try:
+        assert client.wait_for_service(timeout_sec=10.0)
+        assert wait_for(lambda: node._not_ready.startswith('models not loaded'), timeout=60)
+        for _ in range(2):
+            response = call(client, SegmentByText.Request(text='the red square'))
+            assert not response.success and 'models not loaded' in response.message
+            assert str(weights) in response.message
+    finally:
+        spinner.stop()
+        node.destroy_node()
+        client_node.destroy_node()

@@ -1,0 +1,126 @@
+"""3D centroid from synthetic depth with known intrinsics (16UC1 mm and 32FC1 m)."""
+import numpy as np
+import pytest
+from geometry_msgs.msg import PointStamped
+from visualization_msgs.msg import Marker, MarkerArray
+
+from hybridgl_ros.ros.depth import Intrinsics, mask_centroid_3d, resize_mask
+from hybridgl_ros.ros.sync import StampBuffer
+from ros_helpers import CAMERA_FRAME, camera_info, stamp_header, wait_for
+from small_segmenter import ColourSegmenter, scene_rgb
+
+H, W = 96, 128
+FX, FY, CX, CY = 100.0, 110.0, 64.0, 48.0
+# The red square covers rows 30..59, columns 15..44: median pixel (29.5, 44.5).
+SQUARE = (slice(30, 60), slice(15, 45))
+
+
+def _expected_xyz(z, u=29.5, v=44.5, fx=FX, fy=FY, cx=CX, cy=CY):
+    return ((u - cx) * z / fx, (v - cy) * z / fy, z)
+
+
+def test_back_projection_median_of_a_plane():
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    depth = np.full((H, W), 1.5, np.float32)
+    centroid = mask_centroid_3d(mask, depth, Intrinsics(FX, FY, CX, CY))
+    np.testing.assert_allclose(centroid.xyz_m, _expected_xyz(1.5), atol=1e-9)
+    assert centroid.valid_px == 900
+
+
+def test_median_ignores_background_depth_bleeding_into_the_mask():
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[30:60, 15:18] = 9.0  # a thin edge column of background depth under the mask
+    assert mask_centroid_3d(mask, depth, Intrinsics(FX, FY, CX, CY)).xyz_m[2] == 2.0
+
+
+def test_too_few_valid_pixels_give_no_centroid():
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    depth = np.full((H, W), np.nan, np.float32)
+    depth[40, 20:25] = 1.0
+    assert mask_centroid_3d(mask, depth, Intrinsics(FX, FY, CX, CY), min_valid_px=10) is None
+
+
+def test_scaled_intrinsics_match_a_half_size_image():
+    half = Intrinsics(FX, FY, CX, CY).scaled(0.5, 0.5)
+    assert half.fx == FX / 2 and half.cx == pytest.approx((CX + 0.5) / 2 - 0.5)
+
+
+def test_resize_mask_nearest_neighbour():
+    mask = np.zeros((4, 4), bool)
+    mask[:2, :2] = True
+    np.testing.assert_array_equal(resize_mask(mask, 2, 2), [[True, False], [False, False]])
+
+
+def test_stamp_buffer_pairs_within_slop():
+    buffer = StampBuffer(size=3)
+    for t in (1.0, 1.1, 1.2, 1.3):
+        buffer.add(PointStamped(header=stamp_header(t)))
+    assert buffer.nearest(int(1.22e9), int(0.05e9)).header == stamp_header(1.2)
+    assert buffer.nearest(int(1.0e9), int(0.05e9)) is None  # dropped (size 3)
+    assert buffer.nearest(int(2.0e9), int(0.05e9)) is None
+
+
+@pytest.mark.parametrize('encoding', ['16UC1', '32FC1'])
+def test_node_gives_the_3d_centroid(harness, encoding):
+    h = harness(ColourSegmenter())
+    h.record('centroid', PointStamped)
+    h.record('markers', MarkerArray)
+    header = stamp_header(5.0)
+    if encoding == '16UC1':
+        depth = np.full((H, W), 1500, np.uint16)  # millimetres
+    else:
+        depth = np.full((H, W), 1.5, np.float32)  # metres
+    h.publish_depth(depth, encoding, camera_info(header, H, W, FX, FY, CX, CY))
+    h.publish_image(scene_rgb(), header)
+    response = h.segment('the red square')
+    assert response.success and response.result.has_3d, response.message
+    point = response.result.centroid_3d
+    assert point.header.frame_id == CAMERA_FRAME
+    np.testing.assert_allclose([point.point.x, point.point.y, point.point.z],
+                               _expected_xyz(1.5), atol=1e-6)
+    assert '3D' in response.message
+    assert wait_for(lambda: h.received['centroid'] and h.received['markers'])
+    assert h.received['centroid'][0].point.z == pytest.approx(1.5)
+    kinds = [m.type for m in h.received['markers'][0].markers]
+    assert kinds == [Marker.SPHERE, Marker.CUBE, Marker.TEXT_VIEW_FACING]
+
+
+def test_half_resolution_depth_is_paired_and_scaled(harness):
+    h = harness(ColourSegmenter())
+    header = stamp_header(6.0)
+    info = camera_info(header, H // 2, W // 2, FX / 2, FY / 2, (CX + 0.5) / 2 - 0.5,
+                       (CY + 0.5) / 2 - 0.5)
+    h.publish_depth(np.full((H // 2, W // 2), 2.0, np.float32), '32FC1', info)
+    h.publish_image(scene_rgb(), header)
+    result = h.segment('red').result
+    assert result.has_3d
+    x, y, z = result.centroid_3d.point.x, result.centroid_3d.point.y, result.centroid_3d.point.z
+    np.testing.assert_allclose([x, y, z], _expected_xyz(2.0), atol=0.02)
+
+
+def test_nan_and_zero_depth_under_the_mask_give_a_2d_result(harness):
+    h = harness(ColourSegmenter())
+    header = stamp_header(7.0)
+    depth = np.full((H, W), 1.0, np.float32)
+    depth[SQUARE] = np.nan
+    depth[30:60, 15:20] = 0.0
+    h.publish_depth(depth, '32FC1', camera_info(header, H, W, FX, FY, CX, CY))
+    h.publish_image(scene_rgb(), header)
+    response = h.segment('the red square')
+    assert response.success and response.result.found and not response.result.has_3d
+    assert 'no valid depth under the mask' in response.message
+    assert h.segment('the blue disc').result.has_3d  # depth elsewhere still works
+
+
+def test_depth_stamped_too_far_from_the_image_is_not_used(harness):
+    h = harness(ColourSegmenter(), sync_slop_s=0.02)
+    h.publish_depth(np.full((H, W), 1.0, np.float32), '32FC1',
+                    camera_info(stamp_header(8.0), H, W, FX, FY, CX, CY))
+    h.publish_image(scene_rgb(), stamp_header(8.1))
+    response = h.segment('red')
+    assert response.success and not response.result.has_3d
+    assert 'no depth image within sync_slop_s' in response.message
