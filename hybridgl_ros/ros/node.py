@@ -342,10 +342,10 @@ def _summary(msg: SegmentationMsg) -> str:
     return f'{out}; {msg.message}' if msg.message else out
 
 
-def main(args=None) -> int:
+def main(args=None, segmenter_factory: SegmenterFactory | None = None) -> int:
     """Runs the node until SIGINT/shutdown (``ros2 run hybridgl_ros hybridgl_node``)."""
     rclpy.init(args=args)
-    node = HybridGLNode()
+    node = HybridGLNode(segmenter_factory)
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:

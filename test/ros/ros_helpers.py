@@ -6,6 +6,8 @@ temporary folder.
 """
 import os
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -100,6 +102,36 @@ def vm_rss_kib(pid: int) -> int:
     raise RuntimeError(f'no VmRSS for process {pid}')
 
 
+def start_process(command, env, log_path):
+    """Starts a ROS process in its own session (so SIGINT reaches it), output to a log file."""
+    log = open(log_path, 'wb')  # closed by stop_process
+    process = subprocess.Popen([str(c) for c in command], env=env, cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    process.log_file = log
+    return process
+
+
+def stop_process(process, timeout=10.0):
+    """SIGINT to the process group, bounded wait, then SIGKILL; returns the exit code."""
+    try:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
+        return None  # did not stop on SIGINT
+    finally:
+        process.log_file.close()
+
+
+def ros_executable(name):
+    """Where ``ros2 run hybridgl_ros <name>`` finds its executable (through the ament index)."""
+    from ament_index_python.packages import get_package_prefix
+
+    return Path(get_package_prefix('hybridgl_ros')) / 'lib' / 'hybridgl_ros' / name
+
+
 class Harness:
     """The node with an injected segmenter, in a namespace of its own, plus a client node that
     publishes the camera topics, calls ``~/segment`` and records the node's outputs.
@@ -163,5 +195,6 @@ class Harness:
         return call(self.client, request, timeout)
 
 
-__all__ = ['CAMERA_FRAME', 'Harness', 'Spinner', 'call', 'camera_info', 'rclpy', 'stamp_header',
-           'vm_rss_kib', 'wait_for']
+__all__ = ['CAMERA_FRAME', 'Harness', 'Spinner', 'call', 'camera_info', 'rclpy',
+           'ros_executable', 'stamp_header', 'start_process', 'stop_process', 'vm_rss_kib',
+           'wait_for']
