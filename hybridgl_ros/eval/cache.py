@@ -1,0 +1,166 @@
+"""On-disk cache of frames (proposals, mask features, GEM tokens) keyed by config and image.
+
+A frame depends on the proposal, feature and GEM settings, the models and their weights, and
+the numeric mode (parity, precision, device) — never on the text or the spatial-guidance
+settings (the GEM tokens are left out of a frame when coherence is off: such a frame is
+recomputed, and overwritten, by a run that needs them). So a second run with other guidance
+switches reuses every frame and skips SAM and CLIP.
+
+Layout: ``<root>/<key>/<image name>.npz``, one file per image (masks bit-packed, tensors as
+numpy arrays), and ``<root>/<key>/config.json`` saying what the key stands for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.types import Frame, Proposals
+
+_LOG = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+#: Model settings that do not change a frame's numbers.
+_IRRELEVANT_MODEL_FIELDS = ('torch_threads',)
+
+
+def _file_stamps(config: HybridGLConfig) -> dict[str, list[int]]:
+    """Size and modification time of every weight/architecture file the models load."""
+    from hybridgl_ros.core import models as model_files
+
+    paths = {name: getattr(config.models, name) for name in
+             ('clip_model', 'clip_weights', 'sam_model_type', 'sam_checkpoint')}
+    if model_files.uses_demo_clip(config.models):
+        paths.update(clip_model=model_files.DEMO_CLIP_CONFIG,
+                     clip_weights=model_files.DEMO_CLIP_WEIGHTS)
+    if model_files.uses_demo_sam(config.models):
+        paths.update(sam_model_type=model_files.DEMO_SAM_ARCH,
+                     sam_checkpoint=model_files.DEMO_SAM_WEIGHTS)
+    stamps = {}
+    for name, path in paths.items():
+        path = Path(path).expanduser()
+        if path.is_file():
+            stat = path.stat()
+            stamps[name] = [stat.st_size, stat.st_mtime_ns]
+    return stamps
+
+
+def frame_key_material(config: HybridGLConfig) -> dict[str, Any]:
+    """Everything a frame depends on: the config groups, model paths and weight file stamps."""
+    models = {k: v for k, v in dataclasses.asdict(config.models).items()
+              if k not in _IRRELEVANT_MODEL_FIELDS}
+    return {'format': CACHE_FORMAT, 'parity': config.parity,
+            'proposals': dataclasses.asdict(config.proposals),
+            'features': dataclasses.asdict(config.features),
+            'gem': dataclasses.asdict(config.gem), 'models': models,
+            'model_files': _file_stamps(config)}
+
+
+def frame_key(config: HybridGLConfig) -> str:
+    """A short hash of :func:`frame_key_material` (16 hex digits)."""
+    text = json.dumps(frame_key_material(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class FrameCache:
+    """Frames of one config, stored one file per image under ``root/<frame_key>``.
+
+    Args:
+        root: the cache folder (created on first store).
+        config: the config the frames are computed with.
+        device: where loaded tensors go (the model's device), e.g. 'cpu' or 'cuda'.
+    """
+
+    def __init__(self, root: str | Path, config: HybridGLConfig, device: Any = 'cpu') -> None:
+        self.folder = Path(root) / frame_key(config)
+        self._material = frame_key_material(config)
+        self._device = device
+        self._needs_gem = config.guidance.use_coherence
+
+    def path(self, image_name: str) -> Path:
+        """The cache file of an image (by its file name, shared by datasets on the same images)."""
+        return self.folder / f'{Path(image_name).stem}.npz'
+
+    def load(self, image_name: str) -> Frame | None:
+        """The cached frame, or None if absent, unreadable or lacking the GEM tokens this
+        config needs (a frame stored by a --no-coherence run); then it is recomputed."""
+        path = self.path(image_name)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                frame = _frame_from_arrays(data, self._device)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            _LOG.warning('cache file %s unreadable (%s); recomputing', path, exc)
+            return None
+        if self._needs_gem and frame.gem_tokens is None and len(frame.proposals):
+            return None
+        return frame
+
+    def store(self, image_name: str, frame: Frame) -> None:
+        """Writes a frame atomically (a crash never leaves a half-written file)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        meta = self.folder / 'config.json'
+        if not meta.exists():
+            meta.write_text(json.dumps(self._material, indent=1, sort_keys=True))
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as stream:
+                np.savez_compressed(stream, **_frame_to_arrays(frame))
+            os.replace(tmp, self.path(image_name))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor (any device) or array as numpy; bfloat16 becomes float32."""
+    if hasattr(tensor, 'detach'):
+        import torch
+
+        tensor = tensor.detach().cpu()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()
+        return tensor.numpy()
+    return np.asarray(tensor)
+
+
+def _frame_to_arrays(frame: Frame) -> dict[str, np.ndarray]:
+    masks = frame.proposals.masks
+    arrays = {
+        'image_size': np.asarray(frame.image_size, np.int64),
+        'mask_shape': np.asarray(masks.shape, np.int64),
+        'masks_packed': np.packbits(masks.reshape(masks.shape[0], -1), axis=1),
+        'boxes_xywh': np.asarray(frame.proposals.boxes_xywh, np.int64),
+        'scores': np.asarray(frame.proposals.scores, np.float32),
+        'mask_features': _to_numpy(frame.mask_features),
+        'gem_grid': np.asarray(frame.gem_grid, np.int64),
+        'timings_ms': np.asarray(json.dumps(frame.timings_ms))}
+    if frame.gem_tokens is not None:
+        arrays['gem_tokens'] = _to_numpy(frame.gem_tokens)
+    return arrays
+
+
+def _frame_from_arrays(data: Any, device: Any) -> Frame:
+    import torch
+
+    count, height, width = (int(v) for v in data['mask_shape'])
+    bits = np.unpackbits(data['masks_packed'], axis=1, count=height * width)
+    masks = bits.reshape(count, height, width).astype(bool)
+    gem = torch.from_numpy(data['gem_tokens']).to(device) if 'gem_tokens' in data else None
+    return Frame(
+        image_size=tuple(int(v) for v in data['image_size']),
+        proposals=Proposals(masks, data['boxes_xywh'], data['scores']),
+        mask_features=torch.from_numpy(data['mask_features']).to(device),
+        gem_tokens=gem, gem_grid=tuple(int(v) for v in data['gem_grid']),
+        timings_ms=json.loads(str(data['timings_ms'])),
+        mask_tensor=torch.from_numpy(masks).to(device))

@@ -1,0 +1,264 @@
+"""The evaluation loop: image-side work once per image, every query on it, one line per query.
+
+``evaluate(settings, config, model_factory)`` plans the queries (``--limit``, then
+``--shard``), skips those already in the results file when resuming, and writes the summary
+and the Markdown table at the end.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.errors import ConfigError, InvalidInputError
+from hybridgl_ros.eval.cache import FrameCache, frame_key
+from hybridgl_ros.eval.datasets import ImageItem, Query, ground_truth_mask, load_dataset
+from hybridgl_ros.eval.metrics import intersection_union
+from hybridgl_ros.eval.records import ResultsFileError, ResultsWriter, read_results
+from hybridgl_ros.eval.report import build_summary, render_tables
+
+_LOG = logging.getLogger(__name__)
+
+#: Header fields that must match for --resume to continue a file.
+RUN_IDENTITY = ('dataset', 'split', 'limit', 'shard', 'config')
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What to evaluate and where to write. ``shard`` is (k, n) with 1 <= k <= n."""
+
+    dataset: str
+    split: str
+    data_root: Path
+    out_dir: Path
+    image_dir: Path | None = None
+    limit: int | None = None
+    shard: tuple[int, int] = (1, 1)
+    resume: bool = False
+    cache_dir: Path | None = None
+    progress: bool = True
+
+    def file(self, stem: str, suffix: str) -> Path:
+        """An output path: ``results.jsonl``, or ``results.shard-2-of-4.jsonl`` for a shard."""
+        k, n = self.shard
+        tag = f'.shard-{k}-of-{n}' if n > 1 else ''
+        return self.out_dir / f'{stem}{tag}{suffix}'
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """An image and its queries with their positions in the whole (unsharded) plan."""
+
+    item: ImageItem
+    queries: tuple[tuple[int, Query], ...]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 1 <= K <= N."""
+    try:
+        k, n = (int(v) for v in text.split('/'))
+    except ValueError as exc:
+        raise ConfigError(f'--shard takes K/N (e.g. 2/4), not {text!r}') from exc
+    if not 1 <= k <= n:
+        raise ConfigError(f'--shard K/N needs 1 <= K <= N, not {text!r}')
+    return k, n
+
+
+def plan(items: Sequence[ImageItem], limit: int | None,
+         shard: tuple[int, int]) -> tuple[list[PlannedImage], int]:
+    """The first ``limit`` queries in image order, then every N-th image from the K-th.
+
+    Returns:
+        (this shard's images, the number of queries in the whole plan).
+    """
+    planned, order = [], 0
+    for item in items:
+        if limit is not None and order >= limit:
+            break
+        take = item.queries if limit is None else item.queries[:limit - order]
+        planned.append(PlannedImage(item, tuple(enumerate(take, start=order))))
+        order += len(take)
+    k, n = shard
+    return planned[k - 1::n], order
+
+
+def query_record(order: int, item: ImageItem, query: Query, **fields: Any) -> dict:
+    """One line of the results file."""
+    return {'kind': 'query', 'order': order, 'query_id': query.query_id,
+            'image_id': item.image_id, 'ref_id': query.ref_id, 'text': query.text, **fields}
+
+
+def _json_config(config: HybridGLConfig) -> dict:
+    return json.loads(json.dumps(config.to_flat()))
+
+
+def _open_results(settings: EvalSettings, header: dict) -> tuple[ResultsWriter, list[dict]]:
+    path = settings.file('results', '.jsonl')
+    if not (settings.resume and path.exists()):
+        return ResultsWriter.create(path, header), []
+    old_header, records, good_bytes = read_results(path)
+    for name in RUN_IDENTITY:
+        if old_header.get(name) != header[name]:
+            raise ResultsFileError(
+                f'{path} was written by another run ({name} differs); use another --out')
+    _LOG.info('resuming %s: %d queries already done', path, len(records))
+    return ResultsWriter.reopen(path, good_bytes), records
+
+
+def evaluate(settings: EvalSettings, config: HybridGLConfig,
+             model_factory: Callable[[HybridGLConfig], Any]) -> dict:
+    """Runs (or resumes) an evaluation; returns the summary also written to ``summary.json``.
+
+    Args:
+        settings: dataset, split, output folder and run options.
+        config: the method's config (ablation switches already applied).
+        model_factory: builds the model (``prepare(image) -> Frame``,
+            ``query(frame, text) -> Segmentation``); called only if a query is left to do.
+    """
+    items = load_dataset(settings.dataset, settings.split, settings.data_root,
+                         settings.image_dir)
+    images, total = plan(items, settings.limit, settings.shard)
+    header = {'dataset': settings.dataset, 'split': settings.split, 'limit': settings.limit,
+              'shard': list(settings.shard), 'config': _json_config(config),
+              'frame_key': frame_key(config), 'planned_total': total,
+              'planned_queries': sum(len(p.queries) for p in images),
+              'planned_images': len(images)}
+    started = time.perf_counter()
+    writer, records = _open_results(settings, header)
+    with writer:
+        done = {r['query_id'] for r in records}
+        todo = [p for p in images if any(q.query_id not in done for _, q in p.queries)]
+        if todo:
+            loop = _Loop(settings, config, model_factory, writer, records)
+            loop.run(todo, header['planned_queries'], len(done))
+    summary = build_summary(header, records)
+    summary['wall_s'] = time.perf_counter() - started
+    write_outputs(settings.file('summary', '.json'), settings.file('table', '.md'), [summary])
+    return summary
+
+
+def write_outputs(summary_path: Path, table_path: Path, summaries: Sequence[Mapping]) -> str:
+    """Writes the JSON summary (one object, or a list for several runs) and the table."""
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    body = summaries[0] if len(summaries) == 1 else list(summaries)
+    summary_path.write_text(json.dumps(body, indent=2, sort_keys=True) + '\n')
+    table = render_tables(summaries)
+    table_path.write_text(table)
+    return table
+
+
+def load_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, without EXIF rotation (annotations use the stored pixel grid)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.array(image.convert('RGB'))
+
+
+class _Loop:
+    """The per-image loop of one run: frames, queries, records, progress."""
+
+    def __init__(self, settings: EvalSettings, config: HybridGLConfig,
+                 model_factory: Callable, writer: ResultsWriter, records: list[dict]) -> None:
+        self.model = model_factory(config)
+        self.writer = writer
+        self.records = records
+        self.cache = None
+        if settings.cache_dir is not None:
+            device = getattr(self.model, 'device', 'cpu')
+            self.cache = FrameCache(settings.cache_dir, config, device)
+        self.progress = settings.progress
+        self.totals = [sum(r.get('inter', 0) for r in records),
+                       sum(r.get('union', 0) for r in records)]
+
+    def run(self, images: list[PlannedImage], total: int, initial: int) -> None:
+        from tqdm import tqdm
+
+        done = {r['query_id'] for r in self.records}
+        self.bar = tqdm(total=total, initial=initial, unit='query', dynamic_ncols=True,
+                        disable=not self.progress, smoothing=0.05)
+        try:
+            for planned in images:
+                self.image([(o, q) for o, q in planned.queries if q.query_id not in done],
+                           planned.item)
+        finally:
+            self.bar.close()
+
+    def _emit(self, record: dict) -> None:
+        self.writer.write(record)
+        self.records.append(record)
+        self.totals[0] += record.get('inter', 0)
+        self.totals[1] += record.get('union', 0)
+        self.bar.update(1)
+        if self.totals[1] and self.bar.n % 10 == 0:
+            self.bar.set_postfix(oIoU=f'{100 * self.totals[0] / self.totals[1]:.2f}')
+
+    def frame(self, item: ImageItem) -> tuple[Any, str]:
+        """The image's frame, from the cache or computed (then stored): (frame, cache state)."""
+        name = item.path.name
+        if self.cache is not None:
+            frame = self.cache.load(name)
+            if frame is not None:
+                return frame, 'hit'
+        frame = self.model.prepare(load_image(item.path))
+        if self.cache is not None:
+            self.cache.store(name, frame)
+            return frame, 'miss'
+        return frame, 'off'
+
+    def image(self, pending: list[tuple[int, Query]], item: ImageItem) -> None:
+        """Evaluates an image's pending queries; a bad image skips them, recorded."""
+        start = time.perf_counter()
+        try:
+            frame, cache_state = self.frame(item)
+        except (OSError, ValueError, InvalidInputError) as exc:
+            _LOG.warning('image %s skipped: %s', item.path, exc)
+            for order, query in pending:
+                self._emit(query_record(order, item, query, status='skipped',
+                                        reason='unreadable image', detail=str(exc)))
+            return
+        frame_ms = 1000.0 * (time.perf_counter() - start)
+        height, width = frame.image_size
+        if item.size_hw is not None and tuple(item.size_hw) != (height, width):
+            detail = f'image {height}x{width}, annotations {item.size_hw[0]}x{item.size_hw[1]}'
+            for order, query in pending:
+                self._emit(query_record(order, item, query, status='skipped',
+                                        reason='image size mismatch', detail=detail))
+            return
+        for index, (order, query) in enumerate(pending):
+            record = self.query(frame, order, item, query)
+            record.update(frame_ms=frame_ms if index == 0 else None, cache=cache_state)
+            self._emit(record)
+
+    def query(self, frame: Any, order: int, item: ImageItem, query: Query) -> dict:
+        """Scores one query on a prepared frame: I and U for pure and guided predictions."""
+        height, width = frame.image_size
+        try:
+            gt = ground_truth_mask(query, height, width)
+        except ValueError as exc:
+            return query_record(order, item, query, status='skipped',
+                                reason='unreadable ground truth', detail=str(exc))
+        if not gt.any():
+            return query_record(order, item, query, status='skipped', reason='empty ground truth')
+        start = time.perf_counter()
+        try:
+            seg = self.model.query(frame, query.text)
+        except InvalidInputError as exc:
+            return query_record(order, item, query, status='skipped', reason='invalid query',
+                                detail=str(exc))
+        query_ms = 1000.0 * (time.perf_counter() - start)
+        masks = frame.proposals.masks
+        pure = masks[seg.pure_index] if seg.pure_index >= 0 else np.zeros_like(gt)
+        inter, union = intersection_union(seg.mask, gt)
+        inter_pure, union_pure = intersection_union(pure, gt)
+        return query_record(
+            order, item, query, status='ok', inter=inter, union=union, inter_pure=inter_pure,
+            union_pure=union_pure, gt_area=int(gt.sum()), found=bool(seg.found),
+            index=int(seg.index), pure_index=int(seg.pure_index), proposals=int(len(masks)),
+            relation=seg.parse.relation, direction=seg.parse.direction, query_ms=query_ms)

@@ -1,0 +1,72 @@
+"""The per-image frame cache: exact round trip, keys, and a second run that skips SAM + CLIP."""
+import numpy as np
+import torch
+from eval_data import StandInModel
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.eval.cache import FrameCache, frame_key
+from hybridgl_ros.eval.records import read_results
+from hybridgl_ros.eval.runner import EvalSettings, evaluate
+
+
+def _frame(config=HybridGLConfig()):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (37, 45, 3), dtype=np.uint8)
+    return StandInModel(config).prepare(image)
+
+
+def test_a_stored_frame_loads_back_exactly(tmp_path):
+    frame = _frame()
+    cache = FrameCache(tmp_path, HybridGLConfig())
+    cache.store('COCO_train2014_000000000001.jpg', frame)
+    loaded = cache.load('COCO_train2014_000000000001.jpg')
+    assert loaded.image_size == frame.image_size and loaded.gem_grid == frame.gem_grid
+    assert np.array_equal(loaded.proposals.masks, frame.proposals.masks)
+    assert np.array_equal(loaded.proposals.boxes_xywh, frame.proposals.boxes_xywh)
+    assert np.array_equal(loaded.proposals.scores, frame.proposals.scores)
+    assert torch.equal(loaded.mask_features, frame.mask_features)
+    assert torch.equal(loaded.gem_tokens, frame.gem_tokens)
+    assert torch.equal(loaded.mask_tensor, frame.mask_tensor)
+
+
+def test_an_absent_or_damaged_file_is_a_miss(tmp_path):
+    cache = FrameCache(tmp_path, HybridGLConfig())
+    assert cache.load('a.jpg') is None
+    cache.path('a.jpg').parent.mkdir(parents=True)
+    cache.path('a.jpg').write_bytes(b'garbage')
+    assert cache.load('a.jpg') is None
+
+
+def test_the_key_follows_frame_settings_but_not_text_or_guidance():
+    base = frame_key(HybridGLConfig())
+    for name, value in (('proposals.points_per_side', 16), ('features.mode', 'L'),
+                        ('gem.input_scale', 3), ('models.sam_checkpoint', '/w/sam.pth'),
+                        ('parity', 'reference')):
+        assert frame_key(HybridGLConfig.from_flat({name: value})) != base, name
+    for name, value in (('guidance.use_relation', False), ('guidance.spatial_weight', 0.5),
+                        ('text.sentence_weight', 0.3), ('models.torch_threads', 2)):
+        assert frame_key(HybridGLConfig.from_flat({name: value})) == base, name
+
+
+def test_a_frame_without_gem_tokens_is_recomputed_when_coherence_is_on(tmp_path):
+    no_coherence = HybridGLConfig.from_flat({'guidance.use_coherence': False})
+    FrameCache(tmp_path, no_coherence).store('a.jpg', _frame(no_coherence))
+    assert FrameCache(tmp_path, no_coherence).load('a.jpg') is not None
+    assert FrameCache(tmp_path, HybridGLConfig()).load('a.jpg') is None
+
+
+def test_a_second_run_with_other_guidance_reuses_every_frame(refcoco_root, tmp_path, stand_in):
+    def settings(out):
+        return EvalSettings('refcoco', 'val', refcoco_root, tmp_path / out, progress=False,
+                            cache_dir=tmp_path / 'cache')
+
+    no_relation = HybridGLConfig.from_flat({'guidance.use_relation': False})
+    evaluate(settings('first'), HybridGLConfig(), stand_in)
+    second = evaluate(settings('second'), no_relation, stand_in)
+    assert stand_in.made[-1].prepared == 0
+    assert second['timing']['cache_hits'] == second['timing']['frames'] == 4
+    uncached = evaluate(EvalSettings('refcoco', 'val', refcoco_root, tmp_path / 'plain',
+                                     progress=False), no_relation, stand_in)
+    assert second['metrics'] == uncached['metrics']
+    cache_states = {r['cache'] for r in read_results(tmp_path / 'first' / 'results.jsonl')[1]}
+    assert cache_states == {'miss'}
