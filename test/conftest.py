@@ -25,6 +25,16 @@ def tiny_clip():
     return model.eval()
 
 
+@pytest.fixture(scope='session')
+def spacy_parser():
+    """The real spaCy parser (default mode), loaded once per test session."""
+    from hybridgl_ros.core.text import SpacyParser
+
+    parser = SpacyParser()
+    parser.parse('load the pipeline')
+    return parser
+
+
 @pytest.fixture
 def scene_rgb():
     """(96, 128, 3) uint8: a red square left, a blue disc right, on a grey gradient."""

@@ -96,7 +96,8 @@ class HybridGL:
             with _timed(timings, 'gem', self.device):
                 gem_tokens, grid = gem_image_tokens(self.visual, image_rgb, self.config.gem,
                                                     self.gem_start, self.autocast_dtype)
-        masks_t = torch.from_numpy(proposals.masks).to(self.device)
+        # float 0/1 masks, cached: each query's spatial score is then one matrix-vector product
+        masks_t = torch.from_numpy(proposals.masks).to(self.device, torch.float32)
         return Frame(image_size=image_rgb.shape[:2], proposals=proposals,
                      mask_features=features, gem_tokens=gem_tokens, gem_grid=grid,
                      timings_ms=timings, mask_tensor=masks_t)
@@ -169,6 +170,7 @@ class HybridGL:
         return p, q, int(torch.argmax(p))
 
     def _guidance(self, frame: Frame, parse: ParsedExpression, feats: dict, p, q):
+        """Candidates, relation scores R, spatial scores S and F (spec §7, §9, §10)."""
         import torch
 
         from hybridgl_ros.core import guidance as g
@@ -176,23 +178,19 @@ class HybridGL:
 
         cfg = self.config.guidance
         height, width = frame.image_size
-        relation = parse.relation if cfg.use_relation else 'none'
+        plan = g.plan_guidance(parse, cfg, self.config.reference)
         candidates = g.select_candidates(p, cfg.candidate_count)
         boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32,
                                 device=p.device)
-        r = g.relation_scores(relation, p, candidates, boxes, q=q,
+        r = g.relation_scores(plan.relation, p, candidates, boxes, q=q,
                               partner_count=cfg.partner_count)
-        if cfg.use_coherence and frame.gem_tokens is not None:
+        coherence = None
+        if plan.use_coherence and frame.gem_tokens is not None:
             coherence = coherence_map(frame.gem_tokens, frame.gem_grid, feats['gem'],
                                       self.config.gem.input_scale * self.visual.image_size[0],
                                       (height, width))
-        else:
-            coherence = torch.ones((height, width), device=p.device)
-        direction = parse.direction if cfg.use_position else 'none'
-        vertical = cfg.vertical_ramps and not self.config.reference
-        ramp = g.position_ramp(direction, height, width, vertical).to(p.device)
-        weighted = g.coherence_weighting(coherence, ramp)
-        spatial = g.spatial_scores(weighted, frame.mask_tensor, g.beta_for(relation, cfg))
+        weights = g.guidance_map(coherence, plan, height, width, device=p.device)
+        spatial = g.spatial_scores(weights, frame.mask_tensor, plan.beta)
         scores = g.final_scores(r, spatial[candidates], cfg.spatial_weight)
         best = int(torch.argmax(scores))
         return (int(candidates[best]), tuple(int(c) for c in candidates),

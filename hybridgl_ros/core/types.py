@@ -63,7 +63,7 @@ class Frame:
         gem_tokens: (P, D) float32 torch tensor, L2-normalised GEM patch tokens, or None.
         gem_grid: (rows, cols) of the GEM patch grid.
         timings_ms: stage name -> milliseconds spent preparing this frame.
-        mask_tensor: (N, H, W) bool torch tensor of the masks on the model's device, or None.
+        mask_tensor: (N, H, W) float32 0/1 torch tensor of the masks on the model's device.
     """
 
     image_size: tuple[int, int]

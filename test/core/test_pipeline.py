@@ -1,0 +1,155 @@
+"""HybridGL end to end with a tiny random CLIP (real open_clip code) and real spaCy.
+
+The proposals come from a fixed proposer (the masks of the synthetic scene): what these tests
+check is the pipeline around SAM; SAM's own code path is exercised with the demo models.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.errors import InvalidInputError
+from hybridgl_ros.core.pipeline import HybridGL, block_index
+from hybridgl_ros.core.types import Proposals
+
+
+class FixedProposer:
+    """Returns the same masks for every image and counts its calls."""
+
+    def __init__(self, masks):
+        self.masks = masks
+        self.calls = 0
+
+    def propose(self, image_rgb):
+        self.calls += 1
+        boxes = []
+        for mask in self.masks:
+            ys, xs = np.nonzero(mask)
+            boxes.append([xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1])
+        return Proposals(self.masks.copy(), np.asarray(boxes, np.int64).reshape(-1, 4),
+                         np.ones(len(self.masks), np.float32))
+
+
+def scene_masks(h=96, w=128):
+    """Masks of the conftest scene: red square, blue disc, the background, the full frame."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    square = np.zeros((h, w), bool)
+    square[30:60, 15:45] = True
+    disc = (yy - 48) ** 2 + (xx - 95) ** 2 < 15 ** 2
+    return np.stack([square, disc, ~(square | disc), np.ones((h, w), bool)])
+
+
+@pytest.fixture
+def make_segmenter(tiny_clip, spacy_parser):
+    def make(masks=None, **flat):
+        config = HybridGLConfig.from_flat(flat)
+        proposer = FixedProposer(scene_masks() if masks is None else masks)
+        parser = spacy_parser if not config.reference else None
+        return HybridGL(config, clip_model=tiny_clip, proposer=proposer,
+                        parser=parser), proposer
+    return make
+
+
+def test_block_index_scales_with_depth():
+    assert block_index(0.75, 12) == 9 and block_index(0.5, 12) == 6
+    assert block_index(0.75, 4) == 3 and block_index(0.5, 4) == 2
+
+
+def test_result_carries_mask_box_points_and_scores(make_segmenter, scene_rgb):
+    segmenter, _ = make_segmenter()
+    result = segmenter.segment(scene_rgb, 'the red square on the left')
+    assert result.found and result.mask.shape == scene_rgb.shape[:2]
+    assert result.mask.dtype == bool and 0 <= result.index < 4
+    assert result.matching_probs.shape == (4,) and result.spatial_scores.shape == (4,)
+    assert np.isclose(result.matching_probs.sum(), 1.0, atol=1e-5)
+    assert np.isfinite(result.spatial_scores).all()
+    x, y = result.interior_xy
+    assert result.mask[y, x]
+    assert result.parse.direction == 'left'
+    assert {'parse', 'text', 'matching', 'guidance', 'total'} <= set(result.timings_ms)
+
+
+def test_second_query_on_the_same_frame_runs_no_image_side_model_pass(make_segmenter,
+                                                                      scene_rgb):
+    segmenter, proposer = make_segmenter()
+    passes = []
+    hook = segmenter.visual.conv1.register_forward_hook(lambda *_: passes.append(1))
+    try:
+        frame = segmenter.prepare(scene_rgb)
+        assert proposer.calls == 1 and passes
+        passes.clear()
+        segmenter.query(frame, 'the blue disc')
+        segmenter.query(frame, 'the square left of the disc')
+    finally:
+        hook.remove()
+    assert proposer.calls == 1 and not passes
+
+
+def test_zero_proposals_is_a_normal_not_found(make_segmenter, scene_rgb):
+    segmenter, _ = make_segmenter(masks=np.zeros((0, 96, 128), bool))
+    result = segmenter.segment(scene_rgb, 'the red square')
+    assert not result.found and result.index == -1 and not result.mask.any()
+    assert 'no' in result.message
+
+
+@pytest.mark.parametrize('text', ['', '   ', '\n\t'])
+def test_empty_text_is_invalid_input(make_segmenter, scene_rgb, text):
+    segmenter, _ = make_segmenter()
+    frame = segmenter.prepare(scene_rgb)
+    with pytest.raises(InvalidInputError):
+        segmenter.query(frame, text)
+
+
+def test_a_300_word_expression_is_truncated_and_says_so(make_segmenter, scene_rgb):
+    segmenter, _ = make_segmenter()
+    text = ' '.join(['the red square next to the big blue round disc'] * 30)
+    result = segmenter.segment(scene_rgb, text)
+    assert result.found and 'truncated' in result.message
+
+
+def test_a_single_mask_image_still_answers(make_segmenter, scene_rgb):
+    segmenter, _ = make_segmenter(masks=scene_masks()[:1])
+    result = segmenter.segment(scene_rgb, 'the square')
+    assert result.found and result.index == 0 and result.candidate_indices == (0,)
+
+
+@pytest.mark.parametrize('bad', [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), float),
+                                 np.zeros((10, 10, 4), np.uint8), 'image.png'])
+def test_bad_images_are_invalid_input(make_segmenter, bad):
+    segmenter, _ = make_segmenter()
+    with pytest.raises(InvalidInputError):
+        segmenter.prepare(bad)
+
+
+def test_vertical_ramp_changes_default_but_not_reference_parity(make_segmenter, scene_rgb):
+    text = 'the thing at the top'
+    on, _ = make_segmenter(**{'guidance.vertical_ramps': True})
+    off, _ = make_segmenter()
+    parity, _ = make_segmenter(**{'guidance.vertical_ramps': True, 'parity': 'reference'})
+    frame = on.prepare(scene_rgb)
+    s_on = on.query(frame, text).spatial_scores
+    s_off = off.query(frame, text).spatial_scores
+    s_parity = parity.query(frame, text).spatial_scores
+    assert not np.allclose(s_on, s_off)
+    np.testing.assert_allclose(s_parity, s_off, rtol=1e-5, atol=1e-6)
+
+
+def test_ablation_without_coherence_skips_gem(make_segmenter, scene_rgb):
+    segmenter, _ = make_segmenter(**{'guidance.use_coherence': False})
+    frame = segmenter.prepare(scene_rgb)
+    assert frame.gem_tokens is None and 'gem' not in frame.timings_ms
+    assert segmenter.query(frame, 'the disc on the right').found
+
+
+@pytest.mark.parametrize('mode', ['G2L', 'L2G', 'G2L+L2G', 'L', 'G', 'G+L'])
+def test_every_feature_mode_runs_end_to_end(make_segmenter, scene_rgb, mode):
+    segmenter, _ = make_segmenter(**{'features.mode': mode})
+    result = segmenter.segment(scene_rgb, 'the blue disc')
+    assert result.found and np.isfinite(result.matching_probs).all()
+
+
+def test_config_is_frozen():
+    config = HybridGLConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.parity = 'reference'
