@@ -160,3 +160,18 @@ def test_plan_applies_the_limit_before_sharding(refcoco_root):
     assert total == 9 == sum(len(p.queries) for p in whole)
     orders = sorted(o for part in parts for p in part for o, _ in p.queries)
     assert orders == list(range(9))
+
+
+def test_phrasecut_runs_with_image_sizes_taken_from_the_images(tmp_path, stand_in):
+    (tmp_path / 'images').mkdir()
+    tasks = []
+    for image_id in (3, 4):
+        Image.new('RGB', (56, 40), (90, 90, 90)).save(tmp_path / 'images' / f'{image_id}.jpg')
+        tasks.append({'task_id': f'{image_id}__1', 'image_id': image_id, 'phrase': 'a box',
+                      'Polygons': [[[[4, 4], [20, 4], [20, 18], [4, 18]]]]})
+    (tmp_path / 'refer_test.json').write_text(json.dumps(tasks))
+    settings = EvalSettings(dataset='phrasecut', split='test', data_root=tmp_path,
+                            out_dir=tmp_path / 'out', progress=False)
+    summary = evaluate(settings, HybridGLConfig(), stand_in)
+    assert summary['evaluated'] == 2 and summary['complete']
+    assert '| PhraseCut test |' in (tmp_path / 'out' / 'table.md').read_text()
