@@ -161,6 +161,20 @@ def load_image(path: Path) -> np.ndarray:
         return np.array(image.convert('RGB'))
 
 
+def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """Out-of-memory errors: an image too big for the device is skipped, not fatal."""
+    import torch
+
+    return (MemoryError, torch.cuda.OutOfMemoryError)
+
+
+def _release_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class _Loop:
     """The per-image loop of one run: frames, queries, records, progress."""
 
@@ -218,10 +232,11 @@ class _Loop:
         try:
             frame, cache_state = self.frame(item)
         except (OSError, ValueError, InvalidInputError) as exc:
-            _LOG.warning('image %s skipped: %s', item.path, exc)
-            for order, query in pending:
-                self._emit(query_record(order, item, query, status='skipped',
-                                        reason='unreadable image', detail=str(exc)))
+            self._skip_image(pending, item, 'unreadable image', exc)
+            return
+        except _out_of_memory_errors() as exc:
+            _release_gpu_memory()
+            self._skip_image(pending, item, 'out of memory', exc)
             return
         frame_ms = 1000.0 * (time.perf_counter() - start)
         height, width = frame.image_size
@@ -235,6 +250,13 @@ class _Loop:
             record = self.query(frame, order, item, query)
             record.update(frame_ms=frame_ms if index == 0 else None, cache=cache_state)
             self._emit(record)
+
+    def _skip_image(self, pending: list[tuple[int, Query]], item: ImageItem, reason: str,
+                    exc: BaseException) -> None:
+        _LOG.warning('image %s skipped (%s): %s', item.path, reason, exc)
+        for order, query in pending:
+            self._emit(query_record(order, item, query, status='skipped', reason=reason,
+                                    detail=str(exc)))
 
     def query(self, frame: Any, order: int, item: ImageItem, query: Query) -> dict:
         """Scores one query on a prepared frame: I and U for pure and guided predictions."""

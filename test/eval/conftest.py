@@ -25,9 +25,10 @@ def stand_in():
         def __init__(self):
             self.made = []
             self.interrupt_at = None
+            self.first_prepare_error = None
 
         def __call__(self, config):
-            model = StandInModel(config, self.interrupt_at)
+            model = StandInModel(config, self.interrupt_at, self.first_prepare_error)
             self.made.append(model)
             return model
 

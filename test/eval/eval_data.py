@@ -117,15 +117,17 @@ def _grid_proposals(height, width):
 class StandInModel:
     """prepare/query with the real dataclasses; deterministic picks from a CRC of the text.
 
-    Counts its calls; raises KeyboardInterrupt on query number ``interrupt_at`` (1-based).
+    Counts its calls; raises KeyboardInterrupt on query number ``interrupt_at`` (1-based) and
+    ``first_prepare_error`` (an exception instance), if given, on the first prepare.
     ``use_relation`` off makes the guided pick equal the pure one (so ablations are visible).
     """
 
     device = 'cpu'
 
-    def __init__(self, config, interrupt_at=None):
+    def __init__(self, config, interrupt_at=None, first_prepare_error=None):
         self.config = config
         self.interrupt_at = interrupt_at
+        self.first_prepare_error = first_prepare_error
         self.prepared = 0
         self.queried = 0
 
@@ -133,6 +135,8 @@ class StandInModel:
         import torch
 
         self.prepared += 1
+        if self.first_prepare_error is not None and self.prepared == 1:
+            raise self.first_prepare_error
         height, width = image_rgb.shape[:2]
         proposals = _grid_proposals(height, width)
         means = [image_rgb[m].mean(axis=0) for m in proposals.masks]

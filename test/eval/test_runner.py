@@ -134,6 +134,14 @@ def test_an_unreadable_image_is_recorded_and_skipped(refcoco_root, tmp_path, sta
     assert summary['complete'] and summary['evaluated'] > 0
 
 
+def test_an_image_too_big_for_memory_is_recorded_and_skipped(refcoco_root, tmp_path, stand_in):
+    stand_in.first_prepare_error = MemoryError('cannot allocate')
+    summary = evaluate(_settings(refcoco_root, tmp_path / 'out'), HybridGLConfig(), stand_in)
+    first = load_dataset('refcoco', 'val', refcoco_root)[0]
+    assert summary['skipped_by_reason'] == {'out of memory': len(first.queries)}
+    assert summary['evaluated'] == summary['queries'] - len(first.queries)
+
+
 def test_an_image_of_another_size_than_annotated_is_skipped(refcoco_root, tmp_path, stand_in):
     first = load_dataset('refcoco', 'val', refcoco_root)[0]
     Image.new('RGB', (30, 20)).save(first.path, format='PNG')
