@@ -183,3 +183,15 @@ def test_phrasecut_runs_with_image_sizes_taken_from_the_images(tmp_path, stand_i
     summary = evaluate(settings, HybridGLConfig(), stand_in)
     assert summary['evaluated'] == 2 and summary['complete']
     assert '| PhraseCut test |' in (tmp_path / 'out' / 'table.md').read_text()
+
+
+def test_merging_different_runs_lays_them_side_by_side(refcoco_root, tmp_path, stand_in):
+    no_relation = HybridGLConfig.from_flat({'guidance.use_relation': False})
+    evaluate(_settings(refcoco_root, tmp_path / 'a'), HybridGLConfig(), stand_in)
+    evaluate(_settings(refcoco_root, tmp_path / 'b'), no_relation, stand_in)
+    summaries = merge([tmp_path / 'a', tmp_path / 'b'], tmp_path / 'm')
+    assert len(summaries) == 2
+    assert (tmp_path / 'm' / 'refcoco-val' / 'results.jsonl').is_file()
+    assert (tmp_path / 'm' / 'refcoco-val-no-relation' / 'summary.json').is_file()
+    table = (tmp_path / 'm' / 'table.md').read_text()
+    assert '### Table 1 layout' in table and '| ✓ |  | ✓ | ✓ | this run |' in table
