@@ -98,17 +98,25 @@ def _json_config(config: HybridGLConfig) -> dict:
     return json.loads(json.dumps(config.to_flat()))
 
 
-def _open_results(settings: EvalSettings, header: dict) -> tuple[ResultsWriter, list[dict]]:
+def _previous_records(settings: EvalSettings, header: dict) -> tuple[list[dict], int | None]:
+    """Records already in the results file and its good length, or ([], None) if none.
+
+    Raises:
+        ResultsFileError: the file exists and --resume is not set, or it belongs to another run.
+    """
     path = settings.file('results', '.jsonl')
-    if not (settings.resume and path.exists()):
-        return ResultsWriter.create(path, header), []
+    if not path.exists():
+        return [], None
+    if not settings.resume:
+        raise ResultsFileError(
+            f'{path} exists: pass --resume to continue it, or choose another --out')
     old_header, records, good_bytes = read_results(path)
     for name in RUN_IDENTITY:
         if old_header.get(name) != header[name]:
             raise ResultsFileError(
                 f'{path} was written by another run ({name} differs); use another --out')
     _LOG.info('resuming %s: %d queries already done', path, len(records))
-    return ResultsWriter.reopen(path, good_bytes), records
+    return records, good_bytes
 
 
 def evaluate(settings: EvalSettings, config: HybridGLConfig,
@@ -119,7 +127,8 @@ def evaluate(settings: EvalSettings, config: HybridGLConfig,
         settings: dataset, split, output folder and run options.
         config: the method's config (ablation switches already applied).
         model_factory: builds the model (``prepare(image) -> Frame``,
-            ``query(frame, text) -> Segmentation``); called only if a query is left to do.
+            ``query(frame, text) -> Segmentation``); called only if a query is left to do,
+            before the results file is created (a model that fails to load leaves none).
     """
     items = load_dataset(settings.dataset, settings.split, settings.data_root,
                          settings.image_dir)
@@ -130,12 +139,16 @@ def evaluate(settings: EvalSettings, config: HybridGLConfig,
               'planned_queries': sum(len(p.queries) for p in images),
               'planned_images': len(images)}
     started = time.perf_counter()
-    writer, records = _open_results(settings, header)
+    records, good_bytes = _previous_records(settings, header)
+    done = {r['query_id'] for r in records}
+    todo = [p for p in images if any(q.query_id not in done for _, q in p.queries)]
+    model = model_factory(config) if todo else None
+    path = settings.file('results', '.jsonl')
+    writer = (ResultsWriter.create(path, header) if good_bytes is None
+              else ResultsWriter.reopen(path, good_bytes))
     with writer:
-        done = {r['query_id'] for r in records}
-        todo = [p for p in images if any(q.query_id not in done for _, q in p.queries)]
         if todo:
-            loop = _Loop(settings, config, model_factory, writer, records)
+            loop = _Loop(settings, config, model, writer, records)
             loop.run(todo, header['planned_queries'], len(done))
     summary = build_summary(header, records)
     summary['wall_s'] = time.perf_counter() - started
@@ -178,9 +191,9 @@ def _release_gpu_memory() -> None:
 class _Loop:
     """The per-image loop of one run: frames, queries, records, progress."""
 
-    def __init__(self, settings: EvalSettings, config: HybridGLConfig,
-                 model_factory: Callable, writer: ResultsWriter, records: list[dict]) -> None:
-        self.model = model_factory(config)
+    def __init__(self, settings: EvalSettings, config: HybridGLConfig, model: Any,
+                 writer: ResultsWriter, records: list[dict]) -> None:
+        self.model = model
         self.writer = writer
         self.records = records
         self.cache = None

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.errors import ModelLoadError
 from hybridgl_ros.eval.datasets import load_dataset
 from hybridgl_ros.eval.merge import merge
 from hybridgl_ros.eval.records import ResultsFileError, read_results
@@ -195,3 +196,12 @@ def test_merging_different_runs_lays_them_side_by_side(refcoco_root, tmp_path, s
     assert (tmp_path / 'm' / 'refcoco-val-no-relation' / 'summary.json').is_file()
     table = (tmp_path / 'm' / 'table.md').read_text()
     assert '### Table 1 layout' in table and '| ✓ |  | ✓ | ✓ | this run |' in table
+
+
+def test_a_model_that_fails_to_load_leaves_no_results_file(refcoco_root, tmp_path):
+    def broken(config):
+        raise ModelLoadError('sam_vit_h_4b8939.pth not found')
+
+    with pytest.raises(ModelLoadError):
+        evaluate(_settings(refcoco_root, tmp_path / 'out'), HybridGLConfig(), broken)
+    assert not (tmp_path / 'out' / 'results.jsonl').exists()
