@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PointStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -95,7 +95,7 @@ class HybridGLNode(LifecycleNode):
         self._timers_owned: list = []
         self._infer_group = MutuallyExclusiveCallbackGroup()
         self._busy = threading.Lock()  # a query, or a lifecycle transition touching the models
-        self._sensor_group = ReentrantCallbackGroup()
+        self._sensor_group = MutuallyExclusiveCallbackGroup()  # tiny callbacks, a frame at a time
         self.create_service(SegmentByText, '~/segment', self._on_segment,
                             callback_group=self._infer_group)
         if self.get_parameter('autostart').value:
@@ -299,13 +299,14 @@ class HybridGLNode(LifecycleNode):
 
     def _publish(self, msg: SegmentationMsg, result, prepared: _Prepared,
                  centroid: Centroid3D | None) -> None:
-        self._outputs['mask'].publish(msg.mask)
-        self._outputs['result'].publish(msg)
-        if centroid is not None:
-            self._outputs['centroid'].publish(msg.centroid_3d)
-        if self._settings.publish_markers:
+        """Publishes the outputs somebody listens to (an unread overlay is not even drawn)."""
+        wanted = {name for name, pub in self._outputs.items() if pub.get_subscription_count()}
+        for name, value in (('mask', msg.mask), ('result', msg), ('centroid', msg.centroid_3d)):
+            if name in wanted and (name != 'centroid' or centroid is not None):
+                self._outputs[name].publish(value)
+        if 'markers' in wanted and self._settings.publish_markers:
             self._outputs['markers'].publish(results.result_markers(msg, centroid))
-        if self._settings.publish_overlay:
+        if 'overlay' in wanted and self._settings.publish_overlay:
             from hybridgl_ros.viz import draw_overlay
 
             overlay = draw_overlay(prepared.image_rgb, result)

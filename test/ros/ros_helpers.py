@@ -94,12 +94,12 @@ def camera_info(header: Header, height: int, width: int, fx: float, fy: float, c
                       p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
 
 
-def vm_rss_kib(pid: int) -> int:
-    """Resident memory of a process [KiB], from /proc."""
+def vm_rss_kib(pid: int, field: str = 'VmRSS') -> int:
+    """Resident memory of a process [KiB] from /proc (``RssAnon``: its private heap part)."""
     for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmRSS:'):
+        if line.startswith(f'{field}:'):
             return int(line.split()[1])
-    raise RuntimeError(f'no VmRSS for process {pid}')
+    raise RuntimeError(f'no {field} for process {pid}')
 
 
 def start_process(command, env, log_path):
@@ -169,6 +169,8 @@ class Harness:
         self.client_node.create_subscription(
             kind, f'{self.namespace}/hybridgl_node/{name}', self.received[name].append,
             QoSProfile(depth=10))
+        # the node publishes an output only when it sees a subscriber
+        assert wait_for(lambda: self.node._outputs[name].get_subscription_count() > 0)
 
     def publish(self, topic, msg, slot):
         """Publishes on ``topic`` and waits until the node holds it (``slot`` reads that)."""
