@@ -1,4 +1,4 @@
-"""ROS parameters of ``hybridgl_node``: every HybridGLConfig field, one to one, plus the node's own.
+"""ROS parameters of ``hybridgl_node``: every HybridGLConfig field one to one, plus its own.
 
 Method parameters keep the config's grouped names (``proposals.points_per_side``,
 ``models.sam_checkpoint``, ...); tuples become double arrays. Their descriptions are the
@@ -245,4 +245,3 @@ def main() -> None:
 
 if __name__ == '__main__':
     main()
-
