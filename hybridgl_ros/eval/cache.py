@@ -135,11 +135,12 @@ def _to_numpy(tensor: Any) -> np.ndarray:
 
 
 def _frame_to_arrays(frame: Frame) -> dict[str, np.ndarray]:
-    masks = frame.proposals.masks
+    masks = frame.proposals.masks  # (N, H, W) bool, N may be 0
+    height, width = masks.shape[1:]
     arrays = {
         'image_size': np.asarray(frame.image_size, np.int64),
         'mask_shape': np.asarray(masks.shape, np.int64),
-        'masks_packed': np.packbits(masks.reshape(masks.shape[0], -1), axis=1),
+        'masks_packed': np.packbits(masks.reshape(masks.shape[0], height * width), axis=1),
         'boxes_xywh': np.asarray(frame.proposals.boxes_xywh, np.int64),
         'scores': np.asarray(frame.proposals.scores, np.float32),
         'mask_features': _to_numpy(frame.mask_features),

@@ -166,12 +166,23 @@ def write_outputs(summary_path: Path, table_path: Path, summaries: Sequence[Mapp
     return table
 
 
+class UnreadableImageError(InvalidInputError):
+    """An image file that is missing or cannot be decoded."""
+
+
 def load_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, without EXIF rotation (annotations use the stored pixel grid)."""
+    """(H, W, 3) uint8 RGB, without EXIF rotation (annotations use the stored pixel grid).
+
+    Raises:
+        UnreadableImageError: the file is missing, truncated or not an image.
+    """
     from PIL import Image
 
-    with Image.open(path) as image:
-        return np.array(image.convert('RGB'))
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert('RGB'))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnreadableImageError(f'cannot read {path}: {exc}') from exc
 
 
 def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
@@ -244,8 +255,11 @@ class _Loop:
         start = time.perf_counter()
         try:
             frame, cache_state = self.frame(item)
-        except (OSError, ValueError, InvalidInputError) as exc:
+        except UnreadableImageError as exc:
             self._skip_image(pending, item, 'unreadable image', exc)
+            return
+        except InvalidInputError as exc:  # the model refuses the image (e.g. too small)
+            self._skip_image(pending, item, 'invalid image', exc)
             return
         except _out_of_memory_errors() as exc:
             _release_gpu_memory()

@@ -4,6 +4,7 @@ import torch
 from eval_data import StandInModel
 
 from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.types import Frame, Proposals
 from hybridgl_ros.eval.cache import FrameCache, frame_key
 from hybridgl_ros.eval.records import read_results
 from hybridgl_ros.eval.runner import EvalSettings, evaluate
@@ -27,6 +28,18 @@ def test_a_stored_frame_loads_back_exactly(tmp_path):
     assert torch.equal(loaded.mask_features, frame.mask_features)
     assert torch.equal(loaded.gem_tokens, frame.gem_tokens)
     assert torch.equal(loaded.mask_tensor, frame.mask_tensor)
+
+
+def test_a_frame_without_proposals_round_trips(tmp_path):
+    frame = _frame()
+    empty = Frame(image_size=frame.image_size, proposals=Proposals.empty(*frame.image_size),
+                  mask_features=torch.zeros((0, 3)), gem_tokens=None,
+                  mask_tensor=torch.zeros((0, *frame.image_size), dtype=torch.bool))
+    cache = FrameCache(tmp_path, HybridGLConfig())
+    cache.store('a.jpg', empty)
+    loaded = cache.load('a.jpg')
+    assert len(loaded.proposals) == 0 and loaded.proposals.masks.shape == (0, 37, 45)
+    assert loaded.mask_features.shape == (0, 3) and loaded.gem_tokens is None
 
 
 def test_an_absent_or_damaged_file_is_a_miss(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from hybridgl_ros.core.config import HybridGLConfig
-from hybridgl_ros.core.errors import ModelLoadError
+from hybridgl_ros.core.errors import InvalidInputError, ModelLoadError
 from hybridgl_ros.eval.datasets import load_dataset
 from hybridgl_ros.eval.merge import merge
 from hybridgl_ros.eval.records import ResultsFileError, read_results
@@ -135,11 +135,14 @@ def test_an_unreadable_image_is_recorded_and_skipped(refcoco_root, tmp_path, sta
     assert summary['complete'] and summary['evaluated'] > 0
 
 
-def test_an_image_too_big_for_memory_is_recorded_and_skipped(refcoco_root, tmp_path, stand_in):
-    stand_in.first_prepare_error = MemoryError('cannot allocate')
+@pytest.mark.parametrize('error, reason', [(MemoryError('cannot allocate'), 'out of memory'),
+                                           (InvalidInputError('too small'), 'invalid image')])
+def test_an_image_the_model_cannot_take_is_recorded_and_skipped(refcoco_root, tmp_path,
+                                                                stand_in, error, reason):
+    stand_in.first_prepare_error = error
     summary = evaluate(_settings(refcoco_root, tmp_path / 'out'), HybridGLConfig(), stand_in)
     first = load_dataset('refcoco', 'val', refcoco_root)[0]
-    assert summary['skipped_by_reason'] == {'out of memory': len(first.queries)}
+    assert summary['skipped_by_reason'] == {reason: len(first.queries)}
     assert summary['evaluated'] == summary['queries'] - len(first.queries)
 
 
