@@ -6,8 +6,12 @@ settings (the GEM tokens are left out of a frame when coherence is off: such a f
 recomputed, and overwritten, by a run that needs them). So a second run with other guidance
 switches reuses every frame and skips SAM and CLIP.
 
+The SAM proposals alone are cached too, keyed by the proposal and SAM settings only: a run
+with another feature mode (Table 3) recomputes the CLIP features but not SAM.
+
 Layout: ``<root>/<key>/<image name>.npz``, one file per image (masks bit-packed, tensors as
-numpy arrays), and ``<root>/<key>/config.json`` saying what the key stands for.
+numpy arrays), and ``<root>/<key>/config.json`` saying what the key stands for; proposals under
+``<root>/proposals-<key>/``.
 """
 from __future__ import annotations
 
@@ -33,8 +37,10 @@ CACHE_FORMAT = 1
 _IRRELEVANT_MODEL_FIELDS = ('torch_threads',)
 
 
-def _file_stamps(config: HybridGLConfig) -> dict[str, list[int]]:
-    """Size and modification time of every weight/architecture file the models load."""
+def _file_stamps(config: HybridGLConfig,
+                 names: tuple[str, ...] = ('clip_model', 'clip_weights', 'sam_model_type',
+                                           'sam_checkpoint')) -> dict[str, list[int]]:
+    """Size and modification time of the weight/architecture files the models load."""
     from hybridgl_ros.core import models as model_files
 
     paths = {name: getattr(config.models, name) for name in
@@ -46,8 +52,8 @@ def _file_stamps(config: HybridGLConfig) -> dict[str, list[int]]:
         paths.update(sam_model_type=model_files.DEMO_SAM_ARCH,
                      sam_checkpoint=model_files.DEMO_SAM_WEIGHTS)
     stamps = {}
-    for name, path in paths.items():
-        path = Path(path).expanduser()
+    for name in names:
+        path = Path(paths[name]).expanduser()
         if path.is_file():
             stat = path.stat()
             stamps[name] = [stat.st_size, stat.st_mtime_ns]
@@ -65,10 +71,60 @@ def frame_key_material(config: HybridGLConfig) -> dict[str, Any]:
             'model_files': _file_stamps(config)}
 
 
+def proposal_key_material(config: HybridGLConfig) -> dict[str, Any]:
+    """Everything the SAM proposals depend on."""
+    models = {k: getattr(config.models, k)
+              for k in ('sam_model_type', 'sam_checkpoint', 'device', 'precision')}
+    return {'format': CACHE_FORMAT, 'parity': config.parity,
+            'proposals': dataclasses.asdict(config.proposals), 'models': models,
+            'model_files': _file_stamps(config, ('sam_model_type', 'sam_checkpoint'))}
+
+
+def _hash(material: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def frame_key(config: HybridGLConfig) -> str:
     """A short hash of :func:`frame_key_material` (16 hex digits)."""
-    text = json.dumps(frame_key_material(config), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _hash(frame_key_material(config))
+
+
+class _NpzStore:
+    """One compressed .npz per image in ``folder``, written atomically."""
+
+    def __init__(self, folder: Path, material: dict[str, Any]) -> None:
+        self.folder = folder
+        self._material = material
+
+    def path(self, image_name: str) -> Path:
+        return self.folder / f'{Path(image_name).stem}.npz'
+
+    def read(self, image_name: str, decode) -> Any:
+        """``decode(arrays)`` of the stored file, or None if absent or unreadable."""
+        path = self.path(image_name)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return decode(data)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            _LOG.warning('cache file %s unreadable (%s); recomputing', path, exc)
+            return None
+
+    def write(self, image_name: str, arrays: dict[str, np.ndarray]) -> None:
+        """Writes atomically (a crash never leaves a half-written file)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        meta = self.folder / 'config.json'
+        if not meta.exists():
+            meta.write_text(json.dumps(self._material, indent=1, sort_keys=True))
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as stream:
+                np.savez_compressed(stream, **arrays)
+            os.replace(tmp, self.path(image_name))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 class FrameCache:
@@ -81,45 +137,58 @@ class FrameCache:
     """
 
     def __init__(self, root: str | Path, config: HybridGLConfig, device: Any = 'cpu') -> None:
-        self.folder = Path(root) / frame_key(config)
-        self._material = frame_key_material(config)
+        material = frame_key_material(config)
+        self._store = _NpzStore(Path(root) / _hash(material), material)
+        self.folder = self._store.folder
         self._device = device
         self._needs_gem = config.guidance.use_coherence
 
     def path(self, image_name: str) -> Path:
         """The cache file of an image (by its file name, shared by datasets on the same images)."""
-        return self.folder / f'{Path(image_name).stem}.npz'
+        return self._store.path(image_name)
 
     def load(self, image_name: str) -> Frame | None:
         """The cached frame, or None if absent, unreadable or lacking the GEM tokens this
         config needs (a frame stored by a --no-coherence run); then it is recomputed."""
-        path = self.path(image_name)
-        if not path.is_file():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                frame = _frame_from_arrays(data, self._device)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            _LOG.warning('cache file %s unreadable (%s); recomputing', path, exc)
-            return None
-        if self._needs_gem and frame.gem_tokens is None and len(frame.proposals):
+        frame = self._store.read(image_name, lambda data: _frame_from_arrays(data, self._device))
+        if frame is None or (self._needs_gem and frame.gem_tokens is None
+                             and len(frame.proposals)):
             return None
         return frame
 
     def store(self, image_name: str, frame: Frame) -> None:
-        """Writes a frame atomically (a crash never leaves a half-written file)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        meta = self.folder / 'config.json'
-        if not meta.exists():
-            meta.write_text(json.dumps(self._material, indent=1, sort_keys=True))
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'wb') as stream:
-                np.savez_compressed(stream, **_frame_to_arrays(frame))
-            os.replace(tmp, self.path(image_name))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Writes a frame atomically."""
+        self._store.write(image_name, _frame_to_arrays(frame))
+
+
+class CachingProposer:
+    """Wraps a mask proposer: the proposals of the image named ``image_name`` are read from, or
+    written to, a cache keyed by the proposal and SAM settings only.
+
+    Args:
+        inner: the proposer to wrap (``propose(image_rgb) -> Proposals``).
+        root: the cache folder.
+        config: the run's config.
+    """
+
+    def __init__(self, inner: Any, root: str | Path, config: HybridGLConfig) -> None:
+        material = proposal_key_material(config)
+        self._store = _NpzStore(Path(root) / f'proposals-{_hash(material)}', material)
+        self.inner = inner
+        self.image_name: str | None = None
+        self.hits = 0
+
+    def propose(self, image_rgb: np.ndarray) -> Proposals:
+        """Cached proposals of the current image if stored, else the inner proposer's."""
+        if self.image_name is None:
+            return self.inner.propose(image_rgb)
+        cached = self._store.read(self.image_name, _proposals_from_arrays)
+        if cached is not None and cached.masks.shape[1:] == image_rgb.shape[:2]:
+            self.hits += 1
+            return cached
+        proposals = self.inner.propose(image_rgb)
+        self._store.write(self.image_name, _proposals_to_arrays(proposals))
+        return proposals
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
@@ -134,15 +203,26 @@ def _to_numpy(tensor: Any) -> np.ndarray:
     return np.asarray(tensor)
 
 
+def _proposals_to_arrays(proposals: Proposals) -> dict[str, np.ndarray]:
+    masks = proposals.masks  # (N, H, W) bool, N may be 0
+    count, height, width = masks.shape
+    return {'mask_shape': np.asarray(masks.shape, np.int64),
+            'masks_packed': np.packbits(masks.reshape(count, height * width), axis=1),
+            'boxes_xywh': np.asarray(proposals.boxes_xywh, np.int64),
+            'scores': np.asarray(proposals.scores, np.float32)}
+
+
+def _proposals_from_arrays(data: Any) -> Proposals:
+    count, height, width = (int(v) for v in data['mask_shape'])
+    bits = np.unpackbits(data['masks_packed'], axis=1, count=height * width)
+    masks = bits.reshape(count, height, width).astype(bool)
+    return Proposals(masks, data['boxes_xywh'], data['scores'])
+
+
 def _frame_to_arrays(frame: Frame) -> dict[str, np.ndarray]:
-    masks = frame.proposals.masks  # (N, H, W) bool, N may be 0
-    height, width = masks.shape[1:]
     arrays = {
+        **_proposals_to_arrays(frame.proposals),
         'image_size': np.asarray(frame.image_size, np.int64),
-        'mask_shape': np.asarray(masks.shape, np.int64),
-        'masks_packed': np.packbits(masks.reshape(masks.shape[0], height * width), axis=1),
-        'boxes_xywh': np.asarray(frame.proposals.boxes_xywh, np.int64),
-        'scores': np.asarray(frame.proposals.scores, np.float32),
         'mask_features': _to_numpy(frame.mask_features),
         'gem_grid': np.asarray(frame.gem_grid, np.int64),
         'timings_ms': np.asarray(json.dumps(frame.timings_ms))}
@@ -154,14 +234,11 @@ def _frame_to_arrays(frame: Frame) -> dict[str, np.ndarray]:
 def _frame_from_arrays(data: Any, device: Any) -> Frame:
     import torch
 
-    count, height, width = (int(v) for v in data['mask_shape'])
-    bits = np.unpackbits(data['masks_packed'], axis=1, count=height * width)
-    masks = bits.reshape(count, height, width).astype(bool)
+    proposals = _proposals_from_arrays(data)
     gem = torch.from_numpy(data['gem_tokens']).to(device) if 'gem_tokens' in data else None
     return Frame(
-        image_size=tuple(int(v) for v in data['image_size']),
-        proposals=Proposals(masks, data['boxes_xywh'], data['scores']),
+        image_size=tuple(int(v) for v in data['image_size']), proposals=proposals,
         mask_features=torch.from_numpy(data['mask_features']).to(device),
         gem_tokens=gem, gem_grid=tuple(int(v) for v in data['gem_grid']),
         timings_ms=json.loads(str(data['timings_ms'])),
-        mask_tensor=torch.from_numpy(masks).to(device))
+        mask_tensor=torch.from_numpy(proposals.masks).to(device))

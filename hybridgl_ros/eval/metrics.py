@@ -76,6 +76,7 @@ def _timing(records: list[Mapping]) -> dict[str, float | int]:
     total = math.fsum(hits) + math.fsum(misses) + math.fsum(query_ms)
     return {
         'frames': len(frames), 'cache_hits': len(hits),
+        'proposal_cache_hits': sum(1 for r in frames if r.get('cache') == 'proposals'),
         'frame_ms_mean_computed': _mean(misses), 'frame_ms_mean_cached': _mean(hits),
         'query_ms_mean': _mean(query_ms),
         'ms_per_query': total / len(query_ms) if query_ms else 0.0}

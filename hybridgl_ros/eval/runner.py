@@ -17,7 +17,7 @@ import numpy as np
 
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import ConfigError, InvalidInputError
-from hybridgl_ros.eval.cache import FrameCache, frame_key
+from hybridgl_ros.eval.cache import CachingProposer, FrameCache, frame_key
 from hybridgl_ros.eval.datasets import ImageItem, Query, ground_truth_mask, load_dataset
 from hybridgl_ros.eval.metrics import intersection_union
 from hybridgl_ros.eval.records import ResultsFileError, ResultsWriter, read_results
@@ -207,10 +207,13 @@ class _Loop:
         self.model = model
         self.writer = writer
         self.records = records
-        self.cache = None
+        self.cache = self.proposals = None
         if settings.cache_dir is not None:
             device = getattr(self.model, 'device', 'cpu')
             self.cache = FrameCache(settings.cache_dir, config, device)
+            if hasattr(self.model, 'proposer'):  # HybridGL's injected proposer (SAM)
+                self.proposals = CachingProposer(self.model.proposer, settings.cache_dir, config)
+                self.model.proposer = self.proposals
         self.progress = settings.progress
         self.totals = [sum(r.get('inter', 0) for r in records),
                        sum(r.get('union', 0) for r in records)]
@@ -238,17 +241,25 @@ class _Loop:
             self.bar.set_postfix(oIoU=f'{100 * self.totals[0] / self.totals[1]:.2f}')
 
     def frame(self, item: ImageItem) -> tuple[Any, str]:
-        """The image's frame, from the cache or computed (then stored): (frame, cache state)."""
+        """The image's frame, from the cache or computed (then stored), and the cache state:
+        'hit', 'proposals' (only SAM's part was cached), 'miss' or 'off'."""
         name = item.path.name
-        if self.cache is not None:
-            frame = self.cache.load(name)
-            if frame is not None:
-                return frame, 'hit'
-        frame = self.model.prepare(load_image(item.path))
-        if self.cache is not None:
-            self.cache.store(name, frame)
-            return frame, 'miss'
-        return frame, 'off'
+        if self.cache is None:
+            return self.model.prepare(load_image(item.path)), 'off'
+        frame = self.cache.load(name)
+        if frame is not None:
+            return frame, 'hit'
+        image = load_image(item.path)
+        hits = self.proposals.hits if self.proposals else 0
+        if self.proposals:
+            self.proposals.image_name = name
+        try:
+            frame = self.model.prepare(image)
+        finally:
+            if self.proposals:
+                self.proposals.image_name = None
+        self.cache.store(name, frame)
+        return frame, 'proposals' if self.proposals and self.proposals.hits > hits else 'miss'
 
     def image(self, pending: list[tuple[int, Query]], item: ImageItem) -> None:
         """Evaluates an image's pending queries; a bad image skips them, recorded."""

@@ -5,7 +5,7 @@ from eval_data import StandInModel
 
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.types import Frame, Proposals
-from hybridgl_ros.eval.cache import FrameCache, frame_key
+from hybridgl_ros.eval.cache import CachingProposer, FrameCache, frame_key
 from hybridgl_ros.eval.records import read_results
 from hybridgl_ros.eval.runner import EvalSettings, evaluate
 
@@ -83,3 +83,32 @@ def test_a_second_run_with_other_guidance_reuses_every_frame(refcoco_root, tmp_p
     assert second['metrics'] == uncached['metrics']
     cache_states = {r['cache'] for r in read_results(tmp_path / 'first' / 'results.jsonl')[1]}
     assert cache_states == {'miss'}
+
+
+class CountingProposer:
+    def __init__(self):
+        self.calls = 0
+
+    def propose(self, image_rgb):
+        self.calls += 1
+        return _frame().proposals
+
+
+def test_cached_proposals_serve_any_feature_mode_but_not_other_sam_settings(tmp_path):
+    image = np.zeros((37, 45, 3), np.uint8)
+    inner = CountingProposer()
+    for flat in ({}, {'features.mode': 'L'}, {'gem.input_scale': 3},
+                 {'proposals.points_per_side': 16}):
+        proposer = CachingProposer(inner, tmp_path, HybridGLConfig.from_flat(flat))
+        proposer.image_name = 'a.jpg'
+        proposals = proposer.propose(image)
+        assert np.array_equal(proposals.masks, _frame().proposals.masks)
+    assert inner.calls == 2
+
+
+def test_proposals_of_an_unnamed_image_are_not_cached(tmp_path):
+    inner = CountingProposer()
+    proposer = CachingProposer(inner, tmp_path, HybridGLConfig())
+    proposer.propose(np.zeros((37, 45, 3), np.uint8))
+    proposer.propose(np.zeros((37, 45, 3), np.uint8))
+    assert inner.calls == 2 and not any(tmp_path.iterdir())

@@ -119,6 +119,13 @@ def test_frames_from_the_cache_give_the_same_answers(run):
     assert '### Table 5 layout' in table and '| ✓ |  | ✓ | ✓ | this run |' in table
 
 
+def test_a_feature_ablation_reuses_the_cached_sam_proposals(run):
+    run()
+    records, prepared, _ = run('--features', 'L')
+    assert prepared == 0
+    assert all(r['cache'] == 'proposals' for r in records)
+
+
 @pytest.mark.parametrize('switch, cue', [('--no-relation', 'relation'),
                                          ('--no-position', 'direction')])
 def test_a_guidance_switch_changes_only_queries_that_carry_its_cue(run, switch, cue):
