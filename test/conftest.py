@@ -6,6 +6,14 @@ import pytest
 
 from tiny_models import TINY_CLIP_CONFIG
 
+
+def pytest_configure(config):
+    """One torch thread: the tests' models are small, and on the 2-core CI machine other
+    processes (ROS nodes) run beside the test process; extra threads cost more than they give."""
+    import torch
+
+    torch.set_num_threads(1)
+
 @pytest.fixture(scope='session')
 def tiny_clip_config_path(tmp_path_factory):
     """Path of the tiny model's open_clip config JSON."""
