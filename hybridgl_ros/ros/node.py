@@ -109,6 +109,7 @@ class HybridGLNode(LifecycleNode):
             self.trigger_activate()
 
     def on_configure(self, state) -> TransitionCallbackReturn:
+        self._not_ready = 'the node is loading its models (lifecycle: configuring)'
         try:
             self._settings = node_params_from_node(self)
             segmenter = self._load(config_from_node(self))
