@@ -1,13 +1,15 @@
 """The node in-process over real DDS: a client calls ~/segment and reads what was published."""
 import numpy as np
 from geometry_msgs.msg import PointStamped
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hybridgl_ros.msg import Segmentation
 from hybridgl_ros.ros.conversions import image_to_numpy, numpy_to_image
 from small_segmenter import ColourSegmenter, scene_rgb
-from ros_helpers import CAMERA_FRAME, stamp_header, wait_for
+from ros_helpers import CAMERA_FRAME, call, stamp_header, wait_for
 
 
 def test_segment_answers_on_the_latest_image(harness):
@@ -92,3 +94,25 @@ def test_prepare_on_arrival_prepares_before_the_query(harness):
     response = h.segment('red')
     assert response.success and response.result.prepare_s == 0.0
     assert segmenter.prepare_calls == 1
+
+
+def _change_state(h, transition_id):
+    client = h.client_node.create_client(
+        ChangeState, f'{h.namespace}/hybridgl_node/change_state')
+    assert client.wait_for_service(timeout_sec=5.0)
+    return call(client, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+
+def test_lifecycle_transitions_over_ros(harness):
+    segmenter = ColourSegmenter()
+    h = harness(segmenter)
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    assert _change_state(h, Transition.TRANSITION_DEACTIVATE)
+    response = h.segment('red')
+    assert not response.success and 'not active' in response.message
+    assert _change_state(h, Transition.TRANSITION_CLEANUP)
+    assert 'cleaned up' in h.segment('red').message
+    assert _change_state(h, Transition.TRANSITION_CONFIGURE)
+    assert _change_state(h, Transition.TRANSITION_ACTIVATE)
+    h.publish_image(scene_rgb(), stamp_header(2.0))
+    assert h.segment('red').success
