@@ -1,0 +1,62 @@
+"""Sub-commands of ``hybridgl`` for the demo data and models: ``make-scenes``,
+``train-demo-models``. ``register(subparsers)`` adds them to the main parser; each sets
+``func(args) -> int`` (the exit status)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+LOGGER = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the demo sub-commands to ``hybridgl``'s sub-parsers."""
+    scenes = subparsers.add_parser(
+        'make-scenes', help='generate synthetic referring scenes in the RefCOCO layout')
+    scenes.add_argument('--out', required=True, help='output folder')
+    scenes.add_argument('--count', type=int, default=50, help='number of scenes')
+    scenes.add_argument('--seed', type=int, default=0, help='series seed')
+    scenes.set_defaults(func=make_scenes_command)
+
+    train = subparsers.add_parser(
+        'train-demo-models', help='train the tiny demo CLIP and SAM on generated scenes (CPU)')
+    train.add_argument('--out', default='', help='output folder (default: the package\'s '
+                       'hybridgl_ros/demo_models)')
+    train.add_argument('--only', choices=('clip', 'sam'), default=None,
+                       help='train only this model')
+    train.add_argument('--steps', type=int, default=0,
+                       help='optimiser steps per model (0 = the recipe\'s default)')
+    train.add_argument('--seed', type=int, default=0, help='training seed')
+    train.add_argument('--smoke', action='store_true',
+                       help='a few tiny steps with small batches (for CI)')
+    train.set_defaults(func=train_command)
+
+
+def make_scenes_command(args: argparse.Namespace) -> int:
+    """Writes ``args.count`` scenes of seed ``args.seed`` to ``args.out``."""
+    from hybridgl_ros.demo.refcoco_layout import write_dataset
+
+    summary = write_dataset(args.out, args.count, args.seed)
+    print(json.dumps(summary))
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Trains the demo models; writes the weights and a metrics JSON per model."""
+    from pathlib import Path
+
+    out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / 'demo_models'
+    results = {}
+    if args.only in (None, 'clip'):
+        from hybridgl_ros.demo.train_clip import ClipRecipe, train_clip
+
+        recipe = ClipRecipe.smoke() if args.smoke else ClipRecipe()
+        results['clip'] = train_clip(out, recipe.with_overrides(args.steps, args.seed))
+    if args.only in (None, 'sam'):
+        from hybridgl_ros.demo.train_sam import SamRecipe, train_sam
+
+        recipe = SamRecipe.smoke() if args.smoke else SamRecipe()
+        results['sam'] = train_sam(out, recipe.with_overrides(args.steps, args.seed))
+    print(json.dumps(results, indent=1))
+    return 0

@@ -1,0 +1,160 @@
+"""Training material for the demo CLIP: mask inputs exactly as the pipeline builds them, and
+captions with colour, shape and size words whose matches are known.
+
+A region is one object of a scene or the table (everything outside the objects). Its inputs are
+built by the core's ``MaskInputBuilder`` (spec §4.1-4.2: local image with the constant fill,
+blurred global image, token mask at the model's input size), so the network learns on the very
+images it gets at run time. A caption carries a :class:`Descriptor`: the words it commits to.
+Region r matches caption c when every word of c's descriptor holds for r; the contrastive loss
+then treats all matches as positives (soft multi-positive targets).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from hybridgl_ros.demo.expressions import referring_expressions
+from hybridgl_ros.demo.scenes import COLOURS, SHAPES, SIZES, Scene, SceneObject, make_scene
+
+TABLE = 'table'
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """The words of a caption; None = not said. ``shape == TABLE`` means the background."""
+
+    colour: str | None = None
+    shape: str | None = None
+    size: str | None = None
+
+    def matches(self, region: 'Descriptor') -> bool:
+        """Whether a region (a full descriptor) satisfies every word of this caption."""
+        if (self.shape == TABLE) != (region.shape == TABLE):
+            return False
+        return all(mine is None or mine == theirs for mine, theirs in (
+            (self.colour, region.colour), (self.shape, region.shape), (self.size, region.size)))
+
+
+#: (template, words it uses) for an object; c = colour, s = shape, z = size.
+OBJECT_TEMPLATES = (
+    ('the {c} {s}', 'cs'), ('{c} {s}', 'cs'), ('the {z} {c} {s}', 'csz'), ('{z} {c} {s}', 'csz'),
+    ('the {z} {s}', 'sz'), ('a {z} {s}', 'sz'), ('the {s}', 's'), ('{s}', 's'), ('{c}', 'c'),
+    ('the {c} one', 'c'), ('{z}', 'z'), ('a photo of a {c} {s}', 'cs'),
+    ('a photo of a the {c} {s}.', 'cs'), ('a photo of a the {s}.', 's'),
+    ('a photo of the {z} {s}', 'sz'))
+#: Noun phrases for the coherence-map (GEM) captions, wrapped in GemConfig.prompt.
+PHRASE_TEMPLATES = (('the {c} {s}', 'cs'), ('the {s}', 's'), ('the {z} {c} {s}', 'csz'),
+                    ('the {z} {s}', 'sz'), ('{c} {s}', 'cs'))
+TABLE_CAPTIONS = ('the table', 'table', 'the background', 'a photo of the table')
+#: Words of the head noun phrase that each expression kind commits to.
+KIND_WORDS = {'attribute': 'cs', 'position': 's', 'relation': 's', 'spatial': 'cs'}
+
+
+def region_descriptor(obj: SceneObject | None) -> Descriptor:
+    """The full descriptor of an object, or of the table for None."""
+    if obj is None:
+        return Descriptor(shape=TABLE)
+    return Descriptor(obj.colour, obj.shape, obj.size)
+
+
+def caption(rng: np.random.Generator, obj: SceneObject | None, sentences: list[tuple[str, str]],
+            expression_rate: float = 0.3) -> tuple[str, Descriptor]:
+    """A random caption of a region and its descriptor.
+
+    Args:
+        obj: the object, or None for the table.
+        sentences: (sentence, kind) referring expressions of this object in its scene.
+        expression_rate: how often a referring expression is used when there is one.
+    """
+    if obj is None:
+        return TABLE_CAPTIONS[rng.integers(len(TABLE_CAPTIONS))], Descriptor(shape=TABLE)
+    if sentences and rng.random() < expression_rate:
+        text, kind = sentences[rng.integers(len(sentences))]
+        words = KIND_WORDS[kind] + ('z' if obj.size in text.split() else '')
+        return text, _descriptor(obj, words)
+    template, words = OBJECT_TEMPLATES[rng.integers(len(OBJECT_TEMPLATES))]
+    text = template.format(c=obj.colour, s=obj.shape, z=obj.size)
+    return text, _descriptor(obj, words)
+
+
+def phrase(rng: np.random.Generator, obj: SceneObject) -> tuple[str, Descriptor]:
+    """A random noun phrase naming an object ("the red ball") and its descriptor."""
+    template, words = PHRASE_TEMPLATES[rng.integers(len(PHRASE_TEMPLATES))]
+    return template.format(c=obj.colour, s=obj.shape, z=obj.size), _descriptor(obj, words)
+
+
+def _descriptor(obj: SceneObject, words: str) -> Descriptor:
+    return Descriptor(obj.colour if 'c' in words else None, obj.shape if 's' in words else None,
+                      obj.size if 'z' in words else None)
+
+
+def match_matrix(regions: list[Descriptor], captions: list[Descriptor]) -> torch.Tensor:
+    """(R, C) float32: 1 where region r satisfies caption c."""
+    return torch.tensor([[float(c.matches(r)) for c in captions] for r in regions])
+
+
+@dataclass
+class PooledScene:
+    """One scene's network inputs (float16 to save memory) and what its regions are.
+
+    Attributes:
+        local, global_: (R, 3, h, w) float16 mask images, the table last.
+        token_mask: (R, T) float16.
+        gem_image: (3, s·h, s·w) float16, the whole scene as GEM sees it (s = input_scale).
+        coverage: (R, rows, cols) float16, each region's share of every GEM patch cell.
+        objects: the R - 1 objects; region R - 1 is the table.
+        sentences: per object, its (sentence, kind) referring expressions.
+    """
+
+    local: torch.Tensor
+    global_: torch.Tensor
+    token_mask: torch.Tensor
+    gem_image: torch.Tensor
+    coverage: torch.Tensor
+    objects: tuple[SceneObject, ...]
+    sentences: list[list[tuple[str, str]]]
+
+
+def scene_regions(scene: Scene) -> np.ndarray:
+    """(R, H, W) bool: the object masks, then the table (the pixels of no object)."""
+    table = ~scene.masks.any(axis=0)
+    return np.concatenate([scene.masks, table[None]])
+
+
+def pool_scene(encoder, seed: int, index: int) -> PooledScene:
+    """Builds the inputs of scene ``index`` of series ``seed`` with the pipeline's code.
+
+    Args:
+        encoder: the core's ``HybridEncoder`` around the model being trained.
+    """
+    from hybridgl_ros.core.config import GemConfig
+    from hybridgl_ros.core.gem import preprocess_image
+
+    scene = make_scene(seed, index)
+    with torch.no_grad():
+        inputs = encoder.input_builder(scene.image_rgb).build(
+            torch.from_numpy(scene_regions(scene)))
+    gem = GemConfig()
+    gem_hw = tuple(gem.input_scale * side for side in encoder.input_hw)
+    gem_image = preprocess_image(scene.image_rgb, gem_hw, gem.image_mean, gem.image_std)
+    grid = tuple(gem.input_scale * side for side in encoder.grid_hw)
+    coverage = np.stack([cv2.resize(region.astype(np.float32), grid[::-1],
+                                    interpolation=cv2.INTER_AREA)
+                         for region in scene_regions(scene)])
+    refs = referring_expressions(scene.objects, np.random.default_rng([seed, index, 1]),
+                                 per_ref=3)
+    sentences: list[list[tuple[str, str]]] = [[] for _ in scene.objects]
+    for ref in refs:
+        sentences[ref.target].extend((s, ref.kind) for s in ref.sentences)
+    return PooledScene(inputs.local.half(), inputs.global_.half(), inputs.token_mask.half(),
+                       gem_image[0].half(), torch.from_numpy(coverage).half(), scene.objects,
+                       sentences)
+
+
+def vocabulary() -> list[str]:
+    """Every word the captions use (for the model card)."""
+    words = set(COLOURS) | set(SHAPES) | set(SIZES)
+    return sorted(words)

@@ -1,0 +1,261 @@
+"""Trains the tiny demo CLIP contrastively on generated scenes (CPU, seeded).
+
+Region loss: for every region of a batch of scenes (each object and the table), the hybrid G2L
+feature computed by the core's ``HybridEncoder`` — the very feature the pipeline matches text
+against — against captions with colour, shape and size words, sometimes only one of them,
+sometimes a referring expression of the region. Targets are soft multi-positive: every region a
+caption is true of is a positive (``clip_data``).
+
+Coherence loss: the whole scene at GEM's input size runs through the GEM stream (the core's
+``self_self_attention`` on each block from GEM's start block, spec §8); for the phrase of each
+object ("a photo of a the red ball."), a softmax over the scene's patches of the patch-phrase
+cosine should put its mass on the patches the phrase is true of. This makes the coherence map of
+the pipeline (spec §8-§10) point at the referred object.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hybridgl_ros.demo.clip_data import (
+    PooledScene, caption, match_matrix, phrase, pool_scene, region_descriptor)
+
+LOGGER = logging.getLogger(__name__)
+
+#: open_clip model config of the demo CLIP (64 px input, patch 8, 4 blocks, small text tower).
+DEMO_CLIP_CONFIG = {
+    'embed_dim': 64,
+    'quick_gelu': True,
+    'vision_cfg': {'image_size': 64, 'layers': 4, 'width': 128, 'patch_size': 8,
+                   'head_width': 32},
+    'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 64, 'heads': 4,
+                 'layers': 2},
+}
+TRAIN_SCENE_SEED = 2
+EVAL_SCENE_SEED = 2001
+
+
+@dataclass(frozen=True)
+class ClipRecipe:
+    """How the demo CLIP is trained (the defaults made the shipped weights)."""
+
+    steps: int = 1400
+    scenes_per_step: int = 6
+    captions_per_region: int = 2
+    pool_scenes: int = 1000
+    lr: float = 1e-3
+    warmup_steps: int = 60
+    weight_decay: float = 0.05
+    coherence_weight: float = 0.5
+    seed: int = 0
+    model_config: str = json.dumps(DEMO_CLIP_CONFIG)
+    """The open_clip model config as JSON text (a string keeps the recipe hashable)."""
+    eval_scenes: int = 60
+    threads: int = 1
+    checkpoint_every: int = 250
+    """Also write the weights every this many steps (0 = only at the end)."""
+
+    @property
+    def config(self) -> dict:
+        """The open_clip model config as a dict."""
+        return json.loads(self.model_config)
+
+    @classmethod
+    def smoke(cls) -> 'ClipRecipe':
+        """A few tiny steps for CI: exercises every part, learns nothing."""
+        return cls(steps=2, scenes_per_step=2, pool_scenes=3, warmup_steps=1, eval_scenes=2)
+
+    def with_overrides(self, steps: int = 0, seed: int | None = None) -> 'ClipRecipe':
+        """This recipe with ``steps`` (if > 0) and ``seed`` (if given) replaced."""
+        return replace(self, steps=steps or self.steps, seed=self.seed if seed is None else seed)
+
+
+def build_model(config: dict):
+    """The open_clip CLIP of a model config, as the core's loader builds it (random init)."""
+    from open_clip.model import CLIP
+
+    return CLIP(**config)
+
+
+def make_encoder(model):
+    """The core's G2L ``HybridEncoder`` on the model's vision tower (default config)."""
+    from hybridgl_ros.core.config import FeatureConfig
+    from hybridgl_ros.core.encoder import HybridEncoder
+    from hybridgl_ros.core.pipeline import block_index
+
+    features = FeatureConfig()
+    depth = len(model.visual.transformer.resblocks)
+    return HybridEncoder(model.visual, features, block_index(features.fusion_start_fraction,
+                                                             depth), 'cpu')
+
+
+def _soft_clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, targets: torch.Tensor,
+                    scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric cross-entropy with multi-positive targets (R, C) of 0/1."""
+    logits = scale * F.normalize(image_f, dim=-1) @ F.normalize(text_f, dim=-1).T
+    rows = targets.sum(1) > 0
+    cols = targets.sum(0) > 0
+    i2t = -(targets[rows] / targets[rows].sum(1, keepdim=True)
+            * logits[rows].log_softmax(1)).sum(1).mean()
+    t2i = -(targets[:, cols] / targets[:, cols].sum(0, keepdim=True)
+            * logits[:, cols].log_softmax(0)).sum(0).mean()
+    return 0.5 * (i2t + t2i)
+
+
+def _batch(pool: list[PooledScene], rng: np.random.Generator, recipe: ClipRecipe):
+    """Region inputs, captions and targets of a random set of pooled scenes, and the scenes."""
+    from hybridgl_ros.core.mask_images import MaskInputs
+
+    picks = [pool[i] for i in rng.choice(len(pool), recipe.scenes_per_step, replace=False)]
+    regions, texts, descs = [], [], []
+    for scene in picks:
+        objects = list(scene.objects) + [None]
+        for r, obj in enumerate(objects):
+            regions.append(region_descriptor(obj))
+            sentences = scene.sentences[r] if obj is not None else []
+            for _ in range(recipe.captions_per_region):
+                text, desc = caption(rng, obj, sentences)
+                texts.append(text)
+                descs.append(desc)
+    inputs = MaskInputs(torch.cat([s.local for s in picks]).float(),
+                        torch.cat([s.global_ for s in picks]).float(),
+                        torch.cat([s.token_mask for s in picks]).float())
+    return inputs, texts, match_matrix(regions, descs), picks
+
+
+def gem_patches(visual, pixels: torch.Tensor, start_block: int) -> torch.Tensor:
+    """(B, P, D) L2-normalised GEM patch tokens of images (B, 3, S, S), with gradients.
+
+    The same computation as ``hybridgl_ros.core.gem.gem_image_tokens`` (which runs without
+    gradients on one image): positional embedding resampled to the grid, the normal stream up
+    to ``start_block``, then one self-self attention update per block on the GEM stream.
+    """
+    from hybridgl_ros.core.gem import resample_positional_embedding, self_self_attention
+
+    x = visual.conv1(pixels)                                         # (B, C, rows, cols)
+    grid = (int(x.shape[-2]), int(x.shape[-1]))
+    x = x.flatten(2).transpose(1, 2)
+    cls = visual.class_embedding.expand(x.shape[0], 1, -1)
+    positional = resample_positional_embedding(visual.positional_embedding,
+                                               tuple(visual.grid_size), grid)
+    x = visual.ln_pre(torch.cat([cls, x], dim=1) + positional)
+    blocks = visual.transformer.resblocks
+    for block in blocks[:start_block]:
+        x = block(x)
+    gem = x
+    for index in range(start_block, len(blocks)):
+        gem = gem + blocks[index].ls_1(self_self_attention(blocks[index].ln_1(x),
+                                                           blocks[index].attn))
+        if index < len(blocks) - 1:
+            x = blocks[index](x)
+    return F.normalize(visual.ln_post(gem[:, 1:]) @ visual.proj, dim=-1)
+
+
+def _coherence_loss(model, picks: list[PooledScene], rng: np.random.Generator,
+                    tokenizer, scale: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each object phrase's softmax over its scene's GEM patches against the
+    share of every patch covered by the objects the phrase is true of."""
+    from hybridgl_ros.core.config import GemConfig
+    from hybridgl_ros.core.pipeline import block_index
+
+    gem = GemConfig()
+    start = block_index(gem.start_fraction, len(model.visual.transformer.resblocks))
+    patches = gem_patches(model.visual, torch.stack([s.gem_image for s in picks]).float(),
+                          start)                                     # (B, P, D)
+    texts, targets, owners = [], [], []
+    for b, scene in enumerate(picks):
+        regions = [region_descriptor(o) for o in scene.objects]
+        cover = scene.coverage.float().flatten(1)[:-1]               # (R - 1, P) objects
+        for obj in scene.objects:
+            text, desc = phrase(rng, obj)
+            hits = torch.tensor([float(desc.matches(r)) for r in regions])
+            texts.append(gem.prompt.format(text))
+            targets.append(hits @ cover)
+            owners.append(b)
+    text_f = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)  # (K, D)
+    logits = scale * torch.einsum('kd,kpd->kp', text_f, patches[torch.tensor(owners)])
+    target = torch.stack(targets)
+    target = target / target.sum(1, keepdim=True).clamp(min=1e-6)
+    return -(target * logits.log_softmax(1)).sum(1).mean()
+
+
+def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
+    """Trains, evaluates on held-out scenes and writes ``clip_config.json``, ``clip.pt`` and
+    ``clip_metrics.json`` to ``out_dir``. Returns the metrics."""
+    from hybridgl_ros.core.models import text_tokenizer
+    from hybridgl_ros.demo.eval_models import evaluate_clip, write_json
+
+    torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng([recipe.seed, 11])
+    model = build_model(recipe.config).train()
+    encoder = make_encoder(model)
+    tokenizer = text_tokenizer(model)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': recipe.weight_decay},
+                             {'params': no_decay, 'weight_decay': 0.0}], lr=recipe.lr)
+    start = time.time()
+    pool = [pool_scene(encoder, TRAIN_SCENE_SEED, i) for i in range(recipe.pool_scenes)]
+    LOGGER.info('clip: pooled %d scenes in %.0fs', len(pool), time.time() - start)
+    used_tokens: set[int] = set()
+    for step in range(recipe.steps):
+        for group in opt.param_groups:
+            group['lr'] = recipe.lr * _lr_factor(step, recipe)
+        inputs, texts, targets, picks = _batch(pool, rng, recipe)
+        tokens = tokenizer(texts)
+        used_tokens.update(tokens.unique().tolist())
+        scale = model.logit_scale.exp().clamp(max=100.0)
+        region_loss = _soft_clip_loss(encoder.encode_inputs(inputs), model.encode_text(tokens),
+                                      targets, scale)
+        coherence_loss = _coherence_loss(model, picks, rng, tokenizer, scale)
+        loss = region_loss + recipe.coherence_weight * coherence_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if recipe.checkpoint_every and (step + 1) % recipe.checkpoint_every == 0:
+            _save(model, recipe.config, used_tokens, Path(out_dir))
+        if step % 25 == 0 or step == recipe.steps - 1:
+            LOGGER.info('clip step %d/%d %.0fs loss %.3f region %.3f coherence %.3f scale %.1f',
+                        step, recipe.steps, time.time() - start, float(loss.detach()),
+                        float(region_loss.detach()), float(coherence_loss.detach()),
+                        float(scale.detach()))
+    train_seconds = time.time() - start
+    out = Path(out_dir)
+    _save(model.eval(), recipe.config, used_tokens, out)
+    metrics = evaluate_clip(out / 'clip_config.json', out / 'clip.pt', EVAL_SCENE_SEED,
+                            recipe.eval_scenes)
+    metrics.update(train_seconds=round(train_seconds, 1), steps=recipe.steps, seed=recipe.seed,
+                   parameters=sum(p.numel() for p in model.parameters()),
+                   weights_bytes=(out / 'clip.pt').stat().st_size)
+    write_json(out / 'clip_metrics.json', metrics)
+    return metrics
+
+
+def _lr_factor(step: int, recipe: ClipRecipe) -> float:
+    if step < recipe.warmup_steps:
+        return (step + 1) / recipe.warmup_steps
+    progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
+    return 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress)))
+
+
+def _save(model, config: dict, used_tokens: set[int], out: Path) -> None:
+    """Writes the config and an fp16 state dict; never-seen token embeddings are zeroed (they
+    were never trained, and zero rows keep the repository small)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'clip_config.json').write_text(json.dumps(config, indent=2) + '\n')
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    embedding = state['token_embedding.weight']
+    keep = torch.zeros(embedding.shape[0], dtype=torch.bool)
+    keep[torch.tensor(sorted(used_tokens), dtype=torch.long)] = True
+    embedding[~keep] = 0.0
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()},
+               out / 'clip.pt')

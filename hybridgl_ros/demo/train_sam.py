@@ -1,0 +1,276 @@
+"""Trains the tiny demo SAM on generated scenes with point prompts (CPU, seeded).
+
+The network is a ``segment_anything`` ``Sam`` built from :data:`DEMO_SAM_ARCH`. Each step takes a
+few fresh scenes, feeds them exactly as ``SamPredictor`` does (``ResizeLongestSide``, then
+``Sam.preprocess``) and prompts the decoder with single foreground points: some on objects, some
+anywhere (a point on the table asks for the table, as SAM would segment it). All four decoder
+outputs (single and multi-mask) learn the region under the point: BCE + dice at the decoder's
+low-resolution output against each cell's covered fraction, plus BCE at full-resolution points
+near the region's boundary, read from the low-res logits where ``SamPredictor`` upsamples them
+(sharper masks at 640x480). The IoU head learns the IoU of its own masks, which
+``SamAutomaticMaskGenerator`` filters on.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hybridgl_ros.core.sam_arch import SamArchitecture, build_sam
+from hybridgl_ros.demo.scenes import HEIGHT_PX, WIDTH_PX, make_scene
+
+LOGGER = logging.getLogger(__name__)
+
+DEMO_SAM_ARCH = SamArchitecture(
+    img_size=256, patch_size=16, encoder_embed_dim=128, encoder_depth=4, encoder_num_heads=4,
+    encoder_global_attn_indexes=(), window_size=0, use_rel_pos=False, mlp_ratio=4.0,
+    prompt_embed_dim=64, mask_in_chans=8, decoder_depth=2, decoder_num_heads=4,
+    decoder_mlp_dim=256, iou_head_depth=3, iou_head_hidden_dim=64)
+#: Scene series used for training; evaluation uses other series.
+TRAIN_SCENE_SEED = 1
+EVAL_SCENE_SEED = 1001
+
+
+@dataclass(frozen=True)
+class SamRecipe:
+    """How the demo SAM is trained (the defaults made the shipped weights)."""
+
+    steps: int = 4000
+    images_per_step: int = 1
+    object_prompts: int = 12
+    random_prompts: int = 3
+    points_per_mask: int = 256
+    edge_loss_weight: float = 0.5
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    iou_loss_weight: float = 1.0
+    seed: int = 0
+    arch: SamArchitecture = DEMO_SAM_ARCH
+    eval_scenes: int = 40
+    threads: int = 1
+    checkpoint_every: int = 250
+    """Also write the weights every this many steps (0 = only at the end)."""
+
+    @classmethod
+    def smoke(cls) -> 'SamRecipe':
+        """A few tiny steps for CI: exercises every part, learns nothing."""
+        arch = replace(DEMO_SAM_ARCH, encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2)
+        return cls(steps=2, images_per_step=1, object_prompts=2, random_prompts=1,
+                   points_per_mask=64, warmup_steps=1, arch=arch, eval_scenes=1)
+
+    def with_overrides(self, steps: int = 0, seed: int | None = None) -> 'SamRecipe':
+        """This recipe with ``steps`` (if > 0) and ``seed`` (if given) replaced."""
+        return replace(self, steps=steps or self.steps, seed=self.seed if seed is None else seed)
+
+
+def model_input(sam, image_rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 → (1, 3, S, S) float32 as ``SamPredictor.set_image`` prepares it."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    resized = ResizeLongestSide(sam.image_encoder.img_size).apply_image(image_rgb)
+    x = torch.as_tensor(resized).permute(2, 0, 1).contiguous()[None].float()
+    return sam.preprocess(x)
+
+
+@dataclass(frozen=True)
+class _Regions:
+    """Pixel lists of one scene's regions: 0 = the table, k + 1 = object k.
+
+    Attributes:
+        label: (H, W) int32 region of every pixel.
+        inside: per object, (n, 2) int xy of its pixels.
+        edges: per region, (m, 2) int xy of the pixels on its boundary (either side).
+    """
+
+    label: np.ndarray
+    inside: list[np.ndarray]
+    edges: list[np.ndarray]
+
+    @classmethod
+    def of(cls, masks: np.ndarray) -> '_Regions':
+        label = np.zeros((HEIGHT_PX, WIDTH_PX), np.int32)
+        for k, mask in enumerate(masks):
+            label[mask] = k + 1
+        kernel = np.ones((3, 3), np.uint8)
+        inside, edges = [], []
+        for k in range(len(masks) + 1):
+            region = (label == k).astype(np.uint8)
+            edge = cv2.morphologyEx(region, cv2.MORPH_GRADIENT, kernel)
+            edges.append(cv2.findNonZero(edge).reshape(-1, 2))
+            if k:
+                inside.append(cv2.findNonZero(region).reshape(-1, 2))
+        return cls(label, inside, edges)
+
+
+def _sample_prompts(rng: np.random.Generator, regions: _Regions, recipe: SamRecipe
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt points (P, 2) float xy in image pixels and the region under each (P,) int."""
+    points = []
+    for _ in range(recipe.object_prompts):
+        pixels = regions.inside[rng.integers(len(regions.inside))]
+        points.append(pixels[rng.integers(len(pixels))] + rng.random(2))
+    for _ in range(recipe.random_prompts):
+        points.append((rng.uniform(0, WIDTH_PX), rng.uniform(0, HEIGHT_PX)))
+    points_xy = np.array(points, np.float32)
+    under = regions.label[points_xy[:, 1].astype(int), points_xy[:, 0].astype(int)]
+    return points_xy, under
+
+
+def _loss_points(rng: np.random.Generator, regions: _Regions, under: np.ndarray, count: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Points (P, count, 2) float xy near the boundary of each prompt's region (Gaussian
+    jitter of 3 px around boundary pixels) and their truth (P, count) bool."""
+    out = np.empty((len(under), count, 2), np.float32)
+    for p, k in enumerate(under):
+        edge = regions.edges[k]
+        out[p] = edge[rng.integers(len(edge), size=count)] + 0.5 + rng.normal(0, 3.0, (count, 2))
+    out[..., 0] = np.clip(out[..., 0], 0, WIDTH_PX - 1e-3)
+    out[..., 1] = np.clip(out[..., 1], 0, HEIGHT_PX - 1e-3)
+    idx = out.astype(int)
+    truth = regions.label[idx[..., 1], idx[..., 0]] == under[:, None]
+    return out, truth
+
+
+def _logits_at(low_res: torch.Tensor, points_xy: torch.Tensor, scale: float, side: int
+               ) -> torch.Tensor:
+    """Low-res mask logits (P, M, h, w) read bilinearly at image points (P, K, 2) → (P, M, K).
+
+    Image pixel centre x + 0.5 maps to (x + 0.5)·scale in the padded model input of ``side``
+    pixels, which the low-res grid covers edge to edge (``align_corners=False``).
+    """
+    grid = (points_xy * scale / side) * 2.0 - 1.0                  # (P, K, 2) in [-1, 1]
+    sampled = F.grid_sample(low_res, grid[:, None], mode='bilinear', align_corners=False)
+    return sampled[:, :, 0]                                        # (P, M, K)
+
+
+def _step_loss(sam, scenes, rng: np.random.Generator, recipe: SamRecipe) -> dict:
+    """Loss of one batch of scenes: point-sampled BCE + dice per mask, MSE of the IoU head."""
+    side = sam.image_encoder.img_size
+    scale = side / max(HEIGHT_PX, WIDTH_PX)
+    images = torch.cat([model_input(sam, s.image_rgb) for s in scenes])
+    embeddings = sam.image_encoder(images)                          # (B, C, g, g)
+    dense_pe = sam.prompt_encoder.get_dense_pe()
+    mask_losses, iou_losses, ious = [], [], []
+    for b, scene in enumerate(scenes):
+        regions = _Regions.of(scene.masks)
+        points_xy, under = _sample_prompts(rng, regions, recipe)
+        coords = torch.from_numpy(points_xy * scale)[:, None]       # (P, 1, 2) model pixels
+        sparse, dense = sam.prompt_encoder(
+            points=(coords, torch.ones(len(points_xy), 1)), boxes=None, masks=None)
+        low_res, iou_pred = sam.mask_decoder.predict_masks(
+            embeddings[b:b + 1], dense_pe, sparse, dense)           # (P, M, h, w), (P, M)
+        mask_losses.append(_low_res_loss(low_res, regions.label, under)
+                           + recipe.edge_loss_weight * _edge_loss(
+                               rng, low_res, regions, under, recipe.points_per_mask, scale, side))
+        actual = _mask_iou(low_res.detach(), regions.label, under, side, scale)  # (P, M)
+        iou_losses.append(F.mse_loss(iou_pred, actual))
+        ious.append(actual.mean())
+    mask_loss = torch.stack(mask_losses).mean()
+    iou_loss = torch.stack(iou_losses).mean()
+    return {'loss': mask_loss + recipe.iou_loss_weight * iou_loss, 'mask': mask_loss,
+            'iou_head': iou_loss, 'iou': torch.stack(ious).mean()}
+
+
+def _low_res_loss(low_res: torch.Tensor, label: np.ndarray, under: np.ndarray
+                  ) -> torch.Tensor:
+    """BCE + dice of the low-res logits (P, M, h, w) against each region's pixel fraction per
+    low-res cell (the image part of the padded grid only)."""
+    side = low_res.shape[-1]
+    rows, cols = round(side * HEIGHT_PX / WIDTH_PX), side
+    logits = low_res[..., :rows, :cols]
+    cover = np.stack([cv2.resize((label == k).astype(np.float32), (cols, rows),
+                                 interpolation=cv2.INTER_AREA) for k in under])
+    truth = torch.from_numpy(cover)[:, None].expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, truth)
+    prob = logits.sigmoid()
+    dice = 1 - (2 * (prob * truth).sum((-2, -1)) + 1) / (
+        prob.sum((-2, -1)) + truth.sum((-2, -1)) + 1)
+    return bce + dice.mean()
+
+
+def _edge_loss(rng: np.random.Generator, low_res: torch.Tensor, regions: '_Regions',
+               under: np.ndarray, count: int, scale: float, side: int) -> torch.Tensor:
+    """BCE at full-resolution points near each region's boundary, read from the low-res logits
+    where ``SamPredictor`` upsamples them: sharpens the masks below the low-res cell size."""
+    samples, truth = _loss_points(rng, regions, under, count)
+    logits = _logits_at(low_res, torch.from_numpy(samples), scale, side)
+    truth = torch.from_numpy(truth)[:, None].float().expand_as(logits)
+    return F.binary_cross_entropy_with_logits(logits, truth)
+
+
+def _mask_iou(low_res: torch.Tensor, label: np.ndarray, under: np.ndarray, side: int,
+              scale: float) -> torch.Tensor:
+    """IoU (P, M) of thresholded masks with their regions, at half the model resolution."""
+    half = side // 2
+    rows, cols = round(HEIGHT_PX * scale / 2), round(WIDTH_PX * scale / 2)
+    pred = F.interpolate(low_res, (half, half), mode='bilinear', align_corners=False)
+    pred = pred[..., :rows, :cols] > 0                              # (P, M, rows, cols)
+    small = cv2.resize(label, (cols, rows), interpolation=cv2.INTER_NEAREST)
+    gt = torch.from_numpy(small[None] == under[:, None, None])[:, None]
+    inter = (pred & gt).sum((-2, -1)).float()
+    union = (pred | gt).sum((-2, -1)).float()
+    return inter / union.clamp(min=1.0)
+
+
+def _lr_factor(step: int, recipe: SamRecipe) -> float:
+    if step < recipe.warmup_steps:
+        return (step + 1) / recipe.warmup_steps
+    progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
+    return 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress)))
+
+
+def _save(sam, arch: SamArchitecture, out: Path) -> None:
+    """Writes ``sam_arch.json`` and ``sam.pth`` (an fp16 state dict, as SAM's checkpoints are
+    plain state dicts)."""
+    out.mkdir(parents=True, exist_ok=True)
+    arch.to_json(out / 'sam_arch.json')
+    torch.save({k: v.detach().half() if v.is_floating_point() else v
+                for k, v in sam.state_dict().items()}, out / 'sam.pth')
+
+
+def train_sam(out_dir: str | Path, recipe: SamRecipe = SamRecipe()) -> dict:
+    """Trains, evaluates on held-out scenes and writes ``sam_arch.json``, ``sam.pth`` and
+    ``sam_metrics.json`` to ``out_dir``. Returns the metrics."""
+    from hybridgl_ros.demo.eval_models import evaluate_sam, write_json
+
+    torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng([recipe.seed, 7])
+    sam = build_sam(recipe.arch).train()
+    params = [p for p in sam.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    start = time.time()
+    for step in range(recipe.steps):
+        for group in opt.param_groups:
+            group['lr'] = recipe.lr * _lr_factor(step, recipe)
+        scenes = [make_scene(TRAIN_SCENE_SEED, step * recipe.images_per_step + i)
+                  for i in range(recipe.images_per_step)]
+        losses = _step_loss(sam, scenes, rng, recipe)
+        opt.zero_grad(set_to_none=True)
+        losses['loss'].backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if recipe.checkpoint_every and (step + 1) % recipe.checkpoint_every == 0:
+            _save(sam, recipe.arch, Path(out_dir))
+        if step % 20 == 0 or step == recipe.steps - 1:
+            LOGGER.info('sam step %d/%d %.0fs %s', step, recipe.steps, time.time() - start,
+                        {k: round(float(v.detach()), 4) for k, v in losses.items()})
+    train_seconds = time.time() - start
+    out = Path(out_dir)
+    _save(sam, recipe.arch, out)
+    shipped = build_sam(recipe.arch)
+    shipped.load_state_dict({k: v.float() for k, v in torch.load(
+        out / 'sam.pth', weights_only=True).items()})
+    metrics = evaluate_sam(shipped, EVAL_SCENE_SEED, recipe.eval_scenes)
+    metrics.update(train_seconds=round(train_seconds, 1), steps=recipe.steps, seed=recipe.seed,
+                   parameters=sum(p.numel() for p in sam.parameters()),
+                   weights_bytes=(out / 'sam.pth').stat().st_size)
+    write_json(out / 'sam_metrics.json', metrics)
+    return metrics

@@ -1,0 +1,27 @@
+"""The demo sub-commands parse and run through ``register``."""
+import argparse
+import pickle
+
+from hybridgl_ros.demo.cli import register
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog='hybridgl')
+    register(parser.add_subparsers(dest='command', required=True))
+    return parser
+
+
+def test_make_scenes_command_writes_the_refcoco_layout(tmp_path, capsys):
+    args = _parser().parse_args(['make-scenes', '--out', str(tmp_path), '--count', '2',
+                                 '--seed', '4'])
+    assert args.func(args) == 0
+    assert len(list((tmp_path / 'images').glob('COCO_train2014_*.jpg'))) == 2
+    with (tmp_path / 'refs(unc).p').open('rb') as stream:
+        assert pickle.load(stream)
+    assert '"images": 2' in capsys.readouterr().out
+
+
+def test_train_demo_models_options_parse():
+    args = _parser().parse_args(['train-demo-models', '--only', 'sam', '--steps', '3',
+                                 '--seed', '2', '--smoke', '--out', 'x'])
+    assert (args.only, args.steps, args.seed, args.smoke, args.out) == ('sam', 3, 2, True, 'x')
