@@ -11,7 +11,8 @@ from pathlib import Path
 from hybridgl_ros.core.errors import HybridGLError
 
 #: Modules that add subcommands with ``register(subparsers)``.
-SUBCOMMAND_MODULES = ('hybridgl_ros.bench', 'hybridgl_ros.demo.cli', 'hybridgl_ros.eval.cli')
+SUBCOMMAND_MODULES = ('hybridgl_ros.bench', 'hybridgl_ros.demo.showcase', 'hybridgl_ros.demo.cli',
+                       'hybridgl_ros.eval.cli')
 LOG = logging.getLogger('hybridgl')
 
 
