@@ -20,7 +20,7 @@ COLOURS = {
     'yellow': (235, 205, 40), 'purple': (135, 55, 175), 'orange': (245, 130, 25)}
 SIZES = ('small', 'big')
 #: Radius of the circle around the object (pixels) for each size class.
-RADIUS_RANGE_PX = {'small': (32, 42), 'big': (60, 74)}
+RADIUS_RANGE_PX = {'small': (44, 54), 'big': (72, 86)}
 #: Neutral table colours (RGB), far from the object colours.
 TABLE_COLOURS = ((150, 150, 150), (190, 180, 160), (120, 95, 70), (80, 85, 95), (200, 200, 195),
                  (160, 140, 115))
@@ -167,7 +167,7 @@ def _outline(shape: str, radius: float, angle_deg: float) -> np.ndarray:
         radii = np.full(3, radius)
     elif shape == 'star':
         angles = np.deg2rad(angle_deg - 90 + np.arange(10) * 36)
-        radii = np.where(np.arange(10) % 2 == 0, radius, 0.45 * radius)
+        radii = np.where(np.arange(10) % 2 == 0, radius, 0.5 * radius)
     else:                                                         # cube: a hexagon silhouette
         angles = np.deg2rad(angle_deg + 30 + np.arange(6) * 60)
         radii = np.full(6, 0.95 * radius)
