@@ -58,8 +58,23 @@ def test_repeated_queries_on_one_frame_prepare_it_once(harness):
     assert first.success and second.success and third.success
     assert segmenter.prepare_calls == 1 and segmenter.query_calls == 3
     assert first.result.prepare_s > 0.0 and second.result.prepare_s == 0.0
-    h.publish_image(scene_rgb(), stamp_header(2.0))
+    changed = scene_rgb()
+    changed[0, 0] = (1, 2, 3)
+    h.publish_image(changed, stamp_header(2.0))
     assert h.segment('red').success and segmenter.prepare_calls == 2
+
+
+def test_a_new_frame_with_the_same_pixels_reuses_the_prepared_work(harness):
+    segmenter = ColourSegmenter()
+    h = harness(segmenter)
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    assert h.segment('red').success
+    h.publish_image(scene_rgb(), stamp_header(2.0))
+    response = h.segment('blue')
+    assert response.success and segmenter.prepare_calls == 1
+    assert response.result.header.stamp.sec == 2 and response.result.prepare_s == 0.0
+    request_image = numpy_to_image(scene_rgb(), 'rgb8', stamp_header(3.0))
+    assert h.segment('red', image=request_image).success and segmenter.prepare_calls == 1
 
 
 def test_request_image_is_used_instead_of_the_camera(harness):
