@@ -41,11 +41,6 @@ def demo_queries(scene, seed: int, index: int, per_scene: int) -> list[tuple[str
     return queries
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
 class LibraryAsker:
     """Answers through the library directly (``--no-ros``)."""
 
@@ -70,6 +65,7 @@ class LibraryAsker:
 
 def run_demo(args: argparse.Namespace) -> int:
     from hybridgl_ros.cli import config_from_args, write_image_rgb
+    from hybridgl_ros.demo.end_to_end import mask_iou
     from hybridgl_ros.demo.scenes import make_scene
     from hybridgl_ros.viz import contact_sheet, draw_overlay
 
