@@ -38,16 +38,21 @@ class Descriptor:
             (self.colour, region.colour), (self.shape, region.shape), (self.size, region.size)))
 
 
-#: (template, words it uses) for an object; c = colour, s = shape, z = size.
+#: (template, words it uses) for an object; c = colour, s = shape, z = size, {zc} = a
+#: comparative of the size ("smaller" for a small object: in these scenes a comparison only
+#: ever sets a small against a big object).
 OBJECT_TEMPLATES = (
     ('the {c} {s}', 'cs'), ('{c} {s}', 'cs'), ('the {z} {c} {s}', 'csz'), ('{z} {c} {s}', 'csz'),
     ('the {z} {s}', 'sz'), ('a {z} {s}', 'sz'), ('the {s}', 's'), ('{s}', 's'), ('{c}', 'c'),
     ('the {c} one', 'c'), ('{z}', 'z'), ('a photo of a {c} {s}', 'cs'),
     ('a photo of a the {c} {s}.', 'cs'), ('a photo of a the {s}.', 's'),
-    ('a photo of the {z} {s}', 'sz'))
+    ('a photo of the {z} {s}', 'sz'), ('the {zc} {c} {s}', 'csz'), ('the {zc} {s}', 'sz'))
 #: Noun phrases for the coherence-map (GEM) captions, wrapped in GemConfig.prompt.
 PHRASE_TEMPLATES = (('the {c} {s}', 'cs'), ('the {s}', 's'), ('the {z} {c} {s}', 'csz'),
-                    ('the {z} {s}', 'sz'), ('{c} {s}', 'cs'))
+                    ('the {z} {s}', 'sz'), ('{c} {s}', 'cs'), ('the {zc} {c} {s}', 'csz'),
+                    ('the {zc} {s}', 'sz'))
+#: Words that name each size class, comparatives included.
+SIZE_WORDS = {'small': ('small', 'smaller', 'tinier'), 'big': ('big', 'bigger', 'larger')}
 TABLE_CAPTIONS = ('the table', 'table', 'the background', 'a photo of the table')
 #: Words of the head noun phrase that each expression kind commits to.
 KIND_WORDS = {'attribute': 'cs', 'position': 's', 'relation': 's', 'spatial': 'cs'}
@@ -73,17 +78,23 @@ def caption(rng: np.random.Generator, obj: SceneObject | None, sentences: list[t
         return TABLE_CAPTIONS[rng.integers(len(TABLE_CAPTIONS))], Descriptor(shape=TABLE)
     if sentences and rng.random() < expression_rate:
         text, kind = sentences[rng.integers(len(sentences))]
-        words = KIND_WORDS[kind] + ('z' if obj.size in text.split() else '')
-        return text, _descriptor(obj, words)
-    template, words = OBJECT_TEMPLATES[rng.integers(len(OBJECT_TEMPLATES))]
-    text = template.format(c=obj.colour, s=obj.shape, z=obj.size)
-    return text, _descriptor(obj, words)
+        sized = any(word in SIZE_WORDS[obj.size] for word in text.split())
+        return text, _descriptor(obj, KIND_WORDS[kind] + ('z' if sized else ''))
+    return _fill(rng, obj, OBJECT_TEMPLATES)
 
 
 def phrase(rng: np.random.Generator, obj: SceneObject) -> tuple[str, Descriptor]:
     """A random noun phrase naming an object ("the red ball") and its descriptor."""
-    template, words = PHRASE_TEMPLATES[rng.integers(len(PHRASE_TEMPLATES))]
-    return template.format(c=obj.colour, s=obj.shape, z=obj.size), _descriptor(obj, words)
+    return _fill(rng, obj, PHRASE_TEMPLATES)
+
+
+def _fill(rng: np.random.Generator, obj: SceneObject, templates: tuple[tuple[str, str], ...]
+          ) -> tuple[str, Descriptor]:
+    template, words = templates[rng.integers(len(templates))]
+    comparatives = SIZE_WORDS[obj.size][1:]
+    text = template.format(c=obj.colour, s=obj.shape, z=obj.size,
+                           zc=comparatives[rng.integers(len(comparatives))])
+    return text, _descriptor(obj, words)
 
 
 def _descriptor(obj: SceneObject, words: str) -> Descriptor:

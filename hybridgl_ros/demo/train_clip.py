@@ -46,14 +46,14 @@ EVAL_SCENE_SEED = 2001
 class ClipRecipe:
     """How the demo CLIP is trained (the defaults made the shipped weights)."""
 
-    steps: int = 1400
+    steps: int = 1600
     scenes_per_step: int = 6
     captions_per_region: int = 2
     pool_scenes: int = 1000
     lr: float = 1e-3
     warmup_steps: int = 60
     weight_decay: float = 0.05
-    coherence_weight: float = 0.5
+    coherence_weight: float = 1.0
     seed: int = 0
     model_config: str = json.dumps(DEMO_CLIP_CONFIG)
     """The open_clip model config as JSON text (a string keeps the recipe hashable)."""
