@@ -80,7 +80,36 @@ def bench_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarra
     return image
 
 
-def run_bench(sam_type: str, device_name: str = 'auto', threads: int = 0) -> dict:
+class ToppedUpProposer:
+    """SAM's real proposals, topped up with rectangle masks to a fixed count."""
+
+    def __init__(self, proposer, count: int) -> None:
+        self.proposer = proposer
+        self.count = count
+        self.sam_count = 0
+
+    def propose(self, image_rgb: np.ndarray):
+        from hybridgl_ros.core.types import Proposals
+
+        found = self.proposer.propose(image_rgb)
+        self.sam_count = len(found)
+        extra = max(0, self.count - len(found))
+        height, width = image_rgb.shape[:2]
+        masks = np.zeros((extra, height, width), bool)
+        boxes = np.zeros((extra, 4), np.int64)
+        rng = np.random.default_rng(1)
+        for i in range(extra):
+            w, h = int(rng.integers(40, width // 2)), int(rng.integers(40, height // 2))
+            x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+            masks[i, y:y + h, x:x + w] = True
+            boxes[i] = (x, y, w, h)
+        return Proposals(np.concatenate([found.masks, masks]),
+                         np.concatenate([found.boxes_xywh, boxes]),
+                         np.concatenate([found.scores, np.ones(extra, np.float32)]))
+
+
+def run_bench(sam_type: str, device_name: str = 'auto', threads: int = 0,
+              masks: int = 30) -> dict:
     """Benchmarks one SAM size with CLIP ViT-B/16; returns a JSON-ready record."""
     import torch
 
@@ -99,8 +128,8 @@ def run_bench(sam_type: str, device_name: str = 'auto', threads: int = 0) -> dic
     sam = build_sam(sam_type).to(device).eval()
     proposals = replace(config.proposals, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     dtype = autocast_dtype(config.models.precision, device, config.reference)
-    segmenter = HybridGL(config, clip_model=clip_model,
-                         proposer=SamProposer(sam, proposals, dtype))
+    proposer = ToppedUpProposer(SamProposer(sam, proposals, dtype), masks)
+    segmenter = HybridGL(config, clip_model=clip_model, proposer=proposer)
     segmenter.parser.parse('warm up the parser')
     load_s = time.perf_counter() - start
     image = bench_image()
@@ -116,7 +145,8 @@ def run_bench(sam_type: str, device_name: str = 'auto', threads: int = 0) -> dic
     return {
         'sam': sam_type, 'clip': 'ViT-B-16', 'device': str(device),
         'device_name': _device_name(device), 'torch_threads': torch.get_num_threads(),
-        'image': list(image.shape), 'masks': len(frame.proposals), 'load_s': round(load_s, 2),
+        'image': list(image.shape), 'masks': len(frame.proposals),
+        'masks_from_sam': proposer.sam_count, 'load_s': round(load_s, 2),
         'first_query': {'total_ms': round(first_ms, 1), 'peak_mb': round(first_mem.peak_mb, 1),
                         'stages_ms': _rounded({**{f'frame.{k}': v for k, v in
                                                   frame.timings_ms.items()},
@@ -164,14 +194,15 @@ def format_table(records: list[dict]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    records = [run_bench(sam.strip(), args.device, args.threads)
+    records = [run_bench(sam.strip(), args.device, args.threads, args.masks)
                for sam in args.sam.split(',')]
     if args.json:
         print(json.dumps(records, indent=2))
     else:
         print(format_table(records))
         for r in records:
-            print(f"{r['sam']}: repeat query / first query = {r['repeat_over_first']:.4f}; "
+            print(f"{r['sam']}: {r['masks_from_sam']} of the {r['masks']} masks from SAM; "
+                  f"repeat query / first query = {r['repeat_over_first']:.4f}; "
                   f"load {r['load_s']} s; torch threads {r['torch_threads']}")
     return 0
 
@@ -182,5 +213,7 @@ def register(subparsers) -> None:
     bench.add_argument('--sam', default='vit_b,vit_h', help='SAM sizes, comma-separated')
     bench.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     bench.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: default)')
+    bench.add_argument('--masks', type=int, default=30,
+                       help='masks the CLIP stage encodes (SAM\'s, topped up with rectangles)')
     bench.add_argument('--json', action='store_true', help='print JSON instead of a table')
     bench.set_defaults(func=cmd_bench)
