@@ -41,7 +41,7 @@ EVAL_SCENE_SEED = 1001
 class SamRecipe:
     """How the demo SAM is trained (the defaults made the shipped weights)."""
 
-    steps: int = 4000
+    steps: int = 6000
     images_per_step: int = 1
     object_prompts: int = 12
     random_prompts: int = 3
