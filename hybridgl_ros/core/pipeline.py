@@ -96,8 +96,7 @@ class HybridGL:
             with _timed(timings, 'gem', self.device):
                 gem_tokens, grid = gem_image_tokens(self.visual, image_rgb, self.config.gem,
                                                     self.gem_start, self.autocast_dtype)
-        # float 0/1 masks, cached: each query's spatial score is then one matrix-vector product
-        masks_t = torch.from_numpy(proposals.masks).to(self.device, torch.float32)
+        masks_t = masks_on_device(proposals.masks, self.device)
         return Frame(image_size=image_rgb.shape[:2], proposals=proposals,
                      mask_features=features, gem_tokens=gem_tokens, gem_grid=grid,
                      timings_ms=timings, mask_tensor=masks_t)
@@ -208,6 +207,16 @@ class HybridGL:
             spatial_scores=spatial.detach().float().cpu().numpy(),
             candidate_indices=candidates, candidate_scores=cand_scores, parse=parse,
             timings_ms=timings, message=message)
+
+
+def masks_on_device(masks: np.ndarray, device):
+    """A frame's ``mask_tensor``: (N, H, W) bool masks as float32 0/1 on ``device``.
+
+    Cached per frame as float, each query's spatial score is one matrix-vector product.
+    """
+    import torch
+
+    return torch.from_numpy(masks).to(device, torch.float32)
 
 
 def check_image(image_rgb) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.pipeline import masks_on_device
 from hybridgl_ros.core.types import Frame, Proposals
 
 _LOG = logging.getLogger(__name__)
@@ -241,4 +242,4 @@ def _frame_from_arrays(data: Any, device: Any) -> Frame:
         mask_features=torch.from_numpy(data['mask_features']).to(device),
         gem_tokens=gem, gem_grid=tuple(int(v) for v in data['gem_grid']),
         timings_ms=json.loads(str(data['timings_ms'])),
-        mask_tensor=torch.from_numpy(proposals.masks).to(device))
+        mask_tensor=masks_on_device(proposals.masks, device))

@@ -14,6 +14,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from hybridgl_ros.core.errors import InvalidInputError
+from hybridgl_ros.core.pipeline import masks_on_device
 from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals, Segmentation
 
 HEIGHT, WIDTH = 40, 56
@@ -144,7 +145,7 @@ class StandInModel:
         gem = torch.ones((4, 3)) if self.config.guidance.use_coherence else None
         return Frame(image_size=(height, width), proposals=proposals, mask_features=features,
                      gem_tokens=gem, gem_grid=(2, 2) if gem is not None else (0, 0),
-                     mask_tensor=torch.from_numpy(proposals.masks))
+                     mask_tensor=masks_on_device(proposals.masks, 'cpu'))
 
     def query(self, frame, text):
         self.queried += 1

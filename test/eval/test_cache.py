@@ -34,7 +34,7 @@ def test_a_frame_without_proposals_round_trips(tmp_path):
     frame = _frame()
     empty = Frame(image_size=frame.image_size, proposals=Proposals.empty(*frame.image_size),
                   mask_features=torch.zeros((0, 3)), gem_tokens=None,
-                  mask_tensor=torch.zeros((0, *frame.image_size), dtype=torch.bool))
+                  mask_tensor=torch.zeros((0, *frame.image_size)))
     cache = FrameCache(tmp_path, HybridGLConfig())
     cache.store('a.jpg', empty)
     loaded = cache.load('a.jpg')
