@@ -16,6 +16,10 @@ from hybridgl_ros.demo.scenes import make_scene
 #: Scene series for end-to-end checks (never used in training).
 END_TO_END_SEED = 3001
 IOU_HIT = 0.5
+#: Spatial words of the expressions, reported separately for the spatial-only kind.
+SPATIAL_WORDS = {'left': 'left', 'right': 'right', 'top': 'top', 'back': 'top', 'front': 'front',
+                 'bigger': 'bigger', 'larger': 'bigger', 'smaller': 'smaller',
+                 'tinier': 'smaller'}
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -29,10 +33,11 @@ def evaluate_pipeline(pipeline, seed: int = END_TO_END_SEED, count: int = 20) ->
 
     Returns:
         ``{'kinds': {kind: {'queries', 'accuracy', 'pure_accuracy', 'mean_iou'}},
-        'overall': {...}, 'scenes': count, 'prepare_seconds_per_image': s,
-        'query_ms': mean}``.
+        'spatial_words': {word: {...}}, 'overall': {...}, 'scenes': count,
+        'prepare_seconds_per_image': s, 'query_ms': mean}``; spatial-only queries are also
+        grouped by their spatial word (see :func:`spatial_word`).
     """
-    rows: list[tuple[str, float, float]] = []
+    rows: list[tuple[str, float, float, str]] = []
     prepare_s, query_s = 0.0, 0.0
     for index in range(count):
         scene = make_scene(seed, index)
@@ -50,15 +55,24 @@ def evaluate_pipeline(pipeline, seed: int = END_TO_END_SEED, count: int = 20) ->
                 iou = mask_iou(result.mask, truth) if result.found else 0.0
                 pure = mask_iou(proposals[result.pure_index], truth) \
                     if result.pure_index >= 0 else 0.0
-                rows.append((ref.kind, iou, pure))
+                rows.append((ref.kind, iou, pure, spatial_word(sentence)))
+    spatial = sorted({r[3] for r in rows if r[0] == 'spatial'})
     return {'scenes': count, 'kinds': {k: _summary([r for r in rows if r[0] == k])
                                        for k in KINDS},
+            'spatial_words': {w: _summary([r for r in rows if r[0] == 'spatial' and r[3] == w])
+                              for w in spatial},
             'overall': _summary(rows),
             'prepare_seconds_per_image': round(prepare_s / max(1, count), 3),
             'query_ms': round(1000 * query_s / max(1, len(rows)), 2)}
 
 
-def _summary(rows: list[tuple[str, float, float]]) -> dict:
+def spatial_word(sentence: str) -> str:
+    """The spatial word of a sentence as a group (left/right/top/front/bigger/smaller), or ''."""
+    words = [SPATIAL_WORDS[w] for w in sentence.split() if w in SPATIAL_WORDS]
+    return words[0] if words else ''
+
+
+def _summary(rows: list[tuple]) -> dict:
     if not rows:
         return {'queries': 0, 'accuracy': 0.0, 'pure_accuracy': 0.0, 'mean_iou': 0.0}
     ious = np.array([r[1] for r in rows])
@@ -71,7 +85,9 @@ def _summary(rows: list[tuple[str, float, float]]) -> dict:
 def format_table(results: dict) -> str:
     """A small text table of per-kind accuracy."""
     lines = [f'{"kind":<10} {"queries":>7} {"acc@0.5":>8} {"pure":>6} {"mIoU":>6}']
-    for kind, row in list(results['kinds'].items()) + [('overall', results['overall'])]:
+    groups = list(results['kinds'].items()) + [('overall', results['overall'])]
+    groups += [(f'  {w}', row) for w, row in results.get('spatial_words', {}).items()]
+    for kind, row in groups:
         lines.append(f'{kind:<10} {row["queries"]:>7} {row["accuracy"]:>8.3f} '
                      f'{row["pure_accuracy"]:>6.3f} {row["mean_iou"]:>6.3f}')
     return '\n'.join(lines)

@@ -105,7 +105,8 @@ def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int) 
         missing = [t for t in dict.fromkeys(texts) if t not in cache]
         if missing:
             with torch.no_grad():
-                feats = torch.nn.functional.normalize(model.encode_text(tokenizer(missing)), dim=-1)
+                feats = model.encode_text(tokenizer(missing))
+            feats = torch.nn.functional.normalize(feats, dim=-1)
             cache.update(zip(missing, feats))
         return torch.stack([cache[t] for t in texts])
 
@@ -130,7 +131,7 @@ def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int) 
             record('shape_word', f, [f'the {s}' for s in SHAPES], SHAPES.index(obj.shape))
             record('size_word', f, list(SIZES), SIZES.index(obj.size))
             if [o.shape for o in scene.objects].count(obj.shape) == 1:
-                record('pick_shape_only', feats, [f'the {obj.shape}'] * 1, k)
+                record('pick_shape_only', feats, [f'the {obj.shape}'], k)
             if [o.colour for o in scene.objects].count(obj.colour) == 1:
                 record('pick_colour_only', feats, [f'the {obj.colour} one'], k)
         rng = np.random.default_rng([seed, index, 1])
