@@ -122,8 +122,9 @@ class HybridGL:
                        'truncated')
         if len(frame.proposals) == 0:
             timings['total'] = _ms(start)
-            return _not_found(frame, text, parse, timings,
-                              _join(message, 'no object: SAM proposed no masks'))
+            return Segmentation.not_found(text, parse, frame.image_size, len(frame.proposals),
+                                          _join(message, 'no object: SAM proposed no masks'),
+                                          timings)
         with _timed(timings, 'text', self.device):
             feats = self._text_features(parse)
         with _timed(timings, 'matching'):
@@ -231,18 +232,6 @@ def check_image(image_rgb) -> np.ndarray:
         raise InvalidInputError(f'the image is too small: {image_rgb.shape[1]}x'
                                 f'{image_rgb.shape[0]}')
     return np.ascontiguousarray(image_rgb)
-
-
-def _not_found(frame: Frame, text: str, parse: ParsedExpression, timings: dict,
-               message: str) -> Segmentation:
-    height, width = frame.image_size
-    n = len(frame.proposals)
-    return Segmentation(
-        found=False, text=text, mask=np.zeros((height, width), bool), box_xywh=(0, 0, 0, 0),
-        score=0.0, centroid_xy=(float('nan'), float('nan')), interior_xy=(-1, -1), index=-1,
-        pure_index=-1, matching_probs=np.zeros(n, np.float32),
-        spatial_scores=np.zeros(n, np.float32), candidate_indices=(), candidate_scores=(),
-        parse=parse, timings_ms=timings, message=message)
 
 
 def _join(*parts: str) -> str:

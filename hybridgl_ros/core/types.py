@@ -115,6 +115,21 @@ class Segmentation:
     timings_ms: dict[str, float]
     message: str = ''
 
+    @classmethod
+    def not_found(cls, text: str, parse: ParsedExpression, image_size: tuple[int, int],
+                  proposal_count: int, message: str,
+                  timings_ms: dict[str, float] | None = None) -> 'Segmentation':
+        """The "no object" answer: an empty mask of ``image_size`` (height, width), zero scores
+        for each of the ``proposal_count`` proposals."""
+        height, width = image_size
+        return cls(
+            found=False, text=text, mask=np.zeros((height, width), bool),
+            box_xywh=(0, 0, 0, 0), score=0.0, centroid_xy=(float('nan'), float('nan')),
+            interior_xy=(-1, -1), index=-1, pure_index=-1,
+            matching_probs=np.zeros(proposal_count, np.float32),
+            spatial_scores=np.zeros(proposal_count, np.float32), candidate_indices=(),
+            candidate_scores=(), parse=parse, timings_ms=timings_ms or {}, message=message)
+
     def to_dict(self, include_mask: bool = False) -> dict[str, Any]:
         """A JSON-ready summary (the mask itself only if asked, as a nested list)."""
         out = {

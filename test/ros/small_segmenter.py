@@ -81,7 +81,8 @@ class ColourSegmenter:
         chosen = next((names.index(w) for w in words if w in names), -1)
         if chosen < 0:
             why = 'no masks proposed' if n == 0 else 'no proposal matches'
-            return _not_found(frame, text, parse, f'no object: {why}')
+            return Segmentation.not_found(text, parse, frame.image_size, n,
+                                          f'no object: {why}')
         probs = np.full(n, 0.1 / max(n - 1, 1), np.float32)
         probs[chosen] = 0.9 if n > 1 else 1.0
         mask = frame.proposals.masks[chosen]
@@ -91,14 +92,3 @@ class ColourSegmenter:
             pure_index=chosen, matching_probs=probs, spatial_scores=np.ones(n, np.float32),
             candidate_indices=(chosen,), candidate_scores=(0.9,), parse=parse,
             timings_ms={'total': 0.0})
-
-
-def _not_found(frame: Frame, text: str, parse: ParsedExpression, message: str) -> Segmentation:
-    height, width = frame.image_size
-    n = len(frame.proposals)
-    return Segmentation(
-        found=False, text=text, mask=np.zeros((height, width), bool), box_xywh=(0, 0, 0, 0),
-        score=0.0, centroid_xy=(float('nan'), float('nan')), interior_xy=(-1, -1), index=-1,
-        pure_index=-1, matching_probs=np.zeros(n, np.float32),
-        spatial_scores=np.zeros(n, np.float32), candidate_indices=(), candidate_scores=(),
-        parse=parse, timings_ms={}, message=message)
