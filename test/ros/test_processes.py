@@ -39,7 +39,8 @@ def _segment_until_ready(client, text, timeout=120.0):
         response = call(client, SegmentByText.Request(text=text), timeout=timeout)
         if response.success or time.monotonic() > deadline:
             return response
-        waiting = ('no image received yet', 'loading', 'not configured')
+        # autostart passes through configured-but-not-active between configure and activate
+        waiting = ('no image received yet', 'loading', 'not configured', 'not active')
         assert any(w in response.message for w in waiting), response.message
         time.sleep(0.2)
 
