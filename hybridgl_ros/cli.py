@@ -31,11 +31,18 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                        help='any config field, e.g. --set proposals.points_per_side=16')
 
 
-def config_from_args(args: argparse.Namespace):
-    """The HybridGLConfig the options describe (file first, then the overrides)."""
+def config_from_args(args: argparse.Namespace, default=None):
+    """The HybridGLConfig the options describe (file first, then the overrides).
+
+    Args:
+        default: the config without ``--config`` (HybridGLConfig() if None).
+    """
     from hybridgl_ros.core.config import HybridGLConfig
 
-    config = HybridGLConfig.from_yaml(args.config) if args.config else HybridGLConfig()
+    if args.config:
+        config = HybridGLConfig.from_yaml(args.config)
+    else:
+        config = default or HybridGLConfig()
     values = {}
     for option, field in (('device', 'models.device'), ('parity', 'parity'),
                           ('clip_model', 'models.clip_model'),

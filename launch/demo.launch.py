@@ -1,6 +1,8 @@
 """HybridGL demo: hybridgl_node + an image publisher playing a folder/video + RViz.
 
     ros2 launch hybridgl_ros demo.launch.py source:=/path/to/pictures
+    ros2 launch hybridgl_ros demo.launch.py source:=demo_out/scenes \
+        config_file:=$(ros2 pkg prefix hybridgl_ros)/share/hybridgl_ros/config/demo_scenes.yaml
     ros2 launch hybridgl_ros demo.launch.py use_image_publisher:=false \
         image_topic:=/camera/color/image_raw \
         depth_topic:=/camera/aligned_depth_to_color/image_raw \

@@ -17,7 +17,7 @@ from hybridgl_ros.demo.scenes import make_scene
 END_TO_END_SEED = 3001
 IOU_HIT = 0.5
 #: Spatial words of the expressions, reported separately for the spatial-only kind.
-SPATIAL_WORDS = {'left': 'left', 'right': 'right', 'top': 'top', 'back': 'top', 'front': 'front',
+SPATIAL_WORDS = {'left': 'left', 'right': 'right', 'top': 'top', 'bottom': 'bottom',
                  'bigger': 'bigger', 'larger': 'bigger', 'smaller': 'smaller',
                  'tinier': 'smaller'}
 
@@ -67,7 +67,7 @@ def evaluate_pipeline(pipeline, seed: int = END_TO_END_SEED, count: int = 20) ->
 
 
 def spatial_word(sentence: str) -> str:
-    """The spatial word of a sentence as a group (left/right/top/front/bigger/smaller), or ''."""
+    """The spatial word of a sentence as a group (left/right/top/bottom/bigger/smaller), or ''."""
     words = [SPATIAL_WORDS[w] for w in sentence.split() if w in SPATIAL_WORDS]
     return words[0] if words else ''
 

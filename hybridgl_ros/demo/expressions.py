@@ -6,12 +6,14 @@ Kinds (every expression names exactly one object of its scene):
 * ``position`` — shape and where it is among the objects of that shape: "the ball on the left".
 * ``relation`` — shape and a relation to another object or a comparison: "the cube to the left
   of the blue ball", "the bigger triangle".
-* ``spatial`` — the target has a look-alike (same colour and shape): only left/right/top/front or
-  bigger/smaller tells them apart: "the red ball on the left", "the smaller red ball".
+* ``spatial`` — the target has a look-alike (same colour and shape): only left/right/top/bottom
+  or bigger/smaller tells them apart: "the red ball on the left", "the smaller red ball".
 
-The spatial words are the ones the method's parser understands (spec §7.1): *top*/*back* for
-up, *front*/*below* for down (the vertical position ramps are off by default, so "bottom" alone
-would not be resolved).
+Places are the image's: *top* is up in the picture (the back of the table as a camera sees it),
+*bottom* is down (the front). Position and relation expressions also say "at the back", "in
+front", "above", "below", "behind" (relation words of spec §7.1); spatial-only expressions use
+exactly the words of the position guidance (spec §9): left, right, top, bottom — "bottom" has no
+relation word, so it rests on the vertical position ramp (``guidance.vertical_ramps``).
 """
 from __future__ import annotations
 
@@ -30,13 +32,15 @@ _PLACE_TEMPLATES = {
     'left': ('{np} on the left', 'the left {p}', '{np} on the left side'),
     'right': ('{np} on the right', 'the right {p}', '{np} on the right side'),
     'top': ('{np} at the top', 'the top {p}', '{np} at the back'),
-    'front': ('{np} in front', 'the front {p}', '{np} at the front'),
+    'bottom': ('{np} at the bottom', 'the bottom {p}', '{np} in front'),
 }
+#: Place words that spatial-only expressions may use (the position guidance's own words).
+_SPATIAL_PLACE_WORDS = ('left', 'right', 'top', 'bottom')
 _RELATION_TEMPLATES = {
     'left': ('the {s} to the left of the {a}', 'the {s} left of the {a}'),
     'right': ('the {s} to the right of the {a}', 'the {s} right of the {a}'),
     'top': ('the {s} above the {a}', 'the {s} behind the {a}'),
-    'front': ('the {s} below the {a}', 'the {s} in front of the {a}'),
+    'bottom': ('the {s} below the {a}', 'the {s} in front of the {a}'),
 }
 _SIZE_TEMPLATES = {'big': ('the bigger {p}', 'the larger {p}'),
                    'small': ('the smaller {p}', 'the tinier {p}')}
@@ -102,18 +106,19 @@ def _spatial_variants(target: SceneObject, same_look: list[SceneObject]) -> list
     if len(same_look) == 1 and same_look[0].size != target.size:
         return [s.format(p=name) for s in _SIZE_TEMPLATES[target.size]]
     place = _extreme_place(target, same_look, POSITION_MARGIN_PX)
-    return _place_variants(place, name, sides=False) if place else []
+    return _place_variants(place, name, spatial_only=True) if place else []
 
 
-def _place_variants(place: str, phrase: str, sides: bool = True) -> list[str]:
-    """Phrasings of a place; ``sides`` allows "on the left side" (whose "side" turns the
-    relation off in the method, leaving only the position ramp)."""
+def _place_variants(place: str, phrase: str, spatial_only: bool = False) -> list[str]:
+    """Phrasings of a place. ``spatial_only``: only those with the position guidance's own
+    word (no "on the left side", whose "side" turns the relation off, no "at the back")."""
     return [s.format(np=f'the {phrase}', p=phrase) for s in _PLACE_TEMPLATES[place]
-            if sides or not s.endswith(' side')]
+            if not spatial_only or (not s.endswith(' side')
+                                    and any(w in s.split() for w in _SPATIAL_PLACE_WORDS))]
 
 
 def _extreme_place(target: SceneObject, others: list[SceneObject], margin: float) -> str:
-    """'left'|'right'|'top'|'front' if the target is beyond all others by ``margin``, else ''."""
+    """'left'|'right'|'top'|'bottom' if the target is beyond all others by ``margin``, else ''."""
     x, y = target.center_xy
     xs = np.array([o.center_xy[0] for o in others])
     ys = np.array([o.center_xy[1] for o in others])
@@ -121,7 +126,7 @@ def _extreme_place(target: SceneObject, others: list[SceneObject], margin: float
     tests = [('left', bool(np.all(xs - x > margin)), spread_x),
              ('right', bool(np.all(x - xs > margin)), spread_x),
              ('top', bool(np.all(ys - y > margin)), spread_y),
-             ('front', bool(np.all(y - ys > margin)), spread_y)]
+             ('bottom', bool(np.all(y - ys > margin)), spread_y)]
     passing = [(spread, place) for place, ok, spread in tests if ok]
     # Prefer horizontal words (the method's strongest cue), then the larger separation.
     passing.sort(key=lambda item: (item[1] not in ('left', 'right'), -item[0]))
@@ -139,7 +144,7 @@ def _relation_variants(objects: tuple[SceneObject, ...], t: int,
     anchors.sort(key=lambda a: np.hypot(a.center_xy[0] - target.center_xy[0],
                                         a.center_xy[1] - target.center_xy[1]))
     for anchor in anchors:
-        for place in ('left', 'right', 'top', 'front'):
+        for place in ('left', 'right', 'top', 'bottom'):
             if _only_one_in_place(target, same_shape, anchor, place):
                 a_name = f'{anchor.colour} {anchor.shape}'
                 return [s.format(s=target.shape, a=a_name) for s in _RELATION_TEMPLATES[place]]
@@ -160,7 +165,7 @@ def _only_one_in_place(target: SceneObject, same_shape: list[SceneObject], ancho
     def offset(o: SceneObject) -> float:
         dx = anchor.center_xy[0] - o.center_xy[0]
         dy = anchor.center_xy[1] - o.center_xy[1]
-        return {'left': dx, 'right': -dx, 'top': dy, 'front': -dy}[place]
+        return {'left': dx, 'right': -dx, 'top': dy, 'bottom': -dy}[place]
 
     return (offset(target) > RELATION_MARGIN_PX
             and all(offset(o) < -RELATION_MARGIN_PX for o in same_shape))

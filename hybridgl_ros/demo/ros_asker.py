@@ -34,12 +34,12 @@ def ros_environment() -> dict[str, str]:
 
 
 def _fastdds_profile() -> Path | None:
-    here = Path(__file__).resolve()
-    for candidate in (Path(sys.prefix) / 'share/hybridgl_ros/config/fastdds_localhost.xml',
-                      here.parents[2] / 'config/fastdds_localhost.xml'):
-        if candidate.is_file():
-            return candidate
-    return None
+    from hybridgl_ros.demo import package_config_file
+
+    try:
+        return package_config_file('fastdds_localhost.xml')
+    except FileNotFoundError:
+        return None
 
 
 def _executable(name: str) -> list[str]:

@@ -3,9 +3,10 @@
 Starts ``hybridgl_node`` (embedded demo models unless others are configured) and, per scene,
 ``hybridgl_image_publisher`` playing that scene as the camera; a service client asks each
 expression on the latest frame, prints the chosen object and its IoU with the referred one, and
-writes overlay PNGs and a contact sheet. Everything stays on this machine: DDS discovery on
-localhost and the shipped loopback-only Fast DDS profile. ``--no-ros`` runs the same scenes
-through the library directly.
+writes overlay PNGs and a contact sheet. Without ``--config`` it runs with
+``config/demo_scenes.yaml`` (the defaults with the vertical position ramps on). Everything stays
+on this machine: DDS discovery on localhost and the shipped loopback-only Fast DDS profile.
+``--no-ros`` runs the same scenes through the library directly.
 """
 from __future__ import annotations
 
@@ -65,11 +66,12 @@ class LibraryAsker:
 
 def run_demo(args: argparse.Namespace) -> int:
     from hybridgl_ros.cli import config_from_args, write_image_rgb
+    from hybridgl_ros.demo import demo_config
     from hybridgl_ros.demo.end_to_end import mask_iou
     from hybridgl_ros.demo.scenes import make_scene
     from hybridgl_ros.viz import contact_sheet, draw_overlay
 
-    config = config_from_args(args)
+    config = config_from_args(args, default=demo_config())
     out = Path(args.out)
     (out / 'scenes').mkdir(parents=True, exist_ok=True)
     scenes = [make_scene(args.seed, i) for i in range(args.count)]

@@ -98,6 +98,17 @@ def test_params_file_loads_through_rcl(ros_context):
     node.destroy_node()
 
 
+def test_demo_scenes_params_file_loads_through_rcl(ros_context):
+    """config/demo_scenes.yaml, for ros2 launch ... config_file:=, gives the demo's config."""
+    from hybridgl_ros.demo import demo_config
+
+    path = YAML_PATH.parent / 'demo_scenes.yaml'
+    node = _node(ros_context, cli_args=['--ros-args', '--params-file', str(path)])
+    assert params.config_from_node(node) == demo_config()
+    assert params.config_from_node(node).guidance.vertical_ramps
+    node.destroy_node()
+
+
 def test_bad_method_value_is_a_config_error(ros_context):
     node = _node(ros_context, [Parameter('features.mode', value='XYZ')])
     with pytest.raises(ConfigError, match='features.mode'):

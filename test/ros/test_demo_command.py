@@ -1,0 +1,34 @@
+"""``hybridgl demo`` as users run it: node and image publisher processes, the demo as client."""
+import subprocess
+import sys
+
+import cv2
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.demo import DEMO_CONFIG_FILE, demo_config, package_config_file
+
+
+def test_hybridgl_demo_answers_through_the_node_and_writes_pictures(ros_env, tmp_path):
+    out = tmp_path / 'demo'
+    run = subprocess.run(
+        [sys.executable, '-m', 'hybridgl_ros.cli', 'demo', '--out', str(out), '--count', '1',
+         '--per-scene', '3', '--set', 'models.torch_threads=1', '--set', 'models.device=cpu'],
+        env=ros_env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    answers = [line for line in run.stdout.splitlines() if line.startswith('scene 00')]
+    assert len(answers) == 3, run.stdout
+    assert all(' IoU ' in line for line in answers)
+    assert 'correct (IoU >= 0.5)' in run.stdout
+    overlays = sorted((out / 'overlays').glob('*.png'))
+    assert len(overlays) == 3
+    assert cv2.imread(str(overlays[0])).shape[:2] == (480, 640)
+    assert cv2.imread(str(out / 'contact_sheet.png')) is not None
+    assert (out / 'scenes' / 'scene_000.png').is_file()
+
+
+def test_demo_config_is_the_defaults_with_vertical_ramps():
+    config = demo_config()
+    assert package_config_file(DEMO_CONFIG_FILE).is_file()
+    assert config.guidance.vertical_ramps
+    defaults = HybridGLConfig()
+    assert config.to_flat() | {'guidance.vertical_ramps': False} == defaults.to_flat()
