@@ -7,10 +7,13 @@ sometimes a referring expression of the region. Targets are soft multi-positive:
 caption is true of is a positive (``clip_data``).
 
 Coherence loss: the whole scene at GEM's input size runs through the GEM stream (the core's
-``self_self_attention`` on each block from GEM's start block, spec §8); for the phrase of each
-object ("a photo of a the red ball."), a softmax over the scene's patches of the patch-phrase
-cosine should put its mass on the patches the phrase is true of. This makes the coherence map of
-the pipeline (spec §8-§10) point at the referred object.
+``self_self_attention`` on each block from GEM's start block, spec §8); for phrases of each
+object ("a photo of a the smaller red ball."), a softmax over the scene's patches of the
+patch-phrase cosine should put its mass on the patches the phrase is true of, and the min-max
+normalised cosine map (what spec §8 hands to the spatial score) should average 1 over each
+object the phrase is true of and 0 over every other object and the table. The second term is
+what lets the spatial score (spec §10) tell a small look-alike from its big twin: with equal
+map values on both, S always prefers the bigger mask.
 """
 from __future__ import annotations
 
@@ -54,6 +57,11 @@ class ClipRecipe:
     warmup_steps: int = 60
     weight_decay: float = 0.05
     coherence_weight: float = 1.0
+    contrast_weight: float = 1.0
+    """Weight of the map-contrast term: the min-max coherence map, as the pipeline computes
+    it, should be 1 on the objects a phrase is true of and 0 on the others (look-alikes
+    included) and on the table."""
+    phrases_per_object: int = 2
     seed: int = 0
     model_config: str = json.dumps(DEMO_CLIP_CONFIG)
     """The open_clip model config as JSON text (a string keeps the recipe hashable)."""
@@ -159,9 +167,15 @@ def gem_patches(visual, pixels: torch.Tensor, start_block: int) -> torch.Tensor:
 
 
 def _coherence_loss(model, picks: list[PooledScene], rng: np.random.Generator,
-                    tokenizer, scale: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each object phrase's softmax over its scene's GEM patches against the
-    share of every patch covered by the objects the phrase is true of."""
+                    tokenizer, scale: torch.Tensor, recipe: ClipRecipe
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mass loss, contrast loss) of object phrases on their scenes' GEM patches.
+
+    Mass: cross-entropy of each phrase's softmax over its scene's patches against the share of
+    every patch covered by the objects the phrase is true of. Contrast: squared error between
+    the mean of the min-max normalised cosine map over each region (objects, then the table) and
+    1 for the objects the phrase is true of, 0 for the rest.
+    """
     from hybridgl_ros.core.config import GemConfig
     from hybridgl_ros.core.pipeline import block_index
 
@@ -169,21 +183,28 @@ def _coherence_loss(model, picks: list[PooledScene], rng: np.random.Generator,
     start = block_index(gem.start_fraction, len(model.visual.transformer.resblocks))
     patches = gem_patches(model.visual, torch.stack([s.gem_image for s in picks]).float(),
                           start)                                     # (B, P, D)
-    texts, targets, owners = [], [], []
+    texts, hits_all, owners = [], [], []
     for b, scene in enumerate(picks):
         regions = [region_descriptor(o) for o in scene.objects]
-        cover = scene.coverage.float().flatten(1)[:-1]               # (R - 1, P) objects
         for obj in scene.objects:
-            text, desc = phrase(rng, obj)
-            hits = torch.tensor([float(desc.matches(r)) for r in regions])
-            texts.append(gem.prompt.format(text))
-            targets.append(hits @ cover)
-            owners.append(b)
+            for _ in range(recipe.phrases_per_object):
+                text, desc = phrase(rng, obj)
+                texts.append(gem.prompt.format(text))
+                hits_all.append(torch.tensor([float(desc.matches(r)) for r in regions] + [0.0]))
+                owners.append(b)
     text_f = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)  # (K, D)
-    logits = scale * torch.einsum('kd,kpd->kp', text_f, patches[torch.tensor(owners)])
-    target = torch.stack(targets)
-    target = target / target.sum(1, keepdim=True).clamp(min=1e-6)
-    return -(target * logits.log_softmax(1)).sum(1).mean()
+    cosine = torch.einsum('kd,kpd->kp', text_f, patches[torch.tensor(owners)])  # (K, P)
+    mass, contrast = [], []
+    for k, (hits, b) in enumerate(zip(hits_all, owners)):
+        cover = picks[b].coverage.float().flatten(1)                 # (R, P), table last
+        target = hits @ cover
+        target = target / target.sum().clamp(min=1e-6)
+        mass.append(-(target * (scale * cosine[k]).log_softmax(0)).sum())
+        low, high = cosine[k].min(), cosine[k].max()
+        normalised = (cosine[k] - low) / (high - low).clamp(min=1e-6)
+        region_means = (cover @ normalised) / cover.sum(1).clamp(min=1e-6)
+        contrast.append(((region_means - hits) ** 2).mean())
+    return torch.stack(mass).mean(), torch.stack(contrast).mean()
 
 
 def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
@@ -215,8 +236,10 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
         scale = model.logit_scale.exp().clamp(max=100.0)
         region_loss = _soft_clip_loss(encoder.encode_inputs(inputs), model.encode_text(tokens),
                                       targets, scale)
-        coherence_loss = _coherence_loss(model, picks, rng, tokenizer, scale)
-        loss = region_loss + recipe.coherence_weight * coherence_loss
+        coherence_loss, contrast_loss = _coherence_loss(model, picks, rng, tokenizer, scale,
+                                                        recipe)
+        loss = (region_loss + recipe.coherence_weight * coherence_loss
+                + recipe.contrast_weight * contrast_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -224,9 +247,10 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
         if recipe.checkpoint_every and (step + 1) % recipe.checkpoint_every == 0:
             _save(model, recipe.config, used_tokens, Path(out_dir))
         if step % 25 == 0 or step == recipe.steps - 1:
-            LOGGER.info('clip step %d/%d %.0fs loss %.3f region %.3f coherence %.3f scale %.1f',
-                        step, recipe.steps, time.time() - start, float(loss.detach()),
-                        float(region_loss.detach()), float(coherence_loss.detach()),
+            LOGGER.info('clip step %d/%d %.0fs loss %.3f region %.3f coherence %.3f '
+                        'contrast %.3f scale %.1f', step, recipe.steps, time.time() - start,
+                        float(loss.detach()), float(region_loss.detach()),
+                        float(coherence_loss.detach()), float(contrast_loss.detach()),
                         float(scale.detach()))
     train_seconds = time.time() - start
     out = Path(out_dir)
