@@ -97,3 +97,33 @@ def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intri
     return Centroid3D(tuple(float(v) for v in np.median(points, axis=0)),
                       tuple(float(v) for v in low), tuple(float(v) for v in high),
                       int(rows.size))
+
+
+def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, k: Sequence[float],
+                           info_hw: tuple[int, int], min_valid_px: int
+                           ) -> tuple[Centroid3D | None, str]:
+    """The 3D centroid of a mask of the colour image, from the aligned depth image.
+
+    Args:
+        mask_hw: (H, W) bool in the colour image's grid (resampled to the depth's here).
+        depth_m: (h, w) depth [m], NaN where there is none.
+        k: the camera matrix of the depth's camera_info (row-major 3x3).
+        info_hw: (height, width) the camera_info states ((0, 0) = not stated): K is scaled when
+            the depth image has another size.
+        min_valid_px: fewest valid depth pixels under the mask.
+
+    Returns:
+        (centroid, '') or (None, why not).
+
+    Raises:
+        InvalidInputError: K is unusable.
+    """
+    intrinsics = Intrinsics.from_k(k)
+    if all(info_hw) and tuple(info_hw) != depth_m.shape:
+        intrinsics = intrinsics.scaled(depth_m.shape[1] / info_hw[1],
+                                       depth_m.shape[0] / info_hw[0])
+    mask = resize_mask(mask_hw, *depth_m.shape)
+    centroid = mask_centroid_3d(mask, depth_m, intrinsics, min_valid_px)
+    if centroid is None:
+        return None, 'no valid depth under the mask (zero/NaN): 2D result only'
+    return centroid, ''

@@ -14,15 +14,12 @@ queries on the same frame reuse its prepared work (``prepare`` once, ``query`` p
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-import numpy as np
 import rclpy
 from geometry_msgs.msg import PointStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -37,8 +34,9 @@ from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import HybridGLError, InvalidInputError
 from hybridgl_ros.msg import Segmentation as SegmentationMsg
 from hybridgl_ros.ros import results
-from hybridgl_ros.ros.conversions import depth_to_meters, image_to_rgb, numpy_to_image
-from hybridgl_ros.ros.depth import Centroid3D, Intrinsics, mask_centroid_3d, resize_mask
+from hybridgl_ros.ros.conversions import depth_to_meters, numpy_to_image
+from hybridgl_ros.ros.depth import Centroid3D, image_mask_centroid_3d
+from hybridgl_ros.ros.frames import FrameCache, PreparedFrame
 from hybridgl_ros.ros.params import (
     NODE_NAME, NodeParams, config_from_node, declare_parameters, node_params_from_node)
 from hybridgl_ros.ros.sync import LatestSlot, StampBuffer, stamp_ns
@@ -60,23 +58,6 @@ def default_segmenter_factory(config: HybridGLConfig):
     return HybridGL.from_config(config)
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """A frame ready for queries.
-
-    ``key`` is the arrival number of the camera image it was made for (None for a request's
-    image); ``digest`` identifies its pixels, so an identical later image (a still camera, a
-    client sending the same picture) reuses it.
-    """
-
-    key: int | None
-    header: Header
-    image_rgb: np.ndarray
-    frame: Any
-    prepare_s: float
-    digest: bytes = b''
-
-
 class HybridGLNode(LifecycleNode):
     """The ROS adapter: convert messages -> call the library -> convert results.
 
@@ -95,7 +76,7 @@ class HybridGLNode(LifecycleNode):
         self._not_ready = 'the node is not configured yet: its models are not loaded'
         self._active = False
         self._image, self._depths, self._infos = LatestSlot(), StampBuffer(), StampBuffer()
-        self._prepared: _Prepared | None = None
+        self._frames = FrameCache()
         self._failed_key: int | None = None
         self._inputs: list = []
         self._outputs: dict[str, Any] = {}
@@ -191,7 +172,8 @@ class HybridGLNode(LifecycleNode):
         for pub in self._outputs.values():
             self.destroy_lifecycle_publisher(pub)
         self._timers_owned, self._inputs, self._outputs = [], [], {}
-        self._active, self._segmenter, self._prepared = False, None, None
+        self._active, self._segmenter = False, None
+        self._frames.clear()
         for buffer in (self._image, self._depths, self._infos):
             buffer.clear()
         self._not_ready = reason
@@ -223,14 +205,15 @@ class HybridGLNode(LifecycleNode):
         text = self._check_text(request.text)
         image = request.image
         has_image = image.width or image.height or len(image.data)
-        prepared = self._frame_for(image, None) if has_image else self._prepare_latest()
+        prepared = (self._frames.frame_for(self._segmenter, image, None) if has_image
+                    else self._prepare_latest())
         result = self._segmenter.query(prepared.frame, text)
         centroid, depth_note = self._centroid_3d(result, prepared.header)
         message = '; '.join(m for m in (result.message, depth_note) if m)
         msg = results.result_message(result, prepared.header, centroid,
                                      time.perf_counter() - start, prepared.prepare_s, message)
         self._publish(msg, result, prepared, centroid)
-        return msg, _summary(msg)
+        return msg, results.response_summary(msg)
 
     def _check_text(self, text: str) -> str:
         if not text or not text.strip():
@@ -242,7 +225,7 @@ class HybridGLNode(LifecycleNode):
                 f'{self._settings.max_text_chars} are accepted (parameter max_text_chars)')
         return text
 
-    def _prepare_latest(self) -> _Prepared:
+    def _prepare_latest(self) -> PreparedFrame:
         item = self._image.get()
         topic = self._inputs[0].topic_name if self._inputs else 'image'
         if item is None:
@@ -251,34 +234,17 @@ class HybridGLNode(LifecycleNode):
         if 0 < max_age < age:
             raise NotReadyError(f'the latest image on {topic} arrived {age:.1f} s ago '
                                 f'(max_image_age_s = {max_age:g}): is the camera running?')
-        return self._frame_for(item.msg, item.seq)
-
-    def _frame_for(self, msg: Image, key: int | None) -> _Prepared:
-        """The prepared frame of ``msg``: reused if it is the same image or the same pixels."""
-        old = self._prepared
-        if old is not None and key is not None and old.key == key:
-            return replace(old, prepare_s=0.0)
-        digest = _pixels_digest(msg)
-        if old is not None and old.digest == digest:
-            self._prepared = replace(old, key=key, header=msg.header)
-            return replace(self._prepared, prepare_s=0.0)
-        self._prepared = None  # free the old frame before preparing the new one
-        image_rgb = image_to_rgb(msg)
-        start = time.perf_counter()
-        frame = self._segmenter.prepare(image_rgb)
-        self._prepared = _Prepared(key, msg.header, image_rgb, frame,
-                                   time.perf_counter() - start, digest)
-        return self._prepared
+        return self._frames.frame_for(self._segmenter, item.msg, item.seq)
 
     def _prepare_ahead(self) -> None:
         with self._busy:
             item = self._image.get()
             if (self._segmenter is None or not self._active or item is None
                     or item.seq == self._failed_key
-                    or (self._prepared is not None and self._prepared.key == item.seq)):
+                    or self._frames.holds(item.seq)):
                 return
             try:
-                self._frame_for(item.msg, item.seq)
+                self._frames.frame_for(self._segmenter, item.msg, item.seq)
             except HybridGLError as exc:
                 self._failed_key = item.seq
                 self.get_logger().warning(f'cannot prepare the latest image: {exc}',
@@ -298,20 +264,13 @@ class HybridGLNode(LifecycleNode):
             missing = 'depth image' if depth_msg is None else 'camera_info'
             return None, f'no {missing} within sync_slop_s of the image: 2D result only'
         try:
-            depth_m = depth_to_meters(depth_msg, s.depth_units_to_m)
-            intrinsics = Intrinsics.from_k(info.k)
+            return image_mask_centroid_3d(
+                result.mask, depth_to_meters(depth_msg, s.depth_units_to_m), info.k,
+                (info.height, info.width), s.depth_min_valid_px)
         except InvalidInputError as exc:
             return None, f'depth unusable ({exc}): 2D result only'
-        if info.width and info.height and (info.height, info.width) != depth_m.shape:
-            intrinsics = intrinsics.scaled(depth_m.shape[1] / info.width,
-                                           depth_m.shape[0] / info.height)
-        mask = resize_mask(result.mask, *depth_m.shape)
-        centroid = mask_centroid_3d(mask, depth_m, intrinsics, s.depth_min_valid_px)
-        if centroid is None:
-            return None, 'no valid depth under the mask (zero/NaN): 2D result only'
-        return centroid, ''
 
-    def _publish(self, msg: SegmentationMsg, result, prepared: _Prepared,
+    def _publish(self, msg: SegmentationMsg, result, prepared: PreparedFrame,
                  centroid: Centroid3D | None) -> None:
         """Publishes the outputs somebody listens to (an unread overlay is not even drawn)."""
         wanted = {name for name, pub in self._outputs.items() if pub.get_subscription_count()}
@@ -328,7 +287,7 @@ class HybridGLNode(LifecycleNode):
 
     def _unexpected(self, exc: Exception) -> str:
         if _is_out_of_memory(exc):
-            self._prepared = None
+            self._frames.clear()
             torch = sys.modules.get('torch')
             if torch is not None and torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -342,28 +301,6 @@ def _is_out_of_memory(exc: Exception) -> bool:
     """CUDA out of memory (torch.cuda.OutOfMemoryError) or host MemoryError."""
     return isinstance(exc, MemoryError) or type(exc).__name__ == 'OutOfMemoryError' or (
         isinstance(exc, RuntimeError) and 'out of memory' in str(exc).lower())
-
-
-def _summary(msg: SegmentationMsg) -> str:
-    """The response message: what was found, where, and any remark."""
-    if not msg.found:
-        text = msg.message or 'no object found'
-        return text if text.startswith('no object') else f'no object found: {text}'
-    out = (f'found "{msg.target_phrase}" (score {msg.score:.2f}) at pixel '
-           f'({msg.interior_x_px}, {msg.interior_y_px})')
-    if msg.has_3d:
-        p = msg.centroid_3d.point
-        out += f', 3D ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) m in {msg.header.frame_id or "?"}'
-    return f'{out}; {msg.message}' if msg.message else out
-
-
-def _pixels_digest(msg: Image) -> bytes:
-    """A 16-byte digest of an image's size, encoding and pixels (about 1 ms for 640x480 rgb8)."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(f'{msg.width}x{msg.height}/{msg.step}/{msg.encoding}/{msg.is_bigendian}'
-                  .encode())
-    digest.update(memoryview(msg.data))
-    return digest.digest()
 
 
 def main(args=None, segmenter_factory: SegmenterFactory | None = None) -> int:

@@ -87,3 +87,16 @@ def _marker(header: Header, marker_id: int, kind: int, position, scale, color) -
     marker.pose.orientation.w = 1.0
     marker.scale.x, marker.scale.y, marker.scale.z = (float(v) for v in scale)
     return marker
+
+
+def response_summary(msg: SegmentationMsg) -> str:
+    """The response message: what was found, where, and any remark."""
+    if not msg.found:
+        text = msg.message or 'no object found'
+        return text if text.startswith('no object') else f'no object found: {text}'
+    out = (f'found "{msg.target_phrase}" (score {msg.score:.2f}) at pixel '
+           f'({msg.interior_x_px}, {msg.interior_y_px})')
+    if msg.has_3d:
+        p = msg.centroid_3d.point
+        out += f', 3D ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) m in {msg.header.frame_id or "?"}'
+    return f'{out}; {msg.message}' if msg.message else out

@@ -4,7 +4,8 @@ import pytest
 from geometry_msgs.msg import PointStamped
 from visualization_msgs.msg import Marker, MarkerArray
 
-from hybridgl_ros.ros.depth import Intrinsics, mask_centroid_3d, resize_mask
+from hybridgl_ros.ros.depth import (
+    Intrinsics, image_mask_centroid_3d, mask_centroid_3d, resize_mask)
 from hybridgl_ros.ros.sync import StampBuffer
 from ros_helpers import CAMERA_FRAME, camera_info, stamp_header, wait_for
 from small_segmenter import ColourSegmenter, scene_rgb
@@ -42,6 +43,28 @@ def test_too_few_valid_pixels_give_no_centroid():
     depth = np.full((H, W), np.nan, np.float32)
     depth[40, 20:25] = 1.0
     assert mask_centroid_3d(mask, depth, Intrinsics(FX, FY, CX, CY), min_valid_px=10) is None
+
+
+def test_a_half_size_depth_image_gives_the_same_point():
+    """Colour mask at full size, depth and its camera_info at full size, then at half size."""
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    k = (FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0)
+    full, note = image_mask_centroid_3d(mask, np.full((H, W), 2.0, np.float32), k, (H, W), 10)
+    half, _ = image_mask_centroid_3d(mask, np.full((H // 2, W // 2), 2.0, np.float32), k,
+                                     (H, W), 10)
+    assert note == ''
+    np.testing.assert_allclose(full.xyz_m, _expected_xyz(2.0), atol=1e-9)
+    # within one full-size pixel at 2 m (the mask is resampled to the depth grid, nearest)
+    np.testing.assert_allclose(half.xyz_m, full.xyz_m, atol=2.0 / FX + 1e-9)
+
+
+def test_no_depth_under_the_mask_says_so():
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    k = (FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0)
+    centroid, note = image_mask_centroid_3d(mask, np.zeros((H, W), np.float32), k, (0, 0), 10)
+    assert centroid is None and 'no valid depth' in note
 
 
 def test_scaled_intrinsics_match_a_half_size_image():
