@@ -11,9 +11,10 @@ Coherence loss: the whole scene at GEM's input size runs through the GEM stream 
 object ("a photo of a the smaller red ball."), a softmax over the scene's patches of the
 patch-phrase cosine should put its mass on the patches the phrase is true of, and the min-max
 normalised cosine map (what spec §8 hands to the spatial score) should average 1 over each
-object the phrase is true of and 0 over every other object and the table. The second term is
-what lets the spatial score (spec §10) tell a small look-alike from its big twin: with equal
-map values on both, S always prefers the bigger mask.
+object the phrase is true of and 0 over every other object and the table. The second term
+trains the map the spatial score (spec §10) reads; it sharpened the words' maps but did not
+teach this small ViT's 16x16 map to tell a small look-alike from its big twin, where S, with
+equal map values on both, prefers the bigger mask (see the model card).
 """
 from __future__ import annotations
 
