@@ -16,10 +16,12 @@ SUBCOMMAND_MODULES = ('hybridgl_ros.bench', 'hybridgl_ros.demo.showcase', 'hybri
 LOG = logging.getLogger('hybridgl')
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser,
+                         config_help: str = 'YAML config file (see config/hybridgl.yaml)'
+                         ) -> None:
     """The options every model-running subcommand shares (config file and overrides)."""
     group = parser.add_argument_group('configuration')
-    group.add_argument('--config', help='YAML config file (see config/hybridgl.yaml)')
+    group.add_argument('--config', help=config_help)
     group.add_argument('--device', choices=('auto', 'cpu', 'cuda'), help='models.device')
     group.add_argument('--parity', choices=('default', 'reference'),
                        help='reference: reproduce the authors\' released code (spec §12)')

@@ -131,7 +131,8 @@ def register(subparsers) -> None:
     demo.add_argument('--timeout', type=float, default=180.0,
                       help='seconds to wait for the node to load its models')
     demo.add_argument('--no-ros', action='store_true', help='call the library directly')
-    add_config_arguments(demo)
+    add_config_arguments(demo, config_help='YAML config file (default: config/demo_scenes.yaml, '
+                         'the defaults with the vertical position ramps on)')
     demo.set_defaults(func=_cmd)
 
 
