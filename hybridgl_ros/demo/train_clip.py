@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from hybridgl_ros.demo.clip_data import (
     PooledScene, caption, match_matrix, phrase, pool_scene, region_descriptor)
+from hybridgl_ros.demo.recipe import TrainingRecipe
 
 LOGGER = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ EVAL_SCENE_SEED = 2001
 
 
 @dataclass(frozen=True)
-class ClipRecipe:
+class ClipRecipe(TrainingRecipe):
     """How the demo CLIP is trained (the defaults made the shipped weights)."""
 
     steps: int = 1600
@@ -81,9 +82,6 @@ class ClipRecipe:
         """A few tiny steps for CI: exercises every part, learns nothing."""
         return cls(steps=2, scenes_per_step=2, pool_scenes=3, warmup_steps=1, eval_scenes=2)
 
-    def with_overrides(self, steps: int = 0, seed: int | None = None) -> 'ClipRecipe':
-        """This recipe with ``steps`` (if > 0) and ``seed`` (if given) replaced."""
-        return replace(self, steps=steps or self.steps, seed=self.seed if seed is None else seed)
 
 
 def build_model(config: dict):
@@ -230,7 +228,7 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
     used_tokens: set[int] = set()
     for step in range(recipe.steps):
         for group in opt.param_groups:
-            group['lr'] = recipe.lr * _lr_factor(step, recipe)
+            group['lr'] = recipe.lr_at(step)
         inputs, texts, targets, picks = _batch(pool, rng, recipe)
         tokens = tokenizer(texts)
         used_tokens.update(tokens.unique().tolist())
@@ -263,13 +261,6 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
                    weights_bytes=(out / 'clip.pt').stat().st_size)
     write_json(out / 'clip_metrics.json', metrics)
     return metrics
-
-
-def _lr_factor(step: int, recipe: ClipRecipe) -> float:
-    if step < recipe.warmup_steps:
-        return (step + 1) / recipe.warmup_steps
-    progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
-    return 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress)))
 
 
 def _save(model, config: dict, used_tokens: set[int], out: Path) -> None:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridgl_ros.core.sam_arch import SamArchitecture, build_sam
+from hybridgl_ros.demo.recipe import TrainingRecipe
 from hybridgl_ros.demo.scenes import HEIGHT_PX, WIDTH_PX, make_scene
 
 LOGGER = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ EVAL_SCENE_SEED = 1001
 
 
 @dataclass(frozen=True)
-class SamRecipe:
+class SamRecipe(TrainingRecipe):
     """How the demo SAM is trained (the defaults made the shipped weights)."""
 
     steps: int = 6000
@@ -65,9 +66,6 @@ class SamRecipe:
         return cls(steps=2, images_per_step=1, object_prompts=2, random_prompts=1,
                    points_per_mask=64, warmup_steps=1, arch=arch, eval_scenes=1)
 
-    def with_overrides(self, steps: int = 0, seed: int | None = None) -> 'SamRecipe':
-        """This recipe with ``steps`` (if > 0) and ``seed`` (if given) replaced."""
-        return replace(self, steps=steps or self.steps, seed=self.seed if seed is None else seed)
 
 
 def model_input(sam, image_rgb: np.ndarray) -> torch.Tensor:
@@ -219,13 +217,6 @@ def _mask_iou(low_res: torch.Tensor, label: np.ndarray, under: np.ndarray, side:
     return inter / union.clamp(min=1.0)
 
 
-def _lr_factor(step: int, recipe: SamRecipe) -> float:
-    if step < recipe.warmup_steps:
-        return (step + 1) / recipe.warmup_steps
-    progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
-    return 0.5 * (1.0 + np.cos(np.pi * min(1.0, progress)))
-
-
 def _save(sam, arch: SamArchitecture, out: Path) -> None:
     """Writes ``sam_arch.json`` and ``sam.pth`` (an fp16 state dict, as SAM's checkpoints are
     plain state dicts)."""
@@ -249,7 +240,7 @@ def train_sam(out_dir: str | Path, recipe: SamRecipe = SamRecipe()) -> dict:
     start = time.time()
     for step in range(recipe.steps):
         for group in opt.param_groups:
-            group['lr'] = recipe.lr * _lr_factor(step, recipe)
+            group['lr'] = recipe.lr_at(step)
         scenes = [make_scene(TRAIN_SCENE_SEED, step * recipe.images_per_step + i)
                   for i in range(recipe.images_per_step)]
         losses = _step_loss(sam, scenes, rng, recipe)
