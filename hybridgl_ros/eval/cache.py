@@ -15,6 +15,7 @@ numpy arrays), and ``<root>/<key>/config.json`` saying what the key stands for; 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,7 +24,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -178,6 +179,15 @@ class CachingProposer:
         self.inner = inner
         self.image_name: str | None = None
         self.hits = 0
+
+    @contextlib.contextmanager
+    def naming(self, image_name: str) -> Iterator[None]:
+        """Within the block, proposals are cached under ``image_name``."""
+        self.image_name = image_name
+        try:
+            yield
+        finally:
+            self.image_name = None
 
     def propose(self, image_rgb: np.ndarray) -> Proposals:
         """Cached proposals of the current image if stored, else the inner proposer's."""

@@ -250,16 +250,17 @@ class _Loop:
         if frame is not None:
             return frame, 'hit'
         image = load_image(item.path)
-        hits = self.proposals.hits if self.proposals else 0
-        if self.proposals:
-            self.proposals.image_name = name
-        try:
+        state = 'miss'
+        if self.proposals is None:
             frame = self.model.prepare(image)
-        finally:
-            if self.proposals:
-                self.proposals.image_name = None
+        else:
+            hits = self.proposals.hits
+            with self.proposals.naming(name):
+                frame = self.model.prepare(image)
+            if self.proposals.hits > hits:
+                state = 'proposals'
         self.cache.store(name, frame)
-        return frame, 'proposals' if self.proposals and self.proposals.hits > hits else 'miss'
+        return frame, state
 
     def image(self, pending: list[tuple[int, Query]], item: ImageItem) -> None:
         """Evaluates an image's pending queries; a bad image skips them, recorded."""

@@ -100,8 +100,8 @@ def test_cached_proposals_serve_any_feature_mode_but_not_other_sam_settings(tmp_
     for flat in ({}, {'features.mode': 'L'}, {'gem.input_scale': 3},
                  {'proposals.points_per_side': 16}):
         proposer = CachingProposer(inner, tmp_path, HybridGLConfig.from_flat(flat))
-        proposer.image_name = 'a.jpg'
-        proposals = proposer.propose(image)
+        with proposer.naming('a.jpg'):
+            proposals = proposer.propose(image)
         assert np.array_equal(proposals.masks, _frame().proposals.masks)
     assert inner.calls == 2
 
