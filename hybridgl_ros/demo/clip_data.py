@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from hybridgl_ros.demo.expressions import referring_expressions
+from hybridgl_ros.demo.expressions import scene_expressions
 from hybridgl_ros.demo.scenes import COLOURS, SHAPES, SIZES, Scene, SceneObject, make_scene
 
 TABLE = 'table'
@@ -155,8 +155,7 @@ def pool_scene(encoder, seed: int, index: int) -> PooledScene:
     coverage = np.stack([cv2.resize(region.astype(np.float32), grid[::-1],
                                     interpolation=cv2.INTER_AREA)
                          for region in scene_regions(scene)])
-    refs = referring_expressions(scene.objects, np.random.default_rng([seed, index, 1]),
-                                 per_ref=3)
+    refs = scene_expressions(scene.objects, seed, index, per_ref=3)
     sentences: list[list[tuple[str, str]]] = [[] for _ in scene.objects]
     for ref in refs:
         sentences[ref.target].extend((s, ref.kind) for s in ref.sentences)

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from hybridgl_ros.demo.expressions import KINDS, referring_expressions
+from hybridgl_ros.demo.expressions import KINDS, scene_expressions
 from hybridgl_ros.demo.scenes import make_scene
 
 #: Scene series for end-to-end checks (never used in training).
@@ -45,8 +45,7 @@ def evaluate_pipeline(pipeline, seed: int = END_TO_END_SEED, count: int = 20) ->
         frame = pipeline.prepare(scene.image_rgb)
         prepare_s += time.perf_counter() - start
         proposals = frame.proposals.masks
-        rng = np.random.default_rng([seed, index, 1])
-        for ref in referring_expressions(scene.objects, rng):
+        for ref in scene_expressions(scene.objects, seed, index):
             truth = scene.masks[ref.target]
             for sentence in ref.sentences:
                 start = time.perf_counter()

@@ -93,7 +93,7 @@ def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int) 
 
     from hybridgl_ros.core.models import text_tokenizer
     from hybridgl_ros.demo.clip_data import scene_regions
-    from hybridgl_ros.demo.expressions import referring_expressions
+    from hybridgl_ros.demo.expressions import scene_expressions
     from hybridgl_ros.demo.scenes import COLOURS, SHAPES, SIZES
     from hybridgl_ros.demo.train_clip import make_encoder
 
@@ -134,8 +134,7 @@ def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int) 
                 record('pick_shape_only', feats, [f'the {obj.shape}'], k)
             if [o.colour for o in scene.objects].count(obj.colour) == 1:
                 record('pick_colour_only', feats, [f'the {obj.colour} one'], k)
-        rng = np.random.default_rng([seed, index, 1])
-        for ref in referring_expressions(scene.objects, rng):
+        for ref in scene_expressions(scene.objects, seed, index):
             for sentence in ref.sentences:
                 hits.setdefault(f'pick_{ref.kind}', []).append(
                     int((feats @ embed([sentence])[0]).argmax()) == ref.target)

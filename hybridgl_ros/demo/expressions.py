@@ -80,6 +80,13 @@ def referring_expressions(objects: tuple[SceneObject, ...], rng: np.random.Gener
     return refs
 
 
+def scene_expressions(objects: tuple[SceneObject, ...], seed: int, index: int,
+                      per_ref: int = 2) -> list[Referring]:
+    """The referring expressions of scene ``index`` of series ``seed``: the same phrasings
+    wherever that scene is used (dataset files, training captions, the demo, the checks)."""
+    return referring_expressions(objects, np.random.default_rng([seed, index, 1]), per_ref)
+
+
 def _candidates(objects: tuple[SceneObject, ...], t: int) -> list[tuple[str, list[str]]]:
     target = objects[t]
     same_look = [o for i, o in enumerate(objects)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from hybridgl_ros.demo.expressions import referring_expressions
+from hybridgl_ros.demo.expressions import scene_expressions
 from hybridgl_ros.demo.scenes import HEIGHT_PX, SHAPES, WIDTH_PX, Scene, make_scene
 
 LOGGER = logging.getLogger(__name__)
@@ -66,8 +66,7 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, jpeg_quality: int 
         coco['images'].append({'id': image_id, 'file_name': name, 'width': WIDTH_PX,
                                'height': HEIGHT_PX})
         ann_ids = _add_annotations(coco['annotations'], scene, image_id)
-        rng = np.random.default_rng([seed, index, 1])
-        for ref in referring_expressions(scene.objects, rng):
+        for ref in scene_expressions(scene.objects, seed, index):
             refs.append(_ref_record(ref, len(refs), ann_ids[ref.target], image_id,
                                     scene.objects[ref.target].shape, _SPLITS[index % 10],
                                     sent_count))

@@ -26,10 +26,9 @@ DEMO_SEED = 5001
 def demo_queries(scene, seed: int, index: int, per_scene: int) -> list[tuple[str, str, int]]:
     """(kind, sentence, target object) of a scene: the first sentence of each referring
     expression, kinds interleaved, at most ``per_scene``."""
-    from hybridgl_ros.demo.expressions import referring_expressions
+    from hybridgl_ros.demo.expressions import scene_expressions
 
-    rng = np.random.default_rng([seed, index, 1])
-    refs = referring_expressions(scene.objects, rng)
+    refs = scene_expressions(scene.objects, seed, index)
     by_kind: dict[str, list] = {}
     for ref in refs:
         by_kind.setdefault(ref.kind, []).append(ref)
