@@ -65,26 +65,32 @@ def _params_file(config, folder: Path) -> Path:
 
 
 class Process:
-    """A child process in its own session: SIGINT, then SIGKILL after a bounded wait."""
+    """A child process in its own session (so SIGINT reaches all of it), output to a log file;
+    :meth:`stop` sends SIGINT, then SIGKILL after a bounded wait."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path,
+                 cwd: Path | None = None) -> None:
         self.log = log
         self._file = log.open('w')
-        self.popen = subprocess.Popen(argv, env=env, stdout=self._file,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen([str(a) for a in argv], env=env, cwd=cwd,
+                                      stdout=self._file, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.alive():
-            os.killpg(self.popen.pid, signal.SIGINT)
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout_s)
-        self._file.close()
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """Stops the process; returns its exit code, or None if SIGINT did not stop it."""
+        try:
+            if self.alive():
+                os.killpg(self.popen.pid, signal.SIGINT)
+            return self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout_s)
+            return None
+        finally:
+            self._file.close()
 
 
 class RosAsker:

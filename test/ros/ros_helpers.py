@@ -6,8 +6,6 @@ temporary folder.
 """
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -104,25 +102,15 @@ def vm_rss_kib(pid: int, field: str = 'VmRSS') -> int:
 
 def start_process(command, env, log_path):
     """Starts a ROS process in its own session (so SIGINT reaches it), output to a log file."""
-    log = open(log_path, 'wb')  # closed by stop_process
-    process = subprocess.Popen([str(c) for c in command], env=env, cwd=REPO, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    process.log_file = log
-    return process
+    from hybridgl_ros.demo.ros_asker import Process
+
+    return Process(command, env, Path(log_path), cwd=REPO)
 
 
 def stop_process(process, timeout=10.0):
-    """SIGINT to the process group, bounded wait, then SIGKILL; returns the exit code."""
-    try:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout)
-        return None  # did not stop on SIGINT
-    finally:
-        process.log_file.close()
+    """SIGINT to the process group, bounded wait, then SIGKILL; returns the exit code (None if
+    SIGINT did not stop it)."""
+    return process.stop(timeout)
 
 
 def ros_executable(name):

@@ -58,7 +58,7 @@ class _NodeProcess:
         raise AssertionError('the node never received a frame')
 
     def rss_kib(self):
-        return vm_rss_kib(self.process.pid)
+        return vm_rss_kib(self.process.popen.pid)
 
     def rss_median_kib(self, samples=5, period_s=0.2):
         """Median of a few samples: ignores a transient peak (a frame being copied)."""

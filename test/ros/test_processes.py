@@ -99,9 +99,9 @@ def test_image_publisher_fails_clearly_on_a_missing_source(ros_env, tmp_path):
     process = start_process(
         [ros_executable('hybridgl_image_publisher'), '--ros-args', '-p',
          f'source:={tmp_path / "nothing"}'], ros_env, tmp_path / 'publisher.log')
-    assert wait_for(lambda: process.poll() is not None, timeout=20.0)
+    assert wait_for(lambda: not process.alive(), timeout=20.0)
     stop_process(process)
-    assert process.returncode == 1
+    assert process.popen.returncode == 1
     assert 'source not found' in (tmp_path / 'publisher.log').read_text()
 
 
