@@ -106,9 +106,45 @@ class GuidanceConfig:
     beta_small: float = 1.5
     vertical_ramps: bool = False
     """Position ramps for up/down (the paper's); the released code had them off."""
+    comparatives_by_class: bool = True
+    """bigger/smaller without another phrase: weigh partners by the phrase without the
+    comparative, S on the candidates' common background (default mode; README)."""
     use_relation: bool = True
     use_position: bool = True
     use_coherence: bool = True
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """Answers a planner can trust (core/decision.py): "not there", "which one?", a confidence.
+
+    The coefficients are fitted per CLIP weights by ``hybridgl calibrate``; the defaults are the
+    embedded demo models' (README "Answers, confidence and calibration"). Parity mode never
+    rejects or changes the choice.
+    """
+
+    reject_absent: bool = True
+    """Answer found=false when P(target present) < presence_threshold (default mode)."""
+    presence_threshold: float = 0.5
+    """P(target present) below which the answer is "not found"."""
+    presence_weights: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    """Logistic P(present) on (best s, best anchor s, has anchor, relation fails)."""
+    presence_bias: float = 0.0
+    """Intercept of the P(present) logistic."""
+    confidence_weights: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    """Logistic P(right) on (s, s margin, guided, F margin, relation fails) of the answer."""
+    confidence_bias: float = 0.0
+    """Intercept of the P(right) logistic."""
+    ambiguity_margin: float = 3.0
+    """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie."""
+    guided_ambiguity_margin: float = 0.05
+    """With a relation or position word, a near tie must also be within this of the answer's F."""
+    match_margin: float = 10.0
+    """Candidates within this of the best s (logits) may answer when a relation must hold."""
+    relation_must_hold: bool = True
+    """With an anchor phrase, answer only with a candidate the relation holds for."""
+    calibrated_for: str = ''
+    """Fingerprint of the CLIP the coefficients fit; other weights: no rejection, NaN confidence."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +180,7 @@ class HybridGLConfig:
     gem: GemConfig = field(default_factory=GemConfig)
     text: TextConfig = field(default_factory=TextConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -155,6 +192,8 @@ class HybridGLConfig:
             raise ConfigError('guidance.candidate_count and partner_count must be >= 1')
         if self.features.mask_batch_size < 1:
             raise ConfigError('features.mask_batch_size must be >= 1')
+        if not 0.0 <= self.decision.presence_threshold <= 1.0:
+            raise ConfigError('decision.presence_threshold must be in [0, 1]')
 
     @property
     def reference(self) -> bool:
