@@ -8,7 +8,8 @@ from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from hybridgl_ros.core.types import Segmentation
+from hybridgl_ros.core.types import Alternative, Segmentation
+from hybridgl_ros.msg import Alternative as AlternativeMsg
 from hybridgl_ros.msg import Segmentation as SegmentationMsg
 from hybridgl_ros.ros.conversions import mask_to_image
 from hybridgl_ros.ros.depth import Centroid3D
@@ -31,12 +32,11 @@ def result_message(result: Segmentation, header: Header, centroid: Centroid3D | 
         prepare_s: part of it spent preparing the frame [s].
         message: the remark to carry (why nothing was found, no depth, truncation).
     """
-    x, y, w, h = (int(v) for v in result.box_xywh)
     msg = SegmentationMsg(
         header=header, text=result.text, found=bool(result.found), message=message,
-        mask=mask_to_image(result.mask, header),
-        box=RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0),
-                             height=max(h, 0), do_rectify=False),
+        confidence=float(result.confidence), ambiguous=bool(result.ambiguous),
+        alternatives=[alternative_message(a) for a in result.alternatives],
+        mask=mask_to_image(result.mask, header), box=region_of_interest(result.box_xywh),
         score=float(result.score), centroid_x_px=float(result.centroid_xy[0]),
         centroid_y_px=float(result.centroid_xy[1]), interior_x_px=int(result.interior_xy[0]),
         interior_y_px=int(result.interior_xy[1]), has_3d=centroid is not None,
@@ -50,6 +50,22 @@ def result_message(result: Segmentation, header: Header, centroid: Centroid3D | 
     msg.candidate_indices = [int(i) for i in result.candidate_indices]
     msg.candidate_scores = [float(s) for s in result.candidate_scores]
     return msg
+
+
+def region_of_interest(box_xywh) -> RegionOfInterest:
+    """A pixel box (x, y, width, height) as a RegionOfInterest (negative values clamped)."""
+    x, y, w, h = (int(v) for v in box_xywh)
+    return RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0),
+                            height=max(h, 0), do_rectify=False)
+
+
+def alternative_message(alternative: Alternative) -> AlternativeMsg:
+    """A near-tied object of an ambiguous answer as an ``Alternative`` message."""
+    return AlternativeMsg(
+        index=int(alternative.index), box=region_of_interest(alternative.box_xywh),
+        interior_x_px=int(alternative.interior_xy[0]),
+        interior_y_px=int(alternative.interior_xy[1]), score=float(alternative.score),
+        confidence=float(alternative.confidence))
 
 
 def centroid_point(header: Header, centroid: Centroid3D | None) -> PointStamped:
@@ -90,12 +106,17 @@ def _marker(header: Header, marker_id: int, kind: int, position, scale, color) -
 
 
 def response_summary(msg: SegmentationMsg) -> str:
-    """The response message: what was found, where, and any remark."""
+    """The response message: what was found, where, how sure, and any remark."""
     if not msg.found:
         text = msg.message or 'no object found'
         return text if text.startswith('no object') else f'no object found: {text}'
-    out = (f'found "{msg.target_phrase}" (score {msg.score:.2f}) at pixel '
+    sure = '' if np.isnan(msg.confidence) else f', confidence {msg.confidence:.2f}'
+    out = (f'found "{msg.target_phrase}" (score {msg.score:.2f}{sure}) at pixel '
            f'({msg.interior_x_px}, {msg.interior_y_px})')
+    if msg.ambiguous:
+        out += (f'; ambiguous: {len(msg.alternatives) + 1} objects fit about equally '
+                f'(also at ' + ', '.join(f'({a.interior_x_px}, {a.interior_y_px})'
+                                         for a in msg.alternatives) + ')')
     if msg.has_3d:
         p = msg.centroid_3d.point
         out += f', 3D ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) m in {msg.header.frame_id or "?"}'
