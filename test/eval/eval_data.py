@@ -147,7 +147,7 @@ class StandInModel:
                      gem_tokens=gem, gem_grid=(2, 2) if gem is not None else (0, 0),
                      mask_tensor=masks_on_device(proposals.masks, 'cpu'))
 
-    def query(self, frame, text):
+    def query(self, frame, text, explain=False):
         self.queried += 1
         if self.interrupt_at is not None and self.queried == self.interrupt_at:
             raise KeyboardInterrupt
