@@ -139,7 +139,8 @@ class HybridGL:
         with _timed(timings, 'scoring', self.device):
             scores = score_query(frame, parse, features, self.config, self.gem_input_side)
         timings['total'] = _ms(start)
-        explanation = scores.explanation(parse, features) if explain else None
+        explanation = (scores.explanation(parse, features, frame.proposals.boxes_xywh)
+                       if explain else None)
         return self._result(frame, text, parse, scores, timings, message, explanation)
 
     def segment(self, image_rgb: np.ndarray, text: str, explain: bool = False) -> Segmentation:

@@ -82,8 +82,15 @@ class QueryScores:
         """argmax of s: "pure HybridGL", no spatial guidance."""
         return int(torch.argmax(self.similarities))
 
-    def explanation(self, parse: ParsedExpression, text: TextFeatures) -> Explanation:
-        """The numpy view of these scores, for ``query(..., explain=True)``."""
+    def explanation(self, parse: ParsedExpression, text: TextFeatures,
+                    boxes_xywh: np.ndarray) -> Explanation:
+        """The numpy view of these scores, for ``query(..., explain=True)``.
+
+        Args:
+            parse: the parsed expression.
+            text: its text features.
+            boxes_xywh: (N, 4) the frame's proposal boxes.
+        """
         def arr(value):
             return None if value is None else value.detach().float().cpu().numpy()
 
@@ -102,7 +109,8 @@ class QueryScores:
             coherence_input_map=arr(self.coherence_input), coherence_map=arr(self.coherence),
             position_ramp=arr(self.ramp), guidance_map=arr(self.guidance_map),
             spatial_scores=arr(self.spatial), final_scores=arr(self.final),
-            chosen=self.chosen, pure_index=self.pure_index)
+            chosen=self.chosen, pure_index=self.pure_index,
+            boxes_xywh=np.asarray(boxes_xywh, np.int64))
 
 
 def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,

@@ -105,6 +105,7 @@ class Explanation:
         final_scores: (K,) F of Eq. 9, candidates' order.
         chosen: the output mask (a proposal index).
         pure_index: argmax of s.
+        boxes_xywh: (N, 4) int64 the proposals' boxes (what the relations compare).
     """
 
     parse: ParsedExpression
@@ -128,6 +129,7 @@ class Explanation:
     final_scores: np.ndarray
     chosen: int
     pure_index: int
+    boxes_xywh: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary: every per-proposal and per-candidate value, no maps."""
@@ -148,7 +150,8 @@ class Explanation:
             'relation_probs': floats(self.relation_probs),
             'spatial_scores': floats(self.spatial_scores),
             'final_scores': floats(self.final_scores),
-            'chosen': self.chosen, 'pure_index': self.pure_index}
+            'chosen': self.chosen, 'pure_index': self.pure_index,
+            'boxes_xywh': np.asarray(self.boxes_xywh).tolist()}
 
 
 @dataclass(frozen=True)
