@@ -38,6 +38,7 @@ def _close(ours, reference, atol, what):
     nan = np.isnan(reference)
     assert np.isfinite(ours).all(), f'{what}: not finite: {ours}'
     diff = np.abs(ours - reference)[~nan]
+    ps.record(what, float(diff.max()) if diff.size else 0.0, atol)
     assert diff.size == 0 or diff.max() <= atol, (
         f'{what}: max |diff| {diff.max():.3g} > {atol:g}\n ours {ours}\n ref  {reference}')
 
@@ -45,6 +46,7 @@ def _close(ours, reference, atol, what):
 def _rel_close(ours, reference, rtol, what):
     ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
     rel = np.abs(ours / reference - 1)
+    ps.record(what, float(rel.max()), rtol, relative=True)
     assert rel.max() <= rtol, f'{what}: max relative diff {rel.max():.3g} > {rtol:g}'
 
 
@@ -156,6 +158,7 @@ def _compare_choice(e, reference, compare_relation=True):
     if compare_relation:
         _close(e.final_scores, reference['F'], SPATIAL_ABS, 'F')
         if reference['ok'] and not _has_nan(reference['F']):
+            ps.record_choice(e.chosen == reference['chosen_idx'])
             assert e.chosen == reference['chosen_idx'], 'chosen mask'
 
 
