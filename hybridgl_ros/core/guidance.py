@@ -89,7 +89,7 @@ def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
 def relation_scores(relation: str, p: torch.Tensor, candidates: torch.Tensor,
                     boxes_xywh: Any, q: torch.Tensor | None = None,
                     partner_count: int = 6) -> torch.Tensor:
-    """softmax(R) over the candidates (spec §7.2–7.3, paper Eq. 4–5); see :func:`relation_totals`.
+    """softmax(R) over the candidates (spec §7.2–7.3, Eq. 4–5); see :func:`relation_totals`.
 
     Returns:
         (K,) float32 (or p's dtype if wider) on p's device, summing to 1 (empty for K = 0).

@@ -145,7 +145,8 @@ class HybridGL:
         with _timed(timings, 'decision'):
             decision = decide(scores, frame, parse, features, self.config, self.calibrated)
         timings['total'] = _ms(start)
-        explanation = scores.explanation(parse, features, decision) if explain else None
+        explanation = (scores.explanation(parse, features, frame.proposals.boxes_xywh, decision)
+                       if explain else None)
         return answer(frame, text, parse, scores, decision, timings, message, explanation)
 
     def segment(self, image_rgb: np.ndarray, text: str, explain: bool = False) -> Segmentation:

@@ -123,9 +123,16 @@ class QueryScores:
         return int(torch.argmax(self.similarities))
 
     def explanation(self, parse: ParsedExpression, text: TextFeatures,
-                    decision=None) -> Explanation:
+                    boxes_xywh: np.ndarray, decision=None) -> Explanation:
         """The numpy view of these scores (and of the decision made of them, if given), for
-        ``query(..., explain=True)``."""
+        ``query(..., explain=True)``.
+
+        Args:
+            parse: the parsed expression.
+            text: its text features.
+            boxes_xywh: (N, 4) the frame's proposal boxes.
+            decision: the query's :class:`~hybridgl_ros.core.decision.Decision`, or None.
+        """
         def arr(value):
             return None if value is None else value.detach().float().cpu().numpy()
 
@@ -145,6 +152,7 @@ class QueryScores:
             position_ramp=arr(self.ramp), guidance_map=arr(self.guidance_map),
             spatial_scores=arr(self.spatial), final_scores=arr(self.final),
             chosen=self.chosen, pure_index=self.pure_index,
+            boxes_xywh=np.asarray(boxes_xywh, np.int64),
             decision=None if decision is None else decision.summary())
 
 

@@ -105,6 +105,7 @@ class Explanation:
         final_scores: (K,) F of Eq. 9, candidates' order.
         chosen: the method's choice (argmax F over the candidates, a proposal index).
         pure_index: argmax of s.
+        boxes_xywh: (N, 4) int64 the proposals' boxes (what the relations compare).
         decision: what the decision step (core/decision.py) saw and did: its signals, P(target
             present), the rule that made the answer; None before it ran.
     """
@@ -130,6 +131,7 @@ class Explanation:
     final_scores: np.ndarray
     chosen: int
     pure_index: int
+    boxes_xywh: np.ndarray
     decision: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,7 +153,8 @@ class Explanation:
             'relation_probs': floats(self.relation_probs),
             'spatial_scores': floats(self.spatial_scores),
             'final_scores': floats(self.final_scores),
-            'chosen': self.chosen, 'pure_index': self.pure_index, 'decision': self.decision}
+            'chosen': self.chosen, 'pure_index': self.pure_index,
+            'boxes_xywh': np.asarray(self.boxes_xywh).tolist(), 'decision': self.decision}
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,11 @@ SPATIAL_WORDS = {'left': 'left', 'right': 'right', 'top': 'top', 'bottom': 'bott
 SIGNAL_FIELDS = ('presence_x', 'confidence_x', 'presence', 'rule', 'relation_fails', 'choice')
 
 
-def target_masks(query: Query, height: int, width: int) -> list[np.ndarray]:
-    """Each target's (height, width) bool mask (none for a no-target expression)."""
-    return [decode_segmentation(t, height, width) for t in query.targets]
+def target_masks(query: Query, height: int, width: int, rule: str = 'union'
+                 ) -> list[np.ndarray]:
+    """Each target's (height, width) bool mask, decoded by ``rule`` (``datasets.
+    GROUND_TRUTH_RULES``); none for a no-target expression."""
+    return [decode_segmentation(t, height, width, rule) for t in query.targets]
 
 
 def answer_set(seg: Any, masks: np.ndarray) -> np.ndarray:

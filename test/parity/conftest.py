@@ -64,3 +64,11 @@ class ParityRun:
 @pytest.fixture(scope='session')
 def parity():
     return ParityRun()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Prints how close the project came to the reference, quantity by quantity."""
+    if ps.MAX_DIFFS:
+        terminalreporter.section('parity with the authors\' released code')
+        for line in ps.agreement_lines():
+            terminalreporter.write_line(line)

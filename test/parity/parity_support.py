@@ -82,6 +82,31 @@ def pool(values, size: int) -> np.ndarray:
     return F.adaptive_avg_pool2d(tensor, size).numpy()
 
 
+#: quantity -> [largest difference seen, tolerance, relative?]; chosen-mask tally [equal, compared].
+MAX_DIFFS: dict[str, list] = {}
+CHOICES = [0, 0]
+
+
+def record(what: str, difference: float, tolerance: float, relative: bool = False) -> None:
+    """Keeps the largest difference seen for a quantity (printed at the end of the run)."""
+    entry = MAX_DIFFS.setdefault(what, [0.0, tolerance, relative])
+    entry[0] = max(entry[0], difference)
+
+
+def record_choice(equal: bool) -> None:
+    CHOICES[0] += int(equal)
+    CHOICES[1] += 1
+
+
+def agreement_lines() -> list[str]:
+    """The parity run's agreement, one line per quantity, for the terminal summary."""
+    lines = [f'{what:<24} max {"relative " if rel else ""}|diff| {diff:.2g} (tolerance {tol:g})'
+             for what, (diff, tol, rel) in sorted(MAX_DIFFS.items())]
+    lines.append(f'chosen mask equal on {CHOICES[0]} of {CHOICES[1]} comparable queries '
+                 '(both modes)')
+    return lines
+
+
 @dataclass
 class CaseRun:
     """The project's values on one case: the frame, the mask images and every query's result."""

@@ -39,6 +39,7 @@ def _close(ours, reference, atol, what):
     nan = np.isnan(reference)
     assert np.isfinite(ours).all(), f'{what}: not finite: {ours}'
     diff = np.abs(ours - reference)[~nan]
+    ps.record(what, float(diff.max()) if diff.size else 0.0, atol)
     assert diff.size == 0 or diff.max() <= atol, (
         f'{what}: max |diff| {diff.max():.3g} > {atol:g}\n ours {ours}\n ref  {reference}')
 
@@ -46,6 +47,7 @@ def _close(ours, reference, atol, what):
 def _rel_close(ours, reference, rtol, what):
     ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
     rel = np.abs(ours / reference - 1)
+    ps.record(what, float(rel.max()), rtol, relative=True)
     assert rel.max() <= rtol, f'{what}: max relative diff {rel.max():.3g} > {rtol:g}'
 
 
@@ -157,27 +159,30 @@ def _compare_choice(e, reference, compare_relation=True):
     if compare_relation:
         _close(e.final_scores, reference['F'], SPATIAL_ABS, 'F')
         if reference['ok'] and not _has_nan(reference['F']):
+            ps.record_choice(e.chosen == reference['chosen_idx'])
             assert e.chosen == reference['chosen_idx'], 'chosen mask'
 
 
-def _result(parity, case_id, index, mode):
-    return parity.run(case_id).results[mode, index]
-
-
-def _refused(result, reference):
-    """The designed difference of an empty text: a clear refusal, not a crash."""
+def _query(parity, case_id, index, mode):
+    """(the case's dump, the reference query, the project's explanation), or None after
+    checking the designed difference of an empty text: a clear refusal, not a crash."""
     from hybridgl_ros.core.errors import InvalidInputError
 
-    assert isinstance(result, InvalidInputError) and 'empty' in str(result)
-    assert not reference['ok']
+    case = DUMP['cases'][case_id]
+    reference, result = case['queries'][index], parity.run(case_id).results[mode, index]
+    if not reference['sentence_raw'].strip():
+        assert isinstance(result, InvalidInputError) and 'empty' in str(result)
+        assert not reference['ok']
+        return None
+    return case, reference, result
 
 
 @pytest.mark.parametrize('case_id, index', QUERIES)
 def test_reference_mode_matches_query_for_query(parity, case_id, index):
-    case, reference = DUMP['cases'][case_id], DUMP['cases'][case_id]['queries'][index]
-    result = _result(parity, case_id, index, 'reference')
-    if not reference['sentence_raw'].strip():
-        return _refused(result, reference)
+    found = _query(parity, case_id, index, 'reference')
+    if found is None:
+        return
+    case, reference, result = found
     e = result.explanation
     _compare_parse(e, reference)
     if reference.get('beta') is not None:
@@ -194,10 +199,10 @@ def test_reference_mode_matches_query_for_query(parity, case_id, index):
 
 @pytest.mark.parametrize('case_id, index', QUERIES)
 def test_default_mode_matches_where_the_spec_agrees(parity, case_id, index):
-    case, reference = DUMP['cases'][case_id], DUMP['cases'][case_id]['queries'][index]
-    result = _result(parity, case_id, index, 'default')
-    if not reference['sentence_raw'].strip():
-        return _refused(result, reference)
+    found = _query(parity, case_id, index, 'default')
+    if found is None:
+        return
+    case, reference, result = found
     e = result.explanation
     if e.parse.normalized != reference['normalised']:  # whitespace runs (spec §5.1)
         assert ' '.join(reference['normalised'].split()) == e.parse.normalized
@@ -228,7 +233,7 @@ def test_every_designed_difference_gives_finite_scores(parity):
                 reference.get('R')):
             continue
         for mode in ('reference', 'default'):
-            result = _result(parity, case_id, index, mode)
+            result = parity.run(case_id).results[mode, index]
             if isinstance(result, Exception):
                 continue  # the empty text: checked as a refusal above
             e = result.explanation
