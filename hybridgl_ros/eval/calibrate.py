@@ -121,7 +121,8 @@ def snippet(fit: Mapping, fingerprint: str, sources: Sequence[str]) -> str:
             f'# on this data: N-acc {100 * fit["N_acc"]:.1f} %, T-acc {100 * fit["T_acc"]:.1f} %,'
             f' right {100 * fit["right"]:.1f} %, ECE {100 * fit["ECE"]:.1f} %',
             '# use: hybridgl ... --config this.yaml (or merge into the node\'s parameters)']
-    return '\n'.join(head) + '\n' + yaml.safe_dump({'decision': fields}, sort_keys=False)
+    return '\n'.join(head) + '\n' + yaml.safe_dump({'decision': fields}, sort_keys=False,
+                                                     default_flow_style=None)
 
 
 def run_calibrate(args) -> int:
