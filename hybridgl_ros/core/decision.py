@@ -10,8 +10,11 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    (probability-weighted over the relation's partners, spec §7.2); if none does, the relation
    *fails*.
 2. **Presence.** P(target present) = σ(w·x + b) on x = (best s, best anchor s, has anchor,
-   relation fails), s = 100·cos(v_n, t) as in spec §6 and the anchor's s with u; below
-   ``presence_threshold`` the answer is "not found" ("no 'elephant' in view").
+   relation fails, standout), s = 100·cos(v_n, t) as in spec §6, the anchor's s with u, and
+   standout = best s − the mean s of the image's other masks: a target that is there stands
+   out from the rest of its image, whatever the image's overall level of s (lighting,
+   rendering); below ``presence_threshold`` the answer is "not found" ("no 'elephant' in
+   view").
 3. **Near ties.** Other objects (not overlapping the answer) whose s is within
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;
@@ -104,7 +107,7 @@ def calibration_applies(config: DecisionConfig, fingerprint: str) -> bool:
         return True
     LOG.warning('decision.calibrated_for is %r but the loaded CLIP is %r: absent targets are '
                 'not rejected and confidences are NaN until it is calibrated (hybridgl '
-                'calibrate, README "Answers, confidence and calibration")',
+                'calibrate, README "Answers a planner can trust")',
                 config.calibrated_for, fingerprint)
     return False
 
@@ -142,7 +145,8 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     must_hold = verifiable and cfg.relation_must_hold and not config.reference
     choice, fails = view.choose(must_hold)
     anchor_s = _anchor_top(frame, text, config.text.logit_scale)
-    presence_x = [view.s_top, anchor_s, float(text.other is not None), float(fails)]
+    presence_x = [view.s_top, anchor_s, float(text.other is not None), float(fails),
+                  view.standout]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
@@ -203,6 +207,8 @@ class _CandidateView:
         s = scores.similarities.detach().float().cpu()
         self.s = {i: float(s[i]) for i in self.candidates}
         self.s_top = float(s.max())
+        rest = s[torch.arange(len(s)) != int(s.argmax())]
+        self.standout = self.s_top - float(rest.mean()) if len(rest) else 0.0
         final = scores.final.detach().float().cpu()
         self.f = {i: float(final[k]) for k, i in enumerate(self.candidates)}
         self.eligible = {i for i in self.candidates if self.s[i] >= self.s_top - match_margin}

@@ -44,7 +44,7 @@ def _records(count=600, seed=1):
         margin = rng.normal(5, 5)
         right = present and rng.random() < 1 / (1 + np.exp(-(margin - 2)))
         out.append({'status': 'ok', 'no_target': not present, 'choice_iou': 0.9 if right else 0.1,
-                    'signals': {'presence_x': [s_top, 0.0, 0.0, 0.0],
+                    'signals': {'presence_x': [s_top, 0.0, 0.0, 0.0, 10.0],
                                 'confidence_x': [s_top, margin, 0.0, 0.1, 0.0]}})
     return out
 
@@ -54,7 +54,7 @@ def test_calibration_separates_absent_targets_and_calibrates_the_confidence():
     assert fit['N_acc'] > 0.9 and fit['T_acc'] >= 0.95 - 1e-9
     assert fit['ECE'] < 0.06
     decision = fit['decision']
-    assert len(decision['presence_weights']) == 4 and len(decision['confidence_weights']) == 5
+    assert len(decision['presence_weights']) == 5 and len(decision['confidence_weights']) == 5
     assert decision['presence_weights'][0] > 0 and decision['confidence_weights'][1] > 0
 
 
@@ -87,3 +87,10 @@ def test_the_command_reads_eval_runs_and_writes_the_section(tmp_path, capsys):
     assert 'calibrated_for: feedfacefeedface' in capsys.readouterr().out
     assert HybridGLConfig.from_yaml(tmp_path / 'c.yaml').decision.calibrated_for == (
         'feedfacefeedface')
+
+
+def test_runs_of_different_signal_lengths_are_refused():
+    records = _records()
+    records[0] = dict(records[0], signals=dict(records[0]['signals'], presence_x=[50.0, 0, 0, 0]))
+    with pytest.raises(ConfigError, match='different lengths'):
+        calibrate(records)
