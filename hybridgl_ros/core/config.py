@@ -139,8 +139,9 @@ class DecisionConfig:
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails) of the answer."""
     confidence_bias: float = -1.632347
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 3.0
-    """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie."""
+    ambiguity_margin: float = 6.0
+    """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
+    (the smallest margin that flags 90 % of the demo's look-alike queries, tuning series)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""
     match_margin: float = 10.0
