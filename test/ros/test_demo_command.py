@@ -26,8 +26,12 @@ def test_hybridgl_demo_answers_through_the_node_and_writes_pictures(ros_env, tmp
     assert (out / 'scenes' / 'scene_000.png').is_file()
 
 
-def test_demo_config_is_the_defaults_with_vertical_ramps():
+def test_demo_config_is_the_defaults_with_vertical_ramps_and_its_own_calibration():
     config = demo_config()
     assert package_config_file(DEMO_CONFIG_FILE).is_file()
     assert config.guidance.vertical_ramps
-    assert config == HybridGLConfig()
+    assert config.decision.calibrated_for == HybridGLConfig().decision.calibrated_for
+    calibration = {f'decision.{name}' for name in (
+        'presence_weights', 'presence_bias', 'confidence_weights', 'confidence_bias')}
+    assert {k: v for k, v in config.to_flat().items() if k not in calibration} == {
+        k: v for k, v in HybridGLConfig().to_flat().items() if k not in calibration}
