@@ -12,9 +12,9 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
 2. **Presence.** P(target present) = σ(w·x + b) on x = (best s, best anchor s, has anchor,
    relation fails, standout), s = 100·cos(v_n, t) as in spec §6, the anchor's s with u, and
    standout = best s − the mean s of the image's other masks: a target that is there stands
-   out from the rest of its image, whatever the image's overall level of s (lighting,
-   rendering); below ``presence_threshold`` the answer is "not found" ("no 'elephant' in
-   view").
+   out from the rest of its image (relative to the image's own level of s; its measured gain
+   is small, README); below ``presence_threshold`` the answer is "not found" ("no 'elephant'
+   in view").
 3. **Near ties.** Other objects (not overlapping the answer) whose s is within
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;

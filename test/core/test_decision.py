@@ -192,3 +192,9 @@ def test_the_fingerprint_tells_weights_apart(tiny_clip):
     finally:
         with torch.no_grad():
             tiny_clip.text_projection.sub_(1.0)
+
+
+def test_presence_reads_how_far_the_best_match_stands_out_from_the_other_masks():
+    d = decide(_scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=True)
+    assert d.signals['presence_x'][4] == pytest.approx(60.0 - (40.0 + 10.0 + 6.0) / 3)
