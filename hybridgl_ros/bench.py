@@ -160,7 +160,6 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
     from hybridgl_ros.core.config import HybridGLConfig
     from hybridgl_ros.core.models import build_clip, build_sam, resolve_device
     from hybridgl_ros.core.pipeline import HybridGL
-    from hybridgl_ros.core.proposals import SamProposer
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -172,8 +171,7 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
     sam = build_sam(sam_type).to(device).eval()
     config = replace(config, proposals=replace(config.proposals, pred_iou_thresh=0.0,
                                                stability_score_thresh=0.0))
-    segmenter = HybridGL.from_models(config, clip_model, sam) \
-        if hasattr(HybridGL, 'from_models') else _segmenter_of_today(config, clip_model, sam)
+    segmenter = HybridGL.from_models(config, clip_model, sam)
     proposer = ToppedUpProposer(segmenter.proposer, masks)
     segmenter.proposer = proposer
     encoder_clock = ModuleClock(sam.image_encoder, device)
@@ -202,18 +200,6 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
             **{f'frame.{k}': v for k, v in frame.timings_ms.items()}, **first.timings_ms}),
         'repeat_query': _query_record(repeat_ms, repeat_mem, repeat.timings_ms),
         'repeat_over_first': round(repeat_ms / first_ms, 4)}
-
-
-def _segmenter_of_today(config, clip_model, sam):
-    """The segmenter as the code before ``HybridGL.from_models`` built it (for before/after)."""
-    from hybridgl_ros.core.models import autocast_dtype
-    from hybridgl_ros.core.pipeline import HybridGL
-    from hybridgl_ros.core.proposals import SamProposer
-
-    device = next(clip_model.parameters()).device
-    dtype = autocast_dtype(config.models.precision, device, config.reference)
-    return HybridGL(config, clip_model=clip_model,
-                    proposer=SamProposer(sam, config.proposals, dtype))
 
 
 def _query_record(total_ms: float, memory: PeakMemory, stages_ms: dict) -> dict:

@@ -21,7 +21,9 @@ PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 
 @dataclass(frozen=True)
 class ProposalConfig:
-    """SAM automatic mask generation (spec §3). Field names follow SamAutomaticMaskGenerator."""
+    """SAM automatic mask generation (spec §3) and the working resolution of the method.
+
+    The generator's field names follow segment_anything's SamAutomaticMaskGenerator."""
 
     points_per_side: int = 8
     points_per_batch: int = 64
@@ -31,6 +33,10 @@ class ProposalConfig:
     crop_n_layers: int = 0
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 800
+    max_working_pixels: int = 1024 * 1024
+    """Frames with more pixels run downscaled to this many (aspect kept); the answer's mask is
+    restored at the frame's size. Bounds memory and time; 0 = never downscale. Parity mode
+    ignores it."""
 
 
 #: SAM's dense recipe, used for PhraseCut (spec §3).
@@ -129,7 +135,8 @@ class ModelConfig:
     """SAM checkpoint file; '' = the embedded demo model."""
     device: str = 'auto'
     precision: str = 'auto'
-    """auto = fp16 autocast on CUDA, fp32 on CPU; always fp32 in parity mode."""
+    """auto = fp16 autocast on CUDA; on a CPU with native bf16, bf16 for a full-size SAM's
+    image encoder and fp32 for the rest; fp32 | fp16 | bf16 = that everywhere. Parity: fp32."""
     torch_threads: int = 0
     """CPU threads for torch; 0 keeps torch's default."""
 
@@ -155,6 +162,9 @@ class HybridGLConfig:
             raise ConfigError('guidance.candidate_count and partner_count must be >= 1')
         if self.features.mask_batch_size < 1:
             raise ConfigError('features.mask_batch_size must be >= 1')
+        if 0 < self.proposals.max_working_pixels < 4096:
+            raise ConfigError('proposals.max_working_pixels must be 0 (off) or at least 4096 '
+                              f'(64x64), not {self.proposals.max_working_pixels}')
 
     @property
     def reference(self) -> bool:

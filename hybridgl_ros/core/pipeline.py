@@ -10,8 +10,9 @@ from typing import Iterator
 import numpy as np
 
 from hybridgl_ros.core.config import HybridGLConfig
-from hybridgl_ros.core.errors import InvalidInputError
+from hybridgl_ros.core.errors import InvalidInputError, ResourceExhaustedError
 from hybridgl_ros.core.geometry import interior_point, mask_centroid
+from hybridgl_ros.core.out_of_memory import out_of_memory_as_error
 from hybridgl_ros.core.types import Frame, ParsedExpression, Segmentation
 
 LOG = logging.getLogger(__name__)
@@ -61,55 +62,99 @@ class HybridGL:
         """Loads every model from local files (the embedded demo models where none is set)."""
         import torch
 
-        from hybridgl_ros.core.models import autocast_dtype, load_clip, load_sam, resolve_device
-        from hybridgl_ros.core.proposals import SamProposer
+        from hybridgl_ros.core.models import load_clip, load_sam, resolve_device
 
         config = config or HybridGLConfig()
         if config.models.torch_threads > 0:
             torch.set_num_threads(config.models.torch_threads)
         device = resolve_device(config.models.device)
-        clip_model = load_clip(config.models, device)
-        sam = load_sam(config.models, device)
-        dtype = autocast_dtype(config.models.precision, device, config.reference)
-        return cls(config, clip_model=clip_model, proposer=SamProposer(sam, config.proposals,
-                                                                        dtype))
+        return cls.from_models(config, load_clip(config.models, device),
+                               load_sam(config.models, device))
+
+    @classmethod
+    def from_models(cls, config: HybridGLConfig, clip_model, sam, parser=None) -> 'HybridGL':
+        """The segmenter of loaded models (an open_clip CLIP and a segment_anything Sam on
+        the same device), with each stage's precision from ``models.precision``."""
+        from hybridgl_ros.core.models import stage_dtypes
+        from hybridgl_ros.core.proposals import SamProposer
+
+        device = next(clip_model.parameters()).device
+        encoder_size = sum(p.numel() for p in sam.image_encoder.parameters())
+        dtypes = stage_dtypes(config.models.precision, device, config.reference, encoder_size)
+        for stage, dtype in (('SAM image encoder', dtypes.sam_encoder), ('CLIP', dtypes.clip)):
+            if dtype is not None:
+                LOG.info('%s runs under %s autocast (models.precision=%s; fp32 for exact '
+                         'float32)', stage, str(dtype).replace('torch.', ''),
+                         config.models.precision)
+        proposer = SamProposer(sam, config.proposals, dtypes.sam_encoder)
+        return cls(config, clip_model=clip_model, proposer=proposer, parser=parser)
 
     # ------------------------------------------------------------------------------ per frame
     def prepare(self, image_rgb: np.ndarray) -> Frame:
         """Everything text-independent: SAM masks, mask features, GEM image tokens.
 
+        A frame with more pixels than ``proposals.max_working_pixels`` is processed downscaled
+        (default mode; parity mode always works at full resolution): see ``core/resolution``.
+
         Args:
             image_rgb: (H, W, 3) uint8 RGB.
+
+        Raises:
+            InvalidInputError: not an (H, W, 3) uint8 image.
+            ResourceExhaustedError: out of memory (CPU or GPU); nothing of the frame is kept.
         """
         import torch
 
-        from hybridgl_ros.core.gem import gem_image_tokens
-
         image_rgb = check_image(image_rgb)
+        height, width = image_rgb.shape[:2]
+        with out_of_memory_as_error(f'preparing a {width}x{height} frame'), \
+                torch.inference_mode():
+            return self._prepare(image_rgb)
+
+    def _prepare(self, image_rgb: np.ndarray) -> Frame:
+        from hybridgl_ros.core.gem import gem_image_tokens
+        from hybridgl_ros.core.resolution import downscale, working_size
+
         timings: dict[str, float] = {}
+        budget = 0 if self.config.reference else self.config.proposals.max_working_pixels
+        size = working_size(*image_rgb.shape[:2], budget)
+        with _timed(timings, 'resize'):
+            working = downscale(image_rgb, size)
         with _timed(timings, 'proposals', self.device):
-            proposals = self.proposer.propose(image_rgb)
+            proposals = self.proposer.propose(working)
         with _timed(timings, 'features', self.device):
-            features = self.encoder.encode(image_rgb, proposals.masks)  # (N, D)
+            features = self.encoder.encode(working, proposals.masks)  # (N, D)
         gem_tokens, grid = None, (0, 0)
         if self.config.guidance.use_coherence and len(proposals):
             with _timed(timings, 'gem', self.device):
-                gem_tokens, grid = gem_image_tokens(self.visual, image_rgb, self.config.gem,
+                gem_tokens, grid = gem_image_tokens(self.visual, working, self.config.gem,
                                                     self.gem_start, self.autocast_dtype)
-        masks_t = masks_on_device(proposals.masks, self.device)
         return Frame(image_size=image_rgb.shape[:2], proposals=proposals,
                      mask_features=features, gem_tokens=gem_tokens, gem_grid=grid,
-                     timings_ms=timings, mask_tensor=masks_t)
+                     timings_ms=timings, mask_tensor=masks_on_device(proposals.masks,
+                                                                     self.device))
 
     # ------------------------------------------------------------------------------ per query
     def query(self, frame: Frame, text: str) -> Segmentation:
-        """Resolves one expression on a prepared frame (spec §5–§10)."""
+        """Resolves one expression on a prepared frame (spec §5–§10).
+
+        Raises:
+            InvalidInputError: empty text, or a frame dropped after running out of memory.
+            ResourceExhaustedError: out of memory; the frame's state is dropped with it.
+        """
         import torch
 
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError('the expression is empty')
-        with torch.inference_mode():
-            return self._query(frame, text)
+        if frame.dropped:
+            raise InvalidInputError(f'the frame was dropped ({frame.dropped}): prepare the '
+                                    'image again')
+        try:
+            with out_of_memory_as_error('answering a query'), torch.inference_mode():
+                return self._query(frame, text)
+        except ResourceExhaustedError:
+            frame.release('out of memory while answering a query')
+            raise
 
     def _query(self, frame: Frame, text: str) -> Segmentation:
         timings: dict[str, float] = {}
@@ -177,7 +222,7 @@ class HybridGL:
         from hybridgl_ros.core.gem import coherence_map
 
         cfg = self.config.guidance
-        height, width = frame.image_size
+        height, width = frame.working_size
         plan = g.plan_guidance(parse, cfg, self.config.reference)
         candidates = g.select_candidates(p, cfg.candidate_count)
         boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32,
@@ -198,8 +243,12 @@ class HybridGL:
 
     def _result(self, frame, text, parse, chosen, pure_index, p, spatial, candidates,
                 cand_scores, timings, message) -> Segmentation:
-        mask = frame.proposals.masks[chosen]
+        from hybridgl_ros.core.resolution import sam_box_xywh
+
+        mask = frame.mask(chosen)  # at the image's resolution
         box = tuple(int(v) for v in frame.proposals.boxes_xywh[chosen])
+        if frame.working_size != tuple(frame.image_size):
+            box = sam_box_xywh(mask)
         return Segmentation(
             found=True, text=text, mask=mask, box_xywh=box,
             score=cand_scores[candidates.index(chosen)], centroid_xy=mask_centroid(mask),
@@ -211,13 +260,14 @@ class HybridGL:
 
 
 def masks_on_device(masks: np.ndarray, device):
-    """A frame's ``mask_tensor``: (N, H, W) bool masks as float32 0/1 on ``device``.
+    """A frame's ``mask_tensor``: (N, h, w) bool masks as a bool tensor on ``device``.
 
-    Cached per frame as float, each query's spatial score is one matrix-vector product.
+    One byte per pixel (a float copy would be four; on the CPU the tensor shares the array's
+    memory); the spatial score converts a few masks at a time.
     """
     import torch
 
-    return torch.from_numpy(masks).to(device, torch.float32)
+    return torch.from_numpy(np.ascontiguousarray(masks)).to(device, torch.bool)
 
 
 def check_image(image_rgb) -> np.ndarray:
