@@ -31,7 +31,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from hybridgl_ros.core.config import HybridGLConfig
-from hybridgl_ros.core.errors import HybridGLError, InvalidInputError
+from hybridgl_ros.core.errors import HybridGLError, InvalidInputError, ResourceExhaustedError
 from hybridgl_ros.msg import Segmentation as SegmentationMsg
 from hybridgl_ros.ros import results
 from hybridgl_ros.ros.conversions import depth_to_meters, numpy_to_image
@@ -189,6 +189,8 @@ class HybridGLNode(LifecycleNode):
                 response.result, response.message = self._segment(request, start)
             response.success = True
         except HybridGLError as exc:
+            if isinstance(exc, ResourceExhaustedError):  # the library dropped the frame's state
+                self._frames.clear()
             response.success, response.message = False, str(exc)
         except Exception as exc:  # the service boundary: a failed answer never kills the node
             response.success, response.message = False, self._unexpected(exc)
