@@ -26,7 +26,9 @@ class ProposalConfig:
     The generator's field names follow segment_anything's SamAutomaticMaskGenerator."""
 
     points_per_side: int = 8
-    points_per_batch: int = 64
+    points_per_batch: int = 16
+    """SAM prompts decoded together: bounds memory (64: 1.8 GB at the peak, 16: 0.5 GB), not the
+    result (16 and 64 give bit-identical masks on the CPU measured)."""
     pred_iou_thresh: float = 0.7
     stability_score_thresh: float = 0.7
     box_nms_thresh: float = 0.7

@@ -78,6 +78,7 @@ class SegmentAnythingsGenerator:
         from segment_anything import SamAutomaticMaskGenerator
 
         settings = {k: v for k, v in asdict(config).items() if k != 'max_working_pixels'}
+        settings['points_per_batch'] = 64   # as the project ran it before
         self.generator = SamAutomaticMaskGenerator(sam, output_mode='binary_mask', **settings)
 
     def propose(self, image_rgb):
