@@ -23,6 +23,8 @@ import numpy as np
 
 PAGE = os.sysconf('SC_PAGE_SIZE')
 DEFAULT_SIZES = '640x480,1920x1080'
+#: The per-query stages of the timings (matching and guidance: before scoring.py).
+_QUERY_STAGES = ('parse', 'text', 'scoring', 'matching', 'guidance')
 
 
 class PeakMemory:
@@ -244,8 +246,7 @@ def format_table(records: list[dict]) -> str:
             stages = q['stages_ms']
             encoder = stages.get('frame.sam_encoder', 0.0)
             proposals = stages.get('frame.proposals', 0.0)
-            per_query = sum(stages.get(k, 0.0) for k in ('parse', 'text', 'matching',
-                                                          'guidance'))
+            per_query = sum(stages.get(k, 0.0) for k in _QUERY_STAGES)
             cells = [_s(encoder), _s(proposals - encoder), _s(stages.get('frame.features', 0)),
                      _s(stages.get('frame.gem', 0))] if kind == 'first_query' else ['–'] * 4
             lines.append(

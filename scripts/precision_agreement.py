@@ -27,19 +27,19 @@ def main() -> int:
 
     import torch
 
-    import parity_data
+    import parity_precision
 
     if args.threads:
         torch.set_num_threads(args.threads)
     case_ids = [c for c in args.cases.split(',') if c]
-    clip = parity_data.parity_clip(args.device)
+    clip = parity_precision.parity_clip(args.device)
     seconds, runs = {}, {}
     for precision in ('fp32', args.precision):
-        segmenter, proposer = parity_data.parity_segmenter(precision, args.device, clip)
+        segmenter, proposer = parity_precision.parity_segmenter(precision, args.device, clip)
         start = time.perf_counter()
-        runs[precision] = parity_data.parity_answers(segmenter, proposer, case_ids)
+        runs[precision] = parity_precision.parity_answers(segmenter, proposer, case_ids)
         seconds[precision] = round(time.perf_counter() - start, 1)
-    report = parity_data.agreement(runs['fp32'], runs[args.precision])
+    report = parity_precision.agreement(runs['fp32'], runs[args.precision])
     report.update(device=args.device, precision=args.precision, seconds=seconds,
                   differ=[f'{case}: {text!r}' for case, text in report['differ']])
     print(json.dumps(report, indent=2))

@@ -83,13 +83,13 @@ def test_a_bf16_sam_encoder_keeps_the_answers_on_generated_scenes(spacy_parser):
 @requires_cuda
 @pytest.mark.cuda
 def test_fp16_autocast_on_cuda_keeps_the_top3_and_the_mask_of_fp32_on_the_parity_cases():
-    import parity_data
+    import parity_precision
 
-    clip = parity_data.parity_clip('cuda')
+    clip = parity_precision.parity_clip('cuda')
     runs = {}
     for precision in ('fp32', 'auto'):
-        segmenter, proposer = parity_data.parity_segmenter(precision, 'cuda', clip)
-        runs[precision] = parity_data.parity_answers(segmenter, proposer)
-    report = parity_data.agreement(runs['fp32'], runs['auto'])
+        segmenter, proposer = parity_precision.parity_segmenter(precision, 'cuda', clip)
+        runs[precision] = parity_precision.parity_answers(segmenter, proposer)
+    report = parity_precision.agreement(runs['fp32'], runs['auto'])
     assert report['queries'] >= 40
     assert report['same_top3'] == report['same_chosen'] == report['queries'], report
