@@ -121,9 +121,11 @@ class BoundedMaskGenerator:
         return features.float(), tuple(int(v) for v in pixels.shape[-2:])
 
     def _autocast(self):
+        """Autocast without its weight cache: each weight is used once per pass, and the cache
+        would hold a reduced-precision copy of all of them (1.3 GB for vit_h in bf16)."""
         if self.encoder_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.encoder_dtype)
+        return torch.autocast(self.device.type, dtype=self.encoder_dtype, cache_enabled=False)
 
     def _batch(self, features, input_size, points, crop_box, image_size):
         """One prompt batch: decode, filter, upsample in chunks; survivors bit-packed."""
