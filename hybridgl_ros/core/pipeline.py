@@ -226,7 +226,8 @@ class HybridGL:
         candidates = tuple(int(c) for c in scores.candidates)
         final = tuple(float(f) for f in scores.final)
         return Segmentation(
-            found=True, text=text, mask=mask, box_xywh=box, score=final[candidates.index(chosen)], centroid_xy=mask_centroid(mask),
+            found=True, text=text, mask=mask, box_xywh=box,
+            score=final[candidates.index(chosen)], centroid_xy=mask_centroid(mask),
             interior_xy=interior_point(mask), index=chosen, pure_index=scores.pure_index,
             matching_probs=scores.matching_probs.detach().float().cpu().numpy(),
             spatial_scores=scores.spatial.detach().float().cpu().numpy(),
