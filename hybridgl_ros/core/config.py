@@ -40,6 +40,11 @@ class ProposalConfig:
     restored at the frame's size. Bounds memory and time; 0 = never downscale. Parity mode
     ignores it."""
 
+    def generator_settings(self) -> dict[str, Any]:
+        """The fields that are arguments of segment_anything's SamAutomaticMaskGenerator."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != 'max_working_pixels'}
+
 
 #: SAM's dense recipe, used for PhraseCut (spec §3).
 PHRASECUT_PROPOSALS = ProposalConfig(

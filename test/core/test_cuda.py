@@ -3,7 +3,6 @@
 Embedded demo models on the GPU: the bounded generator against segment_anything's there, the
 answers against the CPU's, a real CUDA out-of-memory refused and survived.
 """
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -33,7 +32,7 @@ def test_the_bounded_generator_equals_segment_anythings_on_cuda():
     config = HybridGLConfig()
     sam = load_sam(config.models, CUDA)
     image = make_scene(5, 0).image_rgb
-    settings = {k: v for k, v in asdict(config.proposals).items() if k != 'max_working_pixels'}
+    settings = config.proposals.generator_settings()
     with torch.inference_mode():
         records = SamAutomaticMaskGenerator(sam, output_mode='binary_mask',
                                             **settings).generate(image)

@@ -3,7 +3,7 @@
 The demo SAM runs the real segment_anything code (image encoder, prompt encoder, mask decoder)
 at a small size; the scenes are the demo's generated table tops, halved to keep this cheap.
 """
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -32,7 +32,7 @@ def reference_records(sam, config, image):
     """segment_anything's SamAutomaticMaskGenerator with the same settings."""
     from segment_anything import SamAutomaticMaskGenerator
 
-    settings = {k: v for k, v in asdict(config).items() if k != 'max_working_pixels'}
+    settings = config.generator_settings()
     with torch.inference_mode():
         return SamAutomaticMaskGenerator(sam, output_mode='binary_mask', **settings).generate(
             image)

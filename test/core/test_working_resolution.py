@@ -3,8 +3,6 @@ answered at the camera's size; the new mask path gives today's answers at 640x48
 
 The pipeline runs the embedded demo models (real SAM and open_clip code, small).
 """
-from dataclasses import asdict
-
 import numpy as np
 import pytest
 import torch
@@ -77,7 +75,7 @@ class SegmentAnythingsGenerator:
     def __init__(self, sam, config):
         from segment_anything import SamAutomaticMaskGenerator
 
-        settings = {k: v for k, v in asdict(config).items() if k != 'max_working_pixels'}
+        settings = config.generator_settings()
         settings['points_per_batch'] = 64   # as the project ran it before
         self.generator = SamAutomaticMaskGenerator(sam, output_mode='binary_mask', **settings)
 
