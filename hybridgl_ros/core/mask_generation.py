@@ -116,7 +116,8 @@ class BoundedMaskGenerator:
         """SAM's image embedding (1, 256, 64, 64) float32 and the resized input size."""
         resized = self.transform.apply_image(crop_rgb)
         pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        with self._autocast(), banded_global_attention(self.sam.image_encoder):
+        fused = self.encoder_dtype is not None
+        with self._autocast(), banded_global_attention(self.sam.image_encoder, fused=fused):
             features = self.sam.image_encoder(self.sam.preprocess(pixels))
         return features.float(), tuple(int(v) for v in pixels.shape[-2:])
 

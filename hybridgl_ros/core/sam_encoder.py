@@ -15,24 +15,31 @@ import types
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 
 #: Attention scores held at once per global block: 2**24 floats = 64 MiB in float32.
 SCORE_BUDGET = 2 ** 24
 
 
 @contextlib.contextmanager
-def banded_global_attention(image_encoder, score_budget: int = SCORE_BUDGET) -> Iterator[None]:
-    """Within the block, the encoder's global-attention blocks compute attention in bands.
+def banded_global_attention(image_encoder, score_budget: int = SCORE_BUDGET,
+                            fused: bool = False) -> Iterator[None]:
+    """Within the block, the encoder's attention is computed in bands of query rows.
 
     Args:
         image_encoder: a segment_anything ``ImageEncoderViT``; restored on exit.
         score_budget: attention scores per band (heads × band queries × keys).
+        fused: for reduced precision: every block (windowed ones too) runs
+            ``F.scaled_dot_product_attention`` with the relative positions as its additive
+            mask, which never materialises the scores or their float32 softmax. Without it
+            only the global blocks change, bit-identically.
     """
     patched = [block.attn for block in getattr(image_encoder, 'blocks', [])
-               if getattr(block, 'window_size', 0) == 0 and hasattr(block.attn, 'qkv')]
+               if hasattr(block.attn, 'qkv') and (fused or getattr(block, 'window_size', 0) == 0)]
+    forward = fused_attention if fused else banded_attention
     for attn in patched:
         attn.forward = types.MethodType(
-            lambda module, x: banded_attention(module, x, score_budget), attn)
+            lambda module, x: forward(module, x, score_budget), attn)
     try:
         yield
     finally:
@@ -74,6 +81,50 @@ def banded_attention(attn, x: torch.Tensor, score_budget: int = SCORE_BUDGET) ->
         bands.append(scores.softmax(dim=-1) @ v)
     out = torch.cat(bands, dim=1).view(batch, heads, height, width, -1)
     return attn.proj(out.permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1))
+
+
+def fused_attention(attn, x: torch.Tensor, score_budget: int = SCORE_BUDGET) -> torch.Tensor:
+    """SAM's attention with ``F.scaled_dot_product_attention``, a band of query rows at a time.
+
+    The same function as ``Attention.forward`` (softmax(q·kᵀ·scale + relative positions)·v),
+    computed by a fused kernel: equal to float rounding in float32, much faster under
+    bfloat16 autocast, where SAM's own code spends most of its time adding the relative
+    positions to, and casting, score tensors.
+
+    Args:
+        attn: the block's ``Attention``.
+        x: (B, H, W, C) tokens (windows for windowed blocks).
+        score_budget: scores (their additive mask) computed at once.
+
+    Returns:
+        (B, H, W, C), as ``attn(x)``.
+    """
+    from segment_anything.modeling.image_encoder import get_rel_pos
+
+    batch, height, width, _ = x.shape
+    heads = attn.num_heads
+    qkv = attn.qkv(x).reshape(batch, height * width, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)                                    # (B, heads, HW, d)
+    rows = max(1, score_budget // (batch * heads * width * height * width))
+    rel_h = rel_w = None
+    if attn.use_rel_pos:
+        rel_h = get_rel_pos(height, height, attn.rel_pos_h)
+        rel_w = get_rel_pos(width, width, attn.rel_pos_w)
+    bands = []
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        q_band = q[:, :, top * width:bottom * width]           # (B, heads, band·W, d)
+        bias = None
+        if rel_h is not None:
+            r_q = q_band.reshape(batch * heads, bottom - top, width, -1)
+            term_h = torch.einsum('bhwc,hkc->bhwk', r_q, rel_h[top:bottom])
+            term_w = torch.einsum('bhwc,wkc->bhwk', r_q, rel_w)
+            bias = (term_h[:, :, :, :, None] + term_w[:, :, :, None, :]).reshape(
+                batch, heads, -1, height * width).to(q_band.dtype)   # (B, heads, band·W, HW)
+        bands.append(F.scaled_dot_product_attention(q_band, k, v, attn_mask=bias,
+                                                    scale=attn.scale))
+    out = torch.cat(bands, dim=2).transpose(1, 2)              # (B, HW, heads, d)
+    return attn.proj(out.reshape(batch, height, width, -1))
 
 
 def _add_relative_positions(scores: torch.Tensor, q_band: torch.Tensor, rel_h: torch.Tensor,

@@ -12,7 +12,8 @@ import torch
 
 from hybridgl_ros.core.config import ProposalConfig
 from hybridgl_ros.core.mask_generation import BoundedMaskGenerator
-from hybridgl_ros.core.sam_encoder import banded_attention, banded_global_attention
+from hybridgl_ros.core.sam_encoder import (banded_attention, banded_global_attention,
+                                           fused_attention)
 from hybridgl_ros.demo.scenes import make_scene
 
 
@@ -106,6 +107,30 @@ def test_banded_attention_under_bf16_autocast_stays_close_to_fp32():
         with torch.autocast('cpu', dtype=torch.bfloat16):
             got = banded_attention(attn, x, 5000).float()
     assert torch.allclose(got, expected, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize('budget', [1, 5000, 2 ** 24])
+def test_fused_attention_equals_sams_to_float_rounding_in_fp32(budget):
+    attn, x = _attention_with_relative_positions()
+    with torch.inference_mode():
+        torch.testing.assert_close(fused_attention(attn, x, budget), attn(x), atol=1e-5,
+                                   rtol=1e-5)
+
+
+def test_fused_attention_under_bf16_autocast_stays_close_to_fp32():
+    attn, x = _attention_with_relative_positions()
+    with torch.inference_mode():
+        expected = attn(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            got = fused_attention(attn, x, 5000).float()
+    assert torch.allclose(got, expected, atol=0.05, rtol=0.05)
+
+
+def test_fused_mode_patches_every_block_and_is_undone_on_exit(demo_sam):
+    encoder = demo_sam.image_encoder
+    with banded_global_attention(encoder, fused=True):
+        assert all('forward' in vars(block.attn) for block in encoder.blocks)
+    assert not any('forward' in vars(block.attn) for block in encoder.blocks)
 
 
 def test_banded_global_attention_is_undone_on_exit(demo_sam):
