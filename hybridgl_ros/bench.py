@@ -256,6 +256,41 @@ def format_table(records: list[dict]) -> str:
     return '\n'.join(lines)
 
 
+def format_comparison(before: list[dict], after: list[dict]) -> str:
+    """A Markdown table of two bench runs row by row: seconds and peak MiB over idle, before →
+    after, for the (SAM, image size) rows both have."""
+    lines = ['| SAM | image | query | total s | SAM encoder | SAM masks | features | GEM | '
+             'per query | peak over idle MiB |', '|---|---|---|---|---|---|---|---|---|---|']
+    earlier = {(r['sam'], tuple(r['image'][:2])): r for r in before}
+    for r in after:
+        old = earlier.get((r['sam'], tuple(r['image'][:2])))
+        if old is None:
+            continue
+        height, width = r['image'][:2]
+        for kind in ('first_query', 'repeat_query'):
+            pairs = [(_stage_seconds(old[kind], name), _stage_seconds(r[kind], name))
+                     for name in ('total', 'encoder', 'masks', 'features', 'gem', 'query')]
+            if kind == 'repeat_query':
+                pairs[1:5] = [None] * 4
+            cells = ['–' if p is None else f'{_s(p[0] * 1000)} → {_s(p[1] * 1000)}'
+                     for p in pairs]
+            memory = f"{old[kind]['peak_over_idle_mb']:.0f} → {r[kind]['peak_over_idle_mb']:.0f}"
+            lines.append(f"| {r['sam']} | {width}x{height} | {kind.replace('_query', '')} | "
+                         f"{' | '.join(cells)} | {memory} |")
+    return '\n'.join(lines)
+
+
+def _stage_seconds(query: dict, name: str) -> float:
+    """Seconds of one column of the tables from a query record."""
+    stages = query['stages_ms']
+    encoder = stages.get('frame.sam_encoder', 0.0)
+    ms = {'total': query['total_ms'], 'encoder': encoder,
+          'masks': stages.get('frame.proposals', 0.0) - encoder,
+          'features': stages.get('frame.features', 0.0), 'gem': stages.get('frame.gem', 0.0),
+          'query': sum(stages.get(k, 0.0) for k in _QUERY_STAGES)}[name]
+    return ms / 1000.0
+
+
 def _s(ms: float) -> str:
     """Milliseconds as seconds with 2 significant-ish digits."""
     seconds = ms / 1000.0
@@ -282,6 +317,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         return 0
     print(format_table(records))
+    if args.compare:
+        with open(args.compare) as stream:
+            print(f'\nagainst {args.compare}:\n' + format_comparison(json.load(stream), records))
     for r in records:
         print(f"{r['sam']} {r['image'][1]}x{r['image'][0]} (method at "
               f"{r['working_size'][1]}x{r['working_size'][0]}, precision {r['precision']}): "
@@ -304,4 +342,6 @@ def register(subparsers) -> None:
     bench.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                        help='a config field for every row, e.g. --set models.precision=fp32')
     bench.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    bench.add_argument('--compare', metavar='JSON',
+                       help='also print this run against an earlier one (its --json output)')
     bench.set_defaults(func=cmd_bench)
