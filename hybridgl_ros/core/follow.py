@@ -59,6 +59,11 @@ class Follower:
         if choice.found:
             self.tracker.start(image_rgb, choice)
 
+    def catch_up(self, frames, cancel: CancelToken | None = None) -> int:
+        """The tracker follows ``frames`` (oldest first) by optical flow alone: those that
+        arrived during a slow first answer (see :meth:`Tracker.catch_up`)."""
+        return self.tracker.catch_up(frames, cancel)
+
     @property
     def active(self) -> bool:
         """Whether ``next`` can follow the object (tracking, or searching for it)."""

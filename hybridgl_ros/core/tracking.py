@@ -158,6 +158,32 @@ class Tracker:
         segmentation = _tracked(choice, choice.mask, '', {})
         return TrackUpdate(TRACKING, segmentation, 1.0, 0)
 
+    def catch_up(self, frames, cancel: CancelToken | None = None) -> int:
+        """Moves the track through frames by optical flow alone (no SAM, no checks).
+
+        For the frames a slow first answer let pass: following them one by one keeps each
+        step's motion small, so the next :meth:`update` starts from where the object is now.
+
+        Args:
+            frames: (H, W) uint8 grey or (H, W, 3) uint8 RGB frames, oldest first.
+            cancel: checked before each frame.
+
+        Returns:
+            How many frames were followed (0 when there is no track).
+        """
+        import cv2
+
+        count = 0
+        for frame in frames:
+            check_cancel(cancel)
+            if self._track is None:
+                break
+            gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+            moved, _ = self._move(self._track, gray, {})
+            self._track.gray, self._track.mask = gray, moved
+            count += 1
+        return count
+
     def update(self, image_rgb: np.ndarray, cancel: CancelToken | None = None) -> TrackUpdate:
         """Follows the object onto the next frame (see the module docstring).
 

@@ -40,6 +40,7 @@ from hybridgl_ros.ros.frames import FrameCache, PreparedFrame
 from hybridgl_ros.ros.params import (
     NODE_NAME, NodeParams, config_from_node, declare_parameters, node_params_from_node)
 from hybridgl_ros.ros.sync import LatestSlot, StampBuffer, stamp_ns
+from hybridgl_ros.ros.track_server import TrackServer
 from hybridgl_ros.srv import SegmentByText
 
 #: config -> an object with ``prepare(image_rgb) -> Frame`` and ``query(frame, text)``.
@@ -86,6 +87,7 @@ class HybridGLNode(LifecycleNode):
         self._sensor_group = MutuallyExclusiveCallbackGroup()  # tiny callbacks, a frame at a time
         self.create_service(SegmentByText, '~/segment', self._on_segment,
                             callback_group=self._infer_group)
+        self._tracks = TrackServer(self)  # the ~/track action (hybridgl_ros/action/TrackByText)
         if self.get_parameter('autostart').value:
             self._autostart_timer = self.create_timer(
                 0.0, self._autostart, callback_group=MutuallyExclusiveCallbackGroup())
@@ -127,6 +129,7 @@ class HybridGLNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._tracks.stop_all('the node was deactivated')
         self._active = False
         return super().on_deactivate(state)
 
@@ -161,6 +164,7 @@ class HybridGLNode(LifecycleNode):
                 PREPARE_AHEAD_PERIOD_S, self._prepare_ahead, callback_group=self._infer_group))
 
     def _release(self, reason: str) -> None:
+        self._tracks.stop_all(reason)
         with self._busy:  # waits for a running query
             self._release_unlocked(reason)
 
@@ -225,7 +229,7 @@ class HybridGLNode(LifecycleNode):
                 f'{self._settings.max_text_chars} are accepted (parameter max_text_chars)')
         return text
 
-    def _prepare_latest(self) -> PreparedFrame:
+    def _prepare_latest(self, cancel=None) -> PreparedFrame:
         item = self._image.get()
         topic = self._inputs[0].topic_name if self._inputs else 'image'
         if item is None:
@@ -234,7 +238,7 @@ class HybridGLNode(LifecycleNode):
         if 0 < max_age < age:
             raise NotReadyError(f'the latest image on {topic} arrived {age:.1f} s ago '
                                 f'(max_image_age_s = {max_age:g}): is the camera running?')
-        return self._frames.frame_for(self._segmenter, item.msg, item.seq)
+        return self._frames.frame_for(self._segmenter, item.msg, item.seq, cancel)
 
     def _prepare_ahead(self) -> None:
         with self._busy:

@@ -83,6 +83,8 @@ class NodeParams:
     """Fewest valid depth pixels under the mask for a 3D centroid."""
     sync_slop_s: float = 0.05
     """Depth and camera_info pair with the image when their stamps differ by at most this [s]."""
+    track_queue_size: int = 1
+    """~/track goals that may wait behind the running one; more are refused (reason REFUSED)."""
 
 
 def node_param_defaults() -> dict[str, Any]:
@@ -128,6 +130,8 @@ def node_params_from_node(node) -> NodeParams:
     for name in ('image_depth', 'max_text_chars'):
         if getattr(params, name) < 1:
             raise ConfigError(f'{name} must be >= 1')
+    if params.track_queue_size < 0:
+        raise ConfigError('track_queue_size must be >= 0')
     for name in ('max_image_age_s', 'depth_units_to_m', 'sync_slop_s'):
         if getattr(params, name) < 0:
             raise ConfigError(f'{name} must be >= 0')
