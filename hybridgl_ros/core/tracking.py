@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from hybridgl_ros.core import motion
+from hybridgl_ros.core import mask_ops, motion
 from hybridgl_ros.core.cancel import CancelToken
 from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import TrackingConfig
@@ -258,7 +258,8 @@ class Tracker:
         import torch
 
         begin = time.perf_counter()
-        box = _prompt_box(moved, self.config.box_margin) if self.config.box_prompt else None
+        box = (mask_ops.prompt_box(moved, self.config.box_margin) if self.config.box_prompt
+               else None)
         with torch.inference_mode():
             with self._encoder_autocast():
                 self.predictor.set_image(image_rgb)
@@ -266,8 +267,8 @@ class Tracker:
             masks, scores, _ = self.predictor.predict(
                 point_coords=np.asarray([interior_point(moved)], np.float32),
                 point_labels=np.ones(1, np.int64), box=box, multimask_output=True)
-        region = _grown(moved, self.config.search_margin)
-        masks = [_keep_touching(m.astype(bool) & region, moved) for m in masks]
+        region = mask_ops.grown(moved, self.config.search_margin)
+        masks = [mask_ops.keep_touching(m.astype(bool) & region, moved) for m in masks]
         overlaps = [motion.mask_iou(m, moved) for m in masks]
         best = int(np.argmax(overlaps))
         mask = masks[best]
@@ -290,7 +291,7 @@ class Tracker:
         object does not look like the whole one)."""
         every = self.config.appearance_every
         return (self.encoder is not None and self._reference is not None and every > 0
-                and track.frame_index % every == 0 and not _touches_border(mask))
+                and track.frame_index % every == 0 and not mask_ops.touches_border(mask))
 
     def _appearance(self, image_rgb: np.ndarray, mask: np.ndarray, timings: dict) -> float:
         begin = time.perf_counter()
@@ -319,7 +320,8 @@ class Tracker:
         """
         import torch
 
-        crop_rgb, crop_mask = object_crop(image_rgb, _core(mask), APPEARANCE_CONTEXT)
+        core = mask_ops.eroded(mask, APPEARANCE_ERODE)
+        crop_rgb, crop_mask = mask_ops.object_crop(image_rgb, core, APPEARANCE_CONTEXT)
         feature = self.encoder.encode(crop_rgb, crop_mask[None])[0]
         return torch.nn.functional.normalize(feature.float(), dim=0)
 
@@ -378,66 +380,6 @@ def _quality(checks: dict[str, float], from_sam: bool) -> float:
     names = ('sam_score', 'agreement') if from_sam else ('flow',)
     values = [checks[k] for k in (*names, 'appearance') if k in checks]
     return float(np.clip(min(values), 0.0, 1.0)) if values else 0.0
-
-
-def _prompt_box(mask: np.ndarray, margin: float) -> np.ndarray:
-    """(4,) float32 x0, y0, x1, y1: the mask's box grown by ``margin`` of its size per side."""
-    x, y, w, h = mask_box_xywh(mask)
-    height, width = mask.shape
-    dx, dy = margin * w + 2.0, margin * h + 2.0
-    return np.array([max(x - dx, 0.0), max(y - dy, 0.0), min(x + w - 1 + dx, width - 1.0),
-                     min(y + h - 1 + dy, height - 1.0)], np.float32)
-
-
-def _grown(mask: np.ndarray, margin: float) -> np.ndarray:
-    """The mask dilated by ``margin`` times the longer side of its box (at least 3 px)."""
-    import cv2
-
-    _, _, w, h = mask_box_xywh(mask)
-    radius = max(3, int(round(margin * max(w, h))))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
-    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
-
-
-def _keep_touching(mask: np.ndarray, moved: np.ndarray) -> np.ndarray:
-    """The connected parts of ``mask`` that overlap ``moved``."""
-    import cv2
-
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    if count <= 2:
-        return mask
-    keep = np.unique(labels[mask & moved])
-    return np.isin(labels, keep[keep > 0])
-
-
-def _core(mask: np.ndarray) -> np.ndarray:
-    """The mask eroded by ``APPEARANCE_ERODE`` of its box's longer side (at least 2 px), or the
-    mask itself when nothing would be left."""
-    import cv2
-
-    _, _, w, h = mask_box_xywh(mask)
-    radius = max(2, int(round(APPEARANCE_ERODE * max(w, h))))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
-    core = cv2.erode(mask.astype(np.uint8), kernel).astype(bool)
-    return core if core.any() else mask
-
-
-def _touches_border(mask: np.ndarray) -> bool:
-    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
-
-
-def object_crop(image_rgb: np.ndarray, mask: np.ndarray, context: float
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """A square crop around a mask: its box's longer side plus ``context`` of it on each side,
-    cut at the picture's border. Returns (h, w, 3) uint8 and (h, w) bool, contiguous."""
-    x, y, w, h = mask_box_xywh(mask)
-    half = max(w, h) * (0.5 + context)
-    cx, cy = x + w / 2.0, y + h / 2.0
-    x0, y0 = max(int(cx - half), 0), max(int(cy - half), 0)
-    x1 = min(int(np.ceil(cx + half)), mask.shape[1])
-    y1 = min(int(np.ceil(cy + half)), mask.shape[0])
-    return (np.ascontiguousarray(image_rgb[y0:y1, x0:x1]),
-            np.ascontiguousarray(mask[y0:y1, x0:x1]))
 
 
 def _tracked(choice: Segmentation, mask: np.ndarray, message: str, timings: dict

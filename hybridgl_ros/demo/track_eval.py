@@ -9,7 +9,8 @@ the last frame. Measured, against each frame's true visible mask of the target:
 * **Frames to loss** (``leave`` clips): the frame on which the tracker reported the loss minus
   the first frame with no pixel of the target left in view (<= 0: reported before it was gone).
 * **Identity switches**: frames on which the reported mask overlaps another object more than
-  the target (IoU > ``SWITCH_IOU``) after a frame on which it did not.
+  the target (IoU > ``SWITCH_IOU``) after a frame on which it did not (none are counted after
+  a wrong first answer: the tracker then follows the method's miss from the start).
 * **Premature losses**: a loss reported while the target was visible.
 * **Tracking rate**: frames per second of ``Follower.next`` (motion, SAM, appearance check).
 """
@@ -82,7 +83,9 @@ class ClipRecord:
 
     @property
     def switches(self) -> int:
-        count, on_other = 0, False
+        """Onsets of frames on another object; none counted after a wrong first answer (that
+        is the method's miss, not a switch)."""
+        count, on_other = 0, self.first_iou < 0.5
         for f in self.frames:
             now = f.other_iou > SWITCH_IOU and f.other_iou > f.iou
             count += now and not on_other
@@ -155,6 +158,8 @@ def summarize(records: list[ClipRecord]) -> dict:
     return {
         'clips': len(records), 'tracked_frames': len(ms),
         'mean_iou': _mean(ious), 'visible_frames': len(ious),
+        'mean_iou_right_first_answer': _mean([v for r in records if r.first_iou >= 0.5
+                                              for v in r.visible_ious()]),
         'first_answer_correct': sum(r.first_iou >= 0.5 for r in records),
         'per_kind_mean_iou': {k: _mean([v for r in records if r.kind == k
                                         for v in r.visible_ious()]) for k in kinds},
@@ -186,8 +191,9 @@ def format_summary(summary: dict) -> str:
         f'clips {s["clips"]}, tracked frames {s["tracked_frames"]}, first answer right '
         f'(IoU >= 0.5) on {s["first_answer_correct"]}',
         f'mean IoU over {s["visible_frames"]} visible frames: {s["mean_iou"]:.3f} '
-        f'(target >= {TARGET_MEAN_IOU})  per kind: ' + ', '.join(
-            f'{k} {v:.3f}' for k, v in s['per_kind_mean_iou'].items()),
+        f'(target >= {TARGET_MEAN_IOU}); clips with a right first answer: '
+        f'{s["mean_iou_right_first_answer"]:.3f}',
+        '  per kind: ' + ', '.join(f'{k} {v:.3f}' for k, v in s['per_kind_mean_iou'].items()),
         f'frames from gone to loss reported: {leaves} (target <= {TARGET_FRAMES_TO_LOSS}: '
         f'{s["loss_within_target"]} of {len(leaves)})',
         f'identity switches: {s["switches"]} (to the look-alike: {s["lookalike_switches"]}); '

@@ -15,6 +15,10 @@ by the cancel request and checked by the library between its stages, by the trac
 between frames; a waiting goal ends at once. Deactivating or cleaning up the node ends every
 goal with reason FAILED.
 
+A first answer takes seconds on a CPU, and the camera moves on meanwhile: the frames that
+arrive during it are kept (grey, bounded: ``track_frames.FrameRecorder``) and the tracker
+follows the object through them by optical flow before it takes the next new frame.
+
 Threads: the running goal's execute callback runs the whole goal in one executor thread;
 waiting goals hold none (their execution starts when their turn comes).
 """
@@ -26,14 +30,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 
 from hybridgl_ros.action import TrackByText
 from hybridgl_ros.core.cancel import CancelToken, Cancelled
 from hybridgl_ros.core.errors import HybridGLError
-from hybridgl_ros.ros import results
+from hybridgl_ros.ros import results, track_frames
 from hybridgl_ros.ros.frames import PreparedFrame
 
 Result = TrackByText.Result
@@ -53,56 +56,6 @@ def default_follower_factory(segmenter):
     from hybridgl_ros.core.follow import Follower
 
     return Follower(segmenter)
-
-
-class FrameRecorder:
-    """Keeps grey copies of the camera frames that arrive while a first answer runs, so the
-    tracker can follow the object through them (``Follower.catch_up``) instead of jumping to
-    the latest frame. Bounded: beyond ``max_frames`` every other frame is dropped (the steps
-    get longer, the memory does not grow: 64 frames of 640x480 are 20 MB).
-
-    Args:
-        slot: the node's LatestSlot of camera images.
-        max_frames: most frames kept.
-    """
-
-    def __init__(self, slot, max_frames: int = 64) -> None:
-        self._slot, self._max = slot, max(2, max_frames)
-        self._frames: list[tuple[int, np.ndarray]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> 'FrameRecorder':
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1.0)
-
-    def _run(self) -> None:
-        import cv2
-
-        from hybridgl_ros.ros.conversions import image_to_rgb
-
-        last = -1
-        while not self._stop.wait(POLL_S):
-            item = self._slot.get()
-            if item is None or item.seq == last:
-                continue
-            last = item.seq
-            try:
-                gray = cv2.cvtColor(image_to_rgb(item.msg), cv2.COLOR_RGB2GRAY)
-            except HybridGLError:
-                continue            # a bad frame: the answer itself will say so if it matters
-            self._frames.append((item.seq, gray))
-            if len(self._frames) > self._max:
-                self._frames = self._frames[1::2]
-
-    def after(self, seq: int) -> list[tuple[int, np.ndarray]]:
-        """(arrival number, grey frame) of the kept frames that arrived after camera frame
-        ``seq``, oldest first."""
-        return [(s, gray) for s, gray in list(self._frames) if s > seq]
 
 
 class _Ended(Exception):
@@ -268,7 +221,7 @@ class TrackServer:
     def _run(self, goal: _Goal) -> None:
         request = goal.handle.request
         goal.token.check()
-        with FrameRecorder(self._node._image) as recorder:
+        with track_frames.FrameRecorder(self._node._image) as recorder:
             seq, follower = self._first_answer(goal)
         if not goal.last.found:
             raise _Ended(Result.NOT_FOUND, results.response_summary(goal.last))
@@ -348,7 +301,7 @@ class TrackServer:
         goal.quality = quality
         if segmentation.found:
             goal.trail.append(segmentation.centroid_xy)
-        trail_image = _with_trail(prepared.image_rgb, goal.trail)
+        trail_image = track_frames.with_trail(prepared.image_rgb, goal.trail)
         node._publish(goal.last, segmentation, replace(prepared, image_rgb=trail_image),
                       centroid)
 
@@ -407,16 +360,3 @@ class TrackServer:
                              f'{max_age:g} s (max_image_age_s): is the camera running?')
             self._check_limits(goal)
             goal.token.wait(POLL_S)
-
-
-def _with_trail(image_rgb: np.ndarray, trail) -> np.ndarray:
-    """A copy of the image with the track's recent centroids joined by a line."""
-    import cv2
-
-    points = [(int(round(x)), int(round(y))) for x, y in trail if np.isfinite(x + y)]
-    if len(points) < 2:
-        return image_rgb
-    out = image_rgb.copy()
-    cv2.polylines(out, [np.asarray(points, np.int32)], False, (255, 0, 255), 2, cv2.LINE_AA)
-    return out
-

@@ -31,8 +31,8 @@ def demo_segmenters(prepare_delay_s: float = 3.0):
     clip_model, sam = load_clip(config.models, device), load_sam(config.models, device)
     proposer = SamProposer(sam, config.proposals)
     fast = HybridGL(config, clip_model=clip_model, proposer=proposer)
-    slow = HybridGL(config, clip_model=clip_model, proposer=SlowProposer(proposer,
-                                                                          prepare_delay_s))
+    slow = HybridGL(config, clip_model=clip_model,
+                    proposer=SlowProposer(proposer, prepare_delay_s))
     fast.parser.parse('warm up')
     slow.parser = fast.parser
     return fast, slow
