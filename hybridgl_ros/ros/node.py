@@ -275,7 +275,7 @@ class HybridGLNode(LifecycleNode):
             return None, f'depth unusable ({exc}): 2D result only'
 
     def _publish(self, msg: SegmentationMsg, result, prepared: PreparedFrame,
-                 centroid: Centroid3D | None) -> None:
+                 centroid: Centroid3D | None, label: str | None = None) -> None:
         """Publishes the outputs somebody listens to (an unread overlay is not even drawn)."""
         wanted = {name for name, pub in self._outputs.items() if pub.get_subscription_count()}
         for name, value in (('mask', msg.mask), ('result', msg), ('centroid', msg.centroid_3d)):
@@ -286,7 +286,7 @@ class HybridGLNode(LifecycleNode):
         if 'overlay' in wanted and self._settings.publish_overlay:
             from hybridgl_ros.viz import draw_overlay
 
-            overlay = draw_overlay(prepared.image_rgb, result)
+            overlay = draw_overlay(prepared.image_rgb, result, label=label)
             self._outputs['overlay'].publish(numpy_to_image(overlay, 'rgb8', prepared.header))
 
     def _unexpected(self, exc: Exception) -> str:

@@ -281,8 +281,10 @@ class TrackServer:
         image_rgb = image_to_rgb(item.msg)
         update = follower.next(image_rgb, goal.token)
         prepared = PreparedFrame(item.seq, item.msg.header, image_rgb, None, 0.0)
+        label = (f'{update.segmentation.text}  frame {update.frame_index} {update.status}  '
+                 f'quality {update.quality:.2f}')
         self._publish(goal, update.segmentation, prepared, update.quality,
-                      time.perf_counter() - start, 0.0)
+                      time.perf_counter() - start, 0.0, label)
         goal.frames += 1
         stage = Feedback.SEARCHING if update.status == SEARCHING else Feedback.TRACKING
         self._feedback(goal, stage, frame_index=update.frame_index, segmentation=goal.last,
@@ -291,7 +293,7 @@ class TrackServer:
         return update
 
     def _publish(self, goal: _Goal, segmentation, prepared: PreparedFrame, quality: float,
-                 elapsed_s: float, prepare_s: float) -> None:
+                 elapsed_s: float, prepare_s: float, label: str | None = None) -> None:
         """The answer as a message, on the node's topics too (the overlay with the trail)."""
         node = self._node
         centroid, depth_note = node._centroid_3d(segmentation, prepared.header)
@@ -303,7 +305,7 @@ class TrackServer:
             goal.trail.append(segmentation.centroid_xy)
         trail_image = track_frames.with_trail(prepared.image_rgb, goal.trail)
         node._publish(goal.last, segmentation, replace(prepared, image_rgb=trail_image),
-                      centroid)
+                      centroid, label)
 
     def _feedback(self, goal: _Goal, stage: int, **fields) -> None:
         goal.handle.publish_feedback(results.track_feedback(stage, **fields))

@@ -26,9 +26,11 @@ def test_hybridgl_demo_answers_through_the_node_and_writes_pictures(ros_env, tmp
     assert (out / 'scenes' / 'scene_000.png').is_file()
 
 
-def test_demo_config_is_the_defaults_with_vertical_ramps():
+def test_demo_config_is_the_defaults_with_vertical_ramps_and_no_box_prompts():
     config = demo_config()
     assert package_config_file(DEMO_CONFIG_FILE).is_file()
     assert config.guidance.vertical_ramps
     defaults = HybridGLConfig()
-    assert config.to_flat() | {'guidance.vertical_ramps': False} == defaults.to_flat()
+    assert not config.tracking.box_prompt           # the demo SAM never learnt box prompts
+    assert config.to_flat() | {'guidance.vertical_ramps': False,
+                               'tracking.box_prompt': True} == defaults.to_flat()
