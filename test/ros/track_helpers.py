@@ -69,8 +69,9 @@ class ClipCamera:
         self._stop = threading.Event()
         self._thread = None
 
-    def start(self) -> 'ClipCamera':
-        assert wait_for(lambda: self.publisher.get_subscription_count() > 0)
+    def start(self, timeout: float = 10.0) -> 'ClipCamera':
+        """Starts publishing once the node subscribes (it does when its models are loaded)."""
+        assert wait_for(lambda: self.publisher.get_subscription_count() > 0, timeout)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -151,9 +152,10 @@ class GoalRun:
         return response.status, response.result
 
 
-def track_client(node, namespace: str) -> ActionClient:
+def track_client(node, namespace: str, timeout: float = 10.0) -> ActionClient:
+    """An ActionClient of ``<namespace>/hybridgl_node/track``, once the server is there."""
     client = ActionClient(node, TrackByText, f'{namespace}/hybridgl_node/track')
-    assert client.wait_for_server(timeout_sec=10.0)
+    assert client.wait_for_server(timeout_sec=timeout)
     return client
 
 
