@@ -13,8 +13,9 @@ Kinds (``CLIP_KINDS``):
 * ``moving`` — the target slides across the table while the camera pans slowly.
 * ``leave`` — the camera pans until the target has left the view, and on for
   ``LEAVE_TAIL_FRAMES`` frames after.
-* ``lookalike`` — a look-alike of the target slides past it, close behind it (the target
-  hides part of it), from one side to the other.
+* ``lookalike`` — a look-alike of the target slides past it from one side to the other, close
+  behind it (the target hides part of the look-alike) or, in every other look-alike clip of a
+  series, close in front of it (the look-alike hides part of the target).
 
 Clip ``index`` of series ``seed`` is always the same (``numpy.random.default_rng([seed, index,
 ...])``). Frames are rendered on demand (``clip.frame(t)``), so a clip holds no pixels.
@@ -313,7 +314,8 @@ def _leave(rng, seed, index, frames):
 
 
 def _lookalike(rng, seed, index, frames):
-    """A twin of the target slides past just behind it, from one side to the other."""
+    """A twin of the target slides past it, from one side to the other, just behind it or (in
+    every other clip of the series) just in front, hiding part of it."""
     shape, colour, size = _target_look(rng)
     target_xy = np.array(_in_world_middle(rng, 60.0))
     target = _object(rng, shape, colour, size, target_xy)
@@ -331,8 +333,14 @@ def _lookalike(rng, seed, index, frames):
     camera = Camera(tuple(camera_mid - drift), tuple(camera_mid + drift))
     place = 'right' if side < 0 else 'left'                # the target on frame 0
     text = f'the {colour} {shape} on the {place}'
-    return _clip('lookalike', seed, index, frames, camera, [twin, Mover(target)], 1, 0, rng,
+    clip = _clip('lookalike', seed, index, frames, camera, [twin, Mover(target)], 1, 0, rng,
                  text)
+    if (index // len(CLIP_KINDS)) % 2:                     # every other one: the twin in front
+        movers = list(clip.movers)
+        movers[clip.target], movers[clip.lookalike] = twin, Mover(target)
+        clip = replace(clip, movers=tuple(movers), target=clip.lookalike,
+                       lookalike=clip.target)
+    return clip
 
 
 _BUILDERS = {'pan': _pan, 'zoom': _zoom, 'moving': _moving, 'leave': _leave,

@@ -50,9 +50,10 @@ def test_object_leaving_the_view_is_reported_lost_within_five_frames(follower):
     assert all(f.status == 'ended' for f in record.frames if f.t > record.lost_at)
 
 
-@pytest.mark.parametrize('index', [4, 9])
-def test_lookalike_passing_behind_the_object_does_not_take_its_place(follower, index):
+@pytest.mark.parametrize('index', [4, 9])      # behind the object, in front of it
+def test_lookalike_passing_by_does_not_take_the_objects_place(follower, index):
     clip = make_clip(6001, index, 'lookalike', frames=20)
+    assert (clip.lookalike > clip.target) == (index == 9)
     record = run_clip(follower, clip, init='truth')
     assert record.switches == 0 and record.lost_at is None
     assert min(f.iou for f in record.frames) >= 0.7
