@@ -193,13 +193,7 @@ class Tracker:
         """
         import cv2
 
-        track = self._track
-        if track is None:
-            raise InvalidInputError('no track: call start() first (or the object was lost)')
-        image_rgb = check_image(image_rgb)
-        if image_rgb.shape[:2] != track.mask.shape:
-            raise InvalidInputError(f'the frame is {image_rgb.shape[1]}x{image_rgb.shape[0]}, '
-                                    f'the track {track.mask.shape[1]}x{track.mask.shape[0]}')
+        track, image_rgb = self._current(image_rgb)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
@@ -209,8 +203,26 @@ class Tracker:
         if np.count_nonzero(moved) < self.config.min_area_px:
             return self._lose(track, 'the object left the view', {}, timings, start)
         check_cancel(cancel)
-        sam_mask, checks = self._segment(image_rgb, moved, timings)
+        mask, from_sam, checks, failure, note = self._choose(
+            image_rgb, moved, track, timings, cancel)
         checks['flow'] = flow_share
+        return self._conclude(track, mask, moved, _quality(checks, from_sam), checks,
+                              failure or note, bool(failure), timings, start)
+
+    def _current(self, image_rgb: np.ndarray) -> tuple[_Track, np.ndarray]:
+        """The running track and the checked (contiguous) frame that continues it."""
+        track = self._track
+        if track is None:
+            raise InvalidInputError('no track: call start() first (or the object was lost)')
+        image_rgb = check_image(image_rgb)
+        if image_rgb.shape[:2] != track.mask.shape:
+            raise InvalidInputError(f'the frame is {image_rgb.shape[1]}x{image_rgb.shape[0]}, '
+                                    f'the track {track.mask.shape[1]}x{track.mask.shape[0]}')
+        return track, image_rgb
+
+    def _choose(self, image_rgb, moved, track, timings, cancel):
+        """SAM's mask or the moved one, checked: (mask, from SAM, checks, failure, note)."""
+        sam_mask, checks = self._segment(image_rgb, moved, timings)
         rejected = self._sam_rejected(sam_mask, checks, track)
         candidates = [(moved, False)] if rejected else [(sam_mask, True), (moved, False)]
         mask, from_sam = candidates[0]
@@ -221,8 +233,7 @@ class Tracker:
         note = ''
         if not (from_sam or failure):
             note = 'following the moved mask: ' + (rejected or 'SAM\'s mask looks different')
-        return self._conclude(track, mask, moved, _quality(checks, from_sam), checks,
-                              failure or note, bool(failure), timings, start)
+        return mask, from_sam, checks, failure, note
 
     def _confirm(self, image_rgb: np.ndarray, candidates: list, checks: dict, timings: dict
                  ) -> tuple[np.ndarray, bool, str]:
