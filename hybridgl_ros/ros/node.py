@@ -141,6 +141,10 @@ class HybridGLNode(LifecycleNode):
         self._release('the node is shutting down')
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        self._tracks.destroy()
+        super().destroy_node()
+
     def _create_io(self) -> None:
         s = self._settings
         qos = QoSProfile(depth=s.image_depth, history=HistoryPolicy.KEEP_LAST,
