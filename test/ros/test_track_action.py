@@ -12,7 +12,8 @@ from hybridgl_ros.action import TrackByText
 from hybridgl_ros.demo.sequences import make_clip
 from hybridgl_ros.msg import Segmentation
 from ros_helpers import call, wait_for
-from track_helpers import GoalRun, camera, demo_segmenters, goal, mask_iou, track_client
+from track_helpers import (
+    DEPTH_M, GoalRun, camera, demo_segmenters, goal, mask_iou, track_client)
 
 Result = TrackByText.Result
 Feedback = TrackByText.Feedback
@@ -60,6 +61,9 @@ def test_goal_answers_then_follows_the_object_frame_by_frame(tracking):
     ious = [mask_iou(f.segmentation, cam.truth(f.segmentation.header)) for f in tracked]
     assert min(ious) > 0.7, ious
     assert all(0.0 < f.tracking_quality <= 1.0 and f.segmentation.found for f in tracked)
+    # the depth camera's flat table, 1.25 m away, under every tracked mask
+    assert all(f.segmentation.has_3d for f in tracked)
+    assert all(abs(f.segmentation.centroid_3d.point.z - DEPTH_M) < 1e-3 for f in tracked)
     stamps = [f.segmentation.header.stamp for f in tracked]
     assert len({(s.sec, s.nanosec) for s in stamps}) == 6     # one per new camera frame
     assert result.last.found and result.last.header.stamp == stamps[-1]

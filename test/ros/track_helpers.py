@@ -5,15 +5,15 @@ import time
 
 import numpy as np
 from rclpy.action import ActionClient
-from rclpy.qos import QoSProfile
-from sensor_msgs.msg import Image
 
 from hybridgl_ros.action import TrackByText
 from hybridgl_ros.ros.conversions import image_to_numpy, numpy_to_image
-from ros_helpers import stamp_header, wait_for
+from ros_helpers import camera_info, stamp_header, wait_for
 
 #: Seconds between the stamps of consecutive clip frames.
 FRAME_PERIOD_S = 0.1
+#: Distance of the clip's table in the depth images the camera can publish [m].
+DEPTH_M = 1.25
 
 
 def demo_segmenters(prepare_delay_s: float = 3.0):
@@ -59,8 +59,9 @@ class ClipCamera:
     """
 
     def __init__(self, publisher, clip, frames: int, rate_hz: float = 8.0,
-                 loop: bool = True) -> None:
+                 loop: bool = True, depth_publishers=None) -> None:
         self.clip, self.publisher, self.period, self.loop = clip, publisher, 1.0 / rate_hz, loop
+        self.depth_publishers = depth_publishers
         rendered = [clip.frame(t) for t in range(frames)]
         self.images = [f.image_rgb for f in rendered]
         self.masks = [f.masks[clip.target] for f in rendered]
@@ -85,10 +86,20 @@ class ClipCamera:
             header = stamp_header(n * FRAME_PERIOD_S)
             t = self.index(position)
             self.shown[(header.stamp.sec, header.stamp.nanosec)] = t
+            if self.depth_publishers:
+                self._publish_depth(header)
             self.publisher.publish(numpy_to_image(self.images[t], 'rgb8', header))
             n += 1
             position += self.playing.is_set()
             self._stop.wait(self.period)
+
+    def _publish_depth(self, header) -> None:
+        """A flat table DEPTH_M away, and the intrinsics, stamped like the frame."""
+        depth, info = self.depth_publishers
+        height, width = self.images[0].shape[:2]
+        plane = np.full((height, width), DEPTH_M, np.float32)
+        depth.publish(numpy_to_image(plane, '32FC1', header))
+        info.publish(camera_info(header, height, width, 500.0, 500.0, width / 2, height / 2))
 
     def index(self, position: int) -> int:
         """The clip frame at a playing position."""
@@ -169,7 +180,8 @@ def goal(text: str, keep_tracking: bool = True, max_frames: int = 0,
 
 
 def camera(harness, clip, frames: int, rate_hz: float = 8.0, loop: bool = True) -> ClipCamera:
-    """A ClipCamera on the harness's ``image`` publisher, started (paused on frame 0)."""
-    publisher = harness.client_node.create_publisher(Image, f'{harness.namespace}/image',
-                                                     QoSProfile(depth=2))
-    return ClipCamera(publisher, clip, frames, rate_hz, loop).start()
+    """A ClipCamera on the harness's publishers (image, depth, camera_info), started (paused
+    on frame 0)."""
+    publishers = harness.publishers
+    return ClipCamera(publishers['image'], clip, frames, rate_hz, loop,
+                      (publishers['depth'], publishers['camera_info'])).start()
