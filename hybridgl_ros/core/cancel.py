@@ -1,14 +1,17 @@
 """Cooperative cancellation: a token a caller sets and long-running work checks between steps.
 
 ``HybridGL.prepare(image, cancel=token)`` checks it before each stage (SAM, each chunk of mask
-features, GEM) and the tracker before each of its steps; a set token makes the next check raise
-:class:`Cancelled`. A stage that has started runs to its end: the worst-case delay between
-``cancel()`` and the exception is the longest single stage (SAM's automatic mask generation,
-or one chunk of ``features.mask_batch_size`` masks through CLIP).
+features, GEM) and, while SAM runs, before each block of SAM's image encoder and each call of
+its mask decoder (:func:`checked_during`); the tracker checks it before each of its steps and
+inside SAM the same way. A set token makes the next check raise :class:`Cancelled`, so the
+delay between ``cancel()`` and the exception is one ViT block or one decoder batch of SAM, or
+one chunk of ``features.mask_batch_size`` masks through CLIP, or the GEM pass.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
+from typing import Iterable, Iterator
 
 from hybridgl_ros.core.errors import HybridGLError
 
@@ -65,3 +68,30 @@ def check(token: CancelToken | None) -> None:
     """``token.check()``, or nothing when there is no token."""
     if token is not None:
         token.check()
+
+
+@contextlib.contextmanager
+def checked_during(modules: Iterable, token: CancelToken | None) -> Iterator[None]:
+    """Checks ``token`` before every forward call of each of ``modules`` (torch ``nn.Module``s,
+    e.g. the blocks of a ViT) while the block runs, so a long model pass stops between two of
+    them. Nothing is hooked without a token."""
+    if token is None:
+        yield
+        return
+    handles = [module.register_forward_pre_hook(lambda *_: token.check())
+               for module in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def sam_checkpoints(sam) -> list:
+    """The parts of a segment_anything ``Sam`` worth a cancel check before each call: the
+    blocks of its image encoder and its mask decoder ([] for anything else)."""
+    if sam is None:
+        return []
+    blocks = list(getattr(getattr(sam, 'image_encoder', None), 'blocks', []))
+    decoder = getattr(sam, 'mask_decoder', None)
+    return blocks + ([decoder] if decoder is not None else [])

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hybridgl_ros.core.cancel import CancelToken
+from hybridgl_ros.core.cancel import CancelToken, checked_during, sam_checkpoints
 from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import InvalidInputError
@@ -82,8 +82,9 @@ class HybridGL:
 
         Args:
             image_rgb: (H, W, 3) uint8 RGB.
-            cancel: checked before each stage and each chunk of mask features; once set,
-                the next check raises :class:`~hybridgl_ros.core.cancel.Cancelled`.
+            cancel: checked before each stage, each block of SAM's image encoder, each SAM
+                decoder batch and each chunk of mask features; once set, the next check raises
+                :class:`~hybridgl_ros.core.cancel.Cancelled`.
         """
         import torch
 
@@ -92,7 +93,8 @@ class HybridGL:
         image_rgb = check_image(image_rgb)
         timings: dict[str, float] = {}
         check_cancel(cancel)
-        with _timed(timings, 'proposals', self.device):
+        checkpoints = sam_checkpoints(getattr(self.proposer, 'sam', None))
+        with _timed(timings, 'proposals', self.device), checked_during(checkpoints, cancel):
             proposals = self.proposer.propose(image_rgb)
         with _timed(timings, 'features', self.device):
             features = self.encoder.encode(image_rgb, proposals.masks, cancel=cancel)  # (N, D)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from hybridgl_ros.core import mask_ops, motion
-from hybridgl_ros.core.cancel import CancelToken
+from hybridgl_ros.core.cancel import CancelToken, checked_during, sam_checkpoints
 from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import TrackingConfig
 from hybridgl_ros.core.errors import InvalidInputError
@@ -111,6 +111,7 @@ class Tracker:
         self.config = config
         self.encoder = encoder
         self.predictor = SamPredictor(sam)
+        self._checkpoints = sam_checkpoints(sam)
         self.autocast_dtype = autocast_dtype
         self._track: _Track | None = None
         self._reference = None
@@ -189,7 +190,8 @@ class Tracker:
 
         Args:
             image_rgb: (H, W, 3) uint8, the same size as the first frame.
-            cancel: checked before SAM and before the appearance check.
+            cancel: checked before SAM, inside it (before each image-encoder block and the
+                decoder) and before the appearance check.
         """
         import cv2
 
@@ -222,7 +224,7 @@ class Tracker:
 
     def _choose(self, image_rgb, moved, track, timings, cancel):
         """SAM's mask or the moved one, checked: (mask, from SAM, checks, failure, note)."""
-        sam_mask, checks = self._segment(image_rgb, moved, timings)
+        sam_mask, checks = self._segment(image_rgb, moved, timings, cancel)
         rejected = self._sam_rejected(sam_mask, checks, track)
         candidates = [(moved, False)] if rejected else [(sam_mask, True), (moved, False)]
         mask, from_sam = candidates[0]
@@ -263,15 +265,15 @@ class Tracker:
         timings['motion'] = _ms(begin)
         return moved, share
 
-    def _segment(self, image_rgb: np.ndarray, moved: np.ndarray, timings: dict
-                 ) -> tuple[np.ndarray, dict[str, float]]:
+    def _segment(self, image_rgb: np.ndarray, moved: np.ndarray, timings: dict,
+                 cancel: CancelToken | None = None) -> tuple[np.ndarray, dict[str, float]]:
         """SAM on the frame, prompted at the moved mask; its mask cut to the search region."""
         import torch
 
         begin = time.perf_counter()
         box = (mask_ops.prompt_box(moved, self.config.box_margin) if self.config.box_prompt
                else None)
-        with torch.inference_mode():
+        with torch.inference_mode(), checked_during(self._checkpoints, cancel):
             with self._encoder_autocast():
                 self.predictor.set_image(image_rgb)
             self.predictor.features = self.predictor.features.float()

@@ -95,3 +95,21 @@ def test_prepare_without_a_token_is_unchanged(tiny_clip, spacy_parser, scene_rgb
     a = segmenter.prepare(scene_rgb)
     b = segmenter.prepare(scene_rgb, cancel=CancelToken())
     assert np.array_equal(a.mask_features.numpy(), b.mask_features.numpy())
+
+
+def test_cancel_during_sam_image_encoder_stops_before_its_next_block(scene_rgb):
+    from hybridgl_ros.core.pipeline import HybridGL
+
+    segmenter = HybridGL.from_config(HybridGLConfig())          # the embedded demo models
+    blocks = segmenter.proposer.sam.image_encoder.blocks
+    token, later = CancelToken(), []
+    first = blocks[0].register_forward_hook(lambda *_: token.cancel('canceled inside SAM'))
+    second = blocks[1].register_forward_hook(lambda *_: later.append(1))
+    try:
+        with pytest.raises(Cancelled, match='inside SAM'):
+            segmenter.prepare(scene_rgb, cancel=token)
+    finally:
+        first.remove()
+        second.remove()
+    assert not later
+    assert not blocks[1]._forward_pre_hooks              # the checks are gone afterwards
