@@ -221,17 +221,14 @@ class TrackServer:
     def _run(self, goal: _Goal) -> None:
         request = goal.handle.request
         goal.token.check()
-        with track_frames.FrameRecorder(self._node._image) as recorder:
+        recorder = track_frames.FrameRecorder(self._node._image)
+        with recorder if request.keep_tracking else contextlib.nullcontext():
             seq, follower = self._first_answer(goal)
         if not goal.last.found:
             raise _Ended(Result.NOT_FOUND, results.response_summary(goal.last))
         if not request.keep_tracking:
             return
-        missed = recorder.after(seq)
-        if missed:
-            with self._models(goal.token):
-                follower.catch_up([gray for _, gray in missed], goal.token)
-            seq = missed[-1][0]
+        seq = self._catch_up(goal, follower, recorder, seq)
         tracking_start = time.monotonic()
         while not (request.max_frames and goal.frames >= request.max_frames):
             self._check_limits(goal)
@@ -243,6 +240,16 @@ class TrackServer:
             goal.tracking_s = time.monotonic() - tracking_start
             if update.lost:
                 raise _Ended(Result.OBJECT_LOST, update.message)
+
+    def _catch_up(self, goal: _Goal, follower, recorder, seq: int) -> int:
+        """Follows the object through the frames that came during the first answer; returns
+        the arrival number of the last of them (``seq`` if none came)."""
+        missed = recorder.after(seq)
+        if not missed:
+            return seq
+        with self._models(goal.token):
+            follower.catch_up([gray for _, gray in missed], goal.token)
+        return missed[-1][0]
 
     def _first_answer(self, goal: _Goal) -> tuple[int, object]:
         """The method's answer, published; (the camera arrival number it is as new as, the
