@@ -47,6 +47,7 @@ def run_track_demo(asker, out: Path, frames: int = TRACK_FRAMES) -> dict:
         overlays, summary = _ros_track(asker, folder, clip.text)
     if not overlays:
         raise HybridGLError('the tracking demo produced no overlay')
+    overlays = overlays[:1] + overlays[1:][-len(rendered):]     # the answer, then the clip
     write_gif(out / 'track.gif', overlays, TRACK_RATE_HZ)
     picks = np.linspace(0, len(overlays) - 1, 6).round().astype(int)
     write_image_rgb(out / 'track_strip.png', contact_sheet([overlays[i] for i in picks],
