@@ -169,7 +169,7 @@ class TrackingConfig:
     min_appearance: float = 0.9
     """A frame is uncertain if its mask's hybrid CLIP feature (on a crop around the mask) has a
     lower cosine similarity to the chosen object's."""
-    lost_after: int = 3
+    lost_after: int = 5
     """Consecutive uncertain frames after which the object is reported lost."""
     on_lost: str = 'report'
     """report: end the track as lost; redetect: run the whole method again on the next frames."""
