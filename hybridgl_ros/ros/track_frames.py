@@ -52,8 +52,8 @@ class FrameRecorder:
             except HybridGLError:
                 continue            # a bad frame: the answer itself will say so if it matters
             self._frames.append((item.seq, gray))
-            if len(self._frames) > self._max:
-                self._frames = self._frames[1::2]
+            if len(self._frames) > self._max:      # every other one, the newest kept
+                self._frames = self._frames[(len(self._frames) - 1) % 2::2]
 
     def after(self, seq: int) -> list[tuple[int, np.ndarray]]:
         """(arrival number, grey frame) of the kept frames that arrived after camera frame
