@@ -240,8 +240,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 def load_yaml_values(path: str | Path) -> dict[str, Any]:
     """Grouped-name values from a YAML file with sections (``proposals: {points_per_side: 8}``).
 
-    A ROS parameter file (``hybridgl_node: {ros__parameters: {...}}``) is read too; node-only
-    parameters in it (those not in the config) are ignored here.
+    A ROS parameter file (``/**: {ros__parameters: {...}}``, or keyed by a node name) is read
+    too: its first section with ``ros__parameters``; the node-only parameters in it (those not
+    in the config) are ignored here.
     """
     import yaml
 

@@ -175,8 +175,8 @@ class Harness:
     def publish_depth(self, depth, encoding, info):
         """Publishes a depth image and its camera_info (both stamped like ``info``)."""
         msg = numpy_to_image(depth, encoding, info.header)
-        self.publish('depth', msg, self.node._depths.latest)
-        self.publish('camera_info', info, self.node._infos.latest)
+        self.publish('depth', msg, self.node._depth.depths.latest)
+        self.publish('camera_info', info, self.node._depth.infos.latest)
 
     def segment(self, text, image=None, timeout=10.0):
         request = SegmentByText.Request(text=text)

@@ -34,6 +34,13 @@ def scene_rgb(height: int = 96, width: int = 128) -> np.ndarray:
     return image
 
 
+def sam_box_xywh(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """SAM's box of a mask, as the library's Segmentation.box_xywh holds it: width and height
+    are max - min (inclusive max), one less than the pixel counts."""
+    x, y, w, h = mask_box_xywh(mask)
+    return x, y, w - 1, h - 1
+
+
 class ColourSegmenter:
     """prepare(image_rgb) -> Frame; query(frame, text) -> Segmentation, by colour words.
 
@@ -64,7 +71,7 @@ class ColourSegmenter:
         if not masks:
             return Frame((height, width), Proposals.empty(height, width), mask_features=[])
         stack = np.stack(masks)
-        boxes = np.array([mask_box_xywh(m) for m in masks], np.int64)
+        boxes = np.array([sam_box_xywh(m) for m in masks], np.int64)
         return Frame((height, width), Proposals(stack, boxes, np.ones(len(masks), np.float32)),
                      mask_features=names)
 
@@ -87,7 +94,7 @@ class ColourSegmenter:
         probs[chosen] = 0.9 if n > 1 else 1.0
         mask = frame.proposals.masks[chosen]
         return Segmentation(
-            found=True, text=text, mask=mask, box_xywh=mask_box_xywh(mask), score=0.9,
+            found=True, text=text, mask=mask, box_xywh=sam_box_xywh(mask), score=0.9,
             centroid_xy=mask_centroid(mask), interior_xy=interior_point(mask), index=chosen,
             pure_index=chosen, matching_probs=probs, spatial_scores=np.ones(n, np.float32),
             candidate_indices=(chosen,), candidate_scores=(0.9,), parse=parse,

@@ -49,7 +49,7 @@ def test_a_half_size_depth_image_gives_the_same_point():
     """Colour mask at full size, depth and its camera_info at full size, then at half size."""
     mask = np.zeros((H, W), bool)
     mask[SQUARE] = True
-    k = (FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0)
+    k = Intrinsics(FX, FY, CX, CY)
     full, note = image_mask_centroid_3d(mask, np.full((H, W), 2.0, np.float32), k, (H, W), 10)
     half, _ = image_mask_centroid_3d(mask, np.full((H // 2, W // 2), 2.0, np.float32), k,
                                      (H, W), 10)
@@ -62,7 +62,7 @@ def test_a_half_size_depth_image_gives_the_same_point():
 def test_no_depth_under_the_mask_says_so():
     mask = np.zeros((H, W), bool)
     mask[SQUARE] = True
-    k = (FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0)
+    k = Intrinsics(FX, FY, CX, CY)
     centroid, note = image_mask_centroid_3d(mask, np.zeros((H, W), np.float32), k, (0, 0), 10)
     assert centroid is None and 'no valid depth' in note
 

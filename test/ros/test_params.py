@@ -33,7 +33,7 @@ def _node(context, overrides=(), cli_args=None):
 
 def test_yaml_file_holds_every_default():
     data = yaml.safe_load(YAML_PATH.read_text())
-    assert _flatten(data[params.NODE_NAME]['ros__parameters']) == params.all_param_defaults()
+    assert _flatten(data['/**']['ros__parameters']) == params.all_param_defaults()
 
 
 def test_yaml_file_is_what_the_generator_writes():
