@@ -54,7 +54,7 @@ from hybridgl_ros.srv import SegmentByText
 #: config -> an object with ``prepare(image_rgb) -> Frame`` and ``query(frame, text)``.
 SegmenterFactory = Callable[[HybridGLConfig], Any]
 #: Calls arriving faster than the executor takes them wait here (taking one costs microseconds).
-SERVICE_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
+SERVICE_QOS = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE,
@@ -229,8 +229,9 @@ class HybridGLNode(LifecycleNode):
             whether a query is still running (its caller already has the answer).
         """
         answered = self._requests.close(reason)
-        if answered:
-            self.get_logger().info(f'answered {answered} pending call(s): {reason}')
+        counts = ', '.join(f'{n} {k}' for k, n in self._requests.counts.items())
+        self.get_logger().info(f'{reason}: answered {answered} pending call(s) (calls since '
+                               f'start: {counts})')
         return self._requests.busy
 
     def wait_answered(self, timeout_s: float) -> bool:

@@ -6,8 +6,15 @@ what does not fit there is dropped: the caller never gets an answer. Here the se
 is a coroutine (:meth:`RequestQueue.call`): it puts the call into a bounded FIFO and awaits its
 answer, which frees the executor thread at once, so the executor keeps taking calls off the
 wire. One worker thread serves the FIFO in order of arrival. A call that finds the FIFO full is
-answered at once (``busy: N queued``); on shutdown every waiting and running call is answered
-with the reason (``success = false``).
+answered without waiting (``busy: N queued``); on shutdown every waiting and running call is
+answered with the reason (``success = false``).
+
+Refusals leave at most one per ``REFUSAL_SPACING_S``: a client keeps its unread responses in
+its own DDS history, so refusing a burst within a millisecond could overflow it. A client that
+sends more calls at once than its own QoS history depth (rclpy's default: 10) must make that
+depth larger: beyond it, its own DDS writer and reader drop requests and responses before this
+node can see them (measured: see the README). :attr:`RequestQueue.counts` says what this side
+took, served and refused.
 
 Order: the executor takes one request of a service at a time and the coroutine enqueues it a few
 bytecodes later, on the same thread, so calls are served in the order they were taken.
@@ -16,12 +23,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any, Callable
 
 from rclpy.task import Future
 
 LOG = logging.getLogger(__name__)
+REFUSAL_SPACING_S = 0.005
 
 
 class Ticket:
@@ -78,9 +87,12 @@ class RequestQueue:
         self._current: Ticket | None = None
         self._closed = ''
         self._awaiting = 0  # coroutines that have not returned their response yet
+        self._refusals: deque[tuple[Ticket, str]] = deque()
+        self._counts = {'taken': 0, 'served': 0, 'refused': 0}
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name='hybridgl_requests', daemon=True)
         self._thread.start()
+        threading.Thread(target=self._refuse_paced, name='hybridgl_refusals', daemon=True).start()
 
     async def call(self, request, response):
         """The service callback: queues the call and returns its response when answered."""
@@ -98,12 +110,14 @@ class RequestQueue:
         """Queues a call, or answers it at once when the queue is full or closed."""
         ticket = Ticket(request, response, self._wake)
         with self._cond:
+            self._counts['taken'] += 1
             refusal = self._closed or self._busy_reason()
-            if not refusal:
+            if refusal:
+                self._counts['refused'] += 1
+                self._refusals.append((ticket, refusal))
+            else:
                 self._waiting.append(ticket)
-                self._cond.notify_all()
-        if refusal:
-            ticket.answer(False, refusal)
+            self._cond.notify_all()
         return ticket
 
     def _busy_reason(self) -> str:
@@ -120,9 +134,10 @@ class RequestQueue:
             return self._current is not None
 
     @property
-    def queued(self) -> int:
+    def counts(self) -> dict[str, int]:
+        """Calls taken off the wire, served (the worker ran them) and refused at once."""
         with self._cond:
-            return len(self._waiting)
+            return dict(self._counts)
 
     def close(self, reason: str) -> int:
         """Answers every waiting and running call with ``reason`` (success = false) and refuses
@@ -130,10 +145,11 @@ class RequestQueue:
         were answered."""
         with self._cond:
             self._closed = reason
-            tickets = list(self._waiting) + ([self._current] if self._current else [])
+            tickets = ([self._current] if self._current else []) + list(self._waiting)
             self._waiting.clear()
+            self._refusals.extend((ticket, reason) for ticket in tickets)
             self._cond.notify_all()
-        return sum(ticket.answer(False, reason) for ticket in tickets)
+        return len(tickets)
 
     def wait_answered(self, timeout_s: float) -> bool:
         """Waits until every call's coroutine has returned its response to rclpy."""
@@ -164,6 +180,14 @@ class RequestQueue:
                 with self._cond:
                     self._current = None
 
+    def _refuse_paced(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._refusals)
+                ticket, reason = self._refusals.popleft()
+            ticket.answer(False, reason)
+            time.sleep(REFUSAL_SPACING_S)
+
     def _next(self) -> Ticket | None:
         with self._cond:
             if not self._waiting and not self._closed:
@@ -171,4 +195,5 @@ class RequestQueue:
             if self._closed or not self._waiting:
                 return None
             self._current = self._waiting.popleft()
+            self._counts['served'] += 1
             return self._current

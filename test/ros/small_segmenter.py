@@ -45,13 +45,16 @@ class ColourSegmenter:
     """prepare(image_rgb) -> Frame; query(frame, text) -> Segmentation, by colour words.
 
     Args:
-        prepare_delay_s: extra time spent in prepare [s].
-        query_delay_s: extra time spent in query [s].
+        prepare_delay_s: extra time spent in prepare, sleeping [s].
+        query_delay_s: extra time spent in query, sleeping [s].
+        prepare_torch_s: extra time spent in prepare computing in torch, as a model does [s].
     """
 
-    def __init__(self, prepare_delay_s: float = 0.0, query_delay_s: float = 0.0) -> None:
+    def __init__(self, prepare_delay_s: float = 0.0, query_delay_s: float = 0.0,
+                 prepare_torch_s: float = 0.0) -> None:
         self.prepare_delay_s = prepare_delay_s
         self.query_delay_s = query_delay_s
+        self.prepare_torch_s = prepare_torch_s
         self.prepare_calls = 0
         self.query_calls = 0
         self._lock = threading.Lock()
@@ -61,6 +64,7 @@ class ColourSegmenter:
         with self._lock:
             self.prepare_calls += 1
         time.sleep(self.prepare_delay_s)
+        _torch_work(self.prepare_torch_s)
         names, masks = [], []
         for name, rgb in COLOURS_RGB.items():
             mask = np.abs(image_rgb.astype(np.int16) - rgb).max(axis=2) < 30
@@ -99,3 +103,15 @@ class ColourSegmenter:
             pure_index=chosen, matching_probs=probs, spatial_scores=np.ones(n, np.float32),
             candidate_indices=(chosen,), candidate_scores=(0.9,), parse=parse,
             timings_ms={'total': 0.0})
+
+
+def _torch_work(seconds: float) -> None:
+    """Matrix products for ``seconds`` (torch releases the GIL inside each, like a model)."""
+    if seconds <= 0:
+        return
+    import torch
+
+    a = torch.rand(256, 256)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        a = torch.nn.functional.normalize(a @ a, dim=1)
