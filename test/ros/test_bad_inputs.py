@@ -10,6 +10,7 @@ from sensor_msgs.msg import Image
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from hybridgl_ros.core.models import DEMO_SAM_WEIGHTS
 from hybridgl_ros.ros.conversions import numpy_to_image
 from hybridgl_ros.ros.node import HybridGLNode
 from hybridgl_ros.srv import SegmentByText
@@ -134,18 +135,36 @@ def tiny_clip_json(tmp_path):
     return str(path)
 
 
-@pytest.mark.parametrize('kind', ['missing', 'corrupt'])
+def _write_weights(path, kind):
+    """A weight file of one bad kind (None: leave it missing)."""
+    if kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'random_bytes':
+        path.write_bytes(np.random.default_rng(1).bytes(4096))
+    elif kind == 'no_tensors':
+        torch.save({'epoch': 3, 'note': 'not weights'}, path)
+    elif kind == 'another_model':
+        path.write_bytes(DEMO_SAM_WEIGHTS.read_bytes())  # SAM's weights where CLIP's belong
+
+
+BAD_WEIGHTS = {
+    'missing': 'not found', 'empty': 'is empty (0 bytes)',
+    'random_bytes': 'not a torch checkpoint (corrupt or incomplete download?)',
+    'no_tensors': 'holds no tensors', 'another_model': 'looks like a SAM checkpoint'}
+
+
+@pytest.mark.parametrize('kind', list(BAD_WEIGHTS))
 def test_bad_checkpoint_keeps_the_node_up_and_says_why(ros_context, tmp_path, tiny_clip_json,
                                                        kind):
     weights = tmp_path / 'clip_weights.pt'
-    if kind == 'corrupt':
-        weights.write_bytes(b'not a checkpoint' * 100)
-    node = HybridGLNode(context=ros_context, namespace='/bad_ckpt', parameter_overrides=[
+    _write_weights(weights, kind)
+    namespace = f'/bad_{kind}'
+    node = HybridGLNode(context=ros_context, namespace=namespace, parameter_overrides=[
         Parameter('models.clip_model', value=tiny_clip_json),
         Parameter('models.clip_weights', value=str(weights)),
         Parameter('models.device', value='cpu')])  # the real loader: HybridGL.from_config
-    client_node = Node('client', context=ros_context, namespace='/bad_ckpt')
-    client = client_node.create_client(SegmentByText, '/bad_ckpt/hybridgl_node/segment')
+    client_node = Node('client', context=ros_context, namespace=namespace)
+    client = client_node.create_client(SegmentByText, f'{namespace}/hybridgl_node/segment')
     spinner = Spinner(ros_context, node, client_node)
     try:
         assert client.wait_for_service(timeout_sec=10.0)
@@ -153,8 +172,23 @@ def test_bad_checkpoint_keeps_the_node_up_and_says_why(ros_context, tmp_path, ti
         for _ in range(2):
             response = call(client, SegmentByText.Request(text='the red square'))
             assert not response.success and 'models not loaded' in response.message
-            assert str(weights) in response.message
+            assert str(weights) in response.message and BAD_WEIGHTS[kind] in response.message
+            assert 'weights_only' not in response.message and len(response.message) < 800
     finally:
         spinner.stop()
         node.destroy_node()
         client_node.destroy_node()
+
+
+def test_a_missing_sam_vit_h_checkpoint_is_reported_before_any_model_is_built(ros_context):
+    node = HybridGLNode(context=ros_context, namespace='/no_sam', parameter_overrides=[
+        Parameter('models.sam_model_type', value='vit_h'),
+        Parameter('models.sam_checkpoint', value='/models/sam_vit_h_4b8939.pth')])
+    spinner = Spinner(ros_context, node)
+    try:
+        assert wait_for(lambda: node._not_ready.startswith('models not loaded'), timeout=10)
+        assert 'sam_vit_h_4b8939.pth' in node._not_ready and 'dl.fbaipublicfiles' in (
+            node._not_ready)
+    finally:
+        spinner.stop()
+        node.destroy_node()
