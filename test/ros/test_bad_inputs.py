@@ -192,3 +192,49 @@ def test_a_missing_sam_vit_h_checkpoint_is_reported_before_any_model_is_built(ro
     finally:
         spinner.stop()
         node.destroy_node()
+
+
+def test_a_thin_frame_is_refused_with_the_aspect_ratio_limit(ros_context):
+    """The real pipeline with the embedded demo models (SAM at 256 px: at most 512:1)."""
+    node = HybridGLNode(context=ros_context, namespace='/thin', parameter_overrides=[
+        Parameter('models.device', value='cpu'), Parameter('max_image_age_s', value=0.0)])
+    client_node = Node('client', context=ros_context, namespace='/thin')
+    client = client_node.create_client(SegmentByText, '/thin/hybridgl_node/segment')
+    spinner = Spinner(ros_context, node, client_node)
+    try:
+        assert wait_for(lambda: node._active, timeout=60)
+        thin = numpy_to_image(np.full((2, 10000, 3), 128, np.uint8), 'rgb8')
+        response = call(client, SegmentByText.Request(text='the red cube', image=thin), 60)
+        assert not response.success
+        assert 'aspect ratio of 5000:1' in response.message and 'At most 512:1' in (
+            response.message), response.message
+        fine = numpy_to_image(scene_rgb(), 'rgb8')
+        assert call(client, SegmentByText.Request(text='the red cube', image=fine), 60).success
+    finally:
+        spinner.stop()
+        node.destroy_node()
+        client_node.destroy_node()
+
+
+def test_control_characters_of_the_text_are_escaped_in_the_message(ready):
+    response = ready.segment('the red x\x1b[2J\u202ey square')  # the phrase: 'x... square'
+    assert response.success and response.result.found
+    assert not any(c in response.message for c in '\x1b\u202e'), repr(response.message)
+    assert '\\u001b' in response.message and '\\u202e' in response.message
+
+
+def test_printable_escapes_line_breaks_escapes_and_bidi_overrides():
+    from hybridgl_ros.ros.results import printable
+
+    assert printable('a\nb\r\x1b[2J\u202e\tc d é 猫') == (
+        'a\\u000ab\\u000d\\u001b[2J\\u202e\\u0009c d é 猫')
+
+
+def test_a_frame_stamped_too_long_ago_is_refused_when_stamps_are_checked(harness):
+    h = harness(ColourSegmenter(), max_stamp_age_s=5.0)
+    h.publish_image(scene_rgb(), stamp_header(1.0))  # 1970: a replayed or unsynchronised frame
+    response = h.segment('the red square')
+    assert not response.success and 'max_stamp_age_s = 5' in response.message
+    now = h.node.get_clock().now().nanoseconds * 1e-9
+    h.publish_image(scene_rgb(), stamp_header(now))
+    assert h.segment('the red square').success
