@@ -10,8 +10,9 @@
   is accepted and read by the next configure.
 * ``autostart`` is read once, at start-up: refused.
 
-Every value is checked as configure would check it (choices such as ``models.device``, ranges)
-and refused with the reason, so a value that ``ros2 param set`` accepted is one the node uses.
+Every value is checked first, as configure would check it (choices such as ``models.device``,
+ranges), and refused with the reason; so a value that ``ros2 param set`` accepted is one the
+node uses (now, or at the next configure).
 """
 from __future__ import annotations
 
@@ -43,16 +44,17 @@ def review(changes: dict[str, Any], current: dict[str, Any], configured: bool
     Returns:
         ('', the node parameters with the changes) if accepted, else (the reason, None).
     """
+    values = {**current, **changes}
+    try:
+        HybridGLConfig.from_flat({name: values[name] for name in config_param_defaults()})
+        settings = node_params_from_values(values)
+    except ConfigError as exc:
+        return str(exc), None
     for name in changes:
         reason = _when_refused(name, configured)
         if reason:
             return reason, None
-    values = {**current, **changes}
-    try:
-        HybridGLConfig.from_flat({name: values[name] for name in config_param_defaults()})
-        return '', node_params_from_values(values)
-    except ConfigError as exc:
-        return str(exc), None
+    return '', settings
 
 
 def _when_refused(name: str, configured: bool) -> str:
