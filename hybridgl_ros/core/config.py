@@ -120,7 +120,7 @@ class ModelConfig:
     clip_weights: str = ''
     """OpenAI/open_clip weights file; '' = the embedded demo model."""
     clip_cache_dir: str = ''
-    """open_clip's cache folder to look in when clip_weights is 'openai' (never downloads)."""
+    """Hub cache to search for clip_weights 'openai' (open_clip's cache_dir); '' = HF's default."""
     clip_quick_gelu: bool = True
     """QuickGELU activations for a named architecture (OpenAI's weights need them)."""
     sam_model_type: str = 'vit_h'

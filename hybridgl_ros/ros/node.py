@@ -26,29 +26,28 @@ import traceback
 from typing import Any, Callable
 
 import rclpy
-from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
-from visualization_msgs.msg import MarkerArray
 
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import HybridGLError, InvalidInputError
 from hybridgl_ros.msg import Segmentation as SegmentationMsg
 from hybridgl_ros.ros import live_params, results
-from hybridgl_ros.ros.conversions import numpy_to_image
 from hybridgl_ros.ros.depth_pairing import DepthSync, centroid_3d
-from hybridgl_ros.ros.frames import FrameCache, PreparedFrame
+from hybridgl_ros.ros.failures import empty_cuda_cache, is_out_of_memory
+from hybridgl_ros.ros.frames import FrameCache
 from hybridgl_ros.ros.log_bridge import LibraryLogBridge
+from hybridgl_ros.ros.outputs import Outputs
 from hybridgl_ros.ros.params import (
     NODE_NAME, NodeParams, all_param_defaults, config_from_node, declare_parameters,
     node_params_from_node)
 from hybridgl_ros.ros.request_queue import RequestQueue, Ticket
 from hybridgl_ros.ros.shutdown import StopSignal, exit_now, run_until_stopped
-from hybridgl_ros.ros.sync import LatestSlot, stamp_ns
+from hybridgl_ros.ros.sync import LatestSlot, staleness
 from hybridgl_ros.srv import SegmentByText
 
 #: config -> an object with ``prepare(image_rgb) -> Frame`` and ``query(frame, text)``.
@@ -56,9 +55,6 @@ SegmenterFactory = Callable[[HybridGLConfig], Any]
 #: Calls arriving faster than the executor takes them wait here (taking one costs microseconds).
 SERVICE_QOS = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 DEMO_MODELS_WARNING = (
     'using the embedded DEMO models ({which}): toy models trained only on synthetic table-top '
     'scenes; they do not know real camera images. For a real camera set models.clip_weights '
@@ -98,7 +94,7 @@ class HybridGLNode(LifecycleNode):
         self._frames = FrameCache()
         self._failed_key: int | None = None
         self._inputs: list = []
-        self._outputs: dict[str, Any] = {}
+        self._outputs: Outputs | None = None
         self._busy = threading.Lock()  # a query, or a lifecycle transition touching the models
         self._sensor_group = MutuallyExclusiveCallbackGroup()  # tiny callbacks, a frame at a time
         self._requests = RequestQueue(
@@ -126,6 +122,8 @@ class HybridGLNode(LifecycleNode):
         except HybridGLError as exc:
             self._not_ready = f'models not loaded: {exc}. Fix it, then configure the node again'
             self.get_logger().error(self._not_ready)
+            return TransitionCallbackReturn.FAILURE
+        if self._requests.closed:  # shut down while the models loaded
             return TransitionCallbackReturn.FAILURE
         with self._busy:
             self._segmenter = segmenter
@@ -182,25 +180,21 @@ class HybridGLNode(LifecycleNode):
         self._inputs = [self.create_subscription(kind, topic, callback, qos,
                                                  callback_group=self._sensor_group)
                         for kind, topic, callback in streams]
-        self._outputs = {
-            name: self.create_lifecycle_publisher(kind, f'~/{name}', qos_profile)
-            for name, kind, qos_profile in (
-                ('mask', Image, LATCHED_QOS), ('result', SegmentationMsg, LATCHED_QOS),
-                ('centroid', PointStamped, 1), ('overlay', Image, 1), ('markers', MarkerArray, 1))}
+        self._outputs = Outputs(self)
 
     def _release(self, reason: str) -> None:
         with self._busy:  # waits for a running query
             for sub in self._inputs:
                 self.destroy_subscription(sub)
-            for pub in self._outputs.values():
-                self.destroy_lifecycle_publisher(pub)
-            self._inputs, self._outputs = [], {}
+            if self._outputs is not None:
+                self._outputs.destroy()
+            self._inputs, self._outputs = [], None
             self._active, self._segmenter = False, None
             self._frames.clear()
             self._image.clear()
             self._depth.clear()
             self._not_ready = reason
-            _empty_cuda_cache()
+            empty_cuda_cache()
 
     def destroy_node(self) -> None:
         self.stop_serving('the node is shutting down')
@@ -228,10 +222,11 @@ class HybridGLNode(LifecycleNode):
         Returns:
             whether a query is still running (its caller already has the answer).
         """
-        answered = self._requests.close(reason)
-        counts = ', '.join(f'{n} {k}' for k, n in self._requests.counts.items())
-        self.get_logger().info(f'{reason}: answered {answered} pending call(s) (calls since '
-                               f'start: {counts})')
+        if not self._requests.closed:
+            answered = self._requests.close(reason)
+            counts = ', '.join(f'{n} {k}' for k, n in self._requests.counts.items())
+            self.get_logger().info(f'{reason}: answered {answered} pending call(s) (calls since '
+                                   f'start: {counts})')
         return self._requests.busy
 
     def wait_answered(self, timeout_s: float) -> bool:
@@ -276,7 +271,7 @@ class HybridGLNode(LifecycleNode):
         message = '; '.join(m for m in (result.message, depth_note) if m)
         msg = results.result_message(result, prepared.header, centroid,
                                      time.perf_counter() - start, prepared.prepare_s, message)
-        self._publish(msg, result, prepared, centroid)
+        self._outputs.publish(msg, result, prepared, centroid, s)
         return msg, results.response_summary(msg)
 
     def _check_text(self, text: str) -> str:
@@ -297,16 +292,11 @@ class HybridGLNode(LifecycleNode):
         topic = self._inputs[0].topic_name if self._inputs else 'image'
         if item is None:
             raise NotReadyError(f'no image received yet on {topic}')
-        age, max_age = time.monotonic() - item.at, self._settings.max_image_age_s
-        if 0 < max_age < age:
-            raise NotReadyError(f'the latest image on {topic} arrived {age:.1f} s ago '
-                                f'(max_image_age_s = {max_age:g}): is the camera running?')
-        stamp_age = (self.get_clock().now().nanoseconds - stamp_ns(item.msg.header)) * 1e-9
-        if 0 < self._settings.max_stamp_age_s < stamp_age:
-            raise NotReadyError(
-                f'the latest image on {topic} is stamped {stamp_age:.1f} s ago by this node\'s '
-                f'clock (max_stamp_age_s = {self._settings.max_stamp_age_s:g}): an old or '
-                'replayed frame, or unsynchronised clocks (use_sim_time for a bag)')
+        s = self._settings
+        stale = staleness(item, topic, s.max_image_age_s, s.max_stamp_age_s,
+                          self.get_clock().now().nanoseconds)
+        if stale:
+            raise NotReadyError(stale)
         return item.msg, item.seq
 
     def _prepare_ahead(self) -> None:
@@ -328,43 +318,14 @@ class HybridGLNode(LifecycleNode):
                 self._failed_key = item.seq
                 self._unexpected(exc)
 
-    def _publish(self, msg: SegmentationMsg, result, prepared: PreparedFrame,
-                 centroid) -> None:
-        """Publishes the answer: ~/result and ~/mask always (latched), the rest only when
-        somebody listens (an unread overlay is not even drawn)."""
-        self._outputs['result'].publish(msg)
-        self._outputs['mask'].publish(msg.mask)
-        wanted = {name for name, pub in self._outputs.items() if pub.get_subscription_count()}
-        if 'centroid' in wanted and centroid is not None:
-            self._outputs['centroid'].publish(msg.centroid_3d)
-        if 'markers' in wanted and self._settings.publish_markers:
-            self._outputs['markers'].publish(results.result_markers(msg, centroid))
-        if 'overlay' in wanted and self._settings.publish_overlay:
-            from hybridgl_ros.viz import draw_overlay
-
-            overlay = draw_overlay(prepared.image_rgb, result)
-            self._outputs['overlay'].publish(numpy_to_image(overlay, 'rgb8', prepared.header))
-
     def _unexpected(self, exc: Exception) -> str:
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             self._frames.clear()
-            _empty_cuda_cache()
+            empty_cuda_cache()
             first_line = str(exc).strip().split('\n')[0]
             return f'out of memory while segmenting ({first_line}); the node keeps serving'
         self.get_logger().error(f'unexpected error:\n{traceback.format_exc()}')
         return f'internal error: {type(exc).__name__}: {exc} (see the node log)'
-
-
-def _is_out_of_memory(exc: Exception) -> bool:
-    """CUDA out of memory (torch.cuda.OutOfMemoryError) or host MemoryError."""
-    return isinstance(exc, MemoryError) or type(exc).__name__ == 'OutOfMemoryError' or (
-        isinstance(exc, RuntimeError) and 'out of memory' in str(exc).lower())
-
-
-def _empty_cuda_cache() -> None:
-    torch = sys.modules.get('torch')
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def main(args=None, segmenter_factory: SegmenterFactory | None = None) -> int:

@@ -67,7 +67,7 @@ class NodeParams:
     max_image_age_s: float = 2.0
     """Refuse a query on the latest frame if it arrived longer ago than this [s]; 0 = no limit."""
     max_stamp_age_s: float = 0.0
-    """Refuse a query on the latest frame stamped longer ago than this by the node clock [s]; 0 = off."""
+    """Refuse the latest frame if stamped longer ago than this by the node clock [s]; 0 = off."""
     max_queued_requests: int = 10
     """Calls that may wait behind the running one; more are answered at once 'busy' [calls]."""
     max_text_chars: int = 1000
@@ -87,7 +87,7 @@ class NodeParams:
     sync_slop_s: float = 0.05
     """Depth and camera_info pair with the image when their stamps differ by at most this [s]."""
     require_registered_depth: bool = True
-    """3D only from depth (and camera_info) in the colour image's frame_id; false = trust remaps."""
+    """3D only from depth + camera_info in the colour image's frame_id; false = trust remaps."""
 
 
 def node_param_defaults() -> dict[str, Any]:

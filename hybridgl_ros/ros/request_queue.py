@@ -134,6 +134,11 @@ class RequestQueue:
             return self._current is not None
 
     @property
+    def closed(self) -> bool:
+        with self._cond:
+            return bool(self._closed)
+
+    @property
     def counts(self) -> dict[str, int]:
         """Calls taken off the wire, served (the worker ran them) and refused at once."""
         with self._cond:

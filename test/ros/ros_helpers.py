@@ -178,7 +178,8 @@ class Harness:
             kind, f'{self.namespace}/hybridgl_node/{name}', self.received[name].append,
             QoSProfile(depth=10))
         # the node publishes an output only when it sees a subscriber
-        assert wait_for(lambda: self.node._outputs[name].get_subscription_count() > 0)
+        assert wait_for(
+            lambda: self.node._outputs.publishers[name].get_subscription_count() > 0)
 
     def publish(self, topic, msg, slot):
         """Publishes on ``topic`` and waits until the node holds it (``slot`` reads that)."""
