@@ -96,9 +96,7 @@ class RequestQueue:
 
     async def call(self, request, response):
         """The service callback: queues the call and returns its response when answered."""
-        ticket = self.submit(request, response)
-        with self._cond:
-            self._awaiting += 1
+        ticket = self._submit(request, response)
         try:
             return await ticket.future
         finally:
@@ -106,18 +104,22 @@ class RequestQueue:
                 self._awaiting -= 1
                 self._cond.notify_all()
 
-    def submit(self, request, response) -> Ticket:
-        """Queues a call, or answers it at once when the queue is full or closed."""
+    def _submit(self, request, response) -> Ticket:
+        """Queues a call, or hands it to the refusals when the queue is full or closed."""
         ticket = Ticket(request, response, self._wake)
         with self._cond:
+            self._awaiting += 1
             self._counts['taken'] += 1
-            refusal = self._closed or self._busy_reason()
-            if refusal:
+            closed, busy = self._closed, self._busy_reason()
+            if closed or busy:
                 self._counts['refused'] += 1
-                self._refusals.append((ticket, refusal))
-            else:
+            if busy and not closed:
+                self._refusals.append((ticket, busy))
+            elif not closed:
                 self._waiting.append(ticket)
             self._cond.notify_all()
+        if closed:  # the refusal thread may be gone: answer here
+            ticket.answer(False, closed)
         return ticket
 
     def _busy_reason(self) -> str:
@@ -188,7 +190,9 @@ class RequestQueue:
     def _refuse_paced(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._refusals)
+                self._cond.wait_for(lambda: self._refusals or self._closed)
+                if not self._refusals:  # closed and every refusal answered
+                    return
                 ticket, reason = self._refusals.popleft()
             ticket.answer(False, reason)
             time.sleep(REFUSAL_SPACING_S)

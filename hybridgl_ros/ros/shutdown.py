@@ -69,13 +69,22 @@ def run_until_stopped(node, stop: StopSignal, num_threads: int = 4) -> bool:
     node.wait_answered(ANSWER_GRACE_S)
     time.sleep(SEND_GRACE_S)
     _shutdown_executor(executor)
+    spinner.join(THREAD_GRACE_S)  # its wait set holds the context until it returns
     node.destroy_node()
     rclpy.try_shutdown()
     return still_running or _threads_left(THREAD_GRACE_S)
 
 
 def exit_now(code: int = 0) -> None:
-    """Leaves the process at once (threads still busy in torch are not waited for)."""
+    """Leaves the process at once (threads still busy in torch are not waited for).
+
+    The ROS context is destroyed first: that deletes the DDS participant, which would otherwise
+    leave its shared-memory segment behind in /dev/shm (os._exit runs no finalisers).
+    """
+    try:
+        rclpy.get_default_context().destroy()
+    except Exception:  # at exit, a context already gone is fine: nothing left to free
+        pass
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(code)
