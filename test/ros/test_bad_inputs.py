@@ -180,14 +180,16 @@ def test_bad_checkpoint_keeps_the_node_up_and_says_why(ros_context, tmp_path, ti
         client_node.destroy_node()
 
 
-def test_a_missing_sam_vit_h_checkpoint_is_reported_before_any_model_is_built(ros_context):
+def test_a_missing_sam_checkpoint_is_reported_before_any_model_is_built(ros_context, tmp_path):
+    """The SAM architecture JSON does not exist either: building anything first (CLIP, then
+    SAM's architecture, as the node did) reports that instead of the missing checkpoint."""
     node = HybridGLNode(context=ros_context, namespace='/no_sam', parameter_overrides=[
-        Parameter('models.sam_model_type', value='vit_h'),
+        Parameter('models.sam_model_type', value=str(tmp_path / 'no_such_arch.json')),
         Parameter('models.sam_checkpoint', value='/models/sam_vit_h_4b8939.pth')])
     spinner = Spinner(ros_context, node)
     try:
-        assert wait_for(lambda: node._not_ready.startswith('models not loaded'), timeout=10)
-        assert 'sam_vit_h_4b8939.pth' in node._not_ready and 'dl.fbaipublicfiles' in (
+        assert wait_for(lambda: node._not_ready.startswith('models not loaded'), timeout=30)
+        assert 'checkpoint not found: /models/sam_vit_h_4b8939.pth' in node._not_ready, (
             node._not_ready)
     finally:
         spinner.stop()
