@@ -61,10 +61,12 @@ class HybridGL:
         """Loads every model from local files (the embedded demo models where none is set)."""
         import torch
 
-        from hybridgl_ros.core.models import autocast_dtype, load_clip, load_sam, resolve_device
+        from hybridgl_ros.core.models import (
+            autocast_dtype, check_model_files, load_clip, load_sam, resolve_device)
         from hybridgl_ros.core.proposals import SamProposer
 
         config = config or HybridGLConfig()
+        check_model_files(config.models)  # a missing file is reported before anything loads
         if config.models.torch_threads > 0:
             torch.set_num_threads(config.models.torch_threads)
         device = resolve_device(config.models.device)
@@ -208,6 +210,25 @@ def check_image(image_rgb) -> np.ndarray:
         raise InvalidInputError(f'the image is too small: {image_rgb.shape[1]}x'
                                 f'{image_rgb.shape[0]}')
     return np.ascontiguousarray(image_rgb)
+
+
+def check_aspect_ratio(height: int, width: int, long_side: int) -> None:
+    """Refuses an image too thin for a model that resizes its long side to ``long_side`` px.
+
+    SAM scales the image so its long side is ``long_side`` (1024 for ViT-B/L/H) and rounds the
+    short side to the nearest pixel; below half a pixel that is 0 and the resize fails. So the
+    long side may be at most 2 x ``long_side`` times the short side (2048:1 for SAM).
+
+    Raises:
+        InvalidInputError: the image is thinner than that, with the limit in words.
+    """
+    short, long = sorted((int(height), int(width)))
+    if int(short * long_side / long + 0.5) >= 1:
+        return
+    raise InvalidInputError(
+        f'the image is {width}x{height}, an aspect ratio of {long / short:.0f}:1; SAM resizes '
+        f'its long side to {long_side} px, which leaves the short side under half a pixel. '
+        f'At most {2 * long_side}:1 is accepted: crop or pad the image')
 
 
 def _join(*parts: str) -> str:
