@@ -252,8 +252,7 @@ def format_table(records: list[dict]) -> str:
         for kind in ('first_query', 'repeat_query'):
             q = r[kind]
             stages = q['stages_ms']
-            per_query = sum(stages.get(k, 0.0) for k in ('parse', 'text', 'matching',
-                                                          'guidance'))
+            per_query = sum(stages.get(k, 0.0) for k in ('parse', 'text', 'scoring'))
             lines.append(
                 f"| {r['sam']} | {r['device_name']} | {r['masks']} | "
                 f"{kind.replace('_query', '')} | {q['total_ms']:.0f} | "

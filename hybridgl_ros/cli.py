@@ -87,17 +87,19 @@ def write_image_rgb(path: str | Path, image_rgb) -> None:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from hybridgl_ros.core.pipeline import HybridGL
-    from hybridgl_ros.viz import draw_overlay
+    from hybridgl_ros.viz import draw_explanation
 
     image = read_image_rgb(args.image)
     segmenter = HybridGL.from_config(config_from_args(args))
-    result = segmenter.segment(image, args.text)
+    result = segmenter.segment(image, args.text, explain=args.explain)
     if args.out:
-        write_image_rgb(args.out, draw_overlay(image, result))
+        write_image_rgb(args.out, draw_explanation(image, result))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(format_result(result))
+        if result.explanation is not None:
+            print(format_explanation(result.explanation))
         if args.out:
             print(f'overlay: {args.out}')
     return 0
@@ -124,6 +126,23 @@ def format_result(result) -> str:
     return '\n'.join(lines)
 
 
+def format_explanation(explanation) -> str:
+    """Why the mask was chosen: the guidance the query got and a table of the candidates."""
+    e = explanation
+    lines = [f'normalised: {e.parse.normalized!r}',
+             f'guidance:  relation {e.relation}, direction {e.direction}, beta {e.beta:g}; '
+             f'partners {[int(i) for i in e.partners]}',
+             '  cand     s        p        q        R    softmax(R)    S         F']
+    for rank, index in enumerate(e.candidates):
+        q = '      —' if e.other_probs is None else f'{e.other_probs[index]:8.4f}'
+        mark = '  <- chosen' if int(index) == e.chosen else ''
+        lines.append(
+            f'  #{int(index):<4d}{e.similarities[index]:8.3f} {e.matching_probs[index]:8.4f}'
+            f' {q} {e.relation_totals[rank]:8.4f} {e.relation_probs[rank]:9.4f}'
+            f' {e.spatial_scores[index]:9.4f} {e.final_scores[rank]:9.4f}{mark}')
+    return '\n'.join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='hybridgl', description='Referring-expression segmentation (HybridGL) for robots.')
@@ -134,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument('text', help='referring expression, e.g. "the mug left of the laptop"')
     seg.add_argument('--out', help='write an overlay PNG here')
     seg.add_argument('--json', action='store_true', help='print the result as JSON')
+    seg.add_argument('--explain', action='store_true',
+                     help='say why: the parse, every candidate\'s s, p, q, R, S and F, and with '
+                          '--out the spatial map A beside the overlay')
     add_config_arguments(seg)
     seg.set_defaults(func=cmd_segment)
     for name in SUBCOMMAND_MODULES:

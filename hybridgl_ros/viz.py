@@ -37,8 +37,8 @@ def draw_overlay(image_rgb: np.ndarray, segmentation: Segmentation, alpha: float
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                        cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, MASK_RGB, 2)
-        x, y, w, h = segmentation.box_xywh
-        cv2.rectangle(out, (x, y), (x + max(w - 1, 0), y + max(h - 1, 0)), BOX_RGB, 2)
+        x, y, w, h = segmentation.box_xywh  # SAM's box: the right/bottom edge is x + w, y + h
+        cv2.rectangle(out, (x, y), (x + w, y + h), BOX_RGB, 2)
         cx, cy = (int(round(v)) for v in segmentation.centroid_xy)
         cv2.drawMarker(out, (cx, cy), CENTROID_RGB, cv2.MARKER_CROSS, 14, 2)
         cv2.circle(out, tuple(int(v) for v in segmentation.interior_xy), 5, INTERIOR_RGB, -1)
@@ -47,6 +47,37 @@ def draw_overlay(image_rgb: np.ndarray, segmentation: Segmentation, alpha: float
                  else f'{segmentation.text}  (not found)')
     _put_label(out, label)
     return out
+
+
+def draw_explanation(image_rgb: np.ndarray, segmentation: Segmentation) -> np.ndarray:
+    """The overlay beside the spatial map A that decided the choice (``explain=True`` results).
+
+    The right panel is A (coherence map ⊙ position ramp, spec §9) as a heat map over the image,
+    with every candidate's box labelled by its final score F; the chosen one is drawn thicker.
+    Without an explanation the overlay alone is returned.
+
+    Returns:
+        (H, 2W, 3) uint8 RGB, or (H, W, 3) without an explanation.
+    """
+    import cv2
+
+    overlay = draw_overlay(image_rgb, segmentation)
+    explanation = segmentation.explanation
+    if explanation is None:
+        return overlay
+    weights = explanation.guidance_map
+    heat = np.clip(255.0 * weights / max(float(weights.max()), 1e-6), 0, 255).astype(np.uint8)
+    heat = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    panel = (0.4 * np.asarray(image_rgb, np.float32) + 0.6 * heat).astype(np.uint8)
+    boxes = explanation.boxes_xywh
+    for index, score in zip(explanation.candidates, explanation.final_scores):
+        x, y, w, h = (int(v) for v in boxes[index])
+        chosen = int(index) == explanation.chosen
+        cv2.rectangle(panel, (x, y), (x + w, y + h), (255, 255, 255), 3 if chosen else 1)
+        cv2.putText(panel, f'#{int(index)} F={score:.2f}', (x + 2, max(y - 4, 12)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    _put_label(panel, f'A: map x ramp ({explanation.direction}); relation {explanation.relation}')
+    return np.concatenate([overlay, panel], axis=1)
 
 
 def _put_label(image: np.ndarray, text: str) -> None:

@@ -66,3 +66,25 @@ def test_missing_checkpoint_names_the_file(model_files, scene_rgb, tmp_path, cap
     args[args.index('--sam-checkpoint') + 1] = str(tmp_path / 'sam_missing.pth')
     assert main(['segment', str(image), 'a cup'] + args) == 2
     assert 'sam_missing.pth' in capsys.readouterr().err
+
+
+def test_segment_explains_its_choice_with_the_embedded_models(tmp_path, capsys):
+    from hybridgl_ros.demo.scenes import make_scene
+
+    scene = make_scene(3001, 0)
+    image = tmp_path / 'scene.png'
+    cv2.imwrite(str(image), cv2.cvtColor(scene.image_rgb, cv2.COLOR_RGB2BGR))
+    overlay = tmp_path / 'explained.png'
+    obj = scene.objects[0]
+    text = f'the {obj.colour} {obj.shape}'
+    assert main(['segment', str(image), text, '--explain', '--out', str(overlay),
+                 '--device', 'cpu']) == 0
+    out = capsys.readouterr().out
+    assert 'softmax(R)' in out and '<- chosen' in out and 'relation none' in out
+    written = cv2.imread(str(overlay))
+    height, width = scene.image_rgb.shape[:2]
+    assert written.shape == (height, 2 * width, 3)  # overlay | spatial map A
+    assert main(['segment', str(image), text, '--explain', '--json', '--device', 'cpu']) == 0
+    explained = json.loads(capsys.readouterr().out)['explanation']
+    assert explained['chosen'] in explained['candidates']
+    assert len(explained['similarities']) == len(explained['boxes_xywh'])

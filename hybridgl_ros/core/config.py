@@ -121,7 +121,7 @@ class ModelConfig:
     clip_weights: str = ''
     """OpenAI/open_clip weights file; '' = the embedded demo model."""
     clip_cache_dir: str = ''
-    """open_clip's cache folder to look in when clip_weights is 'openai' (never downloads)."""
+    """Hub cache to search for clip_weights 'openai' (open_clip's cache_dir); '' = HF's default."""
     clip_quick_gelu: bool = True
     """QuickGELU activations for a named architecture (OpenAI's weights need them)."""
     sam_model_type: str = 'vit_h'
@@ -296,8 +296,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 def load_yaml_values(path: str | Path) -> dict[str, Any]:
     """Grouped-name values from a YAML file with sections (``proposals: {points_per_side: 8}``).
 
-    A ROS parameter file (``hybridgl_node: {ros__parameters: {...}}``) is read too; node-only
-    parameters in it (those not in the config) are ignored here.
+    A ROS parameter file (``/**: {ros__parameters: {...}}``, or keyed by a node name) is read
+    too: its first section with ``ros__parameters``; the node-only parameters in it (those not
+    in the config) are ignored here.
     """
     import yaml
 

@@ -67,16 +67,28 @@ def coherence_map(tokens: torch.Tensor, grid: tuple[int, int], text_feature: tor
                   input_side: int, image_hw: tuple[int, int]) -> torch.Tensor:
     """Coherence map of a phrase over the image (spec §8, step 3).
 
+    ``resize_coherence_map(coherence_input_map(...), image_hw)``.
+
+    Returns:
+        (H, W) float32 on the tokens' device, in [0, 1]; see :func:`resize_coherence_map`.
+    """
+    return resize_coherence_map(coherence_input_map(tokens, grid, text_feature, input_side),
+                                image_hw)
+
+
+def coherence_input_map(tokens: torch.Tensor, grid: tuple[int, int],
+                        text_feature: torch.Tensor, input_side: int) -> torch.Tensor:
+    """The coherence map at GEM's input side: patch cosines, bilinear up, min-max.
+
     Args:
         tokens: (P, D) GEM patch tokens from :func:`gem_image_tokens`.
         grid: (rows, cols) of the tokens, rows·cols = P.
         text_feature: (D,) or (1, D) CLIP text feature of "a photo of a {NP}." (any norm).
-        input_side: GEM input side in pixels (448 for ViT-B/16): the first resize target.
-        image_hw: (H, W) of the source image.
+        input_side: GEM input side in pixels (448 for ViT-B/16).
 
     Returns:
-        (H, W) float32 on the tokens' device, min-max normalised to [0, 1]. A map without
-        contrast (e.g. a zero text feature) is all ones: no spatial preference, never NaN.
+        (input_side, input_side) float32 on the tokens' device, min-max normalised to [0, 1].
+        A map without contrast (e.g. a zero text feature) is all ones, never NaN.
     """
     rows, cols = (int(v) for v in grid)
     if tokens.ndim != 2 or tokens.shape[0] != rows * cols:
@@ -86,11 +98,26 @@ def coherence_map(tokens: torch.Tensor, grid: tuple[int, int], text_feature: tor
         raise InvalidInputError(
             f'text feature has {text.shape[0]} values, GEM tokens have {tokens.shape[1]}')
     cosine = F.normalize(tokens.float(), dim=-1) @ F.normalize(text, dim=0)  # (P,)
-    scores = cosine.reshape(1, 1, rows, cols)
-    scores = F.interpolate(scores, size=(input_side, input_side), mode='bilinear',
-                           align_corners=False)
-    scores = F.interpolate(min_max(scores), size=tuple(image_hw), mode='bilinear',
-                           align_corners=False)
+    scores = F.interpolate(cosine.reshape(1, 1, rows, cols), size=(input_side, input_side),
+                           mode='bilinear', align_corners=False)
+    return min_max(scores)[0, 0]
+
+
+def resize_coherence_map(input_map: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+    """The input-side map at the image's size: antialiased bilinear resize, then min-max.
+
+    Antialiased as in the reference: it matters when a side of the image is below the GEM
+    input side (500x375 COCO images) and changes nothing when upsampling.
+
+    Args:
+        input_map: (side, side) float32 from :func:`coherence_input_map`.
+        image_hw: (H, W) of the source image.
+
+    Returns:
+        (H, W) float32 in [0, 1] (all ones without contrast).
+    """
+    scores = F.interpolate(input_map[None, None], size=tuple(image_hw), mode='bilinear',
+                           align_corners=False, antialias=True)
     return min_max(scores)[0, 0]
 
 

@@ -16,9 +16,9 @@ from hybridgl_ros.core.config import GuidanceConfig
 from hybridgl_ros.core.errors import InvalidInputError
 from hybridgl_ros.core.types import DIRECTIONS, RELATIONS, ParsedExpression
 
-#: Masks converted to float at once in ``spatial_scores``: bounds memory (32 masks of 640x480
-#: are 39 MB in float32), not the result.
-_MASK_CHUNK = 32
+#: Mask pixels converted to float64 at once in ``spatial_scores``: bounds memory (32 MiB), not
+#: the result.
+_CHUNK_PIXELS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,39 @@ def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
 def relation_scores(relation: str, p: torch.Tensor, candidates: torch.Tensor,
                     boxes_xywh: Any, q: torch.Tensor | None = None,
                     partner_count: int = 6) -> torch.Tensor:
-    """softmax(R) over the candidates (spec §7.2–7.3, paper Eq. 4–5).
+    """softmax(R) over the candidates (spec §7.2–7.3, Eq. 4–5); see :func:`relation_totals`.
 
-    ``R_i = Σ_j r(i, j)`` over the partners j: with other nouns (``q`` given) the
-    ``partner_count`` masks with the highest q, weight q_j; without, the candidates themselves,
-    weight p_j. ``r(i, j) = p_i·w_j·f(i, j)`` with f of the relation; 'none' gives R_i = p_i.
+    Returns:
+        (K,) float32 (or p's dtype if wider) on p's device, summing to 1 (empty for K = 0).
+    """
+    return torch.softmax(relation_totals(relation, p, candidates, boxes_xywh, q,
+                                         partner_count).totals, dim=0)
+
+
+@dataclass(frozen=True)
+class RelationTotals:
+    """R of spec §7.3 with the partners it was summed over.
+
+    Attributes:
+        partners: (P,) int64 mask indices: the top-q masks with other nouns, else the candidates.
+        partner_weights: (P,) w_j: q_j with other nouns, else p_j.
+        totals: (K,) R_i = Σ_j r(i, j), at least float32.
+    """
+
+    partners: torch.Tensor
+    partner_weights: torch.Tensor
+    totals: torch.Tensor
+
+
+def relation_totals(relation: str, p: torch.Tensor, candidates: torch.Tensor,
+                    boxes_xywh: Any, q: torch.Tensor | None = None,
+                    partner_count: int = 6) -> RelationTotals:
+    """R_i = Σ_j r(i, j) over the partners j (spec §7.2–7.3, paper Eq. 4–5).
+
+    Partners: with other nouns (``q`` given) the ``partner_count`` masks with the highest q,
+    weight q_j; without, the candidates themselves, weight p_j. ``r(i, j) = p_i·w_j·f(i, j)``
+    with f of the relation, and ``r(i, j) = p_i`` for 'none', so R_i = P·p_i over P partners
+    (softmax(R) is then sharper than softmax(p), as in the released code).
 
     Args:
         relation: one of ``types.RELATIONS``.
@@ -92,24 +120,23 @@ def relation_scores(relation: str, p: torch.Tensor, candidates: torch.Tensor,
         partner_count: partners taken by q (lowered to N for this image only).
 
     Returns:
-        (K,) float32 (or p's dtype if wider) on p's device, summing to 1 (empty for K = 0).
+        The partners, their weights and (K,) R in float32 (or p's dtype if wider), on p's device.
     """
     if relation not in RELATIONS:
         raise InvalidInputError(f'unknown relation {relation!r}; expected one of {RELATIONS}')
     # float32 at least: box areas overflow float16.
     dtype = torch.promote_types(p.dtype, torch.float32)
     p_candidates = p[candidates].to(dtype)  # (K,)
-    if relation == 'none':
-        return torch.softmax(p_candidates, dim=0)
     if q is None:
         partners, weights = candidates, p_candidates
     else:
         partners = select_candidates(q, partner_count)
         weights = q[partners].to(dtype)  # (P,)
+    if relation == 'none':
+        return RelationTotals(partners, weights, p_candidates * partners.shape[0])
     boxes = torch.as_tensor(boxes_xywh, device=p.device).to(dtype).reshape(-1, 4)
     pair = _pair_factor(relation, boxes[candidates], boxes[partners])  # (K, P)
-    totals = p_candidates * (pair.to(dtype) @ weights)
-    return torch.softmax(totals, dim=0)
+    return RelationTotals(partners, weights, p_candidates * (pair.to(dtype) @ weights))
 
 
 def _pair_factor(relation: str, box_i: torch.Tensor, box_j: torch.Tensor) -> torch.Tensor:
@@ -193,24 +220,17 @@ def coherence_weighting(coherence_map: torch.Tensor, ramp: torch.Tensor) -> torc
     return weighted / torch.where(mean > 0, mean, torch.ones_like(mean))
 
 
-def guidance_map(coherence_map: torch.Tensor | None, plan: GuidancePlan, height: int,
-                 width: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """A of spec §9 for one query: the coherence map (ones without it) ⊙ the plan's ramp.
+def guidance_map(coherence_map: torch.Tensor | None, ramp: torch.Tensor) -> torch.Tensor:
+    """A of spec §9 for one query: the coherence map (ones without it) ⊙ the ramp, mean 1.
 
     Args:
-        coherence_map: (H, W) float in [0, 1], or None (ignored when ``plan.use_coherence`` is
-            off).
-        plan: from :func:`plan_guidance`.
-        height, width: image size in pixels.
-        device: where A lives; by default the coherence map's device (else the CPU).
+        coherence_map: (H, W) float in [0, 1], or None (no GEM, or ``use_coherence`` off).
+        ramp: (H, W) float32 position ramp from :func:`position_ramp`.
 
     Returns:
-        (H, W) float32, mean 1.
+        (H, W) float32 on the ramp's device, mean 1 (or all zeros).
     """
-    if device is None and coherence_map is not None:
-        device = coherence_map.device
-    ramp = position_ramp(plan.direction, height, width, plan.vertical_ramps, device)
-    if coherence_map is None or not plan.use_coherence:
+    if coherence_map is None:
         coherence_map = torch.ones_like(ramp)
     return coherence_weighting(coherence_map.to(ramp), ramp)
 
@@ -218,13 +238,13 @@ def guidance_map(coherence_map: torch.Tensor | None, plan: GuidancePlan, height:
 def spatial_scores(weights: torch.Tensor, masks: Any, beta: float) -> torch.Tensor:
     """S_n = (2 − β)·mean_{M_n} A − β·mean_{outside M_n} A (spec §10, paper Eq. 8).
 
-    The mean over an empty region is 0: an empty mask has inside mean 0, a full-image mask
-    outside mean 0.
+    The sums accumulate in float64, so the outside sum (total − inside) keeps its precision
+    when a mask covers most of the image. The mean over an empty region is 0: an empty mask has
+    inside mean 0, a full-image mask outside mean 0.
 
     Args:
         weights: (H, W) float, A already weighted and normalised.
-        masks: (N, H, W) bool, or float 0/1 (cheaper on the CPU when cached per frame), as a
-            tensor (ideally on A's device) or an array.
+        masks: (N, H, W) bool, or float 0/1, as a tensor (ideally on A's device) or an array.
         beta: β.
 
     Returns:
@@ -232,7 +252,7 @@ def spatial_scores(weights: torch.Tensor, masks: Any, beta: float) -> torch.Tens
     """
     dtype = torch.promote_types(weights.dtype, torch.float32)
     masks = torch.as_tensor(masks, device=weights.device)
-    flat_weights = weights.reshape(-1).to(dtype)  # (HW,)
+    flat_weights = weights.reshape(-1).to(torch.float64)  # (HW,)
     pixels = flat_weights.shape[0]
     inside, inside_count = _inside_sums(masks.reshape(masks.shape[0], pixels), flat_weights)
     outside_count = pixels - inside_count
@@ -240,15 +260,16 @@ def spatial_scores(weights: torch.Tensor, masks: Any, beta: float) -> torch.Tens
     inside_mean = inside / inside_count.clamp(min=1)
     outside_mean = torch.where(outside_count > 0, outside / outside_count.clamp(min=1),
                                torch.zeros_like(outside))
-    return (2 - beta) * inside_mean - beta * outside_mean
+    return ((2 - beta) * inside_mean - beta * outside_mean).to(dtype)
 
 
 def _inside_sums(flat_masks: torch.Tensor, flat_weights: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_{p ∈ M_n} A(p) and |M_n| of (N, HW) masks, converted to float a chunk at a time."""
+    step = max(1, _CHUNK_PIXELS // max(1, flat_weights.shape[0]))
     sums, counts = [flat_weights.new_zeros(0)], [flat_weights.new_zeros(0)]
-    for start in range(0, flat_masks.shape[0], _MASK_CHUNK):
-        chunk = flat_masks[start:start + _MASK_CHUNK].to(flat_weights.dtype)  # (C, HW)
+    for start in range(0, flat_masks.shape[0], step):
+        chunk = flat_masks[start:start + step].to(flat_weights.dtype)  # (C, HW)
         sums.append(chunk @ flat_weights)
         counts.append(chunk.sum(dim=1))
     return torch.cat(sums), torch.cat(counts).round()

@@ -63,10 +63,12 @@ class HybridGL:
         """Loads every model from local files (the embedded demo models where none is set)."""
         import torch
 
-        from hybridgl_ros.core.models import autocast_dtype, load_clip, load_sam, resolve_device
+        from hybridgl_ros.core.models import (
+            autocast_dtype, check_model_files, load_clip, load_sam, resolve_device)
         from hybridgl_ros.core.proposals import SamProposer
 
         config = config or HybridGLConfig()
+        check_model_files(config.models)  # a missing file is reported before anything loads
         if config.models.torch_threads > 0:
             torch.set_num_threads(config.models.torch_threads)
         device = resolve_device(config.models.device)
@@ -110,16 +112,25 @@ class HybridGL:
                      timings_ms=timings, mask_tensor=masks_t)
 
     # ------------------------------------------------------------------------------ per query
-    def query(self, frame: Frame, text: str) -> Segmentation:
-        """Resolves one expression on a prepared frame (spec §5–§10)."""
+    def query(self, frame: Frame, text: str, explain: bool = False) -> Segmentation:
+        """Resolves one expression on a prepared frame (spec §5–§10).
+
+        Args:
+            frame: from :meth:`prepare`.
+            text: the referring expression.
+            explain: also return every intermediate (parse, s, p, q, candidates, partners, R,
+                softmax(R), the maps, S, F) as ``result.explanation``.
+        """
         import torch
 
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError('the expression is empty')
         with torch.inference_mode():
-            return self._query(frame, text)
+            return self._query(frame, text, explain)
 
-    def _query(self, frame: Frame, text: str) -> Segmentation:
+    def _query(self, frame: Frame, text: str, explain: bool) -> Segmentation:
+        from hybridgl_ros.core.scoring import score_query
+
         timings: dict[str, float] = {}
         start = time.perf_counter()
         with _timed(timings, 'parse'):
@@ -134,88 +145,55 @@ class HybridGL:
                                           _join(message, 'no object: SAM proposed no masks'),
                                           timings)
         with _timed(timings, 'text', self.device):
-            feats = self._text_features(parse)
-        with _timed(timings, 'matching'):
-            p, q, pure_index = self._matching(frame, feats)
-        with _timed(timings, 'guidance', self.device):
-            chosen, candidates, cand_scores, spatial = self._guidance(frame, parse, feats, p, q)
+            features = self._text_features(parse)
+        with _timed(timings, 'scoring', self.device):
+            scores = score_query(frame, parse, features, self.config, self.gem_input_side)
         timings['total'] = _ms(start)
-        return self._result(frame, text, parse, chosen, pure_index, p, spatial, candidates,
-                            cand_scores, timings, message)
+        explanation = (scores.explanation(parse, features, frame.proposals.boxes_xywh)
+                       if explain else None)
+        return self._result(frame, text, parse, scores, timings, message, explanation)
 
-    def segment(self, image_rgb: np.ndarray, text: str) -> Segmentation:
+    def segment(self, image_rgb: np.ndarray, text: str, explain: bool = False) -> Segmentation:
         """``query(prepare(image_rgb), text)``, with the frame's timings included."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError('the expression is empty')
         frame = self.prepare(image_rgb)
-        result = self.query(frame, text)
+        result = self.query(frame, text, explain)
         result.timings_ms.update({f'frame.{k}': v for k, v in frame.timings_ms.items()})
         return result
 
-    def _text_features(self, parse: ParsedExpression) -> dict:
-        """E of every string the query needs, in one text-encoder batch."""
+    @property
+    def gem_input_side(self) -> int:
+        """GEM's input side in pixels: input_scale × the ViT's input side (448 for ViT-B/16)."""
+        return self.config.gem.input_scale * self.visual.image_size[0]
+
+    def _text_features(self, parse: ParsedExpression):
+        """E of every string the query needs, in one text-encoder batch (spec §5.4)."""
+        from hybridgl_ros.core.scoring import TextFeatures
+
         cfg = self.config.text
         others = [cfg.other_prompt.format(o) for o in parse.other_phrases]
         gem_text = self.config.gem.prompt.format(parse.head_phrase)
-        strings = [parse.normalized, parse.head_phrase, gem_text, *others]
-        e = self.text.encode(strings)  # (B, D)
+        e = self.text.encode([parse.normalized, parse.head_phrase, gem_text, *others])  # (B, D)
         target = cfg.sentence_weight * e[0] + (1.0 - cfg.sentence_weight) * e[1]
-        return {'target': target, 'gem': e[2], 'other': e[3:].mean(0) if others else None}
+        return TextFeatures(sentence=e[0], head=e[1], target=target, gem=e[2],
+                            other=e[3:].mean(0) if others else None)
 
-    def _matching(self, frame: Frame, feats: dict):
-        """p = softmax(s), q = softmax over the other-noun similarity, argmax of s."""
-        import torch
-
-        v = torch.nn.functional.normalize(frame.mask_features, dim=-1)  # (N, D)
-        scale = self.config.text.logit_scale
-
-        def probs(feature):
-            return torch.softmax(scale * (v @ torch.nn.functional.normalize(feature, dim=0)),
-                                 dim=0)
-
-        p = probs(feats['target'])
-        q = probs(feats['other']) if feats['other'] is not None else None
-        return p, q, int(torch.argmax(p))
-
-    def _guidance(self, frame: Frame, parse: ParsedExpression, feats: dict, p, q):
-        """Candidates, relation scores R, spatial scores S and F (spec §7, §9, §10)."""
-        import torch
-
-        from hybridgl_ros.core import guidance as g
-        from hybridgl_ros.core.gem import coherence_map
-
-        cfg = self.config.guidance
-        height, width = frame.image_size
-        plan = g.plan_guidance(parse, cfg, self.config.reference)
-        candidates = g.select_candidates(p, cfg.candidate_count)
-        boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32,
-                                device=p.device)
-        r = g.relation_scores(plan.relation, p, candidates, boxes, q=q,
-                              partner_count=cfg.partner_count)
-        coherence = None
-        if plan.use_coherence and frame.gem_tokens is not None:
-            coherence = coherence_map(frame.gem_tokens, frame.gem_grid, feats['gem'],
-                                      self.config.gem.input_scale * self.visual.image_size[0],
-                                      (height, width))
-        weights = g.guidance_map(coherence, plan, height, width, device=p.device)
-        spatial = g.spatial_scores(weights, frame.mask_tensor, plan.beta)
-        scores = g.final_scores(r, spatial[candidates], cfg.spatial_weight)
-        best = int(torch.argmax(scores))
-        return (int(candidates[best]), tuple(int(c) for c in candidates),
-                tuple(float(s) for s in scores), spatial)
-
-    def _result(self, frame, text, parse, chosen, pure_index, p, spatial, candidates,
-                cand_scores, timings, message) -> Segmentation:
+    def _result(self, frame, text, parse, scores, timings, message,
+                explanation) -> Segmentation:
+        chosen = scores.chosen
         mask = frame.proposals.masks[chosen]
-        box = tuple(int(v) for v in frame.proposals.boxes_xywh[chosen])
+        candidates = tuple(int(c) for c in scores.candidates)
+        final = tuple(float(f) for f in scores.final)
         return Segmentation(
-            found=True, text=text, mask=mask, box_xywh=box,
-            score=cand_scores[candidates.index(chosen)], centroid_xy=mask_centroid(mask),
-            interior_xy=interior_point(mask), index=chosen, pure_index=pure_index,
-            matching_probs=p.detach().float().cpu().numpy(),
-            spatial_scores=spatial.detach().float().cpu().numpy(),
-            candidate_indices=candidates, candidate_scores=cand_scores, parse=parse,
-            timings_ms=timings, message=message)
+            found=True, text=text, mask=mask,
+            box_xywh=tuple(int(v) for v in frame.proposals.boxes_xywh[chosen]),
+            score=final[candidates.index(chosen)], centroid_xy=mask_centroid(mask),
+            interior_xy=interior_point(mask), index=chosen, pure_index=scores.pure_index,
+            matching_probs=scores.matching_probs.detach().float().cpu().numpy(),
+            spatial_scores=scores.spatial.detach().float().cpu().numpy(),
+            candidate_indices=candidates, candidate_scores=final, parse=parse,
+            timings_ms=timings, message=message, explanation=explanation)
 
 
 def masks_on_device(masks: np.ndarray, device):
@@ -240,6 +218,25 @@ def check_image(image_rgb) -> np.ndarray:
         raise InvalidInputError(f'the image is too small: {image_rgb.shape[1]}x'
                                 f'{image_rgb.shape[0]}')
     return np.ascontiguousarray(image_rgb)
+
+
+def check_aspect_ratio(height: int, width: int, long_side: int) -> None:
+    """Refuses an image too thin for a model that resizes its long side to ``long_side`` px.
+
+    SAM scales the image so its long side is ``long_side`` (1024 for ViT-B/L/H) and rounds the
+    short side to the nearest pixel; below half a pixel that is 0 and the resize fails. So the
+    long side may be at most 2 x ``long_side`` times the short side (2048:1 for SAM).
+
+    Raises:
+        InvalidInputError: the image is thinner than that, with the limit in words.
+    """
+    short, long = sorted((int(height), int(width)))
+    if int(short * long_side / long + 0.5) >= 1:
+        return
+    raise InvalidInputError(
+        f'the image is {width}x{height}, an aspect ratio of {long / short:.0f}:1; SAM resizes '
+        f'its long side to {long_side} px, which leaves the short side under half a pixel. '
+        f'At most {2 * long_side}:1 is accepted: crop or pad the image')
 
 
 def _join(*parts: str) -> str:

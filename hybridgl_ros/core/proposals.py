@@ -40,7 +40,10 @@ class SamProposer:
     def propose(self, image_rgb: np.ndarray) -> Proposals:
         import torch
 
+        from hybridgl_ros.core.pipeline import check_aspect_ratio
+
         height, width = image_rgb.shape[:2]
+        check_aspect_ratio(height, width, self._generator.predictor.transform.target_length)
         with torch.inference_mode(), self._encoder_autocast():
             records = self._generator.generate(image_rgb)
         if not records:

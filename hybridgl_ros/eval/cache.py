@@ -9,9 +9,11 @@ switches reuses every frame and skips SAM and CLIP.
 The SAM proposals alone are cached too, keyed by the proposal and SAM settings only: a run
 with another feature mode (Table 3) recomputes the CLIP features but not SAM.
 
-Layout: ``<root>/<key>/<image name>.npz``, one file per image (masks bit-packed, tensors as
-numpy arrays), and ``<root>/<key>/config.json`` saying what the key stands for; proposals under
-``<root>/proposals-<key>/``.
+Layout: ``<root>/<key>/<image stem>-<content hash>.npz``, one file per image (masks bit-packed,
+tensors as numpy arrays), and ``<root>/<key>/config.json`` saying what the key stands for;
+proposals under ``<root>/proposals-<key>/``. Images are named by their content
+(:func:`image_cache_name`), so a changed image, or two datasets with equal file names, never
+read each other's frames.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from hybridgl_ros.core.types import Frame, Proposals
 
 _LOG = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: files named by image content, not by file name
 #: Model settings that do not change a frame's numbers.
 _IRRELEVANT_MODEL_FIELDS = ('torch_threads',)
 
@@ -91,6 +93,17 @@ def frame_key(config: HybridGLConfig) -> str:
     return _hash(frame_key_material(config))
 
 
+def image_cache_name(path: str | Path) -> str:
+    """The name an image file's frame is cached under: its stem and the SHA-256 of its bytes.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f'{path.stem}-{digest}'
+
+
 class _NpzStore:
     """One compressed .npz per image in ``folder``, written atomically."""
 
@@ -99,7 +112,7 @@ class _NpzStore:
         self._material = material
 
     def path(self, image_name: str) -> Path:
-        return self.folder / f'{Path(image_name).stem}.npz'
+        return self.folder / f'{image_name}.npz'
 
     def read(self, image_name: str, decode) -> Any:
         """``decode(arrays)`` of the stored file, or None if absent or unreadable."""
@@ -146,7 +159,7 @@ class FrameCache:
         self._needs_gem = config.guidance.use_coherence
 
     def path(self, image_name: str) -> Path:
-        """The cache file of an image (by its file name, shared by datasets on the same images)."""
+        """The cache file of an image (name it with :func:`image_cache_name`)."""
         return self._store.path(image_name)
 
     def load(self, image_name: str) -> Frame | None:

@@ -70,7 +70,14 @@ class ImageItem:
     queries: tuple[Query, ...]
 
 
-def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+#: How the ground truth of a query is decoded: 'union' of the target's polygons (standard), or
+#: 'exactly_once': only pixels covered by exactly one polygon of a target (the authors' loader,
+#: which drops the overlaps of an object's polygons; used in parity mode).
+GROUND_TRUTH_RULES = ('union', 'exactly_once')
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int,
+                        rule: str = 'union') -> np.ndarray:
     """Decodes one COCO segmentation object to a mask at image resolution.
 
     Args:
@@ -79,17 +86,20 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
             compressed RLE dict (``counts`` a str or bytes).
         height: image height in pixels.
         width: image width in pixels.
+        rule: one of GROUND_TRUTH_RULES; it only matters for several overlapping polygons.
 
     Returns:
         (height, width) bool. Polygons with fewer than 3 points are ignored.
     """
+    if rule not in GROUND_TRUTH_RULES:
+        raise ConfigError(f'ground-truth rule must be one of {GROUND_TRUTH_RULES}, not {rule!r}')
     with warnings.catch_warnings():
         # pycocotools 2.0.x calls numpy's __array__ the pre-2.0 way: harmless, but noisy.
         warnings.simplefilter('ignore', DeprecationWarning)
-        return _decode(segmentation, height, width)
+        return _decode(segmentation, height, width, rule)
 
 
-def _decode(segmentation: Any, height: int, width: int) -> np.ndarray:
+def _decode(segmentation: Any, height: int, width: int, rule: str) -> np.ndarray:
     from pycocotools import mask as mask_utils
 
     if isinstance(segmentation, dict):
@@ -106,15 +116,23 @@ def _decode(segmentation: Any, height: int, width: int) -> np.ndarray:
     if not polygons:
         return np.zeros((height, width), bool)
     rles = mask_utils.frPyObjects(polygons, height, width)
+    if rule == 'exactly_once':
+        coverage = mask_utils.decode(rles).astype(np.int32).sum(axis=2)  # (H, W) polygon count
+        return coverage == 1
     return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
 
 
-def ground_truth_mask(query: Query, height: int, width: int) -> np.ndarray:
-    """The union of a query's target segmentations: (height, width) bool."""
+def ground_truth_mask(query: Query, height: int, width: int, rule: str = 'union') -> np.ndarray:
+    """The union of a query's target segmentations (each decoded by ``rule``): (H, W) bool."""
     mask = np.zeros((height, width), bool)
     for target in query.targets:
-        mask |= decode_segmentation(target, height, width)
+        mask |= decode_segmentation(target, height, width, rule)
     return mask
+
+
+def ground_truth_rule(parity: str) -> str:
+    """'exactly_once' (the authors' loader) in reference parity, else the standard 'union'."""
+    return 'exactly_once' if parity == 'reference' else 'union'
 
 
 def load_dataset(name: str, split: str, data_root: str | Path,

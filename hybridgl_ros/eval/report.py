@@ -13,6 +13,10 @@ _LOG = logging.getLogger(__name__)
 SETTING_FIELDS = ('parity', 'features.mode', 'guidance.use_relation', 'guidance.use_coherence',
                   'guidance.use_position')
 _SWITCHES = ('guidance.use_relation', 'guidance.use_coherence', 'guidance.use_position')
+GROUND_TRUTH_WORDS = {
+    'union': 'the union of the referred object\'s polygons (standard)',
+    'exactly_once': 'pixels covered by exactly one of the referred object\'s polygons (the '
+                    'authors\' loader, parity mode)'}
 
 
 def build_summary(header: Mapping, records: Iterable[Mapping]) -> dict:
@@ -25,6 +29,7 @@ def build_summary(header: Mapping, records: Iterable[Mapping]) -> dict:
         'planned_queries': header['planned_queries'],
         'complete': summary['queries'] >= header['planned_queries'],
         'settings': {name: config[name] for name in SETTING_FIELDS},
+        'ground_truth': header.get('ground_truth', 'union'),
         'frame_key': header.get('frame_key', '')})
     return summary
 
@@ -130,6 +135,8 @@ def _footnotes(summaries: Sequence[Mapping]) -> list[str]:
             note += '; INCOMPLETE (interrupted, or shards missing)'
         if s['timing']['ms_per_query']:
             note += f'; {s["timing"]["ms_per_query"]:.1f} ms per query'
+        note += '; ground truth: ' + GROUND_TRUTH_WORDS.get(s.get('ground_truth', 'union'),
+                                                            s.get('ground_truth', 'union'))
         notes.append(note)
     return notes
 

@@ -17,8 +17,9 @@ import numpy as np
 
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import ConfigError, InvalidInputError
-from hybridgl_ros.eval.cache import CachingProposer, FrameCache, frame_key
-from hybridgl_ros.eval.datasets import ImageItem, Query, ground_truth_mask, load_dataset
+from hybridgl_ros.eval.cache import CachingProposer, FrameCache, frame_key, image_cache_name
+from hybridgl_ros.eval.datasets import (
+    ImageItem, Query, ground_truth_mask, ground_truth_rule, load_dataset)
 from hybridgl_ros.eval.metrics import intersection_union
 from hybridgl_ros.eval.records import ResultsFileError, ResultsWriter, read_results
 from hybridgl_ros.eval.report import build_summary, render_tables
@@ -135,7 +136,8 @@ def evaluate(settings: EvalSettings, config: HybridGLConfig,
     images, total = plan(items, settings.limit, settings.shard)
     header = {'dataset': settings.dataset, 'split': settings.split, 'limit': settings.limit,
               'shard': list(settings.shard), 'config': _json_config(config),
-              'frame_key': frame_key(config), 'planned_total': total,
+              'frame_key': frame_key(config), 'ground_truth': ground_truth_rule(config.parity),
+              'planned_total': total,
               'planned_queries': sum(len(p.queries) for p in images),
               'planned_images': len(images)}
     started = time.perf_counter()
@@ -215,6 +217,7 @@ class _Loop:
                 self.proposals = CachingProposer(self.model.proposer, settings.cache_dir, config)
                 self.model.proposer = self.proposals
         self.progress = settings.progress
+        self.ground_truth = ground_truth_rule(config.parity)
         self.totals = [sum(r.get('inter', 0) for r in records),
                        sum(r.get('union', 0) for r in records)]
 
@@ -243,9 +246,12 @@ class _Loop:
     def frame(self, item: ImageItem) -> tuple[Any, str]:
         """The image's frame, from the cache or computed (then stored), and the cache state:
         'hit', 'proposals' (only SAM's part was cached), 'miss' or 'off'."""
-        name = item.path.name
         if self.cache is None:
             return self.model.prepare(load_image(item.path)), 'off'
+        try:
+            name = image_cache_name(item.path)
+        except OSError as exc:
+            raise UnreadableImageError(f'cannot read {item.path}: {exc}') from exc
         frame = self.cache.load(name)
         if frame is not None:
             return frame, 'hit'
@@ -301,7 +307,7 @@ class _Loop:
         """Scores one query on a prepared frame: I and U for pure and guided predictions."""
         height, width = frame.image_size
         try:
-            gt = ground_truth_mask(query, height, width)
+            gt = ground_truth_mask(query, height, width, self.ground_truth)
         except ValueError as exc:
             return query_record(order, item, query, status='skipped',
                                 reason='unreadable ground truth', detail=str(exc))

@@ -47,6 +47,8 @@ POLL_S = 0.005
 CANCEL_STATE_WAIT_S = 2.0
 #: Centroids of the last tracked frames drawn on the overlay.
 TRAIL_LENGTH = 30
+#: After the last goal's callback returned, for rclpy to send its result [s].
+RESULT_GRACE_S = 0.2
 #: The cancel token's reason when the client cancels (other reasons: the node stops the goal).
 CLIENT_CANCEL = 'canceled by the client'
 
@@ -83,8 +85,8 @@ class TrackServer:
     """The action server; ``node`` is the :class:`~hybridgl_ros.ros.node.HybridGLNode` it serves.
 
     It uses of the node: ``_busy`` (the models' lock), ``_segmenter``, ``_active``,
-    ``_not_ready``, ``_settings``, ``_image``, ``_frames``, ``_check_text``,
-    ``_prepare_latest``, ``_centroid_3d``, ``_publish`` and ``_unexpected``.
+    ``_not_ready``, ``_settings``, ``_image``, ``_depth``, ``_frames``, ``_outputs``,
+    ``_check_text``, ``_select_image`` and ``_unexpected``.
 
     Args:
         node: the node.
@@ -100,6 +102,7 @@ class TrackServer:
         self._running: _Goal | None = None
         self._queue: deque[_Goal] = deque()
         self._goals: dict[bytes, _Goal] = {}
+        self._executing = 0            # execute callbacks not returned yet
         self._server = ActionServer(
             node, TrackByText, '~/track', self._execute,
             goal_callback=lambda request: GoalResponse.ACCEPT,
@@ -119,6 +122,17 @@ class TrackServer:
     def destroy(self) -> None:
         self.stop_all('the node is shutting down')
         self._server.destroy()
+
+    def wait_ended(self, timeout_s: float) -> bool:
+        """Waits until every execute callback has returned its result to rclpy (after
+        :meth:`stop_all`); whether they all have."""
+        deadline = time.monotonic() + timeout_s
+        waited = bool(self._executing)
+        while self._executing and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        if waited:     # rclpy hands the result to the waiting client on the executor's next turn
+            time.sleep(min(RESULT_GRACE_S, max(deadline - time.monotonic(), 0.0)))
+        return not self._executing
 
     # ------------------------------------------------------------------------- admission
     def _on_accepted(self, handle) -> None:
@@ -171,14 +185,21 @@ class TrackServer:
     # ------------------------------------------------------------------------- execution
     def _execute(self, handle):
         goal = self._goals.get(bytes(handle.goal_id.uuid)) or _Goal(handle)
+        with self._lock:
+            self._executing += 1
         try:
-            reason, message = self._outcome(goal)
+            try:
+                reason, message = self._outcome(goal)
+            finally:
+                self._next_goal(goal)
+            self._conclude(goal, reason)
+            return results.track_result(
+                reason, message, goal.last, goal.quality, goal.frames,
+                goal.frames / goal.tracking_s if goal.tracking_s else 0.0,
+                time.monotonic() - goal.started)
         finally:
-            self._next_goal(goal)
-        self._conclude(goal, reason)
-        return results.track_result(reason, message, goal.last, goal.quality, goal.frames,
-                                    goal.frames / goal.tracking_s if goal.tracking_s else 0.0,
-                                    time.monotonic() - goal.started)
+            with self._lock:
+                self._executing -= 1
 
     def _outcome(self, goal: _Goal) -> tuple[int, str]:
         """Runs the goal; (reason, message) of its end."""
@@ -260,11 +281,8 @@ class TrackServer:
         with self._models(goal.token):
             segmenter = self._ready_segmenter()
             text = node._check_text(request.text)
-            image = request.image
-            if image.width or image.height or len(image.data):
-                prepared = node._frames.frame_for(segmenter, image, None, cancel=goal.token)
-            else:
-                prepared = node._prepare_latest(cancel=goal.token)
+            image, key = node._select_image(request.image)
+            prepared = node._frames.frame_for(segmenter, image, key, cancel=goal.token)
             goal.token.check()
             self._feedback(goal, Feedback.SCORING)
             follower = self._follower_for(segmenter)
@@ -303,7 +321,7 @@ class TrackServer:
                  elapsed_s: float, prepare_s: float, label: str | None = None) -> None:
         """The answer as a message, on the node's topics too (the overlay with the trail)."""
         node = self._node
-        centroid, depth_note = node._centroid_3d(segmentation, prepared.header)
+        centroid, depth_note = self._centroid(segmentation, prepared.header)
         message = '; '.join(m for m in (segmentation.message, depth_note) if m)
         goal.last = results.result_message(segmentation, prepared.header, centroid, elapsed_s,
                                            prepare_s, message)
@@ -311,8 +329,18 @@ class TrackServer:
         if segmentation.found:
             goal.trail.append(segmentation.centroid_xy)
         trail_image = track_frames.with_trail(prepared.image_rgb, goal.trail)
-        node._publish(goal.last, segmentation, replace(prepared, image_rgb=trail_image),
-                      centroid, label)
+        node._outputs.publish(goal.last, segmentation, replace(prepared, image_rgb=trail_image),
+                              centroid, node._settings, label)
+
+    def _centroid(self, segmentation, header):
+        """The 3D centroid from the depth paired with the frame, or (None, why not)."""
+        from hybridgl_ros.ros.depth_pairing import centroid_3d
+
+        settings = self._node._settings
+        if not (segmentation.found and settings.use_depth):
+            return None, ''
+        pair = self._node._depth.pair(header, settings.sync_slop_s)
+        return centroid_3d(segmentation.mask, header, pair, settings)
 
     def _feedback(self, goal: _Goal, stage: int, **fields) -> None:
         goal.handle.publish_feedback(results.track_feedback(stage, **fields))

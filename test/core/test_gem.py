@@ -84,6 +84,21 @@ def test_coherence_map_puts_the_best_patch_where_it_lies():
     assert scores[:10, 20:].mean() > 0.5 > scores[:, :20].max()
 
 
+def test_coherence_map_smaller_than_the_gem_input_is_resized_with_antialiasing():
+    # 28x28 grid -> 56 px -> a 20x30 image: downsampling, where antialiasing matters (spec §8)
+    generator = torch.Generator().manual_seed(3)
+    tokens = torch.randn(28 * 28, 8, generator=generator)
+    text = torch.randn(8, generator=generator)
+    cosine = F.normalize(tokens, dim=-1) @ F.normalize(text, dim=0)
+    side = F.interpolate(cosine.reshape(1, 1, 28, 28), size=(56, 56), mode='bilinear',
+                         align_corners=False)
+    side = (side - side.min()) / (side.max() - side.min())
+    small = F.interpolate(side, size=(20, 30), mode='bilinear', align_corners=False,
+                          antialias=True)[0, 0]
+    expected = (small - small.min()) / (small.max() - small.min())
+    torch.testing.assert_close(coherence_map(tokens, (28, 28), text, 56, (20, 30)), expected)
+
+
 def test_gem_leaves_the_normal_stream_untouched(tiny_clip):
     visual = tiny_clip.visual
     pixels = preprocess_image(_scene(56, 56), (56, 56), NATIVE.image_mean, NATIVE.image_std)

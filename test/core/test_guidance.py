@@ -7,7 +7,7 @@ from hybridgl_ros.core.config import GuidanceConfig
 from hybridgl_ros.core.errors import InvalidInputError
 from hybridgl_ros.core.guidance import (
     beta_for, coherence_weighting, final_scores, guidance_map, plan_guidance, position_ramp,
-    relation_scores, select_candidates, spatial_scores)
+    relation_scores, relation_totals, select_candidates, spatial_scores)
 from hybridgl_ros.core.types import ParsedExpression
 
 EQUAL_P = torch.full((3,), 1 / 3)
@@ -62,10 +62,21 @@ def test_left_relation_without_other_nouns_weights_candidate_partners_by_p():
     torch.testing.assert_close(scores, expected)
 
 
-def test_no_relation_gives_softmax_of_candidate_p():
+def test_no_relation_sums_p_over_the_candidate_partners():
+    # r(i, j) = p_i, so R_i = K·p_i over the K = 3 candidates (spec §7.3).
     p = torch.tensor([0.5, 0.3, 0.2])
+    totals = relation_totals('none', p, ALL_THREE, np.zeros((3, 4)))
+    torch.testing.assert_close(totals.totals, 3 * p)
     scores = relation_scores('none', p, ALL_THREE, np.zeros((3, 4)))
-    torch.testing.assert_close(scores, torch.softmax(p, dim=0))
+    torch.testing.assert_close(scores, torch.softmax(3 * p, dim=0))
+
+
+def test_no_relation_with_other_nouns_sums_p_over_the_top_q_partners():
+    p = torch.tensor([0.4, 0.3, 0.2, 0.05, 0.05])
+    q = torch.tensor([0.1, 0.1, 0.1, 0.4, 0.3])
+    totals = relation_totals('none', p, ALL_THREE, np.zeros((5, 4)), q=q, partner_count=6)
+    assert totals.partners.tolist() == [3, 4, 0, 1, 2]  # min(6, N) partners, best q first
+    torch.testing.assert_close(totals.totals, 5 * p[:3])
 
 
 def test_other_noun_partners_are_the_top_q_masks_weighted_by_q():
@@ -204,6 +215,18 @@ def test_spatial_scores_of_many_masks_equal_the_per_mask_formula():
     torch.testing.assert_close(spatial_scores(weights, masks, 1.8), expected)
 
 
+def test_spatial_score_of_a_mask_covering_most_of_a_large_image_is_exact():
+    # In float32, outside = total − inside was 6e-5 off here (1080p, mask on 80 % of rows).
+    generator = torch.Generator().manual_seed(2)
+    weights = torch.rand(1080, 1920, generator=generator) ** 4
+    weights = weights / weights.mean()
+    masks = torch.zeros(1, 1080, 1920, dtype=torch.bool)
+    masks[0, :864] = True
+    w64 = weights.double()
+    expected = 0.2 * w64[:864].mean() - 1.8 * w64[864:].mean()
+    assert abs(float(spatial_scores(weights, masks, 1.8)[0]) - float(expected)) < 1e-6
+
+
 def test_spatial_scores_of_float_masks_equal_those_of_bool_masks():
     generator = torch.Generator().manual_seed(1)
     weights = torch.rand(12, 16, generator=generator)
@@ -256,15 +279,12 @@ def test_plan_in_parity_mode_never_uses_vertical_ramps():
 
 
 def test_guidance_map_without_coherence_is_the_normalised_ramp():
-    parsed = ParsedExpression('dog on left', 'dog', (), 'none', 'left')
-    plan = plan_guidance(parsed, GuidanceConfig(use_coherence=False))
-    weights = guidance_map(torch.rand(2, 5), plan, 2, 5)
+    weights = guidance_map(None, position_ramp('left', 2, 5, vertical_ramps=False))
     torch.testing.assert_close(weights[0], torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0]))
 
 
 def test_guidance_map_multiplies_coherence_and_ramp():
-    parsed = ParsedExpression('dog', 'dog', (), 'none', 'right')
-    plan = plan_guidance(parsed, GuidanceConfig())
     coherence = torch.tensor([[1.0, 1.0, 0.0]])
     # ramp (0, 0.5, 1) -> product (0, 0.5, 0), mean 1/6
-    torch.testing.assert_close(guidance_map(coherence, plan, 1, 3), torch.tensor([[0., 3., 0.]]))
+    ramp = position_ramp('right', 1, 3, vertical_ramps=False)
+    torch.testing.assert_close(guidance_map(coherence, ramp), torch.tensor([[0., 3., 0.]]))

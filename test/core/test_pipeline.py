@@ -67,7 +67,7 @@ def test_result_carries_mask_box_points_and_scores(make_segmenter, scene_rgb):
     x, y = result.interior_xy
     assert result.mask[y, x]
     assert result.parse.direction == 'left'
-    assert {'parse', 'text', 'matching', 'guidance', 'total'} <= set(result.timings_ms)
+    assert {'parse', 'text', 'scoring', 'total'} <= set(result.timings_ms)
 
 
 def test_second_query_on_the_same_frame_runs_no_image_side_model_pass(make_segmenter,
@@ -153,3 +153,38 @@ def test_config_is_frozen():
     config = HybridGLConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.parity = 'reference'
+
+
+def test_explanation_holds_every_intermediate_consistently(make_segmenter, scene_rgb):
+    segmenter, _ = make_segmenter()
+    frame = segmenter.prepare(scene_rgb)
+    result = segmenter.query(frame, 'the square left of the blue disc', explain=True)
+    e = result.explanation
+    n, (h, w) = 4, scene_rgb.shape[:2]
+    assert e.parse == result.parse and e.relation == 'left' and e.beta == 1.8
+    np.testing.assert_allclose(e.matching_probs, result.matching_probs)
+    np.testing.assert_allclose(e.matching_probs, np.exp(e.similarities - e.similarities.max())
+                               / np.exp(e.similarities - e.similarities.max()).sum(), rtol=1e-5)
+    assert e.other_probs.shape == (n,) and e.text_features['other'] is not None
+    assert list(e.candidates) == list(result.candidate_indices)
+    np.testing.assert_allclose(e.relation_probs, np.exp(e.relation_totals)
+                               / np.exp(e.relation_totals).sum(), rtol=1e-5)
+    assert e.coherence_input_map.shape == (112, 112) and e.coherence_map.shape == (h, w)
+    assert e.guidance_map.shape == (h, w) and abs(e.guidance_map.mean() - 1) < 1e-4
+    np.testing.assert_allclose(e.final_scores, 0.4 * e.relation_probs
+                               + 0.6 * e.spatial_scores[e.candidates], rtol=1e-5)
+    assert e.chosen == result.index and e.pure_index == result.pure_index
+    assert result.to_dict()['explanation']['candidates'] == list(result.candidate_indices)
+
+
+def test_no_explanation_unless_asked(make_segmenter, scene_rgb):
+    segmenter, _ = make_segmenter()
+    result = segmenter.segment(scene_rgb, 'the blue disc')
+    assert result.explanation is None and 'explanation' not in result.to_dict()
+
+
+def test_explanation_without_coherence_has_no_map_but_the_ramp(make_segmenter, scene_rgb):
+    segmenter, _ = make_segmenter(**{'guidance.use_coherence': False})
+    e = segmenter.segment(scene_rgb, 'the disc on the right', explain=True).explanation
+    assert e.coherence_map is None and e.coherence_input_map is None
+    assert e.position_ramp[0, 0] == 0.0 and e.position_ramp[0, -1] == 1.0

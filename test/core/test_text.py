@@ -134,6 +134,17 @@ def test_parity_mode_changes_nothing_but_the_relation(parser, parity_parser):
         default.normalized, default.head_phrase, default.other_phrases)
 
 
+@pytest.mark.parametrize('sentence, parity', [
+    ('the   red car', 'the    red car'),
+    ('The  RED car, left-most!', 'the red car , left - most !'),  # 2nd space: one token ' '
+    ('the red car', 'the red car'),
+])
+def test_parity_mode_keeps_whitespace_tokens_of_space_runs(parser, parity_parser, sentence,
+                                                           parity):
+    assert parity_parser.parse(sentence).normalized == parity
+    assert parser.parse(sentence).normalized == ' '.join(parity.split())
+
+
 def _doc(nlp, words, heads, pos=None):
     """A hand-built parse: heads are absolute token indices; deps are placeholders."""
     deps = ['ROOT' if head == i else 'dep' for i, head in enumerate(heads)]

@@ -1,11 +1,14 @@
 """The per-image frame cache: exact round trip, keys, and a second run that skips SAM + CLIP."""
+import dataclasses
+
 import numpy as np
 import torch
 from eval_data import StandInModel
+from PIL import Image
 
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.types import Frame, Proposals
-from hybridgl_ros.eval.cache import CachingProposer, FrameCache, frame_key
+from hybridgl_ros.eval.cache import CachingProposer, FrameCache, frame_key, image_cache_name
 from hybridgl_ros.eval.records import read_results
 from hybridgl_ros.eval.runner import EvalSettings, evaluate
 
@@ -83,6 +86,35 @@ def test_a_second_run_with_other_guidance_reuses_every_frame(refcoco_root, tmp_p
     assert second['metrics'] == uncached['metrics']
     cache_states = {r['cache'] for r in read_results(tmp_path / 'first' / 'results.jsonl')[1]}
     assert cache_states == {'miss'}
+
+
+def test_a_changed_image_with_the_same_name_is_recomputed_not_read_stale(refcoco_root, tmp_path,
+                                                                        stand_in):
+    settings = EvalSettings('refcoco', 'val', refcoco_root, tmp_path / 'first', progress=False,
+                            cache_dir=tmp_path / 'cache')
+    evaluate(settings, HybridGLConfig(), stand_in)
+    image = next((refcoco_root / 'images' / 'mscoco' / 'images' / 'train2014').glob('*.jpg'))
+    pixels = np.array(Image.open(image))
+    Image.fromarray(255 - pixels).save(image, format='PNG')
+    again = evaluate(dataclasses.replace(settings, out_dir=tmp_path / 'second'),
+                     HybridGLConfig(), stand_in)
+    assert stand_in.made[-1].prepared == 1
+    assert again['timing']['cache_hits'] == again['timing']['frames'] - 1
+    fresh = evaluate(EvalSettings('refcoco', 'val', refcoco_root, tmp_path / 'plain',
+                                  progress=False), HybridGLConfig(), stand_in)
+    assert again['metrics'] == fresh['metrics']
+
+
+def test_images_are_cached_by_content_not_by_file_name(tmp_path):
+    first, second = tmp_path / 'a' / 'x.png', tmp_path / 'b' / 'x.png'
+    for path, value in ((first, 0), (second, 1)):
+        path.parent.mkdir()
+        Image.fromarray(np.full((4, 4, 3), value, np.uint8)).save(path)
+    assert image_cache_name(first) != image_cache_name(second)
+    assert image_cache_name(first).startswith('x-')
+    copy = tmp_path / 'copy.png'
+    copy.write_bytes(first.read_bytes())
+    assert image_cache_name(copy).split('-')[1] == image_cache_name(first).split('-')[1]
 
 
 class CountingProposer:

@@ -8,7 +8,7 @@ from eval_data import compressed_rle, rect_mask, rect_polygon, uncompressed_rle,
 
 from hybridgl_ros.core.errors import ConfigError
 from hybridgl_ros.eval.datasets import (
-    Query, decode_segmentation, ground_truth_mask, load_dataset)
+    Query, decode_segmentation, ground_truth_mask, ground_truth_rule, load_dataset)
 
 
 def _irregular_mask():
@@ -25,6 +25,23 @@ def test_several_polygons_decode_to_their_union():
     polygons = rect_polygon(0, 4, 0, 4) + rect_polygon(10, 15, 12, 20)
     expected = rect_mask(0, 4, 0, 4, 17, 23) | rect_mask(10, 15, 12, 20, 17, 23)
     assert np.array_equal(decode_segmentation(polygons, 17, 23), expected)
+
+
+def test_the_authors_rule_drops_pixels_covered_by_two_polygons_of_the_object():
+    polygons = rect_polygon(0, 8, 0, 10) + rect_polygon(4, 12, 6, 16)
+    a, b = rect_mask(0, 8, 0, 10, 17, 23), rect_mask(4, 12, 6, 16, 17, 23)
+    assert np.array_equal(decode_segmentation(polygons, 17, 23), a | b)
+    assert np.array_equal(decode_segmentation(polygons, 17, 23, 'exactly_once'), a ^ b)
+
+
+def test_parity_mode_evaluates_against_the_authors_ground_truth():
+    assert ground_truth_rule('reference') == 'exactly_once'
+    assert ground_truth_rule('default') == 'union'
+
+
+def test_an_unknown_ground_truth_rule_is_a_config_error():
+    with pytest.raises(ConfigError):
+        decode_segmentation(rect_polygon(0, 4, 0, 4), 17, 23, 'intersection')
 
 
 def test_uncompressed_rle_decodes_exactly():

@@ -50,6 +50,15 @@ def test_run_writes_results_summary_and_table(refcoco_root, tmp_path, stand_in):
     assert f'{summary["metrics"]["guided"]["mIoU"]:.2f}' in table
 
 
+def test_the_report_says_which_ground_truth_each_run_used(refcoco_root, tmp_path, stand_in):
+    default = evaluate(_settings(refcoco_root, tmp_path / 'default'), HybridGLConfig(), stand_in)
+    parity = evaluate(_settings(refcoco_root, tmp_path / 'parity'),
+                      HybridGLConfig(parity='reference'), stand_in)
+    assert (default['ground_truth'], parity['ground_truth']) == ('union', 'exactly_once')
+    assert 'ground truth: the union' in (tmp_path / 'default' / 'table.md').read_text()
+    assert 'exactly one' in (tmp_path / 'parity' / 'table.md').read_text()
+
+
 def test_limit_takes_the_first_queries_in_image_order(refcoco_root, tmp_path, stand_in):
     evaluate(_settings(refcoco_root, tmp_path / 'out', limit=5), HybridGLConfig(), stand_in)
     records = _results(tmp_path / 'out' / 'results.jsonl')

@@ -147,7 +147,13 @@ class GoalRun:
         return [f.stage for f in self.feedback]
 
     def wait_stage(self, stage: int, count: int = 1, timeout: float = 60.0) -> bool:
-        return bool(wait_for(lambda: self.stages().count(stage) >= count, timeout))
+        """Whether ``count`` feedbacks of ``stage`` came (False at once if the goal ended)."""
+        wait_for(lambda: self.stages().count(stage) >= count or self._done.is_set(), timeout)
+        return self.stages().count(stage) >= count
+
+    def ended(self) -> str:
+        """The goal's result message if it has ended, else ''."""
+        return self._result_future.result().result.message if self._done.is_set() else ''
 
     def cancel(self, timeout: float = 10.0):
         done = threading.Event()

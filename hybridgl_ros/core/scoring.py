@@ -1,0 +1,156 @@
+"""Per-query scoring on a prepared frame (spec §6–§10): s, p, q, R, the maps, S and F.
+
+:func:`score_query` runs the steps in the paper's order and keeps every intermediate in a
+:class:`QueryScores` (torch tensors on the model's device). The pipeline reads the choice from
+it; :meth:`QueryScores.explanation` turns it into the numpy :class:`~hybridgl_ros.core.types.
+Explanation` a user asks for with ``query(..., explain=True)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hybridgl_ros.core import guidance as g
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.gem import coherence_input_map, resize_coherence_map
+from hybridgl_ros.core.types import Explanation, Frame, ParsedExpression
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """The CLIP text features of one query (spec §5.4), each (D,) float32, not normalised.
+
+    Attributes:
+        sentence: E(T').
+        head: E(NP).
+        target: t = w·E(T') + (1 − w)·E(NP).
+        gem: E of the GEM prompt ("a photo of a {NP}.").
+        other: u = mean_k E("a photo of " + O_k), or None without other noun phrases.
+    """
+
+    sentence: torch.Tensor
+    head: torch.Tensor
+    target: torch.Tensor
+    gem: torch.Tensor
+    other: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class QueryScores:
+    """Every intermediate of one query (tensors on the model's device).
+
+    Attributes:
+        plan: the guidance the query got (relation, direction, β, switches).
+        similarities: (N,) s = logit_scale·cos(v_n, t).
+        matching_probs: (N,) p = softmax(s).
+        other_probs: (N,) q, or None without other noun phrases.
+        candidates: (K,) int64, the top-k masks by p, best first.
+        relation: R with its partners (spec §7.3).
+        relation_probs: (K,) softmax(R).
+        coherence_input: (side, side) coherence map at GEM's input side, or None.
+        coherence: (H, W) coherence map, or None (no GEM, or ``use_coherence`` off).
+        ramp: (H, W) position ramp P.
+        guidance_map: (H, W) A = map ⊙ P / mean.
+        spatial: (N,) S of Eq. 8.
+        final: (K,) F of Eq. 9, candidates' order.
+    """
+
+    plan: g.GuidancePlan
+    similarities: torch.Tensor
+    matching_probs: torch.Tensor
+    other_probs: torch.Tensor | None
+    candidates: torch.Tensor
+    relation: g.RelationTotals
+    relation_probs: torch.Tensor
+    coherence_input: torch.Tensor | None
+    coherence: torch.Tensor | None
+    ramp: torch.Tensor
+    guidance_map: torch.Tensor
+    spatial: torch.Tensor
+    final: torch.Tensor
+
+    @property
+    def chosen(self) -> int:
+        """The output mask: the candidate with the highest F."""
+        return int(self.candidates[int(torch.argmax(self.final))])
+
+    @property
+    def pure_index(self) -> int:
+        """argmax of s: "pure HybridGL", no spatial guidance."""
+        return int(torch.argmax(self.similarities))
+
+    def explanation(self, parse: ParsedExpression, text: TextFeatures,
+                    boxes_xywh: np.ndarray) -> Explanation:
+        """The numpy view of these scores, for ``query(..., explain=True)``.
+
+        Args:
+            parse: the parsed expression.
+            text: its text features.
+            boxes_xywh: (N, 4) the frame's proposal boxes.
+        """
+        def arr(value):
+            return None if value is None else value.detach().float().cpu().numpy()
+
+        return Explanation(
+            parse=parse, relation=self.plan.relation, direction=self.plan.direction,
+            beta=self.plan.beta,
+            text_features={'sentence': arr(text.sentence), 'head': arr(text.head),
+                           'target': arr(text.target), 'gem': arr(text.gem),
+                           'other': arr(text.other)},
+            similarities=arr(self.similarities), matching_probs=arr(self.matching_probs),
+            other_probs=arr(self.other_probs),
+            candidates=self.candidates.cpu().numpy().astype(np.int64),
+            partners=self.relation.partners.cpu().numpy().astype(np.int64),
+            partner_weights=arr(self.relation.partner_weights),
+            relation_totals=arr(self.relation.totals), relation_probs=arr(self.relation_probs),
+            coherence_input_map=arr(self.coherence_input), coherence_map=arr(self.coherence),
+            position_ramp=arr(self.ramp), guidance_map=arr(self.guidance_map),
+            spatial_scores=arr(self.spatial), final_scores=arr(self.final),
+            chosen=self.chosen, pure_index=self.pure_index,
+            boxes_xywh=np.asarray(boxes_xywh, np.int64))
+
+
+def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
+                config: HybridGLConfig, gem_input_side: int) -> QueryScores:
+    """Scores every proposal of a frame with at least one proposal (spec §6–§10).
+
+    Args:
+        frame: the prepared frame (masks, mask features, GEM tokens).
+        parse: the parsed expression.
+        text: its text features.
+        config: the method's configuration (text, guidance, parity).
+        gem_input_side: GEM's input side in pixels (448 for ViT-B/16).
+    """
+    cfg = config.guidance
+    s = _similarities(frame.mask_features, text.target, config.text.logit_scale)
+    p = torch.softmax(s, dim=0)
+    q = (None if text.other is None else torch.softmax(
+        _similarities(frame.mask_features, text.other, config.text.logit_scale), dim=0))
+    plan = g.plan_guidance(parse, cfg, config.reference)
+    candidates = g.select_candidates(p, cfg.candidate_count)
+    boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32, device=p.device)
+    relation = g.relation_totals(plan.relation, p, candidates, boxes, q=q,
+                                 partner_count=cfg.partner_count)
+    relation_probs = torch.softmax(relation.totals, dim=0)
+    coherence_input = coherence = None
+    if plan.use_coherence and frame.gem_tokens is not None:
+        coherence_input = coherence_input_map(frame.gem_tokens, frame.gem_grid, text.gem,
+                                              gem_input_side)
+        coherence = resize_coherence_map(coherence_input, frame.image_size)
+    height, width = frame.image_size
+    ramp = g.position_ramp(plan.direction, height, width, plan.vertical_ramps, p.device)
+    weights = g.guidance_map(coherence, ramp)
+    spatial = g.spatial_scores(weights, frame.mask_tensor, plan.beta)
+    final = g.final_scores(relation_probs, spatial[candidates], cfg.spatial_weight)
+    return QueryScores(plan, s, p, q, candidates, relation, relation_probs, coherence_input,
+                       coherence, ramp, weights, spatial, final)
+
+
+def _similarities(features: torch.Tensor, text_feature: torch.Tensor,
+                  logit_scale: float) -> torch.Tensor:
+    """(N,) logit_scale·cos(v_n, x) of (N, D) mask features and a (D,) text feature."""
+    v = F.normalize(features, dim=-1)
+    return logit_scale * (v @ F.normalize(text_feature, dim=0))
