@@ -45,8 +45,8 @@ def test_node_stopped_while_tracking_answers_the_goal_exits_and_serves_again_whe
     client_node = Node('track_client', context=ros_context, namespace=namespace)
     publisher = client_node.create_publisher(Image, f'{namespace}/image', QoSProfile(depth=2))
     spinner = Spinner(ros_context, client_node)
-    node = _node(namespace, ros_env, tmp_path / 'node1.log')
     cam = ClipCamera(publisher, clip, 16)
+    node = _node(namespace, ros_env, tmp_path / 'node1.log')
     try:
         client = track_client(client_node, namespace, timeout=60.0)
         cam.start(timeout=180.0)
