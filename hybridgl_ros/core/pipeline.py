@@ -9,6 +9,8 @@ from typing import Iterator
 
 import numpy as np
 
+from hybridgl_ros.core.cancel import CancelToken, checked_during, sam_checkpoints
+from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import InvalidInputError
 from hybridgl_ros.core.geometry import interior_point, mask_centroid
@@ -77,11 +79,14 @@ class HybridGL:
                                                                         dtype))
 
     # ------------------------------------------------------------------------------ per frame
-    def prepare(self, image_rgb: np.ndarray) -> Frame:
+    def prepare(self, image_rgb: np.ndarray, cancel: CancelToken | None = None) -> Frame:
         """Everything text-independent: SAM masks, mask features, GEM image tokens.
 
         Args:
             image_rgb: (H, W, 3) uint8 RGB.
+            cancel: checked before each stage, each block of SAM's image encoder, each SAM
+                decoder batch and each chunk of mask features; once set, the next check raises
+                :class:`~hybridgl_ros.core.cancel.Cancelled`.
         """
         import torch
 
@@ -89,11 +94,14 @@ class HybridGL:
 
         image_rgb = check_image(image_rgb)
         timings: dict[str, float] = {}
-        with _timed(timings, 'proposals', self.device):
+        check_cancel(cancel)
+        checkpoints = sam_checkpoints(getattr(self.proposer, 'sam', None))
+        with _timed(timings, 'proposals', self.device), checked_during(checkpoints, cancel):
             proposals = self.proposer.propose(image_rgb)
         with _timed(timings, 'features', self.device):
-            features = self.encoder.encode(image_rgb, proposals.masks)  # (N, D)
+            features = self.encoder.encode(image_rgb, proposals.masks, cancel=cancel)  # (N, D)
         gem_tokens, grid = None, (0, 0)
+        check_cancel(cancel)
         if self.config.guidance.use_coherence and len(proposals):
             with _timed(timings, 'gem', self.device):
                 gem_tokens, grid = gem_image_tokens(self.visual, image_rgb, self.config.gem,

@@ -48,6 +48,7 @@ from hybridgl_ros.ros.params import (
 from hybridgl_ros.ros.request_queue import RequestQueue, Ticket
 from hybridgl_ros.ros.shutdown import StopSignal, exit_now, run_until_stopped
 from hybridgl_ros.ros.sync import LatestSlot, staleness
+from hybridgl_ros.ros.track_server import TrackServer
 from hybridgl_ros.srv import SegmentByText
 
 #: config -> an object with ``prepare(image_rgb) -> Frame`` and ``query(frame, text)``.
@@ -102,6 +103,7 @@ class HybridGLNode(LifecycleNode):
             max_queued=self.get_parameter('max_queued_requests').value)
         self.create_service(SegmentByText, '~/segment', self._requests.call,
                             qos_profile=SERVICE_QOS, callback_group=ReentrantCallbackGroup())
+        self._tracks = TrackServer(self)  # the ~/track action (hybridgl_ros/action/TrackByText)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if self.get_parameter('autostart').value:
             self._autostart_timer = self.create_timer(
@@ -157,6 +159,7 @@ class HybridGLNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._tracks.stop_all('the node was deactivated')
         self._active = False
         return super().on_deactivate(state)
 
@@ -183,6 +186,7 @@ class HybridGLNode(LifecycleNode):
         self._outputs = Outputs(self)
 
     def _release(self, reason: str) -> None:
+        self._tracks.stop_all(reason)
         with self._busy:  # waits for a running query
             for sub in self._inputs:
                 self.destroy_subscription(sub)
@@ -199,6 +203,7 @@ class HybridGLNode(LifecycleNode):
     def destroy_node(self) -> None:
         self.stop_serving('the node is shutting down')
         self._requests.join(0.5)
+        self._tracks.destroy()
         self._log_bridge.close()
         super().destroy_node()
 
@@ -227,11 +232,15 @@ class HybridGLNode(LifecycleNode):
             counts = ', '.join(f'{n} {k}' for k, n in self._requests.counts.items())
             self.get_logger().info(f'{reason}: answered {answered} pending call(s) (calls since '
                                    f'start: {counts})')
+        self._tracks.stop_all(reason)
         return self._requests.busy
 
     def wait_answered(self, timeout_s: float) -> bool:
-        """Waits until the answers of :meth:`stop_serving` are handed to rclpy."""
-        return self._requests.wait_answered(timeout_s)
+        """Waits until the answers of :meth:`stop_serving` are handed to rclpy (the track
+        goals' results included)."""
+        deadline = time.monotonic() + timeout_s
+        answered = self._requests.wait_answered(timeout_s)
+        return self._tracks.wait_ended(max(deadline - time.monotonic(), 0.0)) and answered
 
     def _wake_executor(self) -> None:
         if self.executor is not None:

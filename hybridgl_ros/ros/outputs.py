@@ -44,8 +44,10 @@ class Outputs:
         self.publishers = {}
 
     def publish(self, msg: SegmentationMsg, result, prepared: PreparedFrame,
-                centroid: Centroid3D | None, settings: NodeParams) -> None:
-        """Publishes one answer (see the module docstring for what goes where)."""
+                centroid: Centroid3D | None, settings: NodeParams,
+                label: str | None = None) -> None:
+        """Publishes one answer (see the module docstring for what goes where); ``label``: the
+        overlay's text (default: the expression and the score)."""
         out = self.publishers
         out['result'].publish(msg)
         out['mask'].publish(msg.mask)
@@ -57,5 +59,5 @@ class Outputs:
         if 'overlay' in wanted and settings.publish_overlay:
             from hybridgl_ros.viz import draw_overlay
 
-            overlay = draw_overlay(prepared.image_rgb, result)
+            overlay = draw_overlay(prepared.image_rgb, result, label=label)
             out['overlay'].publish(numpy_to_image(overlay, 'rgb8', prepared.header))

@@ -88,6 +88,8 @@ class NodeParams:
     """Depth and camera_info pair with the image when their stamps differ by at most this [s]."""
     require_registered_depth: bool = True
     """3D only from depth + camera_info in the colour image's frame_id; false = trust remaps."""
+    track_queue_size: int = 1
+    """~/track goals that may wait behind the running one; more are refused (reason REFUSED)."""
 
 
 def node_param_defaults() -> dict[str, Any]:
@@ -139,7 +141,7 @@ def node_params_from_values(values: dict[str, Any]) -> NodeParams:
         if getattr(params, name) < 1:
             raise ConfigError(f'{name} must be >= 1, not {getattr(params, name)}')
     for name in ('max_image_age_s', 'max_stamp_age_s', 'max_queued_requests',
-                 'depth_units_to_m', 'sync_slop_s'):
+                 'depth_units_to_m', 'sync_slop_s', 'track_queue_size'):
         if not getattr(params, name) >= 0:  # NaN fails too
             raise ConfigError(f'{name} must be >= 0, not {getattr(params, name)}')
     return params

@@ -122,3 +122,30 @@ def response_summary(msg: SegmentationMsg) -> str:
         p = msg.centroid_3d.point
         out += f', 3D ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) m in {msg.header.frame_id or "?"}'
     return f'{out}; {msg.message}' if msg.message else out
+
+
+def track_feedback(stage: int, *, queue_position: int = 0, frame_index: int = 0,
+                   segmentation: SegmentationMsg | None = None, certain: bool = True,
+                   quality: float = 0.0, message: str = ''):
+    """A ``TrackByText`` feedback message (``stage``: one of its constants)."""
+    from hybridgl_ros.action import TrackByText
+
+    feedback = TrackByText.Feedback(stage=stage, queue_position=queue_position,
+                                    frame_index=frame_index, certain=certain,
+                                    tracking_quality=float(quality), message=message)
+    if segmentation is not None:
+        feedback.segmentation = segmentation
+    return feedback
+
+
+def track_result(reason: int, message: str, last: SegmentationMsg | None, quality: float,
+                 frames: int, rate_hz: float, elapsed_s: float):
+    """A ``TrackByText`` result: why the goal ended, its last answer and its figures."""
+    from hybridgl_ros.action import TrackByText
+
+    result = TrackByText.Result(reason=reason, message=message, tracking_quality=float(quality),
+                                frames_tracked=frames, rate_hz=float(rate_hz),
+                                elapsed_s=float(elapsed_s))
+    if last is not None:
+        result.last = last
+    return result
