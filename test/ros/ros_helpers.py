@@ -77,6 +77,26 @@ def call(client, request, timeout=10.0):
     return future.result()
 
 
+def wait_until_active(node, target: str, timeout=30.0):
+    """Waits until the lifecycle node ``target`` (its full name) reports the state *active*: a node
+    process answers ``~/segment`` from its start, "not active" until its autostart finished."""
+    from lifecycle_msgs.msg import State
+    from lifecycle_msgs.srv import GetState
+
+    client = node.create_client(GetState, f'{target}/get_state')
+    try:
+        assert client.wait_for_service(timeout_sec=timeout), f'no {target}/get_state'
+        deadline = time.monotonic() + timeout
+        while True:
+            state = call(client, GetState.Request(), timeout=timeout).current_state
+            if state.id == State.PRIMARY_STATE_ACTIVE:
+                return
+            assert time.monotonic() < deadline, f'{target} still {state.label!r} after {timeout} s'
+            time.sleep(0.05)
+    finally:
+        node.destroy_client(client)
+
+
 def call_all(client, requests, timeout=30.0):
     """Sends every request at once (no waiting between them), then waits for every answer.
 

@@ -195,9 +195,19 @@ def streaming(harness):
 
 
 def test_3d_survives_a_frame_that_takes_longer_to_prepare_than_the_depth_buffer_holds(streaming):
-    """Preparing takes 2 s while 60 more RGB-D frames arrive (the buffers hold 30)."""
-    h, frames = streaming(ColourSegmenter(prepare_delay_s=2.0))
-    response = h.segment('the red square', timeout=30.0)
+    """Preparing lasts until 40 more RGB-D frames have arrived (the buffers hold 30): counted, not
+    timed, so a slow machine's slower stream cannot shorten it."""
+    segmenter = ColourSegmenter()
+    h, frames = streaming(segmenter)
+    prepare = segmenter.prepare
+
+    def slow_prepare(image_rgb):
+        seen = len(frames)
+        assert wait_for(lambda: len(frames) >= seen + 40, timeout=20.0)
+        return prepare(image_rgb)
+
+    segmenter.prepare = slow_prepare
+    response = h.segment('the red square', timeout=40.0)
     assert response.success and response.result.found, response.message
     result = response.result
     assert result.has_3d, response.message

@@ -156,7 +156,7 @@ def test_a_namespaced_node_process_reads_the_params_file(ros_context, ros_env, t
     from rcl_interfaces.srv import GetParameters
 
     from hybridgl_ros.srv import SegmentByText
-    from ros_helpers import Spinner, call, start_small_node, stop_process
+    from ros_helpers import Spinner, call, start_small_node, stop_process, wait_until_active
 
     namespace = f'/robot{uuid.uuid4().hex[:6]}'
     process = start_small_node(ros_env, tmp_path / 'node.log', namespace, ros_args=[
@@ -168,6 +168,7 @@ def test_a_namespaced_node_process_reads_the_params_file(ros_context, ros_env, t
                                            f'{namespace}/hybridgl_node/get_parameters')
         segment = client_node.create_client(SegmentByText, f'{namespace}/hybridgl_node/segment')
         assert segment.wait_for_service(timeout_sec=20.0) and getter.wait_for_service(5.0)
+        wait_until_active(client_node, f'{namespace}/hybridgl_node')
         response = call(getter, GetParameters.Request(
             names=['max_text_chars', 'proposals.points_per_side']))
         assert [v.integer_value for v in response.values] == [12, 16]

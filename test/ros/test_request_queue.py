@@ -12,7 +12,8 @@ from rclpy.qos import QoSProfile
 
 from hybridgl_ros.ros.conversions import numpy_to_image
 from hybridgl_ros.srv import SegmentByText
-from ros_helpers import Spinner, call_all, stamp_header, start_small_node, stop_process
+from ros_helpers import (Spinner, call_all, stamp_header, start_small_node, stop_process,
+                         wait_until_active)
 from small_segmenter import scene_rgb
 
 BURST = 50
@@ -36,6 +37,7 @@ def small_node(ros_context, ros_env, tmp_path):
                                            **({'qos_profile': client_qos} if client_qos else {}))
         made.append((process, client_node, Spinner(ros_context, client_node)))
         assert client.wait_for_service(timeout_sec=20.0), (tmp_path / 'node.log').read_text()
+        wait_until_active(client_node, f'{namespace}/hybridgl_node')
         return process, client
 
     yield start
