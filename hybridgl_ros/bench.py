@@ -155,8 +155,11 @@ class ToppedUpProposer:
 
 
 def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name: str = 'auto',
-              threads: int = 0, masks: int = 30, overrides: dict | None = None) -> dict:
-    """Benchmarks one SAM size with CLIP ViT-B/16 on one image size; a JSON-ready record."""
+              threads: int = 0, masks: int = 30, overrides: dict | None = None,
+              track_frames: int = 0) -> dict:
+    """Benchmarks one SAM size with CLIP ViT-B/16 on one image size (``demo``: the embedded demo
+    models, real weights, the demo settings); returns a JSON-ready record. ``track_frames`` > 0
+    adds the tracker's per-frame cost over that many frames (``record['track']``)."""
     import torch
 
     from hybridgl_ros.core.config import HybridGLConfig
@@ -169,10 +172,14 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
     device = resolve_device(config.models.device)
     start = time.perf_counter()
     torch.manual_seed(0)
-    clip_model = build_clip('ViT-B-16')[0].to(device).eval()
-    sam = build_sam(sam_type).to(device).eval()
-    config = replace(config, proposals=replace(config.proposals, pred_iou_thresh=0.0,
-                                               stability_score_thresh=0.0))
+    if sam_type == 'demo':
+        config, clip_model, sam = _demo_models(device_name, overrides)
+        masks = 0                                     # the real proposals, as many as they are
+    else:
+        clip_model = build_clip('ViT-B-16')[0].to(device).eval()
+        sam = build_sam(sam_type).to(device).eval()
+        config = replace(config, proposals=replace(config.proposals, pred_iou_thresh=0.0,
+                                                   stability_score_thresh=0.0))
     segmenter = HybridGL.from_models(config, clip_model, sam)
     proposer = ToppedUpProposer(segmenter.proposer, masks)
     segmenter.proposer = proposer
@@ -191,7 +198,8 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
         repeat = segmenter.query(frame, 'the bigger green cube on the right')
         repeat_ms = (time.perf_counter() - repeat_start) * 1000
     return {
-        'sam': sam_type, 'clip': 'ViT-B-16', 'device': str(device),
+        'sam': sam_type, 'clip': 'demo' if sam_type == 'demo' else 'ViT-B-16',
+        'device': str(device),
         'device_name': _device_name(device), 'torch_threads': torch.get_num_threads(),
         'precision': config.models.precision, 'overrides': overrides or {},
         'image': list(image.shape),
@@ -201,7 +209,71 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
         'first_query': _query_record(first_ms, first_mem, {
             **{f'frame.{k}': v for k, v in frame.timings_ms.items()}, **first.timings_ms}),
         'repeat_query': _query_record(repeat_ms, repeat_mem, repeat.timings_ms),
-        'repeat_over_first': round(repeat_ms / first_ms, 4)}
+        'repeat_over_first': round(repeat_ms / first_ms, 4),
+        **({'track': run_track_bench(segmenter, sam, track_frames)} if track_frames else {})}
+
+
+def _demo_models(device_name: str, overrides: dict | None = None):
+    """(the demo config, CLIP, SAM): the embedded demo models with their real weights."""
+    from hybridgl_ros.core.config import HybridGLConfig
+    from hybridgl_ros.core.models import load_clip, load_sam, resolve_device
+    from hybridgl_ros.demo import demo_config
+
+    config = HybridGLConfig.from_flat({'models.device': device_name, **(overrides or {})},
+                                     demo_config())
+    device = resolve_device(config.models.device)
+    return config, load_clip(config.models, device), load_sam(config.models, device)
+
+
+def bench_clip(frames: int, height: int = 480, width: int = 640, seed: int = 0):
+    """(frames, first mask): a disc sliding 5 px per frame across a table that pans 3 px per
+    frame; (H, W, 3) uint8 pictures and the disc's (H, W) bool mask on the first."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    table = cv2.GaussianBlur(rng.normal(130, 25, (height, width + 3 * frames, 3)), (0, 0), 2)
+    images, first = [], None
+    for t in range(frames):
+        image = np.ascontiguousarray(table[:, 3 * t:3 * t + width].clip(0, 255).astype(np.uint8))
+        centre = (200 + 5 * t, height // 2)
+        cv2.circle(image, centre, 50, (200, 40, 40), -1)
+        cv2.circle(image, (centre[0] - 15, centre[1] - 15), 18, (235, 120, 120), -1)
+        if first is None:
+            first = np.zeros((height, width), np.uint8)
+            cv2.circle(first, centre, 50, 1, -1)
+        images.append(image)
+    return images, first.astype(bool)
+
+
+def run_track_bench(segmenter, sam, frames: int) -> dict:
+    """The tracker's cost per frame (motion, SAM, appearance check) on ``bench_clip``, at
+    640x480. The track never ends here (``lost_after`` set out of reach), so random SAM weights
+    cost what real ones do; ``statuses`` says what the tracker made of the frames."""
+    from collections import Counter
+
+    from hybridgl_ros.core.tracking import Tracker
+    from hybridgl_ros.core.types import ParsedExpression, Segmentation
+
+    config = replace(segmenter.config.tracking, lost_after=10 ** 9)
+    tracker = Tracker(sam, config, segmenter.encoder, segmenter.autocast_dtype)
+    images, mask = bench_clip(frames + 1)
+    choice = replace(Segmentation.not_found('the red disc', ParsedExpression('', ''),
+                                            mask.shape, 0, ''), found=True, mask=mask)
+    tracker.start(images[0], choice)
+    totals, stages, statuses = [], {}, Counter()
+    with PeakMemory(tracker.predictor.device) as memory:
+        for image in images[1:]:
+            update = tracker.update(image)
+            statuses[update.status] += 1
+            totals.append(update.timings_ms['total'])
+            for name in ('motion', 'sam', 'appearance'):
+                stages.setdefault(name, []).append(update.timings_ms.get(name, 0.0))
+    mean = float(np.mean(totals))
+    return {'frames': frames, 'ms_mean': round(mean, 1),
+            'ms_p90': round(float(np.percentile(totals, 90)), 1),
+            'rate_hz': round(1000.0 / mean, 2), 'peak_mb': round(memory.peak_mb, 1),
+            'stages_ms': {k: round(float(np.mean(v)), 1) for k, v in stages.items()},
+            'statuses': dict(statuses)}
 
 
 def _query_record(total_ms: float, memory: PeakMemory, stages_ms: dict) -> dict:
@@ -222,14 +294,16 @@ def _device_name(device) -> str:
 
 
 def run_rows(sam_types: list[str], sizes_hw: list[tuple[int, int]], device_name: str,
-             threads: int, masks: int, overrides: dict) -> list[dict]:
-    """One record per (SAM, size), each measured in a fresh process."""
+             threads: int, masks: int, overrides: dict, track_frames: int = 0) -> list[dict]:
+    """One record per (SAM, size), each measured in a fresh process; the tracking row (if
+    ``track_frames``) on the 640x480 rows only."""
     records = []
     for sam_type in sam_types:
         for size in sizes_hw:
             with ProcessPoolExecutor(1, mp_context=get_context('spawn')) as pool:
+                frames = track_frames if size == (480, 640) else 0
                 records.append(pool.submit(run_bench, sam_type, size, device_name, threads,
-                                           masks, overrides).result())
+                                           masks, overrides, frames).result())
     return records
 
 
@@ -303,6 +377,20 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def format_track_table(records: list[dict]) -> str:
+    """A Markdown table of the tracking rows (one per record that has one)."""
+    lines = ['| SAM | CLIP | device | tracked frames | ms per frame (mean / p90) | frames/s | '
+             'motion | SAM | appearance | peak MiB |', '|---|---|---|---|---|---|---|---|---|---|']
+    for r in records:
+        if 'track' in r:
+            t, st = r['track'], r['track']['stages_ms']
+            lines.append(f"| {r['sam']} | {r['clip']} | {r['device_name']} | {t['frames']} | "
+                         f"{t['ms_mean']:.0f} / {t['ms_p90']:.0f} | {t['rate_hz']:.1f} | "
+                         f"{st['motion']:.0f} | {st['sam']:.0f} | {st['appearance']:.0f} | "
+                         f"{t['peak_mb']:.0f} |")
+    return '\n'.join(lines)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from hybridgl_ros.cli import _parse_value
 
@@ -312,11 +400,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         overrides[name.strip()] = _parse_value(value.strip())
     records = run_rows([s.strip() for s in args.sam.split(',')],
                        [parse_size(s) for s in args.sizes.split(',')], args.device,
-                       args.threads, args.masks, overrides)
+                       args.threads, args.masks, overrides, args.track_frames)
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
     print(format_table(records))
+    if args.track_frames > 0:
+        print('\ntracking (640x480, per frame after the first answer):')
+        print(format_track_table(records))
     if args.compare:
         with open(args.compare) as stream:
             print(f'\nagainst {args.compare}:\n' + format_comparison(json.load(stream), records))
@@ -332,7 +423,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     bench = subparsers.add_parser(
         'bench', help='latency and peak memory of a first and a repeat query')
-    bench.add_argument('--sam', default='vit_b,vit_h', help='SAM sizes, comma-separated')
+    bench.add_argument('--sam', default='vit_b,vit_h', help='SAM sizes, comma-separated; '
+                       'demo = the embedded demo models (real weights)')
     bench.add_argument('--sizes', default=DEFAULT_SIZES,
                        help='image sizes WIDTHxHEIGHT, comma-separated')
     bench.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
@@ -341,6 +433,9 @@ def register(subparsers) -> None:
                        help='masks the CLIP stage encodes (SAM\'s, topped up with rectangles)')
     bench.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                        help='a config field for every row, e.g. --set models.precision=fp32')
+    bench.add_argument('--track-frames', type=int, default=30,
+                       help='frames the tracker follows for the tracking row at 640x480 '
+                       '(0: none)')
     bench.add_argument('--json', action='store_true', help='print JSON instead of a table')
     bench.add_argument('--compare', metavar='JSON',
                        help='also print this run against an earlier one (its --json output)')

@@ -17,6 +17,7 @@ FEATURE_MODES = ('G2L', 'L2G', 'G2L+L2G', 'L', 'G', 'G+L')
 PARITY_MODES = ('default', 'reference')
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+ON_LOST = ('report', 'redetect')
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class ModelConfig:
     clip_weights: str = ''
     """OpenAI/open_clip weights file; '' = the embedded demo model."""
     clip_cache_dir: str = ''
-    """open_clip's cache folder to look in when clip_weights is 'openai' (never downloads)."""
+    """Hub cache to search for clip_weights 'openai' (open_clip's cache_dir); '' = HF's default."""
     clip_quick_gelu: bool = True
     """QuickGELU activations for a named architecture (OpenAI's weights need them)."""
     sam_model_type: str = 'vit_h'
@@ -149,6 +150,48 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Following the chosen object on new frames (core/tracking.py): SAM prompted with the
+    flow-moved previous mask, checked against the motion and the chosen object's look."""
+
+    use_flow: bool = True
+    """Move the previous mask by sparse optical flow before prompting SAM (else: last motion)."""
+    flow_points: int = 64
+    """Most corners tracked by optical flow in and around the previous mask."""
+    box_prompt: bool = True
+    """Prompt SAM with the moved mask's box as well as its interior point (SAM ViT-H/L/B were
+    trained with boxes; the embedded demo SAM was not: config/demo_scenes.yaml turns it off)."""
+    box_margin: float = 0.1
+    """The prompt box is the moved mask's box grown by this fraction of its size on each side."""
+    search_margin: float = 0.05
+    """SAM's mask is cut to the moved mask grown by this fraction of its size: the object cannot
+    jump further in one frame, and a neighbour SAM leaks into is cut off."""
+    min_sam_score: float = 0.5
+    """SAM's mask is not believed if its predicted IoU is lower."""
+    min_agreement: float = 0.7
+    """SAM's mask is not believed if it overlaps the flow-moved mask less than this (IoU)."""
+    max_area_change: float = 1.5
+    """SAM's mask is not believed if its area differs from the moved mask's by more than this
+    factor."""
+    max_growth: float = 1.25
+    """A SAM mask larger than this times the chosen object's area (times the zoom since,
+    squared) is not believed: it has merged with something."""
+    min_area_px: int = 150
+    """Fewer mask pixels than this in view: the object has left the view (lost at once)."""
+    appearance_every: int = 1
+    """Compare the mask's CLIP feature with the chosen object's every n-th frame; 0 = never."""
+    min_appearance: float = 0.9
+    """A frame is uncertain if its mask's hybrid CLIP feature (on a crop around the mask) has a
+    lower cosine similarity to the chosen object's."""
+    lost_after: int = 5
+    """Consecutive uncertain frames after which the object is reported lost."""
+    on_lost: str = 'report'
+    """report: end the track as lost; redetect: run the whole method again on the next frames."""
+    redetect_attempts: int = 3
+    """Frames on which on_lost = redetect runs the whole method before reporting the loss."""
+
+
+@dataclass(frozen=True)
 class HybridGLConfig:
     """The whole configuration. ``parity='reference'`` reproduces the released code (spec §12)."""
 
@@ -159,6 +202,7 @@ class HybridGLConfig:
     text: TextConfig = field(default_factory=TextConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         _check_choice('parity', self.parity, PARITY_MODES)
@@ -172,6 +216,7 @@ class HybridGLConfig:
         if 0 < self.proposals.max_working_pixels < 4096:
             raise ConfigError('proposals.max_working_pixels must be 0 (off) or at least 4096 '
                               f'(64x64), not {self.proposals.max_working_pixels}')
+        _check_tracking(self.tracking)
 
     @property
     def reference(self) -> bool:
@@ -192,6 +237,17 @@ class HybridGLConfig:
     def from_yaml(cls, path: str | Path) -> 'HybridGLConfig':
         """Reads a YAML file of grouped sections (see ``config/hybridgl.yaml``)."""
         return cls.from_flat(load_yaml_values(path))
+
+
+def _check_tracking(t: TrackingConfig) -> None:
+    _check_choice('tracking.on_lost', t.on_lost, ON_LOST)
+    if t.lost_after < 1 or t.flow_points < 4 or t.redetect_attempts < 0:
+        raise ConfigError('tracking.lost_after must be >= 1, tracking.flow_points >= 4 and '
+                          'tracking.redetect_attempts >= 0')
+    if (min(t.max_area_change, t.max_growth) < 1.0 or min(t.box_margin, t.search_margin) < 0
+            or t.appearance_every < 0):
+        raise ConfigError('tracking.max_area_change and max_growth must be >= 1, box_margin, '
+                          'search_margin and appearance_every >= 0')
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -257,8 +313,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 def load_yaml_values(path: str | Path) -> dict[str, Any]:
     """Grouped-name values from a YAML file with sections (``proposals: {points_per_side: 8}``).
 
-    A ROS parameter file (``hybridgl_node: {ros__parameters: {...}}``) is read too; node-only
-    parameters in it (those not in the config) are ignored here.
+    A ROS parameter file (``/**: {ros__parameters: {...}}``, or keyed by a node name) is read
+    too: its first section with ``ros__parameters``; the node-only parameters in it (those not
+    in the config) are ignored here.
     """
     import yaml
 

@@ -9,6 +9,8 @@ from typing import Iterator
 
 import numpy as np
 
+from hybridgl_ros.core.cancel import CancelToken, checked_during, sam_checkpoints
+from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import InvalidInputError, ResourceExhaustedError
 from hybridgl_ros.core.geometry import interior_point, mask_centroid
@@ -62,9 +64,11 @@ class HybridGL:
         """Loads every model from local files (the embedded demo models where none is set)."""
         import torch
 
-        from hybridgl_ros.core.models import load_clip, load_sam, resolve_device
+        from hybridgl_ros.core.models import (
+            check_model_files, load_clip, load_sam, resolve_device)
 
         config = config or HybridGLConfig()
+        check_model_files(config.models)  # a missing file is reported before anything loads
         if config.models.torch_threads > 0:
             torch.set_num_threads(config.models.torch_threads)
         device = resolve_device(config.models.device)
@@ -90,7 +94,7 @@ class HybridGL:
         return cls(config, clip_model=clip_model, proposer=proposer, parser=parser)
 
     # ------------------------------------------------------------------------------ per frame
-    def prepare(self, image_rgb: np.ndarray) -> Frame:
+    def prepare(self, image_rgb: np.ndarray, cancel: CancelToken | None = None) -> Frame:
         """Everything text-independent: SAM masks, mask features, GEM image tokens.
 
         A frame with more pixels than ``proposals.max_working_pixels`` is processed downscaled
@@ -98,6 +102,9 @@ class HybridGL:
 
         Args:
             image_rgb: (H, W, 3) uint8 RGB.
+            cancel: checked before each stage, each block of SAM's image encoder, each SAM
+                decoder batch and each chunk of mask features; once set, the next check raises
+                :class:`~hybridgl_ros.core.cancel.Cancelled`.
 
         Raises:
             InvalidInputError: not an (H, W, 3) uint8 image.
@@ -109,22 +116,25 @@ class HybridGL:
         height, width = image_rgb.shape[:2]
         with out_of_memory_as_error(f'preparing a {width}x{height} frame'), \
                 torch.inference_mode():
-            return self._prepare(image_rgb)
+            return self._prepare(image_rgb, cancel)
 
-    def _prepare(self, image_rgb: np.ndarray) -> Frame:
+    def _prepare(self, image_rgb: np.ndarray, cancel: CancelToken | None) -> Frame:
         from hybridgl_ros.core.gem import gem_image_tokens
         from hybridgl_ros.core.resolution import downscale, working_size
 
         timings: dict[str, float] = {}
+        check_cancel(cancel)
         budget = 0 if self.config.reference else self.config.proposals.max_working_pixels
         size = working_size(*image_rgb.shape[:2], budget)
         with _timed(timings, 'resize'):
             working = downscale(image_rgb, size)
-        with _timed(timings, 'proposals', self.device):
+        checkpoints = sam_checkpoints(getattr(self.proposer, 'sam', None))
+        with _timed(timings, 'proposals', self.device), checked_during(checkpoints, cancel):
             proposals = self.proposer.propose(working)
         with _timed(timings, 'features', self.device):
-            features = self.encoder.encode(working, proposals.masks)  # (N, D)
+            features = self.encoder.encode(working, proposals.masks, cancel=cancel)  # (N, D)
         gem_tokens, grid = None, (0, 0)
+        check_cancel(cancel)
         if self.config.guidance.use_coherence and len(proposals):
             with _timed(timings, 'gem', self.device):
                 gem_tokens, grid = gem_image_tokens(self.visual, working, self.config.gem,
@@ -258,6 +268,25 @@ def check_image(image_rgb) -> np.ndarray:
         raise InvalidInputError(f'the image is too small: {image_rgb.shape[1]}x'
                                 f'{image_rgb.shape[0]}')
     return np.ascontiguousarray(image_rgb)
+
+
+def check_aspect_ratio(height: int, width: int, long_side: int) -> None:
+    """Refuses an image too thin for a model that resizes its long side to ``long_side`` px.
+
+    SAM scales the image so its long side is ``long_side`` (1024 for ViT-B/L/H) and rounds the
+    short side to the nearest pixel; below half a pixel that is 0 and the resize fails. So the
+    long side may be at most 2 x ``long_side`` times the short side (2048:1 for SAM).
+
+    Raises:
+        InvalidInputError: the image is thinner than that, with the limit in words.
+    """
+    short, long = sorted((int(height), int(width)))
+    if int(short * long_side / long + 0.5) >= 1:
+        return
+    raise InvalidInputError(
+        f'the image is {width}x{height}, an aspect ratio of {long / short:.0f}:1; SAM resizes '
+        f'its long side to {long_side} px, which leaves the short side under half a pixel. '
+        f'At most {2 * long_side}:1 is accepted: crop or pad the image')
 
 
 def _join(*parts: str) -> str:

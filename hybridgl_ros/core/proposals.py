@@ -39,7 +39,10 @@ class SamProposer:
         self._generator = BoundedMaskGenerator(sam, config, encoder_dtype)
 
     def propose(self, image_rgb: np.ndarray) -> Proposals:
+        from hybridgl_ros.core.pipeline import check_aspect_ratio
+
         height, width = image_rgb.shape[:2]
+        check_aspect_ratio(height, width, self._generator.transform.target_length)
         generated = self._generator.generate(image_rgb)
         if len(generated['masks']) == 0:
             return Proposals.empty(height, width)

@@ -16,7 +16,8 @@ class Proposals:
 
     Attributes:
         masks: (N, H, W) bool, at the size of the image they were made for.
-        boxes_xywh: (N, 4) int64, x, y, width, height in pixels (SAM's ``bbox``).
+        boxes_xywh: (N, 4) int64, x, y, width, height in pixels (SAM's ``bbox``: width =
+            x_max - x_min with an inclusive x_max, one less than the pixels spanned).
         scores: (N,) float32, SAM's predicted IoU (informative only).
         restorer: None, or what rebuilds proposal i at another resolution:
             ``len(restorer)`` proposals (the first ones) and ``restorer.mask(i, (H, W))`` ->
@@ -190,7 +191,8 @@ class Segmentation:
         found: whether a mask was chosen.
         text: the expression as asked.
         mask: (H, W) bool, the chosen SAM mask at full resolution (all False if not found).
-        box_xywh: (x, y, width, height) pixels of the chosen mask's SAM box.
+        box_xywh: (x, y, width, height) pixels of the chosen mask's SAM box (width = x_max -
+            x_min, inclusive x_max: one less than the pixels spanned; likewise height).
         score: F of the chosen candidate (Eq. 9), 0.0 if not found.
         centroid_xy: mean (x, y) pixel of the mask; may lie outside a ring-shaped mask.
         interior_xy: (x, y) of the mask pixel farthest from its boundary: a point on the object.

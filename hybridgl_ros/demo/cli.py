@@ -1,6 +1,6 @@
-"""Sub-commands of ``hybridgl`` for the demo data and models: ``make-scenes``,
-``train-demo-models``. ``register(subparsers)`` adds them to the main parser; each sets
-``func(args) -> int`` (the exit status)."""
+"""Sub-commands of ``hybridgl`` for the demo data and models: ``make-scenes`` (scenes, or clips
+with ``--sequence``), ``train-demo-models``. ``register(subparsers)`` adds them to the main
+parser; each sets ``func(args) -> int`` (the exit status)."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scenes.add_argument('--out', required=True, help='output folder')
     scenes.add_argument('--count', type=int, default=50, help='number of scenes')
     scenes.add_argument('--seed', type=int, default=0, help='series seed')
+    scenes.add_argument('--sequence', action='store_true',
+                        help='write clips for tracking instead (moving camera and objects, '
+                        'true masks per frame; see hybridgl_ros/demo/clip_files.py)')
+    scenes.add_argument('--frames', type=int, default=40, help='frames per clip (--sequence)')
     scenes.set_defaults(func=make_scenes_command)
 
     train = subparsers.add_parser(
@@ -34,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def make_scenes_command(args: argparse.Namespace) -> int:
-    """Writes ``args.count`` scenes of seed ``args.seed`` to ``args.out``."""
+    """Writes ``args.count`` scenes (or clips, ``--sequence``) of seed ``args.seed``."""
+    if args.sequence:
+        from hybridgl_ros.demo.clip_files import write_clips
+
+        print(json.dumps(write_clips(args.out, args.count, args.seed, args.frames)))
+        return 0
     from hybridgl_ros.demo.refcoco_layout import write_dataset
 
     summary = write_dataset(args.out, args.count, args.seed)

@@ -1,6 +1,8 @@
 """Library results -> ROS messages: the Segmentation result message, the centroid, RViz markers."""
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, PointStamped
@@ -31,12 +33,9 @@ def result_message(result: Segmentation, header: Header, centroid: Centroid3D | 
         prepare_s: part of it spent preparing the frame [s].
         message: the remark to carry (why nothing was found, no depth, truncation).
     """
-    x, y, w, h = (int(v) for v in result.box_xywh)
     msg = SegmentationMsg(
         header=header, text=result.text, found=bool(result.found), message=message,
-        mask=mask_to_image(result.mask, header),
-        box=RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0),
-                             height=max(h, 0), do_rectify=False),
+        mask=mask_to_image(result.mask, header), box=region_of_interest(result),
         score=float(result.score), centroid_x_px=float(result.centroid_xy[0]),
         centroid_y_px=float(result.centroid_xy[1]), interior_x_px=int(result.interior_xy[0]),
         interior_y_px=int(result.interior_xy[1]), has_3d=centroid is not None,
@@ -50,6 +49,22 @@ def result_message(result: Segmentation, header: Header, centroid: Centroid3D | 
     msg.candidate_indices = [int(i) for i in result.candidate_indices]
     msg.candidate_scores = [float(s) for s in result.candidate_scores]
     return msg
+
+
+def region_of_interest(result: Segmentation) -> RegionOfInterest:
+    """The chosen mask's box as pixel counts; all zero if nothing was found.
+
+    The library's box is SAM's (``width = x_max - x_min`` with an inclusive maximum, one less
+    than the pixels it spans); a RegionOfInterest counts pixels, so it is one wider and one
+    taller, clamped to the image.
+    """
+    if not result.found:
+        return RegionOfInterest()
+    height, width = result.mask.shape
+    x, y, w, h = (int(v) for v in result.box_xywh)
+    x, y = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
+    return RegionOfInterest(x_offset=x, y_offset=y, width=min(max(w, 0) + 1, width - x),
+                            height=min(max(h, 0) + 1, height - y), do_rectify=False)
 
 
 def centroid_point(header: Header, centroid: Centroid3D | None) -> PointStamped:
@@ -89,6 +104,13 @@ def _marker(header: Header, marker_id: int, kind: int, position, scale, color) -
     return marker
 
 
+def printable(text: str) -> str:
+    """``text`` with control and format characters (newlines, escapes, bidi overrides, ...)
+    written as ``\\uXXXX``, so a caller's text cannot forge log lines or terminal output."""
+    return ''.join(f'\\u{ord(c):04x}' if unicodedata.category(c)[0] in 'CZ' and c != ' '
+                   else c for c in text)
+
+
 def response_summary(msg: SegmentationMsg) -> str:
     """The response message: what was found, where, and any remark."""
     if not msg.found:
@@ -100,3 +122,30 @@ def response_summary(msg: SegmentationMsg) -> str:
         p = msg.centroid_3d.point
         out += f', 3D ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) m in {msg.header.frame_id or "?"}'
     return f'{out}; {msg.message}' if msg.message else out
+
+
+def track_feedback(stage: int, *, queue_position: int = 0, frame_index: int = 0,
+                   segmentation: SegmentationMsg | None = None, certain: bool = True,
+                   quality: float = 0.0, message: str = ''):
+    """A ``TrackByText`` feedback message (``stage``: one of its constants)."""
+    from hybridgl_ros.action import TrackByText
+
+    feedback = TrackByText.Feedback(stage=stage, queue_position=queue_position,
+                                    frame_index=frame_index, certain=certain,
+                                    tracking_quality=float(quality), message=message)
+    if segmentation is not None:
+        feedback.segmentation = segmentation
+    return feedback
+
+
+def track_result(reason: int, message: str, last: SegmentationMsg | None, quality: float,
+                 frames: int, rate_hz: float, elapsed_s: float):
+    """A ``TrackByText`` result: why the goal ended, its last answer and its figures."""
+    from hybridgl_ros.action import TrackByText
+
+    result = TrackByText.Result(reason=reason, message=message, tracking_quality=float(quality),
+                                frames_tracked=frames, rate_hz=float(rate_hz),
+                                elapsed_s=float(elapsed_s))
+    if last is not None:
+        result.last = last
+    return result

@@ -12,7 +12,8 @@ def test_hybridgl_demo_answers_through_the_node_and_writes_pictures(ros_env, tmp
     out = tmp_path / 'demo'
     run = subprocess.run(
         [sys.executable, '-m', 'hybridgl_ros.cli', 'demo', '--out', str(out), '--count', '1',
-         '--per-scene', '3', '--set', 'models.torch_threads=1', '--set', 'models.device=cpu'],
+         '--per-scene', '3', '--track-frames', '6', '--set', 'models.torch_threads=1',
+         '--set', 'models.device=cpu'],
         env=ros_env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     answers = [line for line in run.stdout.splitlines() if line.startswith('scene 00')]
@@ -24,11 +25,15 @@ def test_hybridgl_demo_answers_through_the_node_and_writes_pictures(ros_env, tmp
     assert cv2.imread(str(overlays[0])).shape[:2] == (480, 640)
     assert cv2.imread(str(out / 'contact_sheet.png')) is not None
     assert (out / 'scenes' / 'scene_000.png').is_file()
+    assert 'frames tracked' in run.stdout                  # the tracking part, through ~/track
+    assert (out / 'track.gif').stat().st_size > 0 and (out / 'track_strip.png').is_file()
 
 
-def test_demo_config_is_the_defaults_with_vertical_ramps():
+def test_demo_config_is_the_defaults_with_vertical_ramps_and_no_box_prompts():
     config = demo_config()
     assert package_config_file(DEMO_CONFIG_FILE).is_file()
     assert config.guidance.vertical_ramps
     defaults = HybridGLConfig()
-    assert config.to_flat() | {'guidance.vertical_ramps': False} == defaults.to_flat()
+    assert not config.tracking.box_prompt           # the demo SAM never learnt box prompts
+    assert config.to_flat() | {'guidance.vertical_ramps': False,
+                               'tracking.box_prompt': True} == defaults.to_flat()
