@@ -44,7 +44,6 @@ def evaluate_pipeline(pipeline, seed: int = END_TO_END_SEED, count: int = 20) ->
         start = time.perf_counter()
         frame = pipeline.prepare(scene.image_rgb)
         prepare_s += time.perf_counter() - start
-        proposals = frame.proposals.masks
         for ref in scene_expressions(scene.objects, seed, index):
             truth = scene.masks[ref.target]
             for sentence in ref.sentences:
@@ -52,7 +51,7 @@ def evaluate_pipeline(pipeline, seed: int = END_TO_END_SEED, count: int = 20) ->
                 result = pipeline.query(frame, sentence)
                 query_s += time.perf_counter() - start
                 iou = mask_iou(result.mask, truth) if result.found else 0.0
-                pure = mask_iou(proposals[result.pure_index], truth) \
+                pure = mask_iou(frame.mask(result.pure_index), truth) \
                     if result.pure_index >= 0 else 0.0
                 rows.append((ref.kind, iou, pure, spatial_word(sentence)))
     spatial = sorted({r[3] for r in rows if r[0] == 'spatial'})

@@ -321,7 +321,7 @@ class _Loop:
                                 detail=str(exc))
         query_ms = 1000.0 * (time.perf_counter() - start)
         masks = frame.proposals.masks
-        pure = masks[seg.pure_index] if seg.pure_index >= 0 else np.zeros_like(gt)
+        pure = frame.mask(seg.pure_index) if seg.pure_index >= 0 else np.zeros_like(gt)
         inter, union = intersection_union(seg.mask, gt)
         inter_pure, union_pure = intersection_union(pure, gt)
         return query_record(

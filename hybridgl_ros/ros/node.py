@@ -34,7 +34,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from hybridgl_ros.core.config import HybridGLConfig
-from hybridgl_ros.core.errors import HybridGLError, InvalidInputError
+from hybridgl_ros.core.errors import HybridGLError, InvalidInputError, ResourceExhaustedError
 from hybridgl_ros.msg import Segmentation as SegmentationMsg
 from hybridgl_ros.ros import live_params, results
 from hybridgl_ros.ros.depth_pairing import DepthSync, centroid_3d
@@ -254,6 +254,8 @@ class HybridGLNode(LifecycleNode):
             ticket.answer(True, results.printable(summary), msg)
             return
         except HybridGLError as exc:
+            if isinstance(exc, ResourceExhaustedError):  # the library dropped the frame's state
+                self._frames.clear()
             reason = str(exc)
         except Exception as exc:  # the service boundary: a failed answer never kills the node
             reason = 'internal error' if ticket.answered else self._unexpected(exc)
