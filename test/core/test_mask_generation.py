@@ -100,12 +100,13 @@ def test_banded_attention_is_bit_identical_to_sams_in_fp32(budget):
         assert torch.equal(banded_attention(attn, x, budget), attn(x))
 
 
-def test_banded_attention_under_bf16_autocast_stays_close_to_fp32():
+@pytest.mark.parametrize('attention', [banded_attention, fused_attention])
+def test_attention_in_bands_under_bf16_autocast_stays_close_to_fp32(attention):
     attn, x = _attention_with_relative_positions()
     with torch.inference_mode():
         expected = attn(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            got = banded_attention(attn, x, 5000).float()
+            got = attention(attn, x, 5000).float()
     assert torch.allclose(got, expected, atol=0.05, rtol=0.05)
 
 
@@ -115,15 +116,6 @@ def test_fused_attention_equals_sams_to_float_rounding_in_fp32(budget):
     with torch.inference_mode():
         torch.testing.assert_close(fused_attention(attn, x, budget), attn(x), atol=1e-5,
                                    rtol=1e-5)
-
-
-def test_fused_attention_under_bf16_autocast_stays_close_to_fp32():
-    attn, x = _attention_with_relative_positions()
-    with torch.inference_mode():
-        expected = attn(x)
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            got = fused_attention(attn, x, 5000).float()
-    assert torch.allclose(got, expected, atol=0.05, rtol=0.05)
 
 
 def test_fused_mode_patches_every_block_and_is_undone_on_exit(demo_sam):
