@@ -12,7 +12,7 @@ from hybridgl_ros.core.errors import HybridGLError
 
 #: Modules that add subcommands with ``register(subparsers)``.
 SUBCOMMAND_MODULES = ('hybridgl_ros.bench', 'hybridgl_ros.demo.showcase', 'hybridgl_ros.demo.cli',
-                       'hybridgl_ros.eval.cli')
+                       'hybridgl_ros.eval.cli', 'hybridgl_ros.demo.track_eval')
 LOG = logging.getLogger('hybridgl')
 
 

@@ -87,10 +87,14 @@ def draw_explanation(image_rgb: np.ndarray, segmentation: Segmentation) -> np.nd
     weights = explanation.guidance_map
     heat = np.clip(255.0 * weights / max(float(weights.max()), 1e-6), 0, 255).astype(np.uint8)
     heat = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    height, width = image_rgb.shape[:2]
+    # A and the boxes are at the frame's working size: smaller than the image if downscaled
+    scale = np.array([width / heat.shape[1], height / heat.shape[0]] * 2)
+    heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
     panel = (0.4 * np.asarray(image_rgb, np.float32) + 0.6 * heat).astype(np.uint8)
-    boxes = explanation.boxes_xywh
+    boxes = explanation.boxes_xywh * scale
     for index, score in zip(explanation.candidates, explanation.final_scores):
-        x, y, w, h = (int(v) for v in boxes[index])
+        x, y, w, h = (int(round(v)) for v in boxes[index])
         chosen = int(index) == explanation.chosen
         cv2.rectangle(panel, (x, y), (x + w, y + h), (255, 255, 255), 3 if chosen else 1)
         cv2.putText(panel, f'#{int(index)} F={score:.2f}', (x + 2, max(y - 4, 12)),

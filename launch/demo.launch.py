@@ -1,20 +1,27 @@
-"""HybridGL demo: hybridgl_node + an image publisher playing a folder/video + RViz.
+"""HybridGL demo: hybridgl_node + an image publisher playing a folder/video (+ RViz on request).
 
-    ros2 launch hybridgl_ros demo.launch.py source:=/path/to/pictures
-    ros2 launch hybridgl_ros demo.launch.py source:=demo_out/scenes \
+    ros2 launch hybridgl_ros demo.launch.py source:=/path/to/pictures focal_length_px:=525.0
+    ros2 launch hybridgl_ros demo.launch.py source:=demo_out/scenes namespace:=robot1 \
         config_file:=$(ros2 pkg prefix hybridgl_ros)/share/hybridgl_ros/config/demo_scenes.yaml
-    ros2 launch hybridgl_ros demo.launch.py use_image_publisher:=false \
+    ros2 launch hybridgl_ros demo.launch.py use_image_publisher:=false use_rviz:=true \
         image_topic:=/camera/color/image_raw \
         depth_topic:=/camera/aligned_depth_to_color/image_raw \
-        camera_info_topic:=/camera/color/camera_info \
+        camera_info_topic:=/camera/aligned_depth_to_color/camera_info \
         sam_checkpoint:=/models/sam_vit_h_4b8939.pth sam_model_type:=vit_h \
         clip_weights:=/models/ViT-B-16.pt device:=cuda
 
 Then, from another shell:
     ros2 service call /hybridgl_node/segment hybridgl_ros/srv/SegmentByText "{text: 'the red cup'}"
+
+RViz is opt-in (use_rviz:=true). Its configuration is config/demo.rviz with the topics of this
+launch (image_topic, the namespace) written in; without rviz2 installed the launch says so and
+runs without it.
 """
+import os
+import tempfile
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -22,13 +29,15 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = [
+    ('namespace', '', 'Namespace of the node and the image publisher (e.g. robot1)'),
     ('image_topic', '/camera/color/image_raw', 'Colour image topic (sensor_msgs/Image)'),
     ('depth_topic', '/camera/aligned_depth_to_color/image_raw',
-     'Depth aligned to the colour image: 16UC1 mm or 32FC1 m'),
-    ('camera_info_topic', '/camera/color/camera_info', 'CameraInfo of the depth image'),
+     'Depth registered to the colour image: 16UC1 mm or 32FC1 m'),
+    ('camera_info_topic', '/camera/aligned_depth_to_color/camera_info',
+     'CameraInfo of the depth image'),
     ('config_file', PathJoinSubstitution([FindPackageShare('hybridgl_ros'), 'config',
                                           'hybridgl.yaml']), 'Parameter file of hybridgl_node'),
-    ('clip_weights', '', "CLIP ViT-B/16 weights file; '' = the embedded demo model"),
+    ('clip_weights', '', "CLIP ViT-B/16 weights file or 'openai'; '' = the embedded demo model"),
     ('clip_model', 'ViT-B-16', 'open_clip architecture name or model-config JSON'),
     ('sam_checkpoint', '', "SAM checkpoint file; '' = the embedded demo model"),
     ('sam_model_type', 'vit_h', 'SAM architecture: vit_h, vit_l or vit_b'),
@@ -37,13 +46,45 @@ ARGUMENTS = [
     ('source', '', 'Folder of images or a video file for the image publisher'),
     ('depth_source', '', 'Optional folder of depth images for the image publisher'),
     ('camera_info_file', '', 'Optional camera_calibration YAML for the image publisher'),
+    ('focal_length_px', '0.0',
+     'Image publisher without camera_info_file: fx = fy of a centred pinhole [px]; 0 = none'),
     ('rate_hz', '5.0', 'Frame rate of the image publisher'),
-    ('use_rviz', 'true', 'Start RViz with the demo configuration'),
+    ('use_rviz', 'false', 'Start RViz with config/demo.rviz (needs rviz2)'),
 ]
+RVIZ_CAMERA_TOPIC = '/camera/color/image_raw'
+RVIZ_NODE_PREFIX = '/hybridgl_node/'
 
 
 def _string(name):
     return ParameterValue(LaunchConfiguration(name), value_type=str)
+
+
+def _rviz(context):
+    """RViz with the demo configuration rewritten for this launch's topics, if rviz2 exists."""
+    from ament_index_python.packages import (
+        PackageNotFoundError, get_package_prefix, get_package_share_directory)
+
+    if LaunchConfiguration('use_rviz').perform(context).lower() not in ('true', '1'):
+        return []
+    try:
+        get_package_prefix('rviz2')
+    except PackageNotFoundError:
+        return [LogInfo(msg='use_rviz:=true but rviz2 is not installed: running without RViz')]
+    namespace = LaunchConfiguration('namespace').perform(context).strip('/')
+    prefix = f'/{namespace}' if namespace else ''
+    image_topic = LaunchConfiguration('image_topic').perform(context)
+    if not image_topic.startswith('/'):
+        image_topic = f'{prefix}/{image_topic}'
+    shipped = os.path.join(get_package_share_directory('hybridgl_ros'), 'config', 'demo.rviz')
+    with open(shipped, encoding='utf-8') as stream:
+        text = stream.read()
+    text = text.replace(f'Value: {RVIZ_CAMERA_TOPIC}', f'Value: {image_topic}')
+    text = text.replace(f'Value: {RVIZ_NODE_PREFIX}', f'Value: {prefix}{RVIZ_NODE_PREFIX}')
+    handle, path = tempfile.mkstemp(prefix='hybridgl_demo_', suffix='.rviz')
+    with os.fdopen(handle, 'w', encoding='utf-8') as stream:
+        stream.write(text)
+    return [Node(package='rviz2', executable='rviz2', name='rviz2', output='log',
+                 arguments=['-d', path])]
 
 
 def generate_launch_description():
@@ -52,6 +93,7 @@ def generate_launch_description():
                      ('camera_info', LaunchConfiguration('camera_info_topic'))]
     node = Node(
         package='hybridgl_ros', executable='hybridgl_node', name='hybridgl_node', output='screen',
+        namespace=LaunchConfiguration('namespace'),
         parameters=[LaunchConfiguration('config_file'), {
             'models.clip_weights': _string('clip_weights'),
             'models.clip_model': _string('clip_model'),
@@ -62,16 +104,15 @@ def generate_launch_description():
     publisher = Node(
         package='hybridgl_ros', executable='hybridgl_image_publisher',
         name='hybridgl_image_publisher', output='screen',
+        namespace=LaunchConfiguration('namespace'),
         condition=IfCondition(LaunchConfiguration('use_image_publisher')),
         parameters=[{'source': _string('source'), 'depth_source': _string('depth_source'),
                      'camera_info_file': _string('camera_info_file'),
+                     'focal_length_px': ParameterValue(LaunchConfiguration('focal_length_px'),
+                                                       value_type=float),
                      'rate_hz': ParameterValue(LaunchConfiguration('rate_hz'), value_type=float)}],
         remappings=camera_topics)
-    rviz = Node(
-        package='rviz2', executable='rviz2', name='rviz2', output='log',
-        arguments=['-d', PathJoinSubstitution([FindPackageShare('hybridgl_ros'), 'config',
-                                               'demo.rviz'])],
-        condition=IfCondition(LaunchConfiguration('use_rviz')))
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=description)
-         for name, default, description in ARGUMENTS] + [node, publisher, rviz])
+         for name, default, description in ARGUMENTS]
+        + [node, publisher, OpaqueFunction(function=_rviz)])

@@ -49,12 +49,12 @@ else
   echo "setup.sh: requirements up to date"
 fi
 
-build_inputs=(CMakeLists.txt package.xml pyproject.toml msg srv hybridgl_ros launch config)
+build_inputs=(CMakeLists.txt package.xml pyproject.toml msg srv action hybridgl_ros launch config)
 build_stamp="$venv/.hybridgl_build.sha256"
 build_hash="$(fingerprint "${build_inputs[@]}")"
 if [ "${HYBRIDGL_FORCE_REBUILD:-0}" != "1" ] \
     && [ "$(cat "$build_stamp" 2>/dev/null)" == "$build_hash" ] \
-    && (cd / && "$py" -c 'import hybridgl_ros.srv, hybridgl_ros.msg') 2>/dev/null; then
+    && (cd / && "$py" -c 'import hybridgl_ros.srv, hybridgl_ros.msg, hybridgl_ros.action') 2>/dev/null; then
   echo "setup.sh: hybridgl_ros is installed and up to date"
 else
   echo "setup.sh: building and installing hybridgl_ros (CMake, ~15-50 s)"
@@ -63,7 +63,7 @@ else
   # --no-deps: the requirements above are the pinned set; don't let pip re-resolve them.
   "$py" -m pip install -q --no-build-isolation --no-deps "$repo"
   # Check from outside the checkout, so the installed copy is what gets imported.
-  (cd / && "$py" -c 'import hybridgl_ros.srv, hybridgl_ros.msg')
+  (cd / && "$py" -c 'import hybridgl_ros.srv, hybridgl_ros.msg, hybridgl_ros.action')
   echo "$build_hash" > "$build_stamp"
   echo "setup.sh: built and installed in $((SECONDS - start)) s"
 fi

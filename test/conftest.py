@@ -14,6 +14,20 @@ def pytest_configure(config):
 
     torch.set_num_threads(1)
 
+
+def pytest_collection_modifyitems(config, items):
+    """Without a CUDA device the ``cuda`` tests are deselected, not skipped: they cannot run
+    here, and ``scripts/gpu_check.sh`` runs them (``-m cuda``) on a GPU machine."""
+    import torch
+
+    if torch.cuda.is_available() or 'cuda' in (config.getoption('markexpr') or ''):
+        return
+    cuda = [item for item in items if item.get_closest_marker('cuda')]
+    if cuda:
+        config.hook.pytest_deselected(items=cuda)
+        items[:] = [item for item in items if not item.get_closest_marker('cuda')]
+
+
 @pytest.fixture(scope='session')
 def tiny_clip_config_path(tmp_path_factory):
     """Path of the tiny model's open_clip config JSON."""

@@ -17,20 +17,34 @@ FEATURE_MODES = ('G2L', 'L2G', 'G2L+L2G', 'L', 'G', 'G+L')
 PARITY_MODES = ('default', 'reference')
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+ON_LOST = ('report', 'redetect')
 
 
 @dataclass(frozen=True)
 class ProposalConfig:
-    """SAM automatic mask generation (spec §3). Field names follow SamAutomaticMaskGenerator."""
+    """SAM automatic mask generation (spec §3) and the working resolution of the method.
+
+    The generator's field names follow segment_anything's SamAutomaticMaskGenerator."""
 
     points_per_side: int = 8
-    points_per_batch: int = 64
+    points_per_batch: int = 16
+    """SAM prompts decoded together: bounds memory (64: 1.8 GB at the peak, 16: 0.5 GB), not the
+    result (16 and 64 give bit-identical masks on the CPU measured)."""
     pred_iou_thresh: float = 0.7
     stability_score_thresh: float = 0.7
     box_nms_thresh: float = 0.7
     crop_n_layers: int = 0
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 800
+    max_working_pixels: int = 1024 * 1024
+    """Frames with more pixels run downscaled to this many (aspect kept); the answer's mask is
+    restored at the frame's size. Bounds memory and time; 0 = never downscale. Parity mode
+    ignores it."""
+
+    def generator_settings(self) -> dict[str, Any]:
+        """The fields that are arguments of segment_anything's SamAutomaticMaskGenerator."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != 'max_working_pixels'}
 
 
 #: SAM's dense recipe, used for PhraseCut (spec §3).
@@ -161,7 +175,7 @@ class ModelConfig:
     clip_weights: str = ''
     """OpenAI/open_clip weights file; '' = the embedded demo model."""
     clip_cache_dir: str = ''
-    """open_clip's cache folder to look in when clip_weights is 'openai' (never downloads)."""
+    """Hub cache to search for clip_weights 'openai' (open_clip's cache_dir); '' = HF's default."""
     clip_quick_gelu: bool = True
     """QuickGELU activations for a named architecture (OpenAI's weights need them)."""
     sam_model_type: str = 'vit_h'
@@ -170,9 +184,52 @@ class ModelConfig:
     """SAM checkpoint file; '' = the embedded demo model."""
     device: str = 'auto'
     precision: str = 'auto'
-    """auto = fp16 autocast on CUDA, fp32 on CPU; always fp32 in parity mode."""
+    """auto = fp16 autocast on CUDA; on a CPU with native bf16, bf16 for a full-size SAM's
+    image encoder and fp32 for the rest; fp32 | fp16 | bf16 = that everywhere. Parity: fp32."""
     torch_threads: int = 0
     """CPU threads for torch; 0 keeps torch's default."""
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Following the chosen object on new frames (core/tracking.py): SAM prompted with the
+    flow-moved previous mask, checked against the motion and the chosen object's look."""
+
+    use_flow: bool = True
+    """Move the previous mask by sparse optical flow before prompting SAM (else: last motion)."""
+    flow_points: int = 64
+    """Most corners tracked by optical flow in and around the previous mask."""
+    box_prompt: bool = True
+    """Prompt SAM with the moved mask's box as well as its interior point (SAM ViT-H/L/B were
+    trained with boxes; the embedded demo SAM was not: config/demo_scenes.yaml turns it off)."""
+    box_margin: float = 0.1
+    """The prompt box is the moved mask's box grown by this fraction of its size on each side."""
+    search_margin: float = 0.05
+    """SAM's mask is cut to the moved mask grown by this fraction of its size: the object cannot
+    jump further in one frame, and a neighbour SAM leaks into is cut off."""
+    min_sam_score: float = 0.5
+    """SAM's mask is not believed if its predicted IoU is lower."""
+    min_agreement: float = 0.7
+    """SAM's mask is not believed if it overlaps the flow-moved mask less than this (IoU)."""
+    max_area_change: float = 1.5
+    """SAM's mask is not believed if its area differs from the moved mask's by more than this
+    factor."""
+    max_growth: float = 1.25
+    """A SAM mask larger than this times the chosen object's area (times the zoom since,
+    squared) is not believed: it has merged with something."""
+    min_area_px: int = 150
+    """Fewer mask pixels than this in view: the object has left the view (lost at once)."""
+    appearance_every: int = 1
+    """Compare the mask's CLIP feature with the chosen object's every n-th frame; 0 = never."""
+    min_appearance: float = 0.9
+    """A frame is uncertain if its mask's hybrid CLIP feature (on a crop around the mask) has a
+    lower cosine similarity to the chosen object's."""
+    lost_after: int = 5
+    """Consecutive uncertain frames after which the object is reported lost."""
+    on_lost: str = 'report'
+    """report: end the track as lost; redetect: run the whole method again on the next frames."""
+    redetect_attempts: int = 3
+    """Frames on which on_lost = redetect runs the whole method before reporting the loss."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +244,7 @@ class HybridGLConfig:
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         _check_choice('parity', self.parity, PARITY_MODES)
@@ -199,6 +257,10 @@ class HybridGLConfig:
             raise ConfigError('features.mask_batch_size must be >= 1')
         if not 0.0 <= self.decision.presence_threshold <= 1.0:
             raise ConfigError('decision.presence_threshold must be in [0, 1]')
+        if 0 < self.proposals.max_working_pixels < 4096:
+            raise ConfigError('proposals.max_working_pixels must be 0 (off) or at least 4096 '
+                              f'(64x64), not {self.proposals.max_working_pixels}')
+        _check_tracking(self.tracking)
 
     @property
     def reference(self) -> bool:
@@ -219,6 +281,17 @@ class HybridGLConfig:
     def from_yaml(cls, path: str | Path) -> 'HybridGLConfig':
         """Reads a YAML file of grouped sections (see ``config/hybridgl.yaml``)."""
         return cls.from_flat(load_yaml_values(path))
+
+
+def _check_tracking(t: TrackingConfig) -> None:
+    _check_choice('tracking.on_lost', t.on_lost, ON_LOST)
+    if t.lost_after < 1 or t.flow_points < 4 or t.redetect_attempts < 0:
+        raise ConfigError('tracking.lost_after must be >= 1, tracking.flow_points >= 4 and '
+                          'tracking.redetect_attempts >= 0')
+    if (min(t.max_area_change, t.max_growth) < 1.0 or min(t.box_margin, t.search_margin) < 0
+            or t.appearance_every < 0):
+        raise ConfigError('tracking.max_area_change and max_growth must be >= 1, box_margin, '
+                          'search_margin and appearance_every >= 0')
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -284,8 +357,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 def load_yaml_values(path: str | Path) -> dict[str, Any]:
     """Grouped-name values from a YAML file with sections (``proposals: {points_per_side: 8}``).
 
-    A ROS parameter file (``hybridgl_node: {ros__parameters: {...}}``) is read too; node-only
-    parameters in it (those not in the config) are ignored here.
+    A ROS parameter file (``/**: {ros__parameters: {...}}``, or keyed by a node name) is read
+    too: its first section with ``ros__parameters``; the node-only parameters in it (those not
+    in the config) are ignored here.
     """
     import yaml
 

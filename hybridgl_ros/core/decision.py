@@ -298,20 +298,26 @@ def answer(frame, text: str, parse: ParsedExpression, scores, decision: Decision
             score=0.0, centroid_xy=(float('nan'), float('nan')), interior_xy=(-1, -1),
             index=-1, message=_join(message, decision.message), **common)
     index = decision.index
-    mask = frame.proposals.masks[index]
+    mask = frame.mask(index)  # at the image's size, restored if it ran downscaled
     alternatives = tuple(
-        Alternative(index=i, box_xywh=_box(frame, i),
-                    interior_xy=interior_point(frame.proposals.masks[i]),
+        Alternative(index=i, box_xywh=_box(frame, i, frame.mask(i)),
+                    interior_xy=interior_point(frame.mask(i)),
                     score=final[candidates.index(i)], confidence=conf)
         for i, conf in decision.alternatives)
     return Segmentation(
-        found=True, mask=mask, box_xywh=_box(frame, index),
+        found=True, mask=mask, box_xywh=_box(frame, index, mask),
         score=final[candidates.index(index)], centroid_xy=mask_centroid(mask),
         interior_xy=interior_point(mask), index=index, message=message,
         ambiguous=decision.ambiguous, alternatives=alternatives, **common)
 
 
-def _box(frame, index: int) -> tuple[int, int, int, int]:
+def _box(frame, index: int, mask: np.ndarray) -> tuple[int, int, int, int]:
+    """SAM's box of proposal ``index`` at the image's size (from ``mask``, the proposal at
+    that size, when the frame ran downscaled)."""
+    from hybridgl_ros.core.resolution import sam_box_xywh
+
+    if frame.working_size != tuple(frame.image_size):
+        return sam_box_xywh(mask)
     return tuple(int(v) for v in frame.proposals.boxes_xywh[index])
 
 

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridgl_ros.core.cancel import CancelToken
+from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import FEATURE_MODES, FeatureConfig
 from hybridgl_ros.core.errors import ConfigError, InvalidInputError, ModelLoadError
 from hybridgl_ros.core.mask_images import MaskInputBuilder, MaskInputs, cls_attention_mask
@@ -133,12 +135,15 @@ class HybridEncoder:
     def needs_global(self) -> bool:
         return self.config.mode != 'L'
 
-    def encode(self, image_rgb: np.ndarray, masks: np.ndarray) -> torch.Tensor:
+    def encode(self, image_rgb: np.ndarray, masks: np.ndarray,
+               cancel: CancelToken | None = None) -> torch.Tensor:
         """Features v_n of the masks of one image.
 
         Args:
             image_rgb: (H, W, 3) uint8 RGB.
             masks: (N, H, W) bool.
+            cancel: checked before each chunk of ``mask_batch_size`` masks (raises
+                :class:`~hybridgl_ros.core.cancel.Cancelled` once set).
 
         Returns:
             (N, D) float32 on the device, not normalised; (0, D) when N = 0.
@@ -149,8 +154,11 @@ class HybridEncoder:
         with torch.no_grad():
             builder = self.input_builder(image_rgb)
             step = self.config.mask_batch_size
-            features = [self.encode_inputs(builder.build(self._upload(masks[i:i + step])))
-                        for i in range(0, masks.shape[0], step)]
+            features = []
+            for i in range(0, masks.shape[0], step):
+                check_cancel(cancel)
+                inputs = builder.build(self._upload(masks[i:i + step]))
+                features.append(self.encode_inputs(inputs))
         return torch.cat(features)
 
     def input_builder(self, image_rgb: np.ndarray) -> MaskInputBuilder:

@@ -1,18 +1,23 @@
 """Loading the models from local files: CLIP (open_clip), SAM (segment_anything), devices.
 
 Nothing here downloads. A missing file raises :class:`ModelLoadError` naming the file, where it
-was looked for and where to get it. Empty weight paths select the embedded demo models shipped
-in ``hybridgl_ros/demo_models/`` (made by ``hybridgl train-demo-models``; see their model card).
+was looked for and where to get it; a weight file is read and checked before its architecture
+is built (:mod:`hybridgl_ros.core.checkpoints`). Empty weight paths select the embedded demo
+models shipped in ``hybridgl_ros/demo_models/`` (made by ``hybridgl train-demo-models``; see
+their model card). ``clip_weights: openai`` finds what open_clip itself caches (see
+:func:`find_openai_clip_weights`).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import pickle
-import zipfile
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hybridgl_ros.core.checkpoints import load_matching, read_state_dict
 from hybridgl_ros.core.config import ModelConfig
 from hybridgl_ros.core.errors import ConfigError, ModelLoadError
 
@@ -46,13 +51,64 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
-def autocast_dtype(precision: str, device, reference_parity: bool):
-    """The autocast dtype for the ViT passes, or None for fp32 (CPU, parity mode, 'fp32')."""
+@dataclass(frozen=True)
+class StageDtypes:
+    """Autocast dtype per stage (None = float32).
+
+    Attributes:
+        sam_encoder: SAM's image encoder (its output is cast back to float32; SAM's prompt
+            decoder, scores and thresholds always run in float32).
+        clip: the CLIP passes: mask features, GEM and text.
+    """
+
+    sam_encoder: Any = None
+    clip: Any = None
+
+
+#: Under 'auto' on a CPU with native bfloat16, SAM image encoders with at least this many
+#: parameters run in bfloat16: vit_b (89 M) measured 2.6x faster, vit_h 2.7x. The embedded demo
+#: SAM (under 1 M) is faster in float32.
+BF16_MIN_SAM_ENCODER_PARAMETERS = 20_000_000
+
+
+def stage_dtypes(precision: str, device, reference_parity: bool,
+                 sam_encoder_parameters: int = 0) -> StageDtypes:
+    """The autocast dtypes of ``models.precision`` on ``device``.
+
+    'fp32' and parity mode: float32 everywhere. 'fp16' / 'bf16': that dtype everywhere.
+    'auto': float16 everywhere on CUDA. On a CPU with native bfloat16 (AVX512-BF16 or AMX):
+    bfloat16 for SAM's image encoder when it has at least
+    ``BF16_MIN_SAM_ENCODER_PARAMETERS`` parameters, float32 for CLIP (measured: bfloat16 CLIP
+    changes which masks win on the parity cases, see the README's "Speed and memory"). Other
+    CPUs emulate bfloat16 slowly: float32.
+    """
     import torch
 
-    if reference_parity or device.type != 'cuda' or precision == 'fp32':
-        return None
-    return torch.bfloat16 if precision == 'bf16' else torch.float16
+    if reference_parity or precision == 'fp32':
+        return StageDtypes()
+    if precision in ('fp16', 'bf16'):
+        dtype = torch.float16 if precision == 'fp16' else torch.bfloat16
+        return StageDtypes(dtype, dtype)
+    if device.type == 'cuda':
+        return StageDtypes(torch.float16, torch.float16)
+    large = sam_encoder_parameters >= BF16_MIN_SAM_ENCODER_PARAMETERS
+    return StageDtypes(sam_encoder=torch.bfloat16 if large and cpu_has_native_bf16() else None)
+
+
+def autocast_dtype(precision: str, device, reference_parity: bool):
+    """The autocast dtype of the CLIP passes, or None for float32 (see :func:`stage_dtypes`)."""
+    return stage_dtypes(precision, device, reference_parity).clip
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (Linux CPU flags avx512_bf16 or amx_bf16)."""
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith('flags')), '').split()
+    except OSError:
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
 def uses_demo_clip(config: ModelConfig) -> bool:
@@ -64,22 +120,35 @@ def uses_demo_sam(config: ModelConfig) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- CLIP
+def check_model_files(config: ModelConfig) -> None:
+    """Raises ModelLoadError if a configured weight file is missing (before anything loads)."""
+    if not uses_demo_clip(config):
+        _clip_weights_path(config)
+    if not uses_demo_sam(config):
+        _sam_checkpoint_path(config)
+
+
 def load_clip(config: ModelConfig, device) -> Any:
     """Builds the open_clip model and loads its weights (eval mode, fp32, on ``device``).
 
     ``clip_model`` is an open_clip architecture name (``ViT-B-16``) or a path to an open_clip
-    model-config JSON; ``clip_weights`` a weights file (state dict, open_clip checkpoint or
-    OpenAI TorchScript archive), or ``openai`` to look in the local caches only.
+    model-config JSON; ``clip_weights`` a weights file (state dict, open_clip checkpoint, OpenAI
+    TorchScript archive or safetensors), or ``openai`` to look in the local caches only.
     """
+    from open_clip.factory import resize_pos_embed
+
     if uses_demo_clip(config):
         LOG.info('No CLIP weights configured: using the embedded demo model (%s)', DEMO_MODEL_DIR)
-        model, _ = build_clip(str(DEMO_CLIP_CONFIG))
         weights = _existing(DEMO_CLIP_WEIGHTS, 'the embedded demo CLIP weights',
                             'reinstall hybridgl_ros or run `hybridgl train-demo-models`')
+        state = read_state_dict(weights)
+        model, _ = build_clip(str(DEMO_CLIP_CONFIG))
     else:
-        model, _ = build_clip(config.clip_model, config.clip_quick_gelu)
         weights = _clip_weights_path(config)
-    load_clip_weights(model, weights)
+        state = read_state_dict(weights)
+        model, _ = build_clip(config.clip_model, config.clip_quick_gelu)
+    resize_pos_embed(state, model)
+    load_matching(model, state, weights, f'the CLIP architecture {config.clip_model}')
     return model.to(device).eval()
 
 
@@ -108,52 +177,72 @@ def load_clip_weights(model, path: Path) -> None:
     """Loads a CLIP weights file into ``model`` (ModelLoadError if unreadable or mismatched)."""
     from open_clip.factory import resize_pos_embed
 
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     resize_pos_embed(state, model)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelLoadError(f'{path} does not match the CLIP architecture: {exc}') from exc
-
-
-def _read_state_dict(path: Path) -> dict:
-    import torch
-
-    try:
-        if zipfile.is_zipfile(path) and _is_torchscript(path):
-            state = torch.jit.load(str(path), map_location='cpu').state_dict()
-            for key in ('input_resolution', 'context_length', 'vocab_size'):
-                state.pop(key, None)
-        else:
-            state = torch.load(str(path), map_location='cpu', weights_only=True)
-    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
-            pickle.UnpicklingError) as exc:
-        raise ModelLoadError(f'cannot read weights file {path}: {exc}') from exc
-    if isinstance(state, dict) and 'state_dict' in state:
-        state = state['state_dict']
-    if not isinstance(state, dict) or not state:
-        raise ModelLoadError(f'{path} holds no state dict')
-    if next(iter(state)).startswith('module.'):
-        state = {k[len('module.'):]: v for k, v in state.items()}
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-
-
-def _is_torchscript(path: Path) -> bool:
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith('constants.pkl') for name in archive.namelist())
+    load_matching(model, state, path, 'the CLIP architecture')
 
 
 def _clip_weights_path(config: ModelConfig) -> Path:
     if config.clip_weights != 'openai':
         return _existing(Path(config.clip_weights).expanduser(), 'the CLIP weights', CLIP_HELP)
-    filename = 'ViT-B-16.pt' if config.clip_model == 'ViT-B-16' else f'{config.clip_model}.pt'
-    folders = [Path(config.clip_cache_dir).expanduser()] if config.clip_cache_dir else []
-    folders.append(Path('~/.cache/clip').expanduser())
-    for folder in folders:
-        if (folder / filename).is_file():
-            return folder / filename
-    looked = ', '.join(str(f / filename) for f in folders)
-    raise ModelLoadError(f'CLIP weights not found (looked for {looked}). {CLIP_HELP}')
+    return find_openai_clip_weights(config.clip_model, config.clip_cache_dir)
+
+
+def find_openai_clip_weights(clip_model: str, cache_dir: str = '') -> Path:
+    """The OpenAI weights of ``clip_model`` where open_clip keeps them, never downloading.
+
+    open_clip 3.x fetches them from the Hugging Face hub (ViT-B-16: the repository
+    ``timm/vit_base_patch16_clip_224.openai``, file ``open_clip_model.safetensors`` or
+    ``open_clip_pytorch_model.bin``) into the hub cache: ``cache_dir`` if given (open_clip's
+    ``cache_dir``), else ``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or ``~/.cache/huggingface/hub``.
+    Older open_clip versions kept the OpenAI file (``ViT-B-16.pt``) in ``~/.cache/clip``.
+    """
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    pretrained = open_clip.get_pretrained_cfg(clip_model, 'openai') or {}
+    if not pretrained:
+        raise ConfigError(f'models.clip_weights is openai, but open_clip has no OpenAI weights '
+                          f'for {clip_model!r}: give a weights file instead')
+    repo_id, names = _hub_files(pretrained.get('hf_hub', ''))
+    looked = []
+    for hub in _hub_caches(cache_dir) if repo_id else []:
+        for name in names:
+            found = try_to_load_from_cache(repo_id, name, cache_dir=str(hub))
+            if isinstance(found, str) and Path(found).is_file():
+                return Path(found)
+        looked.append(f'{hub} ({repo_id}: {" or ".join(names)})')
+    legacy = os.path.basename(pretrained.get('url', '')) or f'{clip_model}.pt'
+    for folder in ([Path(cache_dir).expanduser()] if cache_dir else []) + [
+            Path('~/.cache/clip').expanduser()]:
+        if (folder / legacy).is_file():
+            return folder / legacy
+        looked.append(str(folder / legacy))
+    raise ModelLoadError(f'OpenAI CLIP weights for {clip_model} not found in the local caches '
+                         f'(looked in {"; ".join(looked)}); nothing is downloaded at run time. '
+                         f'{CLIP_HELP}')
+
+
+def _hub_files(hf_hub: str) -> tuple[str, list[str]]:
+    """open_clip's 'org/model/' or 'org/model/file' -> repository id and the files it tries
+    (the safetensors alternative first, as open_clip does)."""
+    repo_id, filename = os.path.split(hf_hub)
+    if not filename:
+        return repo_id, ['open_clip_model.safetensors', 'open_clip_pytorch_model.bin']
+    if filename.endswith(('.bin', '.pth')):
+        return repo_id, [filename[:-4] + '.safetensors', filename]
+    return repo_id, [filename]
+
+
+def _hub_caches(cache_dir: str) -> list[Path]:
+    """Hugging Face hub cache folders to look in, first match wins."""
+    if cache_dir:
+        return [Path(cache_dir).expanduser()]
+    if os.environ.get('HF_HUB_CACHE'):
+        return [Path(os.environ['HF_HUB_CACHE']).expanduser()]
+    home = os.environ.get('HF_HOME') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or '~/.cache', 'huggingface')
+    return [Path(home).expanduser() / 'hub']
 
 
 def text_tokenizer(model) -> Any:
@@ -169,21 +258,22 @@ def load_sam(config: ModelConfig, device) -> Any:
     if uses_demo_sam(config):
         LOG.info('No SAM checkpoint configured: using the embedded demo model (%s)',
                  DEMO_MODEL_DIR)
-        sam = _build_sam_from_json(DEMO_SAM_ARCH)
         checkpoint = _existing(DEMO_SAM_WEIGHTS, 'the embedded demo SAM checkpoint',
                                'reinstall hybridgl_ros or run `hybridgl train-demo-models`')
+        state = read_state_dict(checkpoint)
+        sam, what = _build_sam_from_json(DEMO_SAM_ARCH), 'the embedded demo SAM'
     else:
-        sam = build_sam(config.sam_model_type)
-        url = SAM_URLS.get(config.sam_model_type, 'the place the architecture JSON came from')
-        checkpoint = _existing(Path(config.sam_checkpoint).expanduser(),
-                               f'the SAM {config.sam_model_type} checkpoint', f'download {url}')
-    state = _read_state_dict(checkpoint)
-    try:
-        sam.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelLoadError(f'{checkpoint} does not match SAM {config.sam_model_type}: '
-                             f'{exc}') from exc
+        checkpoint = _sam_checkpoint_path(config)
+        state = read_state_dict(checkpoint)
+        sam, what = build_sam(config.sam_model_type), f'SAM {config.sam_model_type}'
+    load_matching(sam, state, checkpoint, what)
     return sam.to(device).eval()
+
+
+def _sam_checkpoint_path(config: ModelConfig) -> Path:
+    url = SAM_URLS.get(config.sam_model_type, 'the place the architecture JSON came from')
+    return _existing(Path(config.sam_checkpoint).expanduser(),
+                     f'the SAM {config.sam_model_type} checkpoint', f'download {url}')
 
 
 def build_sam(model_type: str) -> Any:
@@ -207,5 +297,6 @@ def _build_sam_from_json(path: Path) -> Any:
 
 def _existing(path: Path, what: str, how: str) -> Path:
     if not path.is_file():
-        raise ModelLoadError(f'{what} not found: {path}. {how}')
+        kind = 'is a folder, not a file' if path.is_dir() else 'not found'
+        raise ModelLoadError(f'{what} {kind}: {path}. {how}')
     return path

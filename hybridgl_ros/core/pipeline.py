@@ -9,9 +9,11 @@ from typing import Iterator
 
 import numpy as np
 
+from hybridgl_ros.core.cancel import CancelToken, checked_during, sam_checkpoints
+from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import HybridGLConfig
-from hybridgl_ros.core.errors import InvalidInputError
-from hybridgl_ros.core.geometry import interior_point, mask_centroid
+from hybridgl_ros.core.errors import InvalidInputError, ResourceExhaustedError
+from hybridgl_ros.core.out_of_memory import out_of_memory_as_error
 from hybridgl_ros.core.types import Frame, ParsedExpression, Segmentation
 
 LOG = logging.getLogger(__name__)
@@ -64,45 +66,85 @@ class HybridGL:
         """Loads every model from local files (the embedded demo models where none is set)."""
         import torch
 
-        from hybridgl_ros.core.models import autocast_dtype, load_clip, load_sam, resolve_device
-        from hybridgl_ros.core.proposals import SamProposer
+        from hybridgl_ros.core.models import (
+            check_model_files, load_clip, load_sam, resolve_device)
 
         config = config or HybridGLConfig()
+        check_model_files(config.models)  # a missing file is reported before anything loads
         if config.models.torch_threads > 0:
             torch.set_num_threads(config.models.torch_threads)
         device = resolve_device(config.models.device)
-        clip_model = load_clip(config.models, device)
-        sam = load_sam(config.models, device)
-        dtype = autocast_dtype(config.models.precision, device, config.reference)
-        return cls(config, clip_model=clip_model, proposer=SamProposer(sam, config.proposals,
-                                                                        dtype))
+        return cls.from_models(config, load_clip(config.models, device),
+                               load_sam(config.models, device))
+
+    @classmethod
+    def from_models(cls, config: HybridGLConfig, clip_model, sam, parser=None) -> 'HybridGL':
+        """The segmenter of loaded models (an open_clip CLIP and a segment_anything Sam on
+        the same device), with each stage's precision from ``models.precision``."""
+        from hybridgl_ros.core.models import stage_dtypes
+        from hybridgl_ros.core.proposals import SamProposer
+
+        device = next(clip_model.parameters()).device
+        encoder_size = sum(p.numel() for p in sam.image_encoder.parameters())
+        dtypes = stage_dtypes(config.models.precision, device, config.reference, encoder_size)
+        for stage, dtype in (('SAM image encoder', dtypes.sam_encoder), ('CLIP', dtypes.clip)):
+            if dtype is not None:
+                LOG.info('%s runs under %s autocast (models.precision=%s; fp32 for exact '
+                         'float32)', stage, str(dtype).replace('torch.', ''),
+                         config.models.precision)
+        proposer = SamProposer(sam, config.proposals, dtypes.sam_encoder)
+        return cls(config, clip_model=clip_model, proposer=proposer, parser=parser)
 
     # ------------------------------------------------------------------------------ per frame
-    def prepare(self, image_rgb: np.ndarray) -> Frame:
+    def prepare(self, image_rgb: np.ndarray, cancel: CancelToken | None = None) -> Frame:
         """Everything text-independent: SAM masks, mask features, GEM image tokens.
+
+        A frame with more pixels than ``proposals.max_working_pixels`` is processed downscaled
+        (default mode; parity mode always works at full resolution): see ``core/resolution``.
 
         Args:
             image_rgb: (H, W, 3) uint8 RGB.
+            cancel: checked before each stage, each block of SAM's image encoder, each SAM
+                decoder batch and each chunk of mask features; once set, the next check raises
+                :class:`~hybridgl_ros.core.cancel.Cancelled`.
+
+        Raises:
+            InvalidInputError: not an (H, W, 3) uint8 image.
+            ResourceExhaustedError: out of memory (CPU or GPU); nothing of the frame is kept.
         """
         import torch
 
-        from hybridgl_ros.core.gem import gem_image_tokens
-
         image_rgb = check_image(image_rgb)
+        height, width = image_rgb.shape[:2]
+        with out_of_memory_as_error(f'preparing a {width}x{height} frame'), \
+                torch.inference_mode():
+            return self._prepare(image_rgb, cancel)
+
+    def _prepare(self, image_rgb: np.ndarray, cancel: CancelToken | None) -> Frame:
+        from hybridgl_ros.core.gem import gem_image_tokens
+        from hybridgl_ros.core.resolution import downscale, working_size
+
         timings: dict[str, float] = {}
-        with _timed(timings, 'proposals', self.device):
-            proposals = self.proposer.propose(image_rgb)
+        check_cancel(cancel)
+        budget = 0 if self.config.reference else self.config.proposals.max_working_pixels
+        size = working_size(*image_rgb.shape[:2], budget)
+        with _timed(timings, 'resize'):
+            working = downscale(image_rgb, size)
+        checkpoints = sam_checkpoints(getattr(self.proposer, 'sam', None))
+        with _timed(timings, 'proposals', self.device), checked_during(checkpoints, cancel):
+            proposals = self.proposer.propose(working)
         with _timed(timings, 'features', self.device):
-            features = self.encoder.encode(image_rgb, proposals.masks)  # (N, D)
+            features = self.encoder.encode(working, proposals.masks, cancel=cancel)  # (N, D)
         gem_tokens, grid = None, (0, 0)
+        check_cancel(cancel)
         if self.config.guidance.use_coherence and len(proposals):
             with _timed(timings, 'gem', self.device):
-                gem_tokens, grid = gem_image_tokens(self.visual, image_rgb, self.config.gem,
+                gem_tokens, grid = gem_image_tokens(self.visual, working, self.config.gem,
                                                     self.gem_start, self.autocast_dtype)
-        masks_t = masks_on_device(proposals.masks, self.device)
         return Frame(image_size=image_rgb.shape[:2], proposals=proposals,
                      mask_features=features, gem_tokens=gem_tokens, gem_grid=grid,
-                     timings_ms=timings, mask_tensor=masks_t)
+                     timings_ms=timings, mask_tensor=masks_on_device(proposals.masks,
+                                                                     self.device))
 
     # ------------------------------------------------------------------------------ per query
     def query(self, frame: Frame, text: str, explain: bool = False) -> Segmentation:
@@ -112,14 +154,26 @@ class HybridGL:
             frame: from :meth:`prepare`.
             text: the referring expression.
             explain: also return every intermediate (parse, s, p, q, candidates, partners, R,
-                softmax(R), the maps, S, F) as ``result.explanation``.
+                softmax(R), the maps, S, F) as ``result.explanation``; its maps are at the
+                frame's working size.
+
+        Raises:
+            InvalidInputError: empty text, or a frame dropped after running out of memory.
+            ResourceExhaustedError: out of memory; the frame's state is dropped with it.
         """
         import torch
 
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError('the expression is empty')
-        with torch.inference_mode():
-            return self._query(frame, text, explain)
+        if frame.dropped:
+            raise InvalidInputError(f'the frame was dropped ({frame.dropped}): prepare the '
+                                    'image again')
+        try:
+            with out_of_memory_as_error('answering a query'), torch.inference_mode():
+                return self._query(frame, text, explain)
+        except ResourceExhaustedError:
+            frame.release('out of memory while answering a query')
+            raise
 
     def _query(self, frame: Frame, text: str, explain: bool) -> Segmentation:
         from hybridgl_ros.core.decision import answer, decide
@@ -165,13 +219,14 @@ class HybridGL:
 
 
 def masks_on_device(masks: np.ndarray, device):
-    """A frame's ``mask_tensor``: (N, H, W) bool masks as float32 0/1 on ``device``.
+    """A frame's ``mask_tensor``: (N, h, w) bool masks as a bool tensor on ``device``.
 
-    Cached per frame as float, each query's spatial score is one matrix-vector product.
+    One byte per pixel (a float copy would be four; on the CPU the tensor shares the array's
+    memory); the spatial score converts a few masks at a time.
     """
     import torch
 
-    return torch.from_numpy(masks).to(device, torch.float32)
+    return torch.from_numpy(np.ascontiguousarray(masks)).to(device, torch.bool)
 
 
 def check_image(image_rgb) -> np.ndarray:
@@ -186,6 +241,25 @@ def check_image(image_rgb) -> np.ndarray:
         raise InvalidInputError(f'the image is too small: {image_rgb.shape[1]}x'
                                 f'{image_rgb.shape[0]}')
     return np.ascontiguousarray(image_rgb)
+
+
+def check_aspect_ratio(height: int, width: int, long_side: int) -> None:
+    """Refuses an image too thin for a model that resizes its long side to ``long_side`` px.
+
+    SAM scales the image so its long side is ``long_side`` (1024 for ViT-B/L/H) and rounds the
+    short side to the nearest pixel; below half a pixel that is 0 and the resize fails. So the
+    long side may be at most 2 x ``long_side`` times the short side (2048:1 for SAM).
+
+    Raises:
+        InvalidInputError: the image is thinner than that, with the limit in words.
+    """
+    short, long = sorted((int(height), int(width)))
+    if int(short * long_side / long + 0.5) >= 1:
+        return
+    raise InvalidInputError(
+        f'the image is {width}x{height}, an aspect ratio of {long / short:.0f}:1; SAM resizes '
+        f'its long side to {long_side} px, which leaves the short side under half a pixel. '
+        f'At most {2 * long_side}:1 is accepted: crop or pad the image')
 
 
 def _join(*parts: str) -> str:

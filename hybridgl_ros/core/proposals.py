@@ -1,8 +1,6 @@
-"""Mask proposals with segment_anything's automatic mask generator (spec §3)."""
+"""Mask proposals with SAM's automatic mask generation (spec §3)."""
 from __future__ import annotations
 
-import contextlib
-from dataclasses import asdict
 from typing import Protocol
 
 import numpy as np
@@ -15,58 +13,41 @@ class MaskProposer(Protocol):
     """Anything that turns an image into mask proposals."""
 
     def propose(self, image_rgb: np.ndarray) -> Proposals:
-        """(H, W, 3) uint8 RGB -> proposals in a stable order."""
+        """(H, W, 3) uint8 RGB -> proposals in a stable order, masks (N, H, W) bool."""
 
 
 class SamProposer:
-    """``SamAutomaticMaskGenerator`` with the spec's settings; keeps SAM's output order.
+    """SAM's automatic masks with the spec's settings, in SAM's output order.
+
+    The generation is :class:`~hybridgl_ros.core.mask_generation.BoundedMaskGenerator`:
+    ``SamAutomaticMaskGenerator``'s algorithm with memory that grows with the number of masks,
+    not with ``points_per_batch`` × the image. The proposals keep SAM's logits of every mask
+    (``Proposals.restorer``) to rebuild one at another resolution.
 
     Args:
         sam: a segment_anything ``Sam`` on its device, eval mode.
         config: the generator's settings (spec §3).
-        autocast_dtype: run SAM's image encoder under this autocast dtype (CUDA default
-            mode), or None for fp32. The prompt decoder and post-processing stay fp32.
+        encoder_dtype: autocast dtype of SAM's image encoder (see ``models.stage_dtypes``), or
+            None for float32. The prompt decoder and post-processing stay float32.
     """
 
-    def __init__(self, sam, config: ProposalConfig, autocast_dtype=None) -> None:
-        from segment_anything import SamAutomaticMaskGenerator
+    def __init__(self, sam, config: ProposalConfig, encoder_dtype=None) -> None:
+        from hybridgl_ros.core.mask_generation import BoundedMaskGenerator
 
         self.sam = sam
         self.config = config
-        self._generator = SamAutomaticMaskGenerator(sam, output_mode='binary_mask',
-                                                    **asdict(config))
-        self._autocast_dtype = autocast_dtype
+        self._generator = BoundedMaskGenerator(sam, config, encoder_dtype)
 
     def propose(self, image_rgb: np.ndarray) -> Proposals:
-        import torch
+        from hybridgl_ros.core.pipeline import check_aspect_ratio
 
         height, width = image_rgb.shape[:2]
-        with torch.inference_mode(), self._encoder_autocast():
-            records = self._generator.generate(image_rgb)
-        if not records:
+        check_aspect_ratio(height, width, self._generator.transform.target_length)
+        generated = self._generator.generate(image_rgb)
+        if len(generated['masks']) == 0:
             return Proposals.empty(height, width)
-        masks = np.stack([r['segmentation'] for r in records]).astype(bool)  # (N, H, W)
-        boxes = np.asarray([r['bbox'] for r in records], np.float64).round().astype(np.int64)
-        scores = np.asarray([r['predicted_iou'] for r in records], np.float32)
-        return Proposals(masks=masks, boxes_xywh=boxes, scores=scores)
-
-    @contextlib.contextmanager
-    def _encoder_autocast(self):
-        """Autocasts only the image encoder: the heavy part, whose output is cast back."""
-        if self._autocast_dtype is None:
-            yield
-            return
-        import torch
-
-        encoder = self.sam.image_encoder
-        original = encoder.forward
-
-        def forward(x):
-            with torch.autocast('cuda', dtype=self._autocast_dtype):
-                return original(x).float()
-
-        encoder.forward = forward
-        try:
-            yield
-        finally:
-            del encoder.forward
+        xyxy = generated['boxes_xyxy']
+        boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)  # SAM's bbox
+        return Proposals(masks=generated['masks'], boxes_xywh=boxes.astype(np.int64),
+                         scores=generated['iou_preds'].astype(np.float32),
+                         restorer=generated['restorer'])

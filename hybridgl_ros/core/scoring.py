@@ -189,8 +189,8 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     if plan.use_coherence and frame.gem_tokens is not None:
         coherence_input = coherence_input_map(frame.gem_tokens, frame.gem_grid, text.gem,
                                               gem_input_side)
-        coherence = resize_coherence_map(coherence_input, frame.image_size)
-    height, width = frame.image_size
+        coherence = resize_coherence_map(coherence_input, frame.working_size)
+    height, width = frame.working_size   # the masks' size (the image's unless downscaled)
     ramp = g.position_ramp(plan.direction, height, width, plan.vertical_ramps, p.device)
     weights = g.guidance_map(coherence, ramp)
     spatial = g.spatial_scores(weights, frame.mask_tensor, plan.beta, background)

@@ -51,14 +51,52 @@ class TextEncoder:
         return torch.stack(out)
 
     def _forward(self, texts: list[str]):
+        import contextlib
+
         import torch
 
         device = next(self.model.parameters()).device
         tokens = self.tokenizer(texts).to(device)  # (B, context)
-        with torch.inference_mode():
-            if self._autocast_dtype is not None:
-                with torch.autocast(device.type, dtype=self._autocast_dtype):
-                    features = self.model.encode_text(tokens)
-            else:
-                features = self.model.encode_text(tokens)
+        autocast = (torch.autocast(device.type, dtype=self._autocast_dtype)
+                    if self._autocast_dtype is not None else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            features = encode_text_unpadded(self.model, tokens)
         return features.float()
+
+
+def encode_text_unpadded(model, tokens):
+    """``model.encode_text(tokens)`` without the padding after the batch's last end token.
+
+    CLIP's text transformer is causal and reads its feature at the end-of-text token (the
+    highest token id), so positions after it never influence the result: running only up to
+    the batch's last end token gives the same features (to float rounding) for a fraction of
+    the work: a 10-word expression has 12 of the 77 positions. Models whose text tower is not
+    open_clip's built-in causal one are run as they are.
+
+    Args:
+        model: an open_clip CLIP.
+        tokens: (B, context) int64, from the model's tokenizer.
+
+    Returns:
+        (B, D) text features, not normalised.
+    """
+    import torch
+
+    from open_clip.transformer import text_global_pool
+
+    plain = (getattr(model, 'text_pool_type', None) == 'argmax'
+             and getattr(model, 'attn_mask', None) is not None
+             and hasattr(model, 'token_embedding'))
+    if not plain:
+        return model.encode_text(tokens)
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)  # (B, length, width)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
+    x = text_global_pool(x, tokens, 'argmax')  # (B, width)
+    projection = model.text_projection
+    if projection is None:
+        return x
+    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection

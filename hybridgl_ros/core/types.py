@@ -15,14 +15,19 @@ class Proposals:
     """Mask proposals of one image, in SAM's output order.
 
     Attributes:
-        masks: (N, H, W) bool.
-        boxes_xywh: (N, 4) int64, x, y, width, height in pixels (SAM's ``bbox``).
+        masks: (N, H, W) bool, at the size of the image they were made for.
+        boxes_xywh: (N, 4) int64, x, y, width, height in pixels (SAM's ``bbox``: width =
+            x_max - x_min with an inclusive x_max, one less than the pixels spanned).
         scores: (N,) float32, SAM's predicted IoU (informative only).
+        restorer: None, or what rebuilds proposal i at another resolution:
+            ``len(restorer)`` proposals (the first ones) and ``restorer.mask(i, (H, W))`` ->
+            (H, W) bool (SAM's logits, see ``mask_generation.LogitRestorer``).
     """
 
     masks: np.ndarray
     boxes_xywh: np.ndarray
     scores: np.ndarray
+    restorer: Any = None
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
@@ -56,14 +61,19 @@ class ParsedExpression:
 class Frame:
     """Everything text-independent about one image (spec §13), reused by every query on it.
 
+    A frame larger than the pixel budget (``proposals.max_working_pixels``) is processed at a
+    smaller *working* size (see ``core/resolution.py``): its proposals, mask tensor and
+    spatial scores are at that size, ``mask(i)`` gives a proposal at the image's own size.
+
     Attributes:
         image_size: (height, width) of the source image.
-        proposals: the SAM masks and boxes.
+        proposals: the SAM masks and boxes, at the working size.
         mask_features: (N, D) float32 torch tensor, v_n (not normalised), on the model's device.
         gem_tokens: (P, D) float32 torch tensor, L2-normalised GEM patch tokens, or None.
         gem_grid: (rows, cols) of the GEM patch grid.
         timings_ms: stage name -> milliseconds spent preparing this frame.
-        mask_tensor: (N, H, W) float32 0/1 torch tensor of the masks on the model's device.
+        mask_tensor: (N, h, w) bool torch tensor of the masks on the model's device.
+        dropped: why the frame's state was released (e.g. out of memory), '' while usable.
     """
 
     image_size: tuple[int, int]
@@ -73,6 +83,25 @@ class Frame:
     gem_grid: tuple[int, int] = (0, 0)
     timings_ms: dict[str, float] = field(default_factory=dict)
     mask_tensor: Any = None
+    dropped: str = ''
+
+    @property
+    def working_size(self) -> tuple[int, int]:
+        """(h, w) the method ran at: ``image_size`` unless the frame was downscaled."""
+        return tuple(int(v) for v in self.proposals.masks.shape[1:])
+
+    def mask(self, index: int) -> np.ndarray:
+        """Proposal ``index`` as an (H, W) bool mask at ``image_size``."""
+        from hybridgl_ros.core.resolution import full_resolution_mask
+
+        return full_resolution_mask(self.proposals, index, self.image_size)
+
+    def release(self, reason: str) -> None:
+        """Drops the masks, features and GEM tokens (their memory); queries then refuse."""
+        height, width = self.working_size
+        self.proposals = Proposals.empty(height, width)
+        self.mask_features = self.gem_tokens = self.mask_tensor = None
+        self.dropped = reason
 
 
 @dataclass(frozen=True)
@@ -191,7 +220,8 @@ class Segmentation:
             absent ("no 'elephant' in view", in ``message``).
         text: the expression as asked.
         mask: (H, W) bool, the chosen SAM mask at full resolution (all False if not found).
-        box_xywh: (x, y, width, height) pixels of the chosen mask's SAM box.
+        box_xywh: (x, y, width, height) pixels of the chosen mask's SAM box (width = x_max -
+            x_min, inclusive x_max: one less than the pixels spanned; likewise height).
         score: F of the chosen candidate (Eq. 9), 0.0 if not found.
         centroid_xy: mean (x, y) pixel of the mask; may lie outside a ring-shaped mask.
         interior_xy: (x, y) of the mask pixel farthest from its boundary: a point on the object.

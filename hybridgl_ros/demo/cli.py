@@ -1,6 +1,6 @@
-"""Sub-commands of ``hybridgl`` for the demo data and models: ``make-scenes``,
-``train-demo-models``. ``register(subparsers)`` adds them to the main parser; each sets
-``func(args) -> int`` (the exit status)."""
+"""Sub-commands of ``hybridgl`` for the demo data and models: ``make-scenes`` (scenes, or clips
+with ``--sequence``), ``train-demo-models``. ``register(subparsers)`` adds them to the main
+parser; each sets ``func(args) -> int`` (the exit status)."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scenes.add_argument('--split', default='',
                         help='put every image in this split (default: 7 train, 1 val, '
                              '1 testA, 1 testB of 10)')
+    scenes.add_argument('--sequence', action='store_true',
+                        help='write clips for tracking instead (moving camera and objects, '
+                        'true masks per frame; see hybridgl_ros/demo/clip_files.py)')
+    scenes.add_argument('--frames', type=int, default=40, help='frames per clip (--sequence)')
     scenes.set_defaults(func=make_scenes_command)
 
     train = subparsers.add_parser(
@@ -41,8 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def make_scenes_command(args: argparse.Namespace) -> int:
-    """Writes ``args.count`` scenes of seed ``args.seed`` to ``args.out``."""
+    """Writes ``args.count`` scenes (or clips, ``--sequence``) of seed ``args.seed``."""
     from hybridgl_ros.core.errors import HybridGLError
+
+    if args.sequence:
+        from hybridgl_ros.demo.clip_files import write_clips
+
+        print(json.dumps(write_clips(args.out, args.count, args.seed, args.frames)))
+        return 0
     from hybridgl_ros.demo.refcoco_layout import write_dataset
     from hybridgl_ros.demo.scenes import STYLES
 

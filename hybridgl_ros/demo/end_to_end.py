@@ -74,7 +74,7 @@ def _row(kind: str, sentence: str, result, frame, truth: list[np.ndarray]) -> di
     def best(mask: np.ndarray) -> float:
         return max((mask_iou(mask, t) for t in truth), default=0.0)
 
-    pure = (best(frame.proposals.masks[result.pure_index]) >= IOU_HIT
+    pure = (best(frame.mask(result.pure_index)) >= IOU_HIT
             if result.pure_index >= 0 and truth else False)
     right = (not result.found) if not truth else (result.found and best(result.mask) >= IOU_HIT)
     return {'kind': kind, 'word': spatial_word(sentence), 'right': bool(right), 'pure': pure,

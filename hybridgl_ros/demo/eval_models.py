@@ -39,7 +39,8 @@ def evaluate_sam(sam, seed: int, count: int, config: ProposalConfig = ProposalCo
     import torch
     from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
-    generator = SamAutomaticMaskGenerator(sam, output_mode='binary_mask', **asdict(config))
+    generator = SamAutomaticMaskGenerator(sam, output_mode='binary_mask',
+                                          **config.generator_settings())
     predictor = SamPredictor(sam)
     ious, point_ious, proposal_counts, seconds = [], [], [], 0.0
     with torch.inference_mode():

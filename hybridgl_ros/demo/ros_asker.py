@@ -164,12 +164,17 @@ class RosAsker:
 
     def show(self, image_path: Path, image_rgb: np.ndarray) -> None:
         """Replaces the camera player with one playing ``image_path``."""
+        self.play(image_path)
+
+    def play(self, source: Path, rate_hz: float = 2.0, loop: bool = True) -> None:
+        """Replaces the camera player with one playing ``source`` (an image or a folder)."""
         if self.player is not None:
             self.player.stop()
         self.shown_at_ns = time.time_ns()
         self.player = Process(
             _executable('hybridgl_image_publisher') + [
-                '--ros-args', '-p', f'source:={image_path}', '-p', 'rate_hz:=2.0'],
+                '--ros-args', '-p', f'source:={source}', '-p', f'rate_hz:={rate_hz}',
+                '-p', f'loop:={str(loop).lower()}'],
             self.env, self.folder / 'player.log')
 
     def ask(self, text: str) -> Segmentation:

@@ -86,16 +86,31 @@ def make_scene(seed: int, index: int, style: str = 'shaded') -> Scene:
         return render_plain(rng, style)
     specs = sample_specs(rng)
     objects = _place(rng, specs)
-    image = _background(rng)
+    image = background(rng)
+    masks = render_objects(image, objects, rng)
+    image += 3.0 * rng.standard_normal(image.shape, dtype=np.float32)
+    image_rgb = np.clip(image, 0, 255).astype(np.uint8)
+    return Scene(image_rgb, masks, tuple(objects))
+
+
+def render_objects(image: np.ndarray, objects, rng: np.random.Generator) -> np.ndarray:
+    """Draws the objects' shadows, then paints the objects in order (later ones in front).
+
+    Args:
+        image: (480, 640, 3) float32 picture, drawn on in place.
+        objects: the SceneObjects, in view pixels.
+        rng: draws each object's colour jitter, in order.
+
+    Returns:
+        (N, 480, 640) bool: each object's whole shape (not reduced by the objects in front).
+    """
     masks = np.zeros((len(objects), HEIGHT_PX, WIDTH_PX), bool)
     for i, obj in enumerate(objects):
         masks[i] = shape_mask(obj)
         _shadow(image, masks[i], obj)
     for i, obj in enumerate(objects):
         _paint(rng, image, masks[i], obj)
-    image += 3.0 * rng.standard_normal(image.shape, dtype=np.float32)
-    image_rgb = np.clip(image, 0, 255).astype(np.uint8)
-    return Scene(image_rgb, masks, tuple(objects))
+    return masks
 
 
 def sample_specs(rng: np.random.Generator) -> list[tuple[str, str, str]]:
@@ -148,14 +163,15 @@ def place(rng: np.random.Generator, specs: list[tuple[str, str, str]],
     return [placed[i] for i in sorted(placed)]
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-    """(H, W, 3) float32 table texture: base colour, low-frequency blotches and grain."""
+def background(rng: np.random.Generator, height: int = HEIGHT_PX, width: int = WIDTH_PX
+               ) -> np.ndarray:
+    """(height, width, 3) float32 table texture: base colour, low-frequency blotches, grain."""
     base = np.array(TABLE_COLOURS[rng.integers(len(TABLE_COLOURS))], np.float32)
     base = (base + rng.uniform(-12, 12, 3)).astype(np.float32)
-    blotch = cv2.resize(rng.normal(0, 1, (6, 8)).astype(np.float32), (WIDTH_PX, HEIGHT_PX),
+    blotch = cv2.resize(rng.normal(0, 1, (6, 8)).astype(np.float32), (width, height),
                         interpolation=cv2.INTER_CUBIC)
-    yy = np.arange(HEIGHT_PX, dtype=np.float32)[:, None]
-    xx = np.arange(WIDTH_PX, dtype=np.float32)[None, :]
+    yy = np.arange(height, dtype=np.float32)[:, None]
+    xx = np.arange(width, dtype=np.float32)[None, :]
     kind = int(rng.integers(3))
     if kind == 0:                                                 # wood grain
         phase = rng.uniform(0, 2 * np.pi)
@@ -166,9 +182,9 @@ def _background(rng: np.random.Generator) -> np.ndarray:
         texture = 7.0 * (((yy // tile) + (xx // tile)) % 2) - 3.5
         texture = texture - 25 * ((yy % tile < 2) | (xx % tile < 2))
     else:                                                         # cloth
-        fine = rng.normal(0, 1, (HEIGHT_PX // 4, WIDTH_PX // 4)).astype(np.float32)
-        texture = 8 * cv2.resize(fine, (WIDTH_PX, HEIGHT_PX), interpolation=cv2.INTER_LINEAR)
-    light = 1.0 + 0.12 * (xx / WIDTH_PX - 0.5) * np.float32(rng.uniform(-1, 1))
+        fine = rng.normal(0, 1, (height // 4, width // 4)).astype(np.float32)
+        texture = 8 * cv2.resize(fine, (width, height), interpolation=cv2.INTER_LINEAR)
+    light = 1.0 + 0.12 * (xx / width - 0.5) * np.float32(rng.uniform(-1, 1))
     shade = (texture + 10 * blotch) * light
     image = (base[None, None, :] * light[..., None] + shade[..., None]).astype(np.float32)
     return np.clip(image, 0, 255, out=image)
@@ -222,6 +238,8 @@ def _shadow(image: np.ndarray, mask: np.ndarray, obj: SceneObject) -> None:
     cx, cy = round(obj.center_xy[0]), round(obj.center_xy[1])
     y0, y1 = max(0, cy - reach), min(HEIGHT_PX, cy + reach)
     x0, x1 = max(0, cx - reach), min(WIDTH_PX, cx + reach)
+    if y1 <= y0 or x1 <= x0:                                      # out of the picture
+        return
     moved = np.zeros((HEIGHT_PX, WIDTH_PX), np.float32)
     moved[shift:, shift // 2:] = mask[:-shift, :WIDTH_PX - shift // 2]
     soft = cv2.GaussianBlur(moved[y0:y1, x0:x1], (0, 0), sigma)

@@ -3,10 +3,12 @@
 Starts ``hybridgl_node`` (embedded demo models unless others are configured) and, per scene,
 ``hybridgl_image_publisher`` playing that scene as the camera; a service client asks each
 expression on the latest frame, prints the chosen object and its IoU with the referred one, and
-writes overlay PNGs and a contact sheet. Without ``--config`` it runs with
-``config/demo_scenes.yaml`` (the defaults with the vertical position ramps on). Everything stays
-on this machine: DDS discovery on localhost and the shipped loopback-only Fast DDS profile.
-``--no-ros`` runs the same scenes through the library directly.
+writes overlay PNGs and a contact sheet; then a ``~/track`` goal follows the referred object
+through a generated clip (``track.gif``, see :mod:`hybridgl_ros.demo.track_demo`). Without
+``--config`` it runs with ``config/demo_scenes.yaml`` (the defaults with the vertical position
+ramps on, and no box prompts for the demo SAM). Everything stays on this machine: DDS discovery
+on localhost and the shipped loopback-only Fast DDS profile. ``--no-ros`` runs the same scenes
+and clip through the library directly.
 """
 from __future__ import annotations
 
@@ -101,9 +103,17 @@ def run_demo(args: argparse.Namespace) -> int:
                 overlays.append(overlay)
                 write_image_rgb(out / 'overlays' / f'scene_{i:03d}_{len(overlays):03d}.png',
                                 overlay)
+        if args.track_frames > 0:
+            from hybridgl_ros.demo.track_demo import run_track_demo
+
+            tracked = run_track_demo(asker, out, args.track_frames)
     write_image_rgb(out / 'contact_sheet.png', contact_sheet(overlays, columns=4))
     print(summary(rows))
     print(f'overlays in {out / "overlays"}, contact sheet {out / "contact_sheet.png"}')
+    if args.track_frames > 0:
+        print(f'tracked {tracked["text"]!r} over a {args.track_frames}-frame clip: '
+              f'{tracked["summary"]}; animation {out / "track.gif"}, strip '
+              f'{out / "track_strip.png"}')
     return 0
 
 
@@ -130,6 +140,8 @@ def register(subparsers) -> None:
     demo.add_argument('--timeout', type=float, default=180.0,
                       help='seconds to wait for the node to load its models')
     demo.add_argument('--no-ros', action='store_true', help='call the library directly')
+    demo.add_argument('--track-frames', type=int, default=40,
+                      help='frames of the clip followed by ~/track (0: no tracking part)')
     add_config_arguments(demo, config_help='YAML config file (default: config/demo_scenes.yaml, '
                          'the defaults with the vertical position ramps on)')
     demo.set_defaults(func=_cmd)

@@ -324,8 +324,8 @@ class _Loop:
             return query_record(order, item, query, status='skipped', reason='invalid query',
                                 detail=str(exc))
         query_ms = 1000.0 * (time.perf_counter() - start)
-        masks = frame.proposals.masks
-        pure = masks[seg.pure_index] if seg.pure_index >= 0 else np.zeros_like(gt)
+        masks = FullSizeMasks(frame)
+        pure = frame.mask(seg.pure_index) if seg.pure_index >= 0 else np.zeros_like(gt)
         inter, union = intersection_union(seg.mask, gt)
         inter_pure, union_pure = intersection_union(pure, gt)
         inter_set, union_set = intersection_union(answer_set(seg, masks), gt)
@@ -335,3 +335,17 @@ class _Loop:
             index=int(seg.index), pure_index=int(seg.pure_index), proposals=int(len(masks)),
             relation=seg.parse.relation, direction=seg.parse.direction, query_ms=query_ms,
             **answer_fields(seg, query, targets, masks, (inter_set, union_set)))
+
+
+class FullSizeMasks:
+    """A frame's proposals as (H, W) bool masks at the image's size (``masks[i]``), restored
+    one at a time when the frame ran downscaled."""
+
+    def __init__(self, frame: Any) -> None:
+        self.frame = frame
+
+    def __len__(self) -> int:
+        return len(self.frame.proposals)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.frame.mask(int(index))

@@ -1,9 +1,11 @@
 """3D centroid of a mask from an aligned depth image and pinhole intrinsics (numpy only).
 
 How: every mask pixel (u, v) with a valid depth z (finite, > 0) is back-projected with the
-camera matrix K = [fx 0 cx; 0 fy cy; 0 0 1] of the depth image's camera_info:
-``x = (u - cx) * z / fx``, ``y = (v - cy) * z / fy`` (camera optical frame: x right, y down,
-z forward, metres; integer pixel coordinates are pixel centres, as in ROS' camera model). The
+intrinsics of the depth image's camera_info: ``x = (u - cx) * z / fx``, ``y = (v - cy) * z / fy``
+(camera optical frame: x right, y down, z forward, metres; integer pixel coordinates are pixel
+centres, as in ROS' camera model). fx, fy, cx, cy come from the projection matrix P, the
+intrinsics of the *rectified* image (P[0], P[5], P[2], P[6]), as image_geometry's pinhole model
+uses them: registered/aligned depth images are rectified. K is used only when P is unset. The
 centroid is the per-axis **median** of those points, which ignores the depth edges that bleed
 into the background at the mask border; the box spans their 5th to 95th percentiles.
 """
@@ -33,9 +35,19 @@ class Intrinsics:
         """From a row-major 3x3 camera matrix (sensor_msgs/CameraInfo.k)."""
         if len(k) != 9:
             raise InvalidInputError(f'camera matrix K needs 9 values, got {len(k)}')
-        fx, fy, cx, cy = float(k[0]), float(k[4]), float(k[2]), float(k[5])
+        return cls._checked('K', float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+
+    @classmethod
+    def from_camera_info(cls, k: Sequence[float], p: Sequence[float]) -> 'Intrinsics':
+        """From a CameraInfo's P (row-major 3x4: the rectified image), or K if P is all zero."""
+        if len(p) != 12 or not any(p):
+            return cls.from_k(k)
+        return cls._checked('P', float(p[0]), float(p[5]), float(p[2]), float(p[6]))
+
+    @classmethod
+    def _checked(cls, matrix: str, fx: float, fy: float, cx: float, cy: float) -> 'Intrinsics':
         if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
-            raise InvalidInputError(f'camera_info has an unusable K (fx={fx}, fy={fy})')
+            raise InvalidInputError(f'camera_info has an unusable {matrix} (fx={fx}, fy={fy})')
         return cls(fx, fy, cx, cy)
 
     def scaled(self, sx: float, sy: float) -> 'Intrinsics':
@@ -99,7 +111,7 @@ def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intri
                       int(rows.size))
 
 
-def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, k: Sequence[float],
+def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics,
                            info_hw: tuple[int, int], min_valid_px: int
                            ) -> tuple[Centroid3D | None, str]:
     """The 3D centroid of a mask of the colour image, from the aligned depth image.
@@ -107,18 +119,14 @@ def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, k: Sequence
     Args:
         mask_hw: (H, W) bool in the colour image's grid (resampled to the depth's here).
         depth_m: (h, w) depth [m], NaN where there is none.
-        k: the camera matrix of the depth's camera_info (row-major 3x3).
-        info_hw: (height, width) the camera_info states ((0, 0) = not stated): K is scaled when
-            the depth image has another size.
+        intrinsics: of the depth's camera_info (see :meth:`Intrinsics.from_camera_info`).
+        info_hw: (height, width) the camera_info states ((0, 0) = not stated): the intrinsics
+            are scaled when the depth image has another size.
         min_valid_px: fewest valid depth pixels under the mask.
 
     Returns:
         (centroid, '') or (None, why not).
-
-    Raises:
-        InvalidInputError: K is unusable.
     """
-    intrinsics = Intrinsics.from_k(k)
     if all(info_hw) and tuple(info_hw) != depth_m.shape:
         intrinsics = intrinsics.scaled(depth_m.shape[1] / info_hw[1],
                                        depth_m.shape[0] / info_hw[0])

@@ -54,9 +54,10 @@ class FrameCache:
         """Whether the current frame was made for camera image number ``key``."""
         return self.current is not None and self.current.key == key
 
-    def frame_for(self, segmenter, msg: Image, key: int | None) -> PreparedFrame:
+    def frame_for(self, segmenter, msg: Image, key: int | None, cancel=None) -> PreparedFrame:
         """The prepared frame of ``msg``: reused if it is the same image or the same pixels,
-        else made by ``segmenter.prepare`` (the old one is freed first)."""
+        else made by ``segmenter.prepare`` (the old one is freed first; ``cancel``, a
+        :class:`~hybridgl_ros.core.cancel.CancelToken`, is handed on to it)."""
         old = self.current
         if old is not None and key is not None and old.key == key:
             return replace(old, prepare_s=0.0)
@@ -67,7 +68,8 @@ class FrameCache:
         self.current = None
         image_rgb = image_to_rgb(msg)
         start = time.perf_counter()
-        frame = segmenter.prepare(image_rgb)
+        frame = (segmenter.prepare(image_rgb) if cancel is None
+                 else segmenter.prepare(image_rgb, cancel=cancel))
         self.current = PreparedFrame(key, msg.header, image_rgb, frame,
                                      time.perf_counter() - start, digest)
         return self.current

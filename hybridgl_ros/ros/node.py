@@ -1,16 +1,21 @@
 """``hybridgl_node``: referring-expression segmentation (HybridGL) as a ROS 2 lifecycle node.
 
 Inputs (relative names, remap them): ``image`` (sensor_msgs/Image), and with ``use_depth``
-an aligned ``depth`` image (16UC1 mm or 32FC1 m) with its ``camera_info``, paired with the
-image by nearest stamp at query time. Service ``~/segment`` (hybridgl_ros/srv/SegmentByText)
-answers on the latest image or on the request's image. After each answer it publishes
-``~/mask`` (mono8), ``~/result`` (hybridgl_ros/msg/Segmentation), ``~/centroid``
-(PointStamped, only when depth gave a 3D point), ``~/overlay`` (rgb8) and ``~/markers``.
+a registered ``depth`` image (16UC1 mm or 32FC1 m) with its ``camera_info``, paired with the
+image by nearest stamp when the image is selected for a call. Service ``~/segment``
+(hybridgl_ros/srv/SegmentByText) answers on the latest image or on the request's image. After
+each answer it publishes ``~/mask`` (mono8) and ``~/result`` (hybridgl_ros/msg/Segmentation),
+both latched (transient local, depth 1), ``~/centroid`` (PointStamped, only when depth gave a 3D
+point), ``~/overlay`` (rgb8) and ``~/markers``.
 
 Models load on *configure* (``autostart`` configures and activates at start-up). If loading
 fails, the node stays up and every request is answered with success=false and the reason.
-Queries run in their own callback group, so frames keep arriving during a query; repeated
-queries on the same frame reuse its prepared work (``prepare`` once, ``query`` per text).
+Calls are taken off the wire at once, queued (``max_queued_requests``; more are answered
+"busy") and served one at a time by a worker thread, in order of arrival, so frames and
+parameter changes keep arriving during a query; repeated queries on the same frame reuse its
+prepared work (``prepare`` once, ``query`` per text). Parameters: see
+:mod:`hybridgl_ros.ros.live_params` for which apply live. SIGINT/SIGTERM answer every pending
+call "shutting down" and exit within about a second (:mod:`hybridgl_ros.ros.shutdown`).
 """
 from __future__ import annotations
 
@@ -21,30 +26,40 @@ import traceback
 from typing import Any, Callable
 
 import rclpy
-from geometry_msgs.msg import PointStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
-from visualization_msgs.msg import MarkerArray
 
 from hybridgl_ros.core.config import HybridGLConfig
-from hybridgl_ros.core.errors import HybridGLError, InvalidInputError
+from hybridgl_ros.core.errors import HybridGLError, InvalidInputError, ResourceExhaustedError
 from hybridgl_ros.msg import Segmentation as SegmentationMsg
-from hybridgl_ros.ros import results
-from hybridgl_ros.ros.conversions import depth_to_meters, numpy_to_image
-from hybridgl_ros.ros.depth import Centroid3D, image_mask_centroid_3d
-from hybridgl_ros.ros.frames import FrameCache, PreparedFrame
+from hybridgl_ros.ros import live_params, results
+from hybridgl_ros.ros.depth_pairing import DepthSync, centroid_3d
+from hybridgl_ros.ros.failures import empty_cuda_cache, is_out_of_memory
+from hybridgl_ros.ros.frames import FrameCache
+from hybridgl_ros.ros.log_bridge import LibraryLogBridge
+from hybridgl_ros.ros.outputs import Outputs
 from hybridgl_ros.ros.params import (
-    NODE_NAME, NodeParams, config_from_node, declare_parameters, node_params_from_node)
-from hybridgl_ros.ros.sync import LatestSlot, StampBuffer, stamp_ns
+    NODE_NAME, NodeParams, all_param_defaults, config_from_node, declare_parameters,
+    node_params_from_node)
+from hybridgl_ros.ros.request_queue import RequestQueue, Ticket
+from hybridgl_ros.ros.shutdown import StopSignal, exit_now, run_until_stopped
+from hybridgl_ros.ros.sync import LatestSlot, staleness
+from hybridgl_ros.ros.track_server import TrackServer
 from hybridgl_ros.srv import SegmentByText
 
 #: config -> an object with ``prepare(image_rgb) -> Frame`` and ``query(frame, text)``.
 SegmenterFactory = Callable[[HybridGLConfig], Any]
-PREPARE_AHEAD_PERIOD_S = 0.02
+#: Calls arriving faster than the executor takes them wait here (taking one costs microseconds).
+SERVICE_QOS = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE)
+DEMO_MODELS_WARNING = (
+    'using the embedded DEMO models ({which}): toy models trained only on synthetic table-top '
+    'scenes; they do not know real camera images. For a real camera set models.clip_weights '
+    'and models.sam_checkpoint (see the README)')
 
 
 class NotReadyError(HybridGLError):
@@ -70,22 +85,26 @@ class HybridGLNode(LifecycleNode):
     def __init__(self, segmenter_factory: SegmenterFactory | None = None, **kwargs) -> None:
         super().__init__(kwargs.pop('node_name', NODE_NAME), **kwargs)
         declare_parameters(self)
+        self._log_bridge = LibraryLogBridge(self.get_logger())
         self._factory = segmenter_factory or default_segmenter_factory
         self._segmenter = None
         self._settings = NodeParams()
         self._not_ready = 'the node is not configured yet: its models are not loaded'
         self._active = False
-        self._image, self._depths, self._infos = LatestSlot(), StampBuffer(), StampBuffer()
+        self._image, self._depth = LatestSlot(), DepthSync()
         self._frames = FrameCache()
         self._failed_key: int | None = None
         self._inputs: list = []
-        self._outputs: dict[str, Any] = {}
-        self._timers_owned: list = []
-        self._infer_group = MutuallyExclusiveCallbackGroup()
+        self._outputs: Outputs | None = None
         self._busy = threading.Lock()  # a query, or a lifecycle transition touching the models
         self._sensor_group = MutuallyExclusiveCallbackGroup()  # tiny callbacks, a frame at a time
-        self.create_service(SegmentByText, '~/segment', self._on_segment,
-                            callback_group=self._infer_group)
+        self._requests = RequestQueue(
+            self._serve, idle=self._prepare_ahead, wake=self._wake_executor,
+            max_queued=self.get_parameter('max_queued_requests').value)
+        self.create_service(SegmentByText, '~/segment', self._requests.call,
+                            qos_profile=SERVICE_QOS, callback_group=ReentrantCallbackGroup())
+        self._tracks = TrackServer(self)  # the ~/track action (hybridgl_ros/action/TrackByText)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         if self.get_parameter('autostart').value:
             self._autostart_timer = self.create_timer(
                 0.0, self._autostart, callback_group=MutuallyExclusiveCallbackGroup())
@@ -100,15 +119,20 @@ class HybridGLNode(LifecycleNode):
         self._not_ready = 'the node is loading its models (lifecycle: configuring)'
         try:
             self._settings = node_params_from_node(self)
-            segmenter = self._load(config_from_node(self))
+            config = config_from_node(self)
+            segmenter = self._load(config)
         except HybridGLError as exc:
             self._not_ready = f'models not loaded: {exc}. Fix it, then configure the node again'
             self.get_logger().error(self._not_ready)
             return TransitionCallbackReturn.FAILURE
+        if self._requests.closed:  # shut down while the models loaded
+            return TransitionCallbackReturn.FAILURE
         with self._busy:
             self._segmenter = segmenter
+            self._requests.max_queued = self._settings.max_queued_requests
             self._create_io()
             self._not_ready = ''
+        self._warn_if_demo_models(config)
         self.get_logger().info('models loaded; inputs: ' + ', '.join(
             sub.topic_name for sub in self._inputs))
         return super().on_configure(state)
@@ -118,15 +142,24 @@ class HybridGLNode(LifecycleNode):
             return self._factory(config)
         except HybridGLError:
             raise
-        except Exception as exc:  # e.g. a corrupt checkpoint inside torch.load: keep the node up
+        except Exception as exc:  # an unforeseen failure inside a library: keep the node up
             self.get_logger().error(f'loading the models failed:\n{traceback.format_exc()}')
             raise HybridGLError(f'{type(exc).__name__}: {exc}') from exc
+
+    def _warn_if_demo_models(self, config: HybridGLConfig) -> None:
+        from hybridgl_ros.core.models import uses_demo_clip, uses_demo_sam
+
+        which = [name for name, demo in (('CLIP', uses_demo_clip(config.models)),
+                                         ('SAM', uses_demo_sam(config.models))) if demo]
+        if which:
+            self.get_logger().warning(DEMO_MODELS_WARNING.format(which=' and '.join(which)))
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._active = True
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._tracks.stop_all('the node was deactivated')
         self._active = False
         return super().on_deactivate(state)
 
@@ -145,56 +178,90 @@ class HybridGLNode(LifecycleNode):
                                       'reliable' else ReliabilityPolicy.BEST_EFFORT))
         streams = [(Image, 'image', self._image.put)]
         if s.use_depth:
-            streams += [(Image, 'depth', self._depths.add), (CameraInfo, 'camera_info',
-                                                             self._infos.add)]
+            streams += [(Image, 'depth', self._depth.depths.add),
+                        (CameraInfo, 'camera_info', self._depth.infos.add)]
         self._inputs = [self.create_subscription(kind, topic, callback, qos,
                                                  callback_group=self._sensor_group)
                         for kind, topic, callback in streams]
-        out_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST)
-        self._outputs = {
-            name: self.create_lifecycle_publisher(kind, f'~/{name}', out_qos)
-            for name, kind in (('mask', Image), ('result', SegmentationMsg),
-                               ('centroid', PointStamped), ('overlay', Image),
-                               ('markers', MarkerArray))}
-        if s.prepare_on_arrival:
-            self._timers_owned.append(self.create_timer(
-                PREPARE_AHEAD_PERIOD_S, self._prepare_ahead, callback_group=self._infer_group))
+        self._outputs = Outputs(self)
 
     def _release(self, reason: str) -> None:
+        self._tracks.stop_all(reason)
         with self._busy:  # waits for a running query
-            self._release_unlocked(reason)
+            for sub in self._inputs:
+                self.destroy_subscription(sub)
+            if self._outputs is not None:
+                self._outputs.destroy()
+            self._inputs, self._outputs = [], None
+            self._active, self._segmenter = False, None
+            self._frames.clear()
+            self._image.clear()
+            self._depth.clear()
+            self._not_ready = reason
+            empty_cuda_cache()
 
-    def _release_unlocked(self, reason: str) -> None:
-        for timer in self._timers_owned:
-            self.destroy_timer(timer)
-        for sub in self._inputs:
-            self.destroy_subscription(sub)
-        for pub in self._outputs.values():
-            self.destroy_lifecycle_publisher(pub)
-        self._timers_owned, self._inputs, self._outputs = [], [], {}
-        self._active, self._segmenter = False, None
-        self._frames.clear()
-        for buffer in (self._image, self._depths, self._infos):
-            buffer.clear()
-        self._not_ready = reason
-        torch = sys.modules.get('torch')
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    def destroy_node(self) -> None:
+        self.stop_serving('the node is shutting down')
+        self._requests.join(0.5)
+        self._tracks.destroy()
+        self._log_bridge.close()
+        super().destroy_node()
+
+    # ------------------------------------------------------------------------ parameters
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters}
+        current = {name: self.get_parameter(name).value for name in all_param_defaults()}
+        reason, settings = live_params.review(changes, current, self._segmenter is not None)
+        if reason:
+            self.get_logger().warning(f'parameter change refused: {reason}')
+            return SetParametersResult(successful=False, reason=reason)
+        if self._segmenter is not None and settings is not None:
+            self._settings = settings
+            self._requests.max_queued = settings.max_queued_requests
+        return SetParametersResult(successful=True)
 
     # --------------------------------------------------------------------------- service
-    def _on_segment(self, request, response):
+    def stop_serving(self, reason: str) -> bool:
+        """Answers every waiting and running call with ``reason`` and refuses new ones.
+
+        Returns:
+            whether a query is still running (its caller already has the answer).
+        """
+        if not self._requests.closed:
+            answered = self._requests.close(reason)
+            counts = ', '.join(f'{n} {k}' for k, n in self._requests.counts.items())
+            self.get_logger().info(f'{reason}: answered {answered} pending call(s) (calls since '
+                                   f'start: {counts})')
+        self._tracks.stop_all(reason)
+        return self._requests.busy
+
+    def wait_answered(self, timeout_s: float) -> bool:
+        """Waits until the answers of :meth:`stop_serving` are handed to rclpy (the track
+        goals' results included)."""
+        deadline = time.monotonic() + timeout_s
+        answered = self._requests.wait_answered(timeout_s)
+        return self._tracks.wait_ended(max(deadline - time.monotonic(), 0.0)) and answered
+
+    def _wake_executor(self) -> None:
+        if self.executor is not None:
+            self.executor.wake()
+
+    def _serve(self, ticket: Ticket) -> None:
         start = time.perf_counter()
         try:
             with self._busy:
-                response.result, response.message = self._segment(request, start)
-            response.success = True
+                msg, summary = self._segment(ticket.request, start)
+            ticket.answer(True, results.printable(summary), msg)
+            return
         except HybridGLError as exc:
-            response.success, response.message = False, str(exc)
+            if isinstance(exc, ResourceExhaustedError):  # the library dropped the frame's state
+                self._frames.clear()
+            reason = str(exc)
         except Exception as exc:  # the service boundary: a failed answer never kills the node
-            response.success, response.message = False, self._unexpected(exc)
-        if not response.success:
-            self.get_logger().warning(f'segment {request.text[:80]!r}: {response.message}')
-        return response
+            reason = 'internal error' if ticket.answered else self._unexpected(exc)
+        if ticket.answer(False, results.printable(reason)):
+            self.get_logger().warning(
+                f'segment {ticket.request.text[:80]!r}: {ticket.response.message}')
 
     def _segment(self, request, start: float) -> tuple[SegmentationMsg, str]:
         if self._segmenter is None:
@@ -202,17 +269,20 @@ class HybridGLNode(LifecycleNode):
         if not self._active:
             raise NotReadyError('the node is configured but not active: activate it '
                                 '(lifecycle transition "activate")')
+        s = self._settings
         text = self._check_text(request.text)
-        image = request.image
-        has_image = image.width or image.height or len(image.data)
-        prepared = (self._frames.frame_for(self._segmenter, image, None) if has_image
-                    else self._prepare_latest())
+        image, key = self._select_image(request.image)
+        pair = self._depth.pair(image.header, s.sync_slop_s) if s.use_depth else ''
+        prepared = self._frames.frame_for(self._segmenter, image, key)
+        if isinstance(pair, str) and s.use_depth:  # depth often lags colour by a few ms
+            pair = self._depth.pair(image.header, s.sync_slop_s)
         result = self._segmenter.query(prepared.frame, text)
-        centroid, depth_note = self._centroid_3d(result, prepared.header)
+        centroid, depth_note = (centroid_3d(result.mask, prepared.header, pair, s)
+                                if result.found and s.use_depth else (None, ''))
         message = '; '.join(m for m in (result.message, depth_note) if m)
         msg = results.result_message(result, prepared.header, centroid,
                                      time.perf_counter() - start, prepared.prepare_s, message)
-        self._publish(msg, result, prepared, centroid)
+        self._outputs.publish(msg, result, prepared, centroid, s)
         return msg, results.response_summary(msg)
 
     def _check_text(self, text: str) -> str:
@@ -225,23 +295,29 @@ class HybridGLNode(LifecycleNode):
                 f'{self._settings.max_text_chars} are accepted (parameter max_text_chars)')
         return text
 
-    def _prepare_latest(self) -> PreparedFrame:
+    def _select_image(self, image: Image) -> tuple[Image, int | None]:
+        """The request's image if it has one, else the latest camera image (checked fresh)."""
+        if image.width or image.height or len(image.data):
+            return image, None
         item = self._image.get()
         topic = self._inputs[0].topic_name if self._inputs else 'image'
         if item is None:
             raise NotReadyError(f'no image received yet on {topic}')
-        age, max_age = time.monotonic() - item.at, self._settings.max_image_age_s
-        if 0 < max_age < age:
-            raise NotReadyError(f'the latest image on {topic} arrived {age:.1f} s ago '
-                                f'(max_image_age_s = {max_age:g}): is the camera running?')
-        return self._frames.frame_for(self._segmenter, item.msg, item.seq)
+        s = self._settings
+        stale = staleness(item, topic, s.max_image_age_s, s.max_stamp_age_s,
+                          self.get_clock().now().nanoseconds)
+        if stale:
+            raise NotReadyError(stale)
+        return item.msg, item.seq
 
     def _prepare_ahead(self) -> None:
+        """Runs on the worker thread while no call waits (``prepare_on_arrival``)."""
+        if not self._settings.prepare_on_arrival:
+            return
         with self._busy:
             item = self._image.get()
             if (self._segmenter is None or not self._active or item is None
-                    or item.seq == self._failed_key
-                    or self._frames.holds(item.seq)):
+                    or item.seq == self._failed_key or self._frames.holds(item.seq)):
                 return
             try:
                 self._frames.frame_for(self._segmenter, item.msg, item.seq)
@@ -249,74 +325,28 @@ class HybridGLNode(LifecycleNode):
                 self._failed_key = item.seq
                 self.get_logger().warning(f'cannot prepare the latest image: {exc}',
                                           throttle_duration_sec=5.0)
-            except Exception as exc:  # a timer callback must not take the executor down
+            except Exception as exc:  # the worker thread must keep serving calls
                 self._failed_key = item.seq
                 self._unexpected(exc)
 
-    def _centroid_3d(self, result, header: Header) -> tuple[Centroid3D | None, str]:
-        s = self._settings
-        if not (result.found and s.use_depth):
-            return None, ''
-        stamp, slop = stamp_ns(header), int(s.sync_slop_s * 1e9)
-        depth_msg = self._depths.nearest(stamp, slop)
-        info = self._infos.nearest(stamp, slop) or self._infos.latest()
-        if depth_msg is None or info is None:
-            missing = 'depth image' if depth_msg is None else 'camera_info'
-            return None, f'no {missing} within sync_slop_s of the image: 2D result only'
-        try:
-            return image_mask_centroid_3d(
-                result.mask, depth_to_meters(depth_msg, s.depth_units_to_m), info.k,
-                (info.height, info.width), s.depth_min_valid_px)
-        except InvalidInputError as exc:
-            return None, f'depth unusable ({exc}): 2D result only'
-
-    def _publish(self, msg: SegmentationMsg, result, prepared: PreparedFrame,
-                 centroid: Centroid3D | None) -> None:
-        """Publishes the outputs somebody listens to (an unread overlay is not even drawn)."""
-        wanted = {name for name, pub in self._outputs.items() if pub.get_subscription_count()}
-        for name, value in (('mask', msg.mask), ('result', msg), ('centroid', msg.centroid_3d)):
-            if name in wanted and (name != 'centroid' or centroid is not None):
-                self._outputs[name].publish(value)
-        if 'markers' in wanted and self._settings.publish_markers:
-            self._outputs['markers'].publish(results.result_markers(msg, centroid))
-        if 'overlay' in wanted and self._settings.publish_overlay:
-            from hybridgl_ros.viz import draw_overlay
-
-            overlay = draw_overlay(prepared.image_rgb, result)
-            self._outputs['overlay'].publish(numpy_to_image(overlay, 'rgb8', prepared.header))
-
     def _unexpected(self, exc: Exception) -> str:
-        if _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             self._frames.clear()
-            torch = sys.modules.get('torch')
-            if torch is not None and torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            empty_cuda_cache()
             first_line = str(exc).strip().split('\n')[0]
             return f'out of memory while segmenting ({first_line}); the node keeps serving'
         self.get_logger().error(f'unexpected error:\n{traceback.format_exc()}')
         return f'internal error: {type(exc).__name__}: {exc} (see the node log)'
 
 
-def _is_out_of_memory(exc: Exception) -> bool:
-    """CUDA out of memory (torch.cuda.OutOfMemoryError) or host MemoryError."""
-    return isinstance(exc, MemoryError) or type(exc).__name__ == 'OutOfMemoryError' or (
-        isinstance(exc, RuntimeError) and 'out of memory' in str(exc).lower())
-
-
 def main(args=None, segmenter_factory: SegmenterFactory | None = None) -> int:
-    """Runs the node until SIGINT/shutdown (``ros2 run hybridgl_ros hybridgl_node``)."""
-    rclpy.init(args=args)
+    """Runs the node until SIGINT/SIGTERM (``ros2 run hybridgl_ros hybridgl_node``)."""
+    stop = StopSignal()
+    stop.install()  # before anything slow: a signal at any moment ends in the clean path
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = HybridGLNode(segmenter_factory)
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    if run_until_stopped(node, stop):
+        exit_now(0)  # a query still runs in torch; its caller has been answered
     return 0
 
 

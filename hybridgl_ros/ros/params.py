@@ -4,8 +4,7 @@ Method parameters keep the config's grouped names (``proposals.points_per_side``
 ``models.sam_checkpoint``, ...); tuples become double arrays. Their descriptions are the
 config's field docstrings, so they are written once, in :mod:`hybridgl_ros.core.config`.
 Node parameters (QoS, depth handling, publishing) are the fields of :class:`NodeParams`.
-Both are read when the node is configured; change them, then run the lifecycle transitions
-cleanup -> configure -> activate to apply them.
+Which of them apply live and which are read at configure: :mod:`hybridgl_ros.ros.live_params`.
 
 ``config/hybridgl.yaml`` holds every default; regenerate it after a config change with
 ``python -m hybridgl_ros.ros.params > config/hybridgl.yaml`` (a test checks that it agrees).
@@ -67,6 +66,10 @@ class NodeParams:
     """QoS history depth of the image, depth and camera_info subscriptions."""
     max_image_age_s: float = 2.0
     """Refuse a query on the latest frame if it arrived longer ago than this [s]; 0 = no limit."""
+    max_stamp_age_s: float = 0.0
+    """Refuse the latest frame if stamped longer ago than this by the node clock [s]; 0 = off."""
+    max_queued_requests: int = 10
+    """Calls that may wait behind the running one; more are answered at once 'busy' [calls]."""
     max_text_chars: int = 1000
     """Refuse longer expressions [characters]; longer-than-CLIP token lists are truncated."""
     prepare_on_arrival: bool = False
@@ -83,6 +86,10 @@ class NodeParams:
     """Fewest valid depth pixels under the mask for a 3D centroid."""
     sync_slop_s: float = 0.05
     """Depth and camera_info pair with the image when their stamps differ by at most this [s]."""
+    require_registered_depth: bool = True
+    """3D only from depth + camera_info in the colour image's frame_id; false = trust remaps."""
+    track_queue_size: int = 1
+    """~/track goals that may wait behind the running one; more are refused (reason REFUSED)."""
 
 
 def node_param_defaults() -> dict[str, Any]:
@@ -120,17 +127,23 @@ def config_from_node(node) -> HybridGLConfig:
 
 def node_params_from_node(node) -> NodeParams:
     """The node's own parameters (ConfigError if one is out of range)."""
-    params = NodeParams(**{name: node.get_parameter(name).value
-                           for name in node_param_defaults()})
+    return node_params_from_values({name: node.get_parameter(name).value
+                                    for name in node_param_defaults()})
+
+
+def node_params_from_values(values: dict[str, Any]) -> NodeParams:
+    """NodeParams from parameter values (extra names ignored; ConfigError if one is bad)."""
+    params = NodeParams(**{name: values[name] for name in node_param_defaults()})
     if params.image_reliability not in RELIABILITIES:
         raise ConfigError(f'image_reliability must be one of {", ".join(RELIABILITIES)}, '
                           f'not {params.image_reliability!r}')
-    for name in ('image_depth', 'max_text_chars'):
+    for name in ('image_depth', 'max_text_chars', 'depth_min_valid_px'):
         if getattr(params, name) < 1:
-            raise ConfigError(f'{name} must be >= 1')
-    for name in ('max_image_age_s', 'depth_units_to_m', 'sync_slop_s'):
-        if getattr(params, name) < 0:
-            raise ConfigError(f'{name} must be >= 0')
+            raise ConfigError(f'{name} must be >= 1, not {getattr(params, name)}')
+    for name in ('max_image_age_s', 'max_stamp_age_s', 'max_queued_requests',
+                 'depth_units_to_m', 'sync_slop_s', 'track_queue_size'):
+        if not getattr(params, name) >= 0:  # NaN fails too
+            raise ConfigError(f'{name} must be >= 0, not {getattr(params, name)}')
     return params
 
 
@@ -195,7 +208,8 @@ def render_yaml() -> str:
         '# from hybridgl_ros/core/config.py and hybridgl_ros/ros/params.py; a test checks they',
         '# agree). Use with: --ros-args --params-file config/hybridgl.yaml, or the launch file.',
         '# HybridGLConfig.from_yaml reads this file too (it ignores the node-only parameters).',
-        f'{NODE_NAME}:', '  ros__parameters:']
+        "# The key '/**' applies it to the node under any namespace and name (remapped or not).",
+        '/**:', '  ros__parameters:']
     for title, values in (('the method (HybridGLConfig)', config_param_defaults()),
                           ('the node (NodeParams)', node_param_defaults())):
         lines.append(f'    # ---- {title}')

@@ -1,6 +1,8 @@
 """Library results -> ROS messages: the Segmentation result message, the centroid, RViz markers."""
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, PointStamped
@@ -35,8 +37,8 @@ def result_message(result: Segmentation, header: Header, centroid: Centroid3D | 
     msg = SegmentationMsg(
         header=header, text=result.text, found=bool(result.found), message=message,
         confidence=float(result.confidence), ambiguous=bool(result.ambiguous),
-        alternatives=[alternative_message(a) for a in result.alternatives],
-        mask=mask_to_image(result.mask, header), box=region_of_interest(result.box_xywh),
+        alternatives=[alternative_message(a, result.mask.shape) for a in result.alternatives],
+        mask=mask_to_image(result.mask, header), box=region_of_interest(result),
         score=float(result.score), centroid_x_px=float(result.centroid_xy[0]),
         centroid_y_px=float(result.centroid_xy[1]), interior_x_px=int(result.interior_xy[0]),
         interior_y_px=int(result.interior_xy[1]), has_3d=centroid is not None,
@@ -52,17 +54,32 @@ def result_message(result: Segmentation, header: Header, centroid: Centroid3D | 
     return msg
 
 
-def region_of_interest(box_xywh) -> RegionOfInterest:
-    """A pixel box (x, y, width, height) as a RegionOfInterest (negative values clamped)."""
+def region_of_interest(result: Segmentation) -> RegionOfInterest:
+    """The chosen mask's box as pixel counts; all zero if nothing was found."""
+    if not result.found:
+        return RegionOfInterest()
+    return box_region(result.box_xywh, result.mask.shape)
+
+
+def box_region(box_xywh, image_hw) -> RegionOfInterest:
+    """A SAM box as pixel counts, clamped to the image.
+
+    The library's box is SAM's (``width = x_max - x_min`` with an inclusive maximum, one less
+    than the pixels it spans); a RegionOfInterest counts pixels, so it is one wider and one
+    taller, clamped to the image of (height, width) ``image_hw``.
+    """
+    height, width = image_hw
     x, y, w, h = (int(v) for v in box_xywh)
-    return RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0),
-                            height=max(h, 0), do_rectify=False)
+    x, y = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
+    return RegionOfInterest(x_offset=x, y_offset=y, width=min(max(w, 0) + 1, width - x),
+                            height=min(max(h, 0) + 1, height - y), do_rectify=False)
 
 
-def alternative_message(alternative: Alternative) -> AlternativeMsg:
-    """A near-tied object of an ambiguous answer as an ``Alternative`` message."""
+def alternative_message(alternative: Alternative, image_hw) -> AlternativeMsg:
+    """A near-tied object of an ambiguous answer as an ``Alternative`` message (its box as
+    pixel counts, like the answer's, in an image of (height, width) ``image_hw``)."""
     return AlternativeMsg(
-        index=int(alternative.index), box=region_of_interest(alternative.box_xywh),
+        index=int(alternative.index), box=box_region(alternative.box_xywh, image_hw),
         interior_x_px=int(alternative.interior_xy[0]),
         interior_y_px=int(alternative.interior_xy[1]), score=float(alternative.score),
         confidence=float(alternative.confidence))
@@ -105,6 +122,13 @@ def _marker(header: Header, marker_id: int, kind: int, position, scale, color) -
     return marker
 
 
+def printable(text: str) -> str:
+    """``text`` with control and format characters (newlines, escapes, bidi overrides, ...)
+    written as ``\\uXXXX``, so a caller's text cannot forge log lines or terminal output."""
+    return ''.join(f'\\u{ord(c):04x}' if unicodedata.category(c)[0] in 'CZ' and c != ' '
+                   else c for c in text)
+
+
 def response_summary(msg: SegmentationMsg) -> str:
     """The response message: what was found, where, how sure, and any remark."""
     if not msg.found:
@@ -121,3 +145,30 @@ def response_summary(msg: SegmentationMsg) -> str:
         p = msg.centroid_3d.point
         out += f', 3D ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) m in {msg.header.frame_id or "?"}'
     return f'{out}; {msg.message}' if msg.message else out
+
+
+def track_feedback(stage: int, *, queue_position: int = 0, frame_index: int = 0,
+                   segmentation: SegmentationMsg | None = None, certain: bool = True,
+                   quality: float = 0.0, message: str = ''):
+    """A ``TrackByText`` feedback message (``stage``: one of its constants)."""
+    from hybridgl_ros.action import TrackByText
+
+    feedback = TrackByText.Feedback(stage=stage, queue_position=queue_position,
+                                    frame_index=frame_index, certain=certain,
+                                    tracking_quality=float(quality), message=message)
+    if segmentation is not None:
+        feedback.segmentation = segmentation
+    return feedback
+
+
+def track_result(reason: int, message: str, last: SegmentationMsg | None, quality: float,
+                 frames: int, rate_hz: float, elapsed_s: float):
+    """A ``TrackByText`` result: why the goal ended, its last answer and its figures."""
+    from hybridgl_ros.action import TrackByText
+
+    result = TrackByText.Result(reason=reason, message=message, tracking_quality=float(quality),
+                                frames_tracked=frames, rate_hz=float(rate_hz),
+                                elapsed_s=float(elapsed_s))
+    if last is not None:
+        result.last = last
+    return result

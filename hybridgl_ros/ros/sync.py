@@ -81,3 +81,27 @@ class LatestSlot:
     def clear(self) -> None:
         with self._lock:
             self._item = None
+
+
+def staleness(item: Received, topic: str, max_age_s: float, max_stamp_age_s: float,
+              now_ns: int) -> str:
+    """Why the latest image is too old to answer on ('' if it is fresh enough).
+
+    Args:
+        item: the latest image and its arrival.
+        topic: its topic name (for the message).
+        max_age_s: longest time since arrival [s]; 0 = no limit.
+        max_stamp_age_s: longest time since its header stamp by the node's clock [s]; 0 = not
+            checked (camera and computer clocks are often not synchronised).
+        now_ns: the node's clock now [ns] (ROS time: sim time when replaying a bag).
+    """
+    age = time.monotonic() - item.at
+    if 0 < max_age_s < age:
+        return (f'the latest image on {topic} arrived {age:.1f} s ago '
+                f'(max_image_age_s = {max_age_s:g}): is the camera running?')
+    stamp_age = (now_ns - stamp_ns(item.msg.header)) * 1e-9
+    if 0 < max_stamp_age_s < stamp_age:
+        return (f'the latest image on {topic} is stamped {stamp_age:.1f} s ago by this node\'s '
+                f'clock (max_stamp_age_s = {max_stamp_age_s:g}): an old or replayed frame, or '
+                'unsynchronised clocks (use_sim_time for a bag)')
+    return ''

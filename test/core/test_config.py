@@ -34,11 +34,12 @@ def test_bad_values_are_config_errors(values):
         HybridGLConfig.from_flat(values)
 
 
-def test_yaml_sections_and_ros_parameter_files_both_read(tmp_path):
+@pytest.mark.parametrize('node_key', ['/**', 'hybridgl_node', '/robot1/hybridgl_node'])
+def test_yaml_sections_and_ros_parameter_files_both_read(tmp_path, node_key):
     plain = tmp_path / 'plain.yaml'
     plain.write_text('parity: reference\nguidance:\n  beta: 1.7\n')
     ros = tmp_path / 'ros.yaml'
-    ros.write_text('hybridgl_node:\n  ros__parameters:\n    publish_overlay: true\n'
+    ros.write_text(f'{node_key}:\n  ros__parameters:\n    publish_overlay: true\n'
                    '    guidance:\n      beta: 1.6\n')
     assert HybridGLConfig.from_yaml(plain).guidance.beta == 1.7
     assert HybridGLConfig.from_yaml(plain).reference

@@ -82,7 +82,8 @@ def pool(values, size: int) -> np.ndarray:
     return F.adaptive_avg_pool2d(tensor, size).numpy()
 
 
-#: quantity -> [largest difference seen, tolerance, relative?]; chosen-mask tally [equal, compared].
+#: quantity -> [largest difference seen, tolerance, relative?];
+#: chosen-mask tally [equal, compared].
 MAX_DIFFS: dict[str, list] = {}
 CHOICES = [0, 0]
 

@@ -33,6 +33,7 @@ from hybridgl_ros.ros.conversions import numpy_to_image  # noqa: E402
 from hybridgl_ros.srv import SegmentByText  # noqa: E402
 
 CAMERA_FRAME = 'camera_color_optical_frame'
+SMALL_NODE = Path(__file__).resolve().parent / 'small_node.py'
 
 
 class Spinner:
@@ -74,6 +75,45 @@ def call(client, request, timeout=10.0):
     future.add_done_callback(lambda _: done.set())
     assert done.wait(timeout), f'no answer from {client.srv_name} within {timeout} s'
     return future.result()
+
+
+def wait_until_active(node, target: str, timeout=30.0):
+    """Waits until the lifecycle node ``target`` (its full name) reports the state *active*: a node
+    process answers ``~/segment`` from its start, "not active" until its autostart finished."""
+    from lifecycle_msgs.msg import State
+    from lifecycle_msgs.srv import GetState
+
+    client = node.create_client(GetState, f'{target}/get_state')
+    try:
+        assert client.wait_for_service(timeout_sec=timeout), f'no {target}/get_state'
+        deadline = time.monotonic() + timeout
+        while True:
+            state = call(client, GetState.Request(), timeout=timeout).current_state
+            if state.id == State.PRIMARY_STATE_ACTIVE:
+                return
+            assert time.monotonic() < deadline, f'{target} still {state.label!r} after {timeout} s'
+            time.sleep(0.05)
+    finally:
+        node.destroy_client(client)
+
+
+def call_all(client, requests, timeout=30.0):
+    """Sends every request at once (no waiting between them), then waits for every answer.
+
+    Returns:
+        the responses in request order; None for a call that got no answer within ``timeout``.
+    """
+    futures = [client.call_async(request) for request in requests]
+    deadline = time.monotonic() + timeout
+    while not all(f.done() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return [f.result() if f.done() else None for f in futures]
+
+
+def start_small_node(env, log_path, namespace, *node_args, ros_args=()):
+    """test/ros/small_node.py (the node's real main, the small segmenter) as its own process."""
+    return start_process([sys.executable, SMALL_NODE, *node_args, '--ros-args', '-r',
+                          f'__ns:={namespace}', *ros_args], env, log_path)
 
 
 def stamp_header(seconds: float, frame_id: str = CAMERA_FRAME) -> Header:
@@ -158,7 +198,8 @@ class Harness:
             kind, f'{self.namespace}/hybridgl_node/{name}', self.received[name].append,
             QoSProfile(depth=10))
         # the node publishes an output only when it sees a subscriber
-        assert wait_for(lambda: self.node._outputs[name].get_subscription_count() > 0)
+        assert wait_for(
+            lambda: self.node._outputs.publishers[name].get_subscription_count() > 0)
 
     def publish(self, topic, msg, slot):
         """Publishes on ``topic`` and waits until the node holds it (``slot`` reads that)."""
@@ -175,8 +216,8 @@ class Harness:
     def publish_depth(self, depth, encoding, info):
         """Publishes a depth image and its camera_info (both stamped like ``info``)."""
         msg = numpy_to_image(depth, encoding, info.header)
-        self.publish('depth', msg, self.node._depths.latest)
-        self.publish('camera_info', info, self.node._infos.latest)
+        self.publish('depth', msg, self.node._depth.depths.latest)
+        self.publish('camera_info', info, self.node._depth.infos.latest)
 
     def segment(self, text, image=None, timeout=10.0):
         request = SegmentByText.Request(text=text)
@@ -185,6 +226,6 @@ class Harness:
         return call(self.client, request, timeout)
 
 
-__all__ = ['CAMERA_FRAME', 'Harness', 'Spinner', 'call', 'camera_info', 'rclpy',
-           'ros_executable', 'stamp_header', 'start_process', 'stop_process', 'vm_rss_kib',
-           'wait_for']
+__all__ = ['CAMERA_FRAME', 'Harness', 'SMALL_NODE', 'Spinner', 'call', 'call_all',
+           'camera_info', 'rclpy', 'ros_executable', 'stamp_header', 'start_process',
+           'start_small_node', 'stop_process', 'vm_rss_kib', 'wait_for']

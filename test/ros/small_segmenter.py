@@ -39,17 +39,27 @@ def scene_rgb(height: int = 96, width: int = 128) -> np.ndarray:
     return image
 
 
+def sam_box_xywh(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """SAM's box of a mask, as the library's Segmentation.box_xywh holds it: width and height
+    are max - min (inclusive max), one less than the pixel counts."""
+    x, y, w, h = mask_box_xywh(mask)
+    return x, y, w - 1, h - 1
+
+
 class ColourSegmenter:
     """prepare(image_rgb) -> Frame; query(frame, text) -> Segmentation, by colour words.
 
     Args:
-        prepare_delay_s: extra time spent in prepare [s].
-        query_delay_s: extra time spent in query [s].
+        prepare_delay_s: extra time spent in prepare, sleeping [s].
+        query_delay_s: extra time spent in query, sleeping [s].
+        prepare_torch_s: extra time spent in prepare computing in torch, as a model does [s].
     """
 
-    def __init__(self, prepare_delay_s: float = 0.0, query_delay_s: float = 0.0) -> None:
+    def __init__(self, prepare_delay_s: float = 0.0, query_delay_s: float = 0.0,
+                 prepare_torch_s: float = 0.0) -> None:
         self.prepare_delay_s = prepare_delay_s
         self.query_delay_s = query_delay_s
+        self.prepare_torch_s = prepare_torch_s
         self.prepare_calls = 0
         self.query_calls = 0
         self._lock = threading.Lock()
@@ -59,6 +69,7 @@ class ColourSegmenter:
         with self._lock:
             self.prepare_calls += 1
         time.sleep(self.prepare_delay_s)
+        _torch_work(self.prepare_torch_s)
         names, masks = [], []
         for name, rgb in COLOURS_RGB.items():
             colour = np.abs(image_rgb.astype(np.int16) - rgb).max(axis=2) < 30
@@ -72,7 +83,7 @@ class ColourSegmenter:
         if not masks:
             return Frame((height, width), Proposals.empty(height, width), mask_features=[])
         stack = np.stack(masks)
-        boxes = np.array([mask_box_xywh(m) for m in masks], np.int64)
+        boxes = np.array([sam_box_xywh(m) for m in masks], np.int64)
         return Frame((height, width), Proposals(stack, boxes, np.ones(len(masks), np.float32)),
                      mask_features=names)
 
@@ -101,14 +112,26 @@ class ColourSegmenter:
         probs[chosen] = 0.9 if n > 1 else 1.0
         mask = frame.proposals.masks[chosen]
         alternatives = tuple(Alternative(
-            index=i, box_xywh=mask_box_xywh(frame.proposals.masks[i]),
+            index=i, box_xywh=sam_box_xywh(frame.proposals.masks[i]),
             interior_xy=interior_point(frame.proposals.masks[i]), score=0.9,
             confidence=TIED_CONFIDENCE) for i in tied)
         return Segmentation(
-            found=True, text=text, mask=mask, box_xywh=mask_box_xywh(mask), score=0.9,
+            found=True, text=text, mask=mask, box_xywh=sam_box_xywh(mask), score=0.9,
             centroid_xy=mask_centroid(mask), interior_xy=interior_point(mask), index=chosen,
             pure_index=chosen, matching_probs=probs, spatial_scores=np.ones(n, np.float32),
             candidate_indices=tuple(matches), candidate_scores=(0.9,) * len(matches),
             parse=parse, timings_ms={'total': 0.0},
             confidence=TIED_CONFIDENCE if tied else FOUND_CONFIDENCE,
             ambiguous=bool(tied), alternatives=alternatives)
+
+
+def _torch_work(seconds: float) -> None:
+    """Matrix products for ``seconds`` (torch releases the GIL inside each, like a model)."""
+    if seconds <= 0:
+        return
+    import torch
+
+    a = torch.rand(256, 256)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        a = torch.nn.functional.normalize(a @ a, dim=1)

@@ -10,6 +10,7 @@ from sensor_msgs.msg import Image
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from hybridgl_ros.core.models import DEMO_SAM_WEIGHTS
 from hybridgl_ros.ros.conversions import numpy_to_image
 from hybridgl_ros.ros.node import HybridGLNode
 from hybridgl_ros.srv import SegmentByText
@@ -134,18 +135,36 @@ def tiny_clip_json(tmp_path):
     return str(path)
 
 
-@pytest.mark.parametrize('kind', ['missing', 'corrupt'])
+def _write_weights(path, kind):
+    """A weight file of one bad kind (None: leave it missing)."""
+    if kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'random_bytes':
+        path.write_bytes(np.random.default_rng(1).bytes(4096))
+    elif kind == 'no_tensors':
+        torch.save({'epoch': 3, 'note': 'not weights'}, path)
+    elif kind == 'another_model':
+        path.write_bytes(DEMO_SAM_WEIGHTS.read_bytes())  # SAM's weights where CLIP's belong
+
+
+BAD_WEIGHTS = {
+    'missing': 'not found', 'empty': 'is empty (0 bytes)',
+    'random_bytes': 'not a torch checkpoint (corrupt or incomplete download?)',
+    'no_tensors': 'holds no tensors', 'another_model': 'looks like a SAM checkpoint'}
+
+
+@pytest.mark.parametrize('kind', list(BAD_WEIGHTS))
 def test_bad_checkpoint_keeps_the_node_up_and_says_why(ros_context, tmp_path, tiny_clip_json,
                                                        kind):
     weights = tmp_path / 'clip_weights.pt'
-    if kind == 'corrupt':
-        weights.write_bytes(b'not a checkpoint' * 100)
-    node = HybridGLNode(context=ros_context, namespace='/bad_ckpt', parameter_overrides=[
+    _write_weights(weights, kind)
+    namespace = f'/bad_{kind}'
+    node = HybridGLNode(context=ros_context, namespace=namespace, parameter_overrides=[
         Parameter('models.clip_model', value=tiny_clip_json),
         Parameter('models.clip_weights', value=str(weights)),
         Parameter('models.device', value='cpu')])  # the real loader: HybridGL.from_config
-    client_node = Node('client', context=ros_context, namespace='/bad_ckpt')
-    client = client_node.create_client(SegmentByText, '/bad_ckpt/hybridgl_node/segment')
+    client_node = Node('client', context=ros_context, namespace=namespace)
+    client = client_node.create_client(SegmentByText, f'{namespace}/hybridgl_node/segment')
     spinner = Spinner(ros_context, node, client_node)
     try:
         assert client.wait_for_service(timeout_sec=10.0)
@@ -153,8 +172,71 @@ def test_bad_checkpoint_keeps_the_node_up_and_says_why(ros_context, tmp_path, ti
         for _ in range(2):
             response = call(client, SegmentByText.Request(text='the red square'))
             assert not response.success and 'models not loaded' in response.message
-            assert str(weights) in response.message
+            assert str(weights) in response.message and BAD_WEIGHTS[kind] in response.message
+            assert 'weights_only' not in response.message and len(response.message) < 800
     finally:
         spinner.stop()
         node.destroy_node()
         client_node.destroy_node()
+
+
+def test_a_missing_sam_checkpoint_is_reported_before_any_model_is_built(ros_context, tmp_path):
+    """The SAM architecture JSON does not exist either: building anything first (CLIP, then
+    SAM's architecture, as the node did) reports that instead of the missing checkpoint."""
+    node = HybridGLNode(context=ros_context, namespace='/no_sam', parameter_overrides=[
+        Parameter('models.sam_model_type', value=str(tmp_path / 'no_such_arch.json')),
+        Parameter('models.sam_checkpoint', value='/models/sam_vit_h_4b8939.pth')])
+    spinner = Spinner(ros_context, node)
+    try:
+        assert wait_for(lambda: node._not_ready.startswith('models not loaded'), timeout=30)
+        assert 'checkpoint not found: /models/sam_vit_h_4b8939.pth' in node._not_ready, (
+            node._not_ready)
+    finally:
+        spinner.stop()
+        node.destroy_node()
+
+
+def test_a_thin_frame_is_refused_with_the_aspect_ratio_limit(ros_context):
+    """The real pipeline with the embedded demo models (SAM at 256 px: at most 512:1)."""
+    node = HybridGLNode(context=ros_context, namespace='/thin', parameter_overrides=[
+        Parameter('models.device', value='cpu'), Parameter('max_image_age_s', value=0.0)])
+    client_node = Node('client', context=ros_context, namespace='/thin')
+    client = client_node.create_client(SegmentByText, '/thin/hybridgl_node/segment')
+    spinner = Spinner(ros_context, node, client_node)
+    try:
+        assert wait_for(lambda: node._active, timeout=60)
+        thin = numpy_to_image(np.full((2, 10000, 3), 128, np.uint8), 'rgb8')
+        response = call(client, SegmentByText.Request(text='the red cube', image=thin), 60)
+        assert not response.success
+        assert 'aspect ratio of 5000:1' in response.message and 'At most 512:1' in (
+            response.message), response.message
+        fine = numpy_to_image(scene_rgb(), 'rgb8')
+        assert call(client, SegmentByText.Request(text='the red cube', image=fine), 60).success
+    finally:
+        spinner.stop()
+        node.destroy_node()
+        client_node.destroy_node()
+
+
+def test_control_characters_of_the_text_are_escaped_in_the_message(ready):
+    response = ready.segment('the red x\x1b[2J\u202ey square')  # the phrase: 'x... square'
+    assert response.success and response.result.found
+    assert not any(c in response.message for c in '\x1b\u202e'), repr(response.message)
+    assert '\\u001b' in response.message and '\\u202e' in response.message
+
+
+def test_printable_escapes_line_breaks_escapes_and_bidi_overrides():
+    from hybridgl_ros.ros.results import printable
+
+    assert printable('a\nb\r\x1b[2J\u202e\tc d é 猫') == (
+        'a\\u000ab\\u000d\\u001b[2J\\u202e\\u0009c d é 猫')
+
+
+def test_a_frame_stamped_too_long_ago_is_refused_when_stamps_are_checked(harness):
+    h = harness(ColourSegmenter(), max_stamp_age_s=5.0)
+    h.publish_image(scene_rgb(), stamp_header(1.0))  # 1970: a replayed or unsynchronised frame
+    response = h.segment('the red square')
+    assert not response.success and 'max_stamp_age_s = 5' in response.message
+    now = h.node.get_clock().now().nanoseconds * 1e-9
+    h.publish_image(scene_rgb(), stamp_header(now))
+    assert h.segment('the red square').success

@@ -12,7 +12,8 @@ def test_hybridgl_demo_answers_through_the_node_and_writes_pictures(ros_env, tmp
     out = tmp_path / 'demo'
     run = subprocess.run(
         [sys.executable, '-m', 'hybridgl_ros.cli', 'demo', '--out', str(out), '--count', '1',
-         '--per-scene', '3', '--set', 'models.torch_threads=1', '--set', 'models.device=cpu'],
+         '--per-scene', '3', '--track-frames', '6', '--set', 'models.torch_threads=1',
+         '--set', 'models.device=cpu'],
         env=ros_env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     answers = [line for line in run.stdout.splitlines() if line.startswith('scene 00')]
@@ -24,14 +25,17 @@ def test_hybridgl_demo_answers_through_the_node_and_writes_pictures(ros_env, tmp
     assert cv2.imread(str(overlays[0])).shape[:2] == (480, 640)
     assert cv2.imread(str(out / 'contact_sheet.png')) is not None
     assert (out / 'scenes' / 'scene_000.png').is_file()
+    assert 'frames tracked' in run.stdout                  # the tracking part, through ~/track
+    assert (out / 'track.gif').stat().st_size > 0 and (out / 'track_strip.png').is_file()
 
 
-def test_demo_config_is_the_defaults_with_vertical_ramps_and_its_own_calibration():
+def test_demo_config_is_the_defaults_with_ramps_its_own_calibration_and_no_box_prompts():
     config = demo_config()
     assert package_config_file(DEMO_CONFIG_FILE).is_file()
     assert config.guidance.vertical_ramps
+    assert not config.tracking.box_prompt           # the demo SAM never learnt box prompts
     assert config.decision.calibrated_for == HybridGLConfig().decision.calibrated_for
-    calibration = {f'decision.{name}' for name in (
+    own = {'tracking.box_prompt'} | {f'decision.{name}' for name in (
         'presence_weights', 'presence_bias', 'confidence_weights', 'confidence_bias')}
-    assert {k: v for k, v in config.to_flat().items() if k not in calibration} == {
-        k: v for k, v in HybridGLConfig().to_flat().items() if k not in calibration}
+    assert {k: v for k, v in config.to_flat().items() if k not in own} == {
+        k: v for k, v in HybridGLConfig().to_flat().items() if k not in own}

@@ -1,4 +1,8 @@
-"""3D centroid from synthetic depth with known intrinsics (16UC1 mm and 32FC1 m)."""
+"""3D centroid from synthetic depth with known intrinsics (16UC1 mm and 32FC1 m), paired when
+the image is selected, only from depth registered to the colour frame, back-projected with P."""
+import threading
+import time
+
 import numpy as np
 import pytest
 from geometry_msgs.msg import PointStamped
@@ -6,6 +10,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hybridgl_ros.ros.depth import (
     Intrinsics, image_mask_centroid_3d, mask_centroid_3d, resize_mask)
+from hybridgl_ros.ros.conversions import numpy_to_image
 from hybridgl_ros.ros.sync import StampBuffer
 from ros_helpers import CAMERA_FRAME, camera_info, stamp_header, wait_for
 from small_segmenter import ColourSegmenter, scene_rgb
@@ -49,7 +54,7 @@ def test_a_half_size_depth_image_gives_the_same_point():
     """Colour mask at full size, depth and its camera_info at full size, then at half size."""
     mask = np.zeros((H, W), bool)
     mask[SQUARE] = True
-    k = (FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0)
+    k = Intrinsics(FX, FY, CX, CY)
     full, note = image_mask_centroid_3d(mask, np.full((H, W), 2.0, np.float32), k, (H, W), 10)
     half, _ = image_mask_centroid_3d(mask, np.full((H // 2, W // 2), 2.0, np.float32), k,
                                      (H, W), 10)
@@ -62,7 +67,7 @@ def test_a_half_size_depth_image_gives_the_same_point():
 def test_no_depth_under_the_mask_says_so():
     mask = np.zeros((H, W), bool)
     mask[SQUARE] = True
-    k = (FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0)
+    k = Intrinsics(FX, FY, CX, CY)
     centroid, note = image_mask_centroid_3d(mask, np.zeros((H, W), np.float32), k, (0, 0), 10)
     assert centroid is None and 'no valid depth' in note
 
@@ -147,3 +152,100 @@ def test_depth_stamped_too_far_from_the_image_is_not_used(harness):
     response = h.segment('red')
     assert response.success and not response.result.has_3d
     assert 'no depth image within sync_slop_s' in response.message
+
+
+def _stream(h, stop, frames, depth_frame=CAMERA_FRAME, period_s=1 / 30):
+    """Publishes image + depth + camera_info at 30 Hz; frame i is stamped 20 + i/30 s and its
+    depth is a plane at 1 + i/100 m. Appends (stamp_s, depth_m) of each frame to ``frames``."""
+    image = numpy_to_image(scene_rgb(), 'rgb8')
+    i = 0
+    while not stop.is_set():
+        stamp, z = 20.0 + i / 30.0, 1.0 + i / 100.0
+        header = stamp_header(stamp)
+        image.header = header
+        depth = numpy_to_image(np.full((H, W), z, np.float32), '32FC1',
+                               stamp_header(stamp, depth_frame))
+        info = camera_info(stamp_header(stamp, depth_frame), H, W, FX, FY, CX, CY)
+        for topic, msg in (('depth', depth), ('camera_info', info), ('image', image)):
+            h.publishers[topic].publish(msg)
+        frames.append((stamp, z))
+        i += 1
+        time.sleep(period_s)
+
+
+@pytest.fixture
+def streaming(harness):
+    """``streaming(segmenter, **params)`` -> (harness, frames) with a 30 Hz RGB-D stream."""
+    threads, stop = [], threading.Event()
+
+    def start(segmenter, depth_frame=CAMERA_FRAME, **params):
+        h = harness(segmenter, **params)
+        for publisher in h.publishers.values():
+            assert wait_for(lambda p=publisher: p.get_subscription_count() > 0)
+        frames = []
+        threads.append(threading.Thread(target=_stream, args=(h, stop, frames, depth_frame)))
+        threads[-1].start()
+        assert wait_for(lambda: len(frames) > 5 and h.node._depth.depths.latest())
+        return h, frames
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=5.0)
+
+
+def test_3d_survives_a_frame_that_takes_longer_to_prepare_than_the_depth_buffer_holds(streaming):
+    """Preparing lasts until 40 more RGB-D frames have arrived (the buffers hold 30): counted, not
+    timed, so a slow machine's slower stream cannot shorten it."""
+    segmenter = ColourSegmenter()
+    h, frames = streaming(segmenter)
+    prepare = segmenter.prepare
+
+    def slow_prepare(image_rgb):
+        seen = len(frames)
+        assert wait_for(lambda: len(frames) >= seen + 40, timeout=20.0)
+        return prepare(image_rgb)
+
+    segmenter.prepare = slow_prepare
+    response = h.segment('the red square', timeout=40.0)
+    assert response.success and response.result.found, response.message
+    result = response.result
+    assert result.has_3d, response.message
+    stamp = result.header.stamp.sec + result.header.stamp.nanosec * 1e-9
+    depth_of_frame = next(z for s, z in frames if abs(s - stamp) < 1e-6)
+    assert result.centroid_3d.point.z == pytest.approx(depth_of_frame, abs=1e-5)
+    assert len([s for s, _ in frames if s > stamp]) > 30  # the buffer has moved on
+
+
+def test_depth_in_another_frame_than_the_colour_image_gives_no_3d(streaming):
+    h, _ = streaming(ColourSegmenter(), depth_frame='camera_depth_optical_frame')
+    response = h.segment('the red square')
+    assert response.success and response.result.found and not response.result.has_3d
+    assert "in frame 'camera_depth_optical_frame', the colour image in " in response.message
+    assert 'require_registered_depth' in response.message
+
+
+def test_unregistered_depth_is_used_when_the_rule_is_off(streaming):
+    h, _ = streaming(ColourSegmenter(), depth_frame='camera_depth_optical_frame',
+                     require_registered_depth=False)
+    response = h.segment('the red square')
+    assert response.result.has_3d, response.message
+    assert response.result.centroid_3d.header.frame_id == CAMERA_FRAME
+
+
+def test_back_projection_uses_the_rectified_projection_matrix_p(harness):
+    h = harness(ColourSegmenter())
+    header = stamp_header(9.0)
+    info = camera_info(header, H, W, FX, FY, CX, CY)
+    info.k = [FX * 0.8, 0.0, CX - 5, 0.0, FY * 0.8, CY - 5, 0.0, 0.0, 1.0]  # raw camera, unused
+    h.publish_depth(np.full((H, W), 1.5, np.float32), '32FC1', info)
+    h.publish_image(scene_rgb(), header)
+    point = h.segment('the red square').result.centroid_3d.point
+    np.testing.assert_allclose([point.x, point.y, point.z], _expected_xyz(1.5), atol=1e-6)
+
+
+def test_intrinsics_fall_back_to_k_when_p_is_unset():
+    k = (FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0)
+    assert Intrinsics.from_camera_info(k, [0.0] * 12) == Intrinsics(FX, FY, CX, CY)
+    p = (2 * FX, 0.0, 1.0, 0.0, 0.0, 2 * FY, 2.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    assert Intrinsics.from_camera_info(k, p) == Intrinsics(2 * FX, 2 * FY, 1.0, 2.0)

@@ -75,6 +75,10 @@ def test_rviz_config_shows_the_node_outputs():
 #: The launch API the file may use (public names of launch / launch_ros since Humble).
 PUBLIC_LAUNCH_API = {
     ('launch', 'LaunchDescription'), ('launch.actions', 'DeclareLaunchArgument'),
+    ('launch.actions', 'LogInfo'), ('launch.actions', 'OpaqueFunction'),
+    ('ament_index_python.packages', 'PackageNotFoundError'),
+    ('ament_index_python.packages', 'get_package_prefix'),
+    ('ament_index_python.packages', 'get_package_share_directory'),
     ('launch.conditions', 'IfCondition'), ('launch.substitutions', 'LaunchConfiguration'),
     ('launch.substitutions', 'PathJoinSubstitution'), ('launch_ros.actions', 'Node'),
     ('launch_ros.parameter_descriptions', 'ParameterValue'),
@@ -85,9 +89,48 @@ def test_launch_file_uses_the_public_launch_api_and_generates_where_it_exists():
     tree = ast.parse(LAUNCH.read_text())
     imported = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
                 for a in n.names}
-    assert imported <= PUBLIC_LAUNCH_API
+    assert imported <= PUBLIC_LAUNCH_API, imported - PUBLIC_LAUNCH_API
     if importlib.util.find_spec('launch_ros') is not None:  # a real ROS 2 install
         spec = importlib.util.spec_from_file_location('demo_launch', LAUNCH)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         assert len(module.generate_launch_description().entities) > 3
+
+
+def _launch_arguments():
+    tree = ast.parse(LAUNCH.read_text())
+    table = next(n.value for n in tree.body if isinstance(n, ast.Assign)
+                 and n.targets[0].id == 'ARGUMENTS')
+    return {item.elts[0].value: item.elts[1] for item in table.elts}
+
+
+def _constant(name):
+    tree = ast.parse(LAUNCH.read_text())
+    return next(n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                and n.targets[0].id == name)
+
+
+def test_rviz_is_opt_in_and_checked_for():
+    arguments = _launch_arguments()
+    assert arguments['use_rviz'].value == 'false'
+    source = LAUNCH.read_text()
+    assert "get_package_prefix('rviz2')" in source and 'PackageNotFoundError' in source
+
+
+def test_the_image_publisher_gets_a_focal_length_and_both_nodes_a_namespace():
+    arguments = _launch_arguments()
+    assert arguments['focal_length_px'].value == '0.0' and 'namespace' in arguments
+    source = LAUNCH.read_text()
+    assert "'focal_length_px': ParameterValue(LaunchConfiguration('focal_length_px')" in source
+    assert source.count("namespace=LaunchConfiguration('namespace')") == 2
+
+
+def test_the_rviz_topics_the_launch_rewrites_are_those_of_demo_rviz():
+    """The launch writes image_topic and the namespace into a copy of demo.rviz."""
+    rviz = yaml.safe_load((REPO / 'config' / 'demo.rviz').read_text())
+    topics = [d['Topic']['Value'] for d in rviz['Visualization Manager']['Displays']
+              if 'Topic' in d]
+    assert _constant('RVIZ_CAMERA_TOPIC') in topics
+    prefix = _constant('RVIZ_NODE_PREFIX')
+    assert sorted(t for t in topics if t.startswith(prefix)) == [
+        f'{prefix}centroid', f'{prefix}markers', f'{prefix}overlay']

@@ -39,8 +39,9 @@ class _NodeProcess:
                         for n in self.nodes]
         self.image_pub = self.nodes[0].create_publisher(Image, 'image', QoSProfile(depth=1))
         self.spinner = Spinner(context, *self.nodes)
-        for client in self.clients:
-            assert client.wait_for_service(timeout_sec=20.0), log_path.read_text()
+        if not all(client.wait_for_service(timeout_sec=20.0) for client in self.clients):
+            self.close()  # else the node process outlives the test
+            raise AssertionError(f'no service after 20 s:\n{log_path.read_text()}')
 
     def publish(self, seconds):
         self.image_pub.publish(numpy_to_image(scene_rgb(H, W), 'rgb8', stamp_header(seconds)))

@@ -1,15 +1,19 @@
 """The node in-process over real DDS: a client calls ~/segment and reads what was published."""
+import math
+from dataclasses import replace
+
 import numpy as np
 from geometry_msgs.msg import PointStamped
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hybridgl_ros.msg import Segmentation
 from hybridgl_ros.ros.conversions import image_to_numpy, numpy_to_image
 from small_segmenter import ColourSegmenter, scene_rgb
-from ros_helpers import CAMERA_FRAME, call, stamp_header, wait_for
+from ros_helpers import CAMERA_FRAME, REPO, call, stamp_header, wait_for
 
 
 def test_segment_answers_on_the_latest_image(harness):
@@ -131,3 +135,41 @@ def test_lifecycle_transitions_over_ros(harness):
     assert _change_state(h, Transition.TRANSITION_ACTIVATE)
     h.publish_image(scene_rgb(), stamp_header(2.0))
     assert h.segment('red').success
+
+
+def test_result_and_mask_are_latched_for_a_subscriber_that_comes_later(harness):
+    h = harness(ColourSegmenter())
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    assert h.segment('the blue disc').success and h.segment('the red square').success
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         reliability=ReliabilityPolicy.RELIABLE)
+    got = {'result': [], 'mask': []}
+    for name, kind in (('result', Segmentation), ('mask', Image)):
+        h.client_node.create_subscription(kind, f'{h.namespace}/hybridgl_node/{name}',
+                                          got[name].append, latched)
+    assert wait_for(lambda: got['result'] and got['mask'])
+    assert [r.text for r in got['result']] == ['the red square']  # the last answer only
+    assert got['mask'][0].header.stamp.sec == 1
+
+
+def test_region_of_interest_counts_pixels_and_stays_inside_the_image(harness):
+    from hybridgl_ros.ros.results import region_of_interest
+
+    image = np.full((96, 128, 3), 100, np.uint8)
+    image[80:, 100:] = (220, 30, 30)  # a red block in the bottom-right corner
+    h = harness(ColourSegmenter())
+    box = h.segment('red', image=numpy_to_image(image, 'rgb8')).result.box
+    assert (box.x_offset, box.y_offset, box.width, box.height) == (100, 80, 28, 16)
+    result = ColourSegmenter().query(ColourSegmenter().prepare(image), 'red')
+    assert result.box_xywh == (100, 80, 27, 15)  # SAM's convention: max - min
+    overshoot = region_of_interest(replace(result, box_xywh=(100, 80, 50, 50)))
+    assert (overshoot.width, overshoot.height) == (28, 16)
+
+
+def test_nothing_found_has_a_nan_pixel_centroid_as_documented(harness):
+    h = harness(ColourSegmenter())
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    result = h.segment('the green ball').result
+    assert not result.found and math.isnan(result.centroid_x_px)
+    assert (result.interior_x_px, result.index, result.box.width) == (-1, -1, 0)
+    assert 'NaN if found is false' in (REPO / 'msg' / 'Segmentation.msg').read_text()

@@ -1,4 +1,5 @@
 """ROS parameters mirror HybridGLConfig one to one; config/hybridgl.yaml holds every default."""
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def _node(context, overrides=(), cli_args=None):
 
 def test_yaml_file_holds_every_default():
     data = yaml.safe_load(YAML_PATH.read_text())
-    assert _flatten(data[params.NODE_NAME]['ros__parameters']) == params.all_param_defaults()
+    assert _flatten(data['/**']['ros__parameters']) == params.all_param_defaults()
 
 
 def test_yaml_file_is_what_the_generator_writes():
@@ -127,3 +128,53 @@ def test_markdown_table_lists_every_parameter():
     table = params.parameter_table_markdown()
     for name in params.all_param_defaults():
         assert f'| `{name}` |' in table
+
+
+def _shipped_file_with(tmp_path, **node_values):
+    """config/hybridgl.yaml as shipped (key '/**') with some node parameters changed."""
+    data = yaml.safe_load(YAML_PATH.read_text())
+    data['/**']['ros__parameters'].update(node_values)
+    data['/**']['ros__parameters']['proposals']['points_per_side'] = 16
+    path = tmp_path / 'robot.yaml'
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_params_file_applies_under_a_namespace_and_a_remapped_name(ros_context, tmp_path):
+    path = _shipped_file_with(tmp_path, max_text_chars=12)
+    node = _node(ros_context, cli_args=['--ros-args', '-r', '__ns:=/robot1/arm', '-r',
+                                        '__node:=perception', '--params-file', str(path)])
+    assert node.get_fully_qualified_name() == '/robot1/arm/perception'
+    assert params.config_from_node(node).proposals.points_per_side == 16
+    assert params.node_params_from_node(node).max_text_chars == 12
+    node.destroy_node()
+
+
+def test_a_namespaced_node_process_reads_the_params_file(ros_context, ros_env, tmp_path):
+    """The node as its own process, as ``ros2 run ... --ros-args -r __ns:=/robot1 --params-file``
+    starts it; its parameters read back over DDS and used by its service."""
+    from rcl_interfaces.srv import GetParameters
+
+    from hybridgl_ros.srv import SegmentByText
+    from ros_helpers import Spinner, call, start_small_node, stop_process, wait_until_active
+
+    namespace = f'/robot{uuid.uuid4().hex[:6]}'
+    process = start_small_node(ros_env, tmp_path / 'node.log', namespace, ros_args=[
+        '--params-file', str(_shipped_file_with(tmp_path, max_text_chars=12))])
+    client_node = Node('client', context=ros_context, namespace=namespace)
+    spinner = Spinner(ros_context, client_node)
+    try:
+        getter = client_node.create_client(GetParameters,
+                                           f'{namespace}/hybridgl_node/get_parameters')
+        segment = client_node.create_client(SegmentByText, f'{namespace}/hybridgl_node/segment')
+        assert segment.wait_for_service(timeout_sec=20.0) and getter.wait_for_service(5.0)
+        wait_until_active(client_node, f'{namespace}/hybridgl_node')
+        response = call(getter, GetParameters.Request(
+            names=['max_text_chars', 'proposals.points_per_side']))
+        assert [v.integer_value for v in response.values] == [12, 16]
+        answer = call(segment, SegmentByText.Request(text='the red square'))
+        assert not answer.success and 'at most 12 are accepted' in answer.message
+    finally:
+        spinner.stop()
+        client_node.destroy_node()
+        assert stop_process(process) == 0

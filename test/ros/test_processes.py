@@ -1,4 +1,7 @@
 """Separate processes over DDS: the installed node, the image publisher, this test as client."""
+import os
+import re
+import signal
 import statistics
 import time
 import uuid
@@ -9,7 +12,7 @@ import numpy as np
 from rclpy.node import Node
 
 from hybridgl_ros.demo.scenes import make_scene
-from hybridgl_ros.ros.conversions import image_to_numpy
+from hybridgl_ros.ros.conversions import image_to_numpy, numpy_to_image
 from hybridgl_ros.srv import SegmentByText
 from ros_helpers import (
     Spinner, call, ros_executable, start_process, stop_process, wait_for)
@@ -91,8 +94,52 @@ def test_installed_node_segments_the_publisher_frames_with_the_demo_models(
         spinner.stop()
         client_node.destroy_node()
         node_rc, publisher_rc = stop_process(node), stop_process(publisher)
-    assert node_rc == 0, (tmp_path / 'node.log').read_text()[-3000:]
+    log = (tmp_path / 'node.log').read_text()
+    assert node_rc == 0, log[-3000:]
     assert publisher_rc == 0, (tmp_path / 'publisher.log').read_text()[-3000:]
+    # the library's logging reaches the ROS log, and the toy models are named once, loudly
+    assert re.search(r'\[INFO\] \[[\d.]+\] \[p\w+\.hybridgl_node\]: core\.models: No CLIP '
+                     r'weights configured: using the embedded demo model', log), log[-3000:]
+    assert len(re.findall(r'\[WARN\] .*using the embedded DEMO models \(CLIP and SAM\)', log)) == 1
+
+
+def test_sigint_during_a_1080p_query_of_the_real_pipeline_answers_and_exits_at_once(
+        ros_context, ros_env, tmp_path):
+    """The installed node, the embedded models on the CPU: preparing a 1920x1080 frame takes
+    15-30 s (SAM's proposals). SIGINT 2 s into it: both callers get 'shutting down', the
+    process exits 0 within about a second, without a traceback."""
+    namespace = f'/s{uuid.uuid4().hex[:8]}'
+    node = start_process(
+        [ros_executable('hybridgl_node'), '--ros-args', '-r', f'__ns:={namespace}',
+         '-p', 'models.device:=cpu', '-p', 'models.torch_threads:=1'],
+        ros_env, tmp_path / 'node.log')
+    client_node = Node('client', context=ros_context, namespace=namespace)
+    client = client_node.create_client(SegmentByText, f'{namespace}/hybridgl_node/segment')
+    spinner = Spinner(ros_context, client_node)
+    try:
+        assert client.wait_for_service(timeout_sec=30.0)
+        small = numpy_to_image(scene_rgb(H, W), 'rgb8')
+        assert wait_for(lambda: call(client, SegmentByText.Request(
+            text='the red square', image=small), timeout=60.0).success, timeout=60.0, period=0.2)
+        big = numpy_to_image(np.full((1080, 1920, 3), 90, np.uint8), 'rgb8')
+        futures = [client.call_async(SegmentByText.Request(text=text, image=big))
+                   for text in ('the red cube', 'the blue cube')]
+        time.sleep(2.0)
+        assert not any(f.done() for f in futures)
+        start = time.monotonic()
+        os.killpg(node.popen.pid, signal.SIGINT)
+        rc = node.popen.wait(timeout=20.0)
+        exit_s = time.monotonic() - start
+        log = (tmp_path / 'node.log').read_text()
+        print(f'\nSIGINT during a 1080p prepare (demo models): exit code {rc} in {exit_s:.2f} s')
+        assert rc == 0 and exit_s < 3.0 and 'Traceback' not in log, log[-3000:]
+        assert wait_for(lambda: all(f.done() for f in futures), timeout=5.0)
+        for future in futures:
+            assert 'shutting down (SIGINT)' in future.result().message
+    finally:
+        spinner.stop()
+        client_node.destroy_node()
+        stop_process(node)
 
 
 def test_image_publisher_fails_clearly_on_a_missing_source(ros_env, tmp_path):

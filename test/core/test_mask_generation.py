@@ -1,0 +1,139 @@
+"""The bounded mask generator against segment_anything's own, on the embedded demo SAM.
+
+The demo SAM runs the real segment_anything code (image encoder, prompt encoder, mask decoder)
+at a small size; the scenes are the demo's generated table tops, halved to keep this cheap.
+"""
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hybridgl_ros.core.config import ProposalConfig
+from hybridgl_ros.core.mask_generation import BoundedMaskGenerator
+from hybridgl_ros.core.sam_encoder import (banded_attention, banded_global_attention,
+                                           fused_attention)
+from hybridgl_ros.demo.scenes import make_scene
+
+
+@pytest.fixture(scope='module')
+def demo_sam():
+    from hybridgl_ros.core.config import ModelConfig
+    from hybridgl_ros.core.models import load_sam
+
+    return load_sam(ModelConfig(), torch.device('cpu'))
+
+
+def scene(index, size=(320, 240)):
+    return cv2.resize(make_scene(5, index).image_rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def reference_records(sam, config, image):
+    """segment_anything's SamAutomaticMaskGenerator with the same settings."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    settings = config.generator_settings()
+    with torch.inference_mode():
+        return SamAutomaticMaskGenerator(sam, output_mode='binary_mask', **settings).generate(
+            image)
+
+
+@pytest.mark.parametrize('config', [
+    ProposalConfig(),
+    ProposalConfig(pred_iou_thresh=0.0, stability_score_thresh=0.0, points_per_batch=20),
+    ProposalConfig(points_per_side=8, crop_n_layers=1, crop_n_points_downscale_factor=2,
+                   pred_iou_thresh=0.5, min_mask_region_area=100),
+], ids=['spec', 'no-thresholds-odd-batches', 'crop-layer'])
+def test_masks_boxes_scores_and_order_equal_segment_anythings_generator(demo_sam, config):
+    image = scene(0)
+    # segment_anything's generator as the project ran it before: 64 prompts at once
+    expected = reference_records(demo_sam, replace(config, points_per_batch=64), image)
+    got = BoundedMaskGenerator(demo_sam, config).generate(image)
+    assert len(expected) > 2 and len(got['masks']) == len(expected)
+    assert np.array_equal(got['masks'], np.stack([r['segmentation'] for r in expected]))
+    xyxy = np.asarray([r['bbox'] for r in expected], np.int64)
+    xyxy[:, 2:] += xyxy[:, :2]
+    assert np.array_equal(got['boxes_xyxy'], xyxy)
+    assert np.array_equal(got['iou_preds'], np.float32([r['predicted_iou'] for r in expected]))
+
+
+def test_an_image_without_masks_gives_empty_arrays(demo_sam):
+    config = ProposalConfig(pred_iou_thresh=100.0)   # predicted IoU is a regression: >1 occurs
+    got = BoundedMaskGenerator(demo_sam, config).generate(scene(1))
+    assert got['masks'].shape == (0, 240, 320) and got['boxes_xyxy'].shape == (0, 4)
+    assert got['restorer'] is None
+
+
+def test_restorer_rebuilds_the_kept_masks_at_their_own_size(demo_sam):
+    got = BoundedMaskGenerator(demo_sam, ProposalConfig()).generate(scene(2))
+    restorer = got['restorer']
+    assert len(restorer) == len(got['masks'])
+    for index, mask in enumerate(got['masks']):
+        assert np.array_equal(restorer.mask(index, mask.shape), mask)
+
+
+def test_restorer_at_twice_the_size_covers_the_same_region(demo_sam):
+    got = BoundedMaskGenerator(demo_sam, ProposalConfig()).generate(scene(2))
+    for index, mask in enumerate(got['masks']):
+        large = got['restorer'].mask(index, (480, 640))
+        small = cv2.resize(large.astype(np.uint8), (320, 240), interpolation=cv2.INTER_AREA)
+        agree = (small > 0) == mask
+        assert large.shape == (480, 640) and agree.mean() > 0.99
+
+
+def _attention_with_relative_positions(grid=12, dim=48, heads=4):
+    from segment_anything.modeling.image_encoder import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(dim, heads, use_rel_pos=True, input_size=(grid, grid)).eval()
+    with torch.no_grad():
+        attn.rel_pos_h.normal_(0, 0.5)
+        attn.rel_pos_w.normal_(0, 0.5)
+    return attn, torch.randn(1, grid, grid, dim)
+
+
+@pytest.mark.parametrize('budget', [1, 5000, 2 ** 24])
+def test_banded_attention_is_bit_identical_to_sams_in_fp32(budget):
+    attn, x = _attention_with_relative_positions()
+    with torch.inference_mode():
+        assert torch.equal(banded_attention(attn, x, budget), attn(x))
+
+
+@pytest.mark.parametrize('attention', [banded_attention, fused_attention])
+def test_attention_in_bands_under_bf16_autocast_stays_close_to_fp32(attention):
+    attn, x = _attention_with_relative_positions()
+    with torch.inference_mode():
+        expected = attn(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            got = attention(attn, x, 5000).float()
+    assert torch.allclose(got, expected, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize('budget', [1, 5000, 2 ** 24])
+def test_fused_attention_equals_sams_to_float_rounding_in_fp32(budget):
+    attn, x = _attention_with_relative_positions()
+    with torch.inference_mode():
+        torch.testing.assert_close(fused_attention(attn, x, budget), attn(x), atol=1e-5,
+                                   rtol=1e-5)
+
+
+def test_fused_mode_patches_every_block_and_is_undone_on_exit(demo_sam):
+    encoder = demo_sam.image_encoder
+    with banded_global_attention(encoder, fused=True):
+        assert all('forward' in vars(block.attn) for block in encoder.blocks)
+    assert not any('forward' in vars(block.attn) for block in encoder.blocks)
+
+
+def test_banded_global_attention_is_undone_on_exit(demo_sam):
+    encoder = demo_sam.image_encoder
+    with banded_global_attention(encoder):
+        assert all('forward' in vars(block.attn) for block in encoder.blocks)
+    assert not any('forward' in vars(block.attn) for block in encoder.blocks)
+
+
+def test_points_per_batch_does_not_change_the_masks(demo_sam):
+    image = scene(3)
+    small = BoundedMaskGenerator(demo_sam, ProposalConfig(points_per_batch=16))
+    large = BoundedMaskGenerator(demo_sam, ProposalConfig(points_per_batch=64))
+    assert np.array_equal(small.generate(image)['masks'], large.generate(image)['masks'])

@@ -1,0 +1,129 @@
+"""The working resolution: frames within the pixel budget unchanged, larger ones downscaled and
+answered at the camera's size; the new mask path gives today's answers at 640x480.
+
+The pipeline runs the embedded demo models (real SAM and open_clip code, small).
+"""
+import numpy as np
+import pytest
+import torch
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.pipeline import HybridGL
+from hybridgl_ros.core.resolution import (
+    full_resolution_mask, sam_box_xywh, upscale_mask, working_size)
+from hybridgl_ros.core.types import Proposals
+from hybridgl_ros.demo.expressions import scene_expressions
+from hybridgl_ros.demo.scenes import make_scene
+
+SEED = 11
+
+
+@pytest.mark.parametrize('size, budget, expected', [
+    ((480, 640), 1024 * 1024, (480, 640)), ((1080, 1920), 0, (1080, 1920)),
+    ((1080, 1920), 1024 * 1024, (768, 1365)), ((3000, 4000), 1024 * 1024, (886, 1182)),
+    ((2160, 3840), 1024 * 1024, (768, 1365))])
+def test_working_size_keeps_small_frames_and_fits_large_ones_in_the_budget(size, budget,
+                                                                           expected):
+    assert working_size(*size, budget) == expected
+    height, width = expected
+    assert height * width <= (budget or height * width)
+
+
+def test_sam_box_counts_the_last_row_and_column_inclusively_like_sam():
+    mask = np.zeros((10, 12), bool)
+    mask[2:5, 3:9] = True
+    assert sam_box_xywh(mask) == (3, 2, 5, 2)
+    assert sam_box_xywh(np.zeros((4, 4), bool)) == (0, 0, 0, 0)
+
+
+def test_a_proposal_without_logits_is_upsampled_to_the_frame():
+    masks = np.zeros((1, 30, 40), bool)
+    masks[0, 10:20, 10:30] = True
+    proposals = Proposals(masks, np.array([[10, 10, 19, 9]]), np.ones(1, np.float32))
+    full = full_resolution_mask(proposals, 0, (60, 80))
+    assert full.shape == (60, 80) and np.array_equal(full, upscale_mask(masks[0], (60, 80)))
+    assert full[20:40, 20:60].all() and full.sum() == 20 * 40
+
+
+@pytest.fixture(scope='module')
+def demo_models():
+    from hybridgl_ros.core.models import load_clip, load_sam
+
+    config = HybridGLConfig().models
+    return load_clip(config, torch.device('cpu')), load_sam(config, torch.device('cpu'))
+
+
+@pytest.fixture(scope='module')
+def parser():
+    from hybridgl_ros.core.text import SpacyParser
+
+    return SpacyParser()
+
+
+def segmenter(demo_models, parser, proposer=None, **flat):
+    clip, sam = demo_models
+    config = HybridGLConfig.from_flat({'models.precision': 'fp32', **flat})
+    made = HybridGL.from_models(config, clip, sam, parser=parser)
+    if proposer is not None:
+        made.proposer = proposer
+    return made
+
+
+class SegmentAnythingsGenerator:
+    """Today's proposer: segment_anything's SamAutomaticMaskGenerator, masks as it gives them."""
+
+    def __init__(self, sam, config):
+        from segment_anything import SamAutomaticMaskGenerator
+
+        settings = config.generator_settings()
+        settings['points_per_batch'] = 64   # as the project ran it before
+        self.generator = SamAutomaticMaskGenerator(sam, output_mode='binary_mask', **settings)
+
+    def propose(self, image_rgb):
+        with torch.inference_mode():
+            records = self.generator.generate(image_rgb)
+        return Proposals(np.stack([r['segmentation'] for r in records]),
+                         np.asarray([r['bbox'] for r in records], np.int64),
+                         np.float32([r['predicted_iou'] for r in records]))
+
+
+def test_640x480_answers_equal_those_of_segment_anythings_generator(demo_models, parser):
+    ours = segmenter(demo_models, parser)
+    today = segmenter(demo_models, parser,
+                      SegmentAnythingsGenerator(demo_models[1], ours.config.proposals))
+    for index in (0,):   # one scene: segment_anything's generator costs ~10 s a scene here
+        scene = make_scene(SEED, index)
+        frames = ours.prepare(scene.image_rgb), today.prepare(scene.image_rgb)
+        assert frames[0].working_size == (480, 640)
+        for ref in scene_expressions(scene.objects, SEED, index):
+            for sentence in ref.sentences:
+                got, expected = (s.query(f, sentence) for s, f in zip((ours, today), frames))
+                assert got.index == expected.index and got.box_xywh == expected.box_xywh
+                assert np.array_equal(got.mask, expected.mask)
+                assert got.candidate_scores == expected.candidate_scores
+                assert np.array_equal(got.spatial_scores, expected.spatial_scores)
+
+
+def test_a_frame_over_the_budget_runs_downscaled_and_answers_at_its_own_size(demo_models,
+                                                                            parser):
+    scene = make_scene(SEED, 2)
+    image = np.repeat(np.repeat(scene.image_rgb, 2, axis=0), 2, axis=1)   # 1280x960
+    made = segmenter(demo_models, parser, **{'proposals.max_working_pixels': 640 * 480})
+    frame = made.prepare(image)
+    assert frame.working_size == (480, 640) and frame.image_size == (960, 1280)
+    assert frame.mask_tensor.shape[1:] == (480, 640) and frame.mask_tensor.dtype == torch.bool
+    result = made.query(frame, 'the red object')
+    assert result.found and result.mask.shape == (960, 1280)
+    assert result.box_xywh == sam_box_xywh(result.mask)
+    x, y = result.interior_xy
+    assert result.mask[y, x]
+    working = frame.proposals.masks[result.index]
+    agree = upscale_mask(working, (960, 1280)) == result.mask
+    assert agree.mean() > 0.99
+
+
+def test_parity_mode_ignores_the_pixel_budget(demo_models, parser):
+    made = segmenter(demo_models, parser, parity='reference',
+                     **{'proposals.max_working_pixels': 160 * 120})
+    assert made.prepare(make_scene(SEED, 0).image_rgb).working_size == (480, 640)
+

@@ -1,0 +1,95 @@
+"""Calls under load and at shutdown, the node as its own process over DDS: nothing a client
+sends vanishes. A burst is served in order up to max_queued_requests and the rest answered
+'busy'; SIGINT during a long query answers every pending call and exits at once."""
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+
+from hybridgl_ros.ros.conversions import numpy_to_image
+from hybridgl_ros.srv import SegmentByText
+from ros_helpers import (Spinner, call_all, stamp_header, start_small_node, stop_process,
+                         wait_until_active)
+from small_segmenter import scene_rgb
+
+BURST = 50
+MAX_QUEUED = 10
+#: A client sending BURST calls at once needs a QoS history that holds them: with rclpy's
+#: default (10) its own DDS writer and reader drop requests and responses (see the README).
+BURST_CLIENT_QOS = QoSProfile(depth=64)
+
+
+@pytest.fixture
+def small_node(ros_context, ros_env, tmp_path):
+    """``small_node(*node_args, ros_args=())`` -> (process, client) in a namespace of its own."""
+    made = []
+
+    def start(*node_args, ros_args=(), client_qos=None):
+        namespace = f'/q{uuid.uuid4().hex[:8]}'
+        process = start_small_node(ros_env, tmp_path / 'node.log', namespace, *node_args,
+                                   ros_args=ros_args)
+        client_node = Node('client', context=ros_context, namespace=namespace)
+        client = client_node.create_client(SegmentByText, f'{namespace}/hybridgl_node/segment',
+                                           **({'qos_profile': client_qos} if client_qos else {}))
+        made.append((process, client_node, Spinner(ros_context, client_node)))
+        assert client.wait_for_service(timeout_sec=20.0), (tmp_path / 'node.log').read_text()
+        wait_until_active(client_node, f'{namespace}/hybridgl_node')
+        return process, client
+
+    yield start
+    for process, client_node, spinner in made:
+        spinner.stop()
+        client_node.destroy_node()
+        stop_process(process)
+
+
+def _requests(count, text='red'):
+    image = numpy_to_image(scene_rgb(), 'rgb8', stamp_header(1.0))
+    return [SegmentByText.Request(text=f'{text} {i}', image=image) for i in range(count)]
+
+
+def test_a_burst_is_answered_in_full_served_in_order_and_the_excess_refused_busy(small_node):
+    process, client = small_node('--query-delay', '0.1', client_qos=BURST_CLIENT_QOS,
+                                 ros_args=['-p', f'max_queued_requests:={MAX_QUEUED}'])
+    responses = call_all(client, _requests(BURST), timeout=60.0)
+    unanswered = [i for i, r in enumerate(responses) if r is None]
+    assert not unanswered, f'{len(unanswered)} of {BURST} calls never answered: {unanswered}'
+    served = [i for i, r in enumerate(responses) if r.success]
+    refused = [r.message for r in responses if not r.success]
+    print(f'\n{BURST} calls at once: {len(served)} served, {len(refused)} refused busy')
+    assert len(served) >= MAX_QUEUED + 1 and served[0] == 0
+    assert [responses[i].result.text for i in served] == [f'red {i}' for i in served]
+    for message in refused:
+        assert message.startswith('busy: ') and f'max_queued_requests = {MAX_QUEUED}' in message
+    assert call_all(client, _requests(1))[0].success  # and the node serves on
+    assert stop_process(process) == 0
+    log = process.log.read_text()
+    assert f'{BURST + 1} taken, {len(served) + 1} served, {len(refused)} refused' in log, log
+
+
+def test_sigint_during_a_long_query_answers_every_call_and_exits_at_once(small_node, tmp_path):
+    process, client = small_node('--prepare-torch', '60')
+    pending = [client.call_async(request) for request in _requests(3)]
+    time.sleep(1.5)  # the first call is in its 60 s prepare, the other two wait behind it
+    assert not any(f.done() for f in pending)
+    start = time.monotonic()
+    os.killpg(process.popen.pid, signal.SIGINT)
+    time.sleep(0.2)
+    os.killpg(process.popen.pid, signal.SIGINT)  # a second one, as an impatient user does
+    rc = process.popen.wait(timeout=20.0)
+    exit_s = time.monotonic() - start
+    log = (tmp_path / 'node.log').read_text()
+    print(f'\nSIGINT during a torch prepare: exit code {rc} after {exit_s:.2f} s')
+    assert rc == 0 and 'Traceback' not in log and 'KeyboardInterrupt' not in log, log[-3000:]
+    assert exit_s < 3.0, log[-3000:]
+    deadline = time.monotonic() + 5.0
+    while not all(f.done() for f in pending) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for future in pending:
+        assert future.done(), 'a call was left without an answer'
+        response = future.result()
+        assert not response.success and 'shutting down (SIGINT)' in response.message
