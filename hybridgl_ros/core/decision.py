@@ -19,6 +19,9 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;
    with any, the answer is ambiguous.
+   Whatever the calibration, an expression whose target phrase has no content word the text
+   encoder knows ("the the of", "?!.,;", for the demo CLIP a word outside its vocabulary) is
+   "not found" (``TextEncoder.knows_a_word``).
 4. **Confidence.** P(right) = σ(w·x + b) on x = (s, s margin to the best other object,
    guided, F margin, relation fails) of the answer; for "not found", 1 − P(present).
 
@@ -157,8 +160,11 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
                'confidence_x': view.confidence_x(choice, guided, fails),
                'relation_verifiable': verifiable, 'relation_fails': fails,
                'method_choice': scores.chosen, 'choice': choice}
-    reject = (calibrated and cfg.reject_absent and not config.reference
-              and presence < cfg.presence_threshold)
+    if not text.names_known_word and cfg.reject_absent and not config.reference:
+        presence = 0.0 if calibrated else float('nan')   # names nothing the model knows
+    unlikely = calibrated and presence < cfg.presence_threshold
+    reject = cfg.reject_absent and not config.reference and (
+        not text.names_known_word or unlikely)
     if reject:
         return Decision(-1, False, presence, 1.0 - presence, False, (),
                         absent_message(parse, scores.plan.relation, fails), 'absent', signals)

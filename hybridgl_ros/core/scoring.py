@@ -33,6 +33,9 @@ class TextFeatures:
         comparison: the target feature of the phrase without its size comparative ("the red
             ball" for "the smaller red ball"), or None when the query has none to judge
             among look-alikes (see :func:`comparison_phrases`).
+        names_known_word: the target phrase has a content word the text encoder knows
+            (``TextEncoder.knows_a_word``); "the the of", "?!" and, for the demo CLIP, words
+            outside its vocabulary do not.
     """
 
     sentence: torch.Tensor
@@ -41,6 +44,7 @@ class TextFeatures:
     gem: torch.Tensor
     other: torch.Tensor | None
     comparison: torch.Tensor | None = None
+    names_known_word: bool = True
 
 
 def comparison_phrases(parse: ParsedExpression, config: HybridGLConfig
@@ -75,7 +79,8 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
     other = e[3:3 + len(others)].mean(0) if others else None
     return TextFeatures(sentence=e[0], head=e[1], target=w * e[0] + (1.0 - w) * e[1],
                         gem=e[2], other=other,
-                        comparison=w * e[-2] + (1.0 - w) * e[-1] if comparison else None)
+                        comparison=w * e[-2] + (1.0 - w) * e[-1] if comparison else None,
+                        names_known_word=encoder.knows_a_word(parse.head_phrase))
 
 
 @dataclass(frozen=True)

@@ -198,3 +198,14 @@ def test_presence_reads_how_far_the_best_match_stands_out_from_the_other_masks()
     d = decide(_scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
                _config(), calibrated=True)
     assert d.signals['presence_x'][4] == pytest.approx(60.0 - (40.0 + 10.0 + 6.0) / 3)
+
+
+def test_a_target_phrase_naming_nothing_the_model_knows_is_not_found_even_uncalibrated():
+    text = replace(_text(), names_known_word=False)
+    for calibrated in (True, False):
+        d = decide(_scores([60.0, 40.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(), PARSE, text,
+                   _config(), calibrated=calibrated)
+        assert not d.found and d.message == "no 'elephant' in view"
+    parity = decide(_scores([60.0, 40.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(), PARSE, text,
+                    replace(_config(), parity='reference'), calibrated=True)
+    assert parity.found
