@@ -166,8 +166,11 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     reject = cfg.reject_absent and not config.reference and (
         not text.names_known_word or unlikely)
     if reject:
-        return Decision(-1, False, presence, 1.0 - presence, False, (),
-                        absent_message(parse, scores.plan.relation, fails), 'absent', signals)
+        message = (absent_message(parse, scores.plan.relation, fails)
+                   if text.names_known_word or _names_a_word(parse.head_phrase)
+                   else f"'{parse.normalized}' names no object")
+        return Decision(-1, False, presence, 1.0 - presence, False, (), message, 'absent',
+                        signals)
     rule = 'method' if choice == scores.chosen else 'relation'
     return Decision(choice, True, presence, confidences[choice], bool(alternatives),
                     tuple((i, confidences[i]) for i in alternatives), '', rule, signals)
@@ -180,6 +183,14 @@ def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool)
         return (f"no '{head}' {RELATION_PHRASES[relation]} "
                 f"'{_bare(parse.other_phrases[0])}' in view")
     return f"no '{head}' in view"
+
+
+def _names_a_word(phrase: str) -> bool:
+    """Whether ``phrase`` has a word that is not a function word or punctuation."""
+    from hybridgl_ros.core.text_features import FUNCTION_WORDS, PUNCTUATION
+
+    words = (w.strip(PUNCTUATION).lower() for w in phrase.split())
+    return any(w and w not in FUNCTION_WORDS for w in words)
 
 
 def _bare(phrase: str) -> str:

@@ -209,3 +209,10 @@ def test_a_target_phrase_naming_nothing_the_model_knows_is_not_found_even_uncali
     parity = decide(_scores([60.0, 40.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(), PARSE, text,
                     replace(_config(), parity='reference'), calibrated=True)
     assert parity.found
+
+
+def test_an_expression_of_function_words_says_it_names_no_object():
+    text = replace(_text(), names_known_word=False)
+    d = decide(_scores([60.0, 40.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(),
+               ParsedExpression('the the of', 'the the of'), text, _config(), calibrated=True)
+    assert not d.found and d.message == "'the the of' names no object"
