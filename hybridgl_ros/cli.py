@@ -111,14 +111,21 @@ def format_result(result) -> str:
     lines = [f'text:      {result.text!r}',
              f'parsed:    target {p.head_phrase!r}, others {list(p.other_phrases)}, '
              f'relation {p.relation}, direction {p.direction}']
+    sure = 'unknown' if result.confidence != result.confidence else f'{result.confidence:.2f}'
     if result.found:
         lines += [f'found:     proposal {result.index} of {len(result.matching_probs)} '
                   f'(score {result.score:.3f}; pure HybridGL would pick {result.pure_index})',
+                  f'confidence: {sure}',
                   f'box xywh:  {list(result.box_xywh)}  area {int(result.mask.sum())} px',
                   f'centroid:  ({result.centroid_xy[0]:.1f}, {result.centroid_xy[1]:.1f}) px'
                   f'   interior point: {tuple(result.interior_xy)} px']
+        if result.ambiguous:
+            lines.append(f'AMBIGUOUS: {len(result.alternatives) + 1} objects fit about '
+                         'equally; also ' + '; '.join(
+                             f'proposal {a.index} box {list(a.box_xywh)} (conf '
+                             f'{a.confidence:.2f})' for a in result.alternatives))
     else:
-        lines.append('found:     nothing')
+        lines += ['found:     nothing', f'confidence: {sure} (that nothing fits)']
     if result.message:
         lines.append(f'note:      {result.message}')
     timing = ', '.join(f'{k} {v:.0f}' for k, v in result.timings_ms.items())

@@ -12,6 +12,7 @@ MASK_RGB = (0, 200, 90)
 BOX_RGB = (255, 210, 0)
 CENTROID_RGB = (255, 40, 40)
 INTERIOR_RGB = (40, 120, 255)
+ALTERNATIVE_RGB = (255, 120, 0)
 
 
 def draw_overlay(image_rgb: np.ndarray, segmentation: Segmentation, alpha: float = 0.45,
@@ -20,9 +21,11 @@ def draw_overlay(image_rgb: np.ndarray, segmentation: Segmentation, alpha: float
 
     Args:
         image_rgb: (H, W, 3) uint8 source image.
-        segmentation: the result to draw; a "not found" result draws only the text.
+        segmentation: the result to draw; a "not found" result draws only the text (with
+            why: "not found: no 'elephant' in view"); an ambiguous one also outlines each
+            alternative (box and a point on it, orange) and says how many fit.
         alpha: opacity of the mask tint.
-        label: text to print; defaults to the expression plus the score.
+        label: text to print; defaults to the expression, the score and the confidence.
 
     Returns:
         (H, W, 3) uint8 RGB picture.
@@ -42,11 +45,27 @@ def draw_overlay(image_rgb: np.ndarray, segmentation: Segmentation, alpha: float
         cx, cy = (int(round(v)) for v in segmentation.centroid_xy)
         cv2.drawMarker(out, (cx, cy), CENTROID_RGB, cv2.MARKER_CROSS, 14, 2)
         cv2.circle(out, tuple(int(v) for v in segmentation.interior_xy), 5, INTERIOR_RGB, -1)
-    if label is None:
-        label = (f'{segmentation.text}  ({segmentation.score:.2f})' if segmentation.found
-                 else f'{segmentation.text}  (not found)')
-    _put_label(out, label)
+        for alternative in segmentation.alternatives:
+            ax, ay, aw, ah = alternative.box_xywh
+            cv2.rectangle(out, (ax, ay), (ax + aw, ay + ah), ALTERNATIVE_RGB, 2)
+            cv2.circle(out, tuple(int(v) for v in alternative.interior_xy), 5, ALTERNATIVE_RGB,
+                       -1)
+    _put_label(out, label if label is not None else overlay_label(segmentation))
     return out
+
+
+def overlay_label(segmentation: Segmentation) -> str:
+    """'the red ball  (0.62, conf 0.71)', '... ambiguous: 2 candidates', or
+    "the elephant  (not found: no 'elephant' in view)"."""
+    if not segmentation.found:
+        why = segmentation.message or 'nothing fits'
+        return f'{segmentation.text}  (not found: {why})'
+    sure = ('' if np.isnan(segmentation.confidence)
+            else f', conf {segmentation.confidence:.2f}')
+    label = f'{segmentation.text}  ({segmentation.score:.2f}{sure})'
+    if segmentation.ambiguous:
+        label += f'  ambiguous: {len(segmentation.alternatives) + 1} candidates'
+    return label
 
 
 def draw_explanation(image_rgb: np.ndarray, segmentation: Segmentation) -> np.ndarray:

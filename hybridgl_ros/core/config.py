@@ -118,11 +118,52 @@ class GuidanceConfig:
     """β of Eq. 8 by default (inside:outside ratio 9)."""
     beta_big: float = 1.95
     beta_small: float = 1.5
-    vertical_ramps: bool = False
-    """Position ramps for up/down (the paper's); the released code had them off."""
+    vertical_ramps: bool = True
+    """Position ramps for up/down (the paper's; measured to help top/bottom, README); the released
+    code had them off, parity mode keeps them off."""
+    comparatives_by_class: bool = True
+    """bigger/smaller without another phrase: weigh partners by the phrase without the
+    comparative, S on the candidates' common background (default mode; README)."""
     use_relation: bool = True
     use_position: bool = True
     use_coherence: bool = True
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """Answers a planner can trust (core/decision.py): "not there", "which one?", a confidence.
+
+    The coefficients are fitted per CLIP weights by ``hybridgl calibrate``; the defaults are the
+    embedded demo models' (fitted on 60 generated scenes of the tuning series, seed 4001, shaded
+    and flat: README "Answers a planner can trust"). Parity mode never rejects or changes the
+    choice.
+    """
+
+    reject_absent: bool = True
+    """Answer found=false when P(target present) < presence_threshold (default mode)."""
+    presence_threshold: float = 0.5
+    """P(target present) below which the answer is "not found"."""
+    presence_weights: tuple[float, float, float, float, float] = (
+        0.0257, 0.013948, -0.611799, -2.39409, 0.027038)
+    """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout)."""
+    presence_bias: float = -0.615456
+    """Intercept of the P(present) logistic."""
+    confidence_weights: tuple[float, float, float, float, float] = (
+        0.035649, -0.031722, 0.063207, 2.212813, -2.268658)
+    """Logistic P(right) on (s, s margin, guided, F margin, relation fails) of the answer."""
+    confidence_bias: float = -1.632347
+    """Intercept of the P(right) logistic."""
+    ambiguity_margin: float = 6.0
+    """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
+    (the smallest margin that flags 90 % of the demo's look-alike queries, tuning series)."""
+    guided_ambiguity_margin: float = 0.05
+    """With a relation or position word, a near tie must also be within this of the answer's F."""
+    match_margin: float = 10.0
+    """Candidates within this of the best s (logits) may answer when a relation must hold."""
+    relation_must_hold: bool = True
+    """With an anchor phrase, answer only with a candidate the relation holds for."""
+    calibrated_for: str = '0e86f205085cdf34'
+    """Fingerprint of the CLIP the coefficients fit; other weights: no rejection, NaN confidence."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +242,7 @@ class HybridGLConfig:
     gem: GemConfig = field(default_factory=GemConfig)
     text: TextConfig = field(default_factory=TextConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -213,6 +255,8 @@ class HybridGLConfig:
             raise ConfigError('guidance.candidate_count and partner_count must be >= 1')
         if self.features.mask_batch_size < 1:
             raise ConfigError('features.mask_batch_size must be >= 1')
+        if not 0.0 <= self.decision.presence_threshold <= 1.0:
+            raise ConfigError('decision.presence_threshold must be in [0, 1]')
         if 0 < self.proposals.max_working_pixels < 4096:
             raise ConfigError('proposals.max_working_pixels must be 0 (off) or at least 4096 '
                               f'(64x64), not {self.proposals.max_working_pixels}')

@@ -19,6 +19,8 @@ from hybridgl_ros.core.types import DIRECTIONS, RELATIONS, ParsedExpression
 #: Mask pixels converted to float64 at once in ``spatial_scores``: bounds memory (32 MiB), not
 #: the result.
 _CHUNK_PIXELS = 1 << 22
+#: Relations that compare sizes (spec §7.3 big / small).
+SIZE_RELATIONS = ('big', 'small')
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class GuidancePlan:
             spec §12 bug 3).
         use_coherence: False: the coherence map is all ones (GEM need not run at all).
         beta: β of Eq. 8 for ``relation``.
+        comparatives_by_class: a size comparative (big/small) is judged among the candidates
+            that match the phrase without the comparative (config switch; never in parity
+            mode): see :func:`comparative_totals`.
     """
 
     relation: str
@@ -39,6 +44,12 @@ class GuidancePlan:
     vertical_ramps: bool
     use_coherence: bool
     beta: float
+    comparatives_by_class: bool = False
+
+    @property
+    def size_comparative(self) -> bool:
+        """True when the relation is a size comparative judged among look-alikes."""
+        return self.comparatives_by_class and self.relation in SIZE_RELATIONS
 
 
 def plan_guidance(parsed: ParsedExpression, config: GuidanceConfig,
@@ -55,7 +66,8 @@ def plan_guidance(parsed: ParsedExpression, config: GuidanceConfig,
         direction=parsed.direction if config.use_position else 'none',
         vertical_ramps=config.vertical_ramps and not reference_parity,
         use_coherence=config.use_coherence,
-        beta=beta_for(relation, config))
+        beta=beta_for(relation, config),
+        comparatives_by_class=config.comparatives_by_class and not reference_parity)
 
 
 def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
@@ -135,11 +147,43 @@ def relation_totals(relation: str, p: torch.Tensor, candidates: torch.Tensor,
     if relation == 'none':
         return RelationTotals(partners, weights, p_candidates * partners.shape[0])
     boxes = torch.as_tensor(boxes_xywh, device=p.device).to(dtype).reshape(-1, 4)
-    pair = _pair_factor(relation, boxes[candidates], boxes[partners])  # (K, P)
+    pair = pair_factor(relation, boxes[candidates], boxes[partners])  # (K, P)
     return RelationTotals(partners, weights, p_candidates * (pair.to(dtype) @ weights))
 
 
-def _pair_factor(relation: str, box_i: torch.Tensor, box_j: torch.Tensor) -> torch.Tensor:
+def comparative_totals(relation: str, p: torch.Tensor, p_class: torch.Tensor,
+                       candidates: torch.Tensor, boxes_xywh: Any) -> RelationTotals:
+    """R of a size comparative among look-alikes (default mode's departure from spec §7.3).
+
+    "The smaller X" is the X smaller than the other X's. The spec weighs each partner j by
+    p_j, the match to the whole phrase; but the phrase names the size, so the look-alike it is
+    compared with gets p_j ≈ 0 and R vanishes for every candidate (softmax(R) uniform). Here
+    the partners (the candidates) are weighted by p^c, the match to the phrase *without* the
+    comparative word ("the red ball"), normalised over the other candidates and scaled so
+    the weights average 1 over the K partners, as the 'none' relation's do:
+
+        R_i = p_i · Σ_{j ≠ i} K·p^c_j / Σ_{j' ≠ i} p^c_{j'} · f(i, j).
+
+    Args:
+        relation: 'big' or 'small'.
+        p: (N,) matching probabilities of the whole phrase.
+        p_class: (N,) matching probabilities of the phrase without the comparative.
+        candidates: (K,) int64 mask indices (the partners too).
+        boxes_xywh: (N, 4) boxes in pixels.
+    """
+    if relation not in SIZE_RELATIONS:
+        raise InvalidInputError(f'{relation!r} is not a size comparative')
+    dtype = torch.promote_types(p.dtype, torch.float32)
+    boxes = torch.as_tensor(boxes_xywh, device=p.device).to(dtype).reshape(-1, 4)
+    pair = pair_factor(relation, boxes[candidates], boxes[candidates]).to(dtype)  # (K, K)
+    share = p_class[candidates].to(dtype)[None, :].expand(len(candidates), -1).clone()
+    share.fill_diagonal_(0.0)
+    share = share / share.sum(dim=1, keepdim=True).clamp(min=1e-12)  # rows: j ≠ i, sum 1
+    totals = p[candidates].to(dtype) * len(candidates) * (pair * share).sum(dim=1)
+    return RelationTotals(candidates, p_class[candidates].to(dtype), totals)
+
+
+def pair_factor(relation: str, box_i: torch.Tensor, box_j: torch.Tensor) -> torch.Tensor:
     """f(i, j) of spec §7.3 for every candidate box i (K, 4) and partner box j (P, 4): (K, P)."""
     if relation == 'within':
         return _overlap_fraction(box_i, box_j)
@@ -235,7 +279,8 @@ def guidance_map(coherence_map: torch.Tensor | None, ramp: torch.Tensor) -> torc
     return coherence_weighting(coherence_map.to(ramp), ramp)
 
 
-def spatial_scores(weights: torch.Tensor, masks: Any, beta: float) -> torch.Tensor:
+def spatial_scores(weights: torch.Tensor, masks: Any, beta: float,
+                   background: torch.Tensor | None = None) -> torch.Tensor:
     """S_n = (2 − β)·mean_{M_n} A − β·mean_{outside M_n} A (spec §10, paper Eq. 8).
 
     The sums accumulate in float64, so the outside sum (total − inside) keeps its precision
@@ -246,6 +291,9 @@ def spatial_scores(weights: torch.Tensor, masks: Any, beta: float) -> torch.Tens
         weights: (H, W) float, A already weighted and normalised.
         masks: (N, H, W) bool, or float 0/1, as a tensor (ideally on A's device) or an array.
         beta: β.
+        background: (H, W) bool or 0/1, or None: the "outside" of every mask is this common
+            region instead of each mask's own complement (size comparatives, see
+            :func:`common_background`).
 
     Returns:
         (N,) in A's dtype (at least float32), on A's device.
@@ -255,12 +303,30 @@ def spatial_scores(weights: torch.Tensor, masks: Any, beta: float) -> torch.Tens
     flat_weights = weights.reshape(-1).to(torch.float64)  # (HW,)
     pixels = flat_weights.shape[0]
     inside, inside_count = _inside_sums(masks.reshape(masks.shape[0], pixels), flat_weights)
-    outside_count = pixels - inside_count
-    outside = flat_weights.sum() - inside
+    if background is None:
+        outside_count = pixels - inside_count
+        outside = flat_weights.sum() - inside
+    else:
+        region = background.reshape(1, pixels)
+        outside, outside_count = _inside_sums(region, flat_weights)
+        outside, outside_count = outside.expand_as(inside), outside_count.expand_as(inside)
     inside_mean = inside / inside_count.clamp(min=1)
     outside_mean = torch.where(outside_count > 0, outside / outside_count.clamp(min=1),
                                torch.zeros_like(outside))
     return ((2 - beta) * inside_mean - beta * outside_mean).to(dtype)
+
+
+def common_background(masks: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(H, W) float 0/1: the pixels outside every candidate's mask.
+
+    A size comparative compares candidates with each other; measured against each mask's own
+    outside, S rewards the bigger mask for leaving less of its look-alike's map outside (with
+    the map as high on both, S then always prefers the bigger one). Against the common
+    background, S compares how well the map covers each candidate.
+    """
+    union = masks[candidates].amax(dim=0) if len(candidates) else masks.new_zeros(
+        masks.shape[1:])
+    return 1.0 - union.to(torch.float32)
 
 
 def _inside_sums(flat_masks: torch.Tensor, flat_weights: torch.Tensor

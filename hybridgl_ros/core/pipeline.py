@@ -13,7 +13,6 @@ from hybridgl_ros.core.cancel import CancelToken, checked_during, sam_checkpoint
 from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import InvalidInputError, ResourceExhaustedError
-from hybridgl_ros.core.geometry import interior_point, mask_centroid
 from hybridgl_ros.core.out_of_memory import out_of_memory_as_error
 from hybridgl_ros.core.types import Frame, ParsedExpression, Segmentation
 
@@ -37,6 +36,7 @@ class HybridGL:
     """
 
     def __init__(self, config: HybridGLConfig, *, clip_model, proposer, parser=None) -> None:
+        from hybridgl_ros.core.decision import calibration_applies, clip_fingerprint
         from hybridgl_ros.core.encoder import HybridEncoder
         from hybridgl_ros.core.models import autocast_dtype, text_tokenizer
         from hybridgl_ros.core.text import SpacyParser
@@ -58,6 +58,8 @@ class HybridGL:
         self.parser = parser or SpacyParser(config.text.spacy_model,
                                             reference_parity=config.reference)
         self.proposer = proposer
+        self.clip_fingerprint = clip_fingerprint(clip_model)
+        self.calibrated = calibration_applies(config.decision, self.clip_fingerprint)
 
     @classmethod
     def from_config(cls, config: HybridGLConfig | None = None) -> 'HybridGL':
@@ -174,7 +176,8 @@ class HybridGL:
             raise
 
     def _query(self, frame: Frame, text: str, explain: bool) -> Segmentation:
-        from hybridgl_ros.core.scoring import score_query
+        from hybridgl_ros.core.decision import answer, decide
+        from hybridgl_ros.core.scoring import score_query, text_features
 
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -190,13 +193,15 @@ class HybridGL:
                                           _join(message, 'no object: SAM proposed no masks'),
                                           timings)
         with _timed(timings, 'text', self.device):
-            features = self._text_features(parse)
+            features = text_features(self.text, parse, self.config)
         with _timed(timings, 'scoring', self.device):
             scores = score_query(frame, parse, features, self.config, self.gem_input_side)
+        with _timed(timings, 'decision'):
+            decision = decide(scores, frame, parse, features, self.config, self.calibrated)
         timings['total'] = _ms(start)
-        explanation = (scores.explanation(parse, features, frame.proposals.boxes_xywh)
+        explanation = (scores.explanation(parse, features, frame.proposals.boxes_xywh, decision)
                        if explain else None)
-        return self._result(frame, text, parse, scores, timings, message, explanation)
+        return answer(frame, text, parse, scores, decision, timings, message, explanation)
 
     def segment(self, image_rgb: np.ndarray, text: str, explain: bool = False) -> Segmentation:
         """``query(prepare(image_rgb), text)``, with the frame's timings included."""
@@ -211,38 +216,6 @@ class HybridGL:
     def gem_input_side(self) -> int:
         """GEM's input side in pixels: input_scale × the ViT's input side (448 for ViT-B/16)."""
         return self.config.gem.input_scale * self.visual.image_size[0]
-
-    def _text_features(self, parse: ParsedExpression):
-        """E of every string the query needs, in one text-encoder batch (spec §5.4)."""
-        from hybridgl_ros.core.scoring import TextFeatures
-
-        cfg = self.config.text
-        others = [cfg.other_prompt.format(o) for o in parse.other_phrases]
-        gem_text = self.config.gem.prompt.format(parse.head_phrase)
-        e = self.text.encode([parse.normalized, parse.head_phrase, gem_text, *others])  # (B, D)
-        target = cfg.sentence_weight * e[0] + (1.0 - cfg.sentence_weight) * e[1]
-        return TextFeatures(sentence=e[0], head=e[1], target=target, gem=e[2],
-                            other=e[3:].mean(0) if others else None)
-
-    def _result(self, frame, text, parse, scores, timings, message,
-                explanation) -> Segmentation:
-        from hybridgl_ros.core.resolution import sam_box_xywh
-
-        chosen = scores.chosen
-        mask = frame.mask(chosen)  # at the image's size, restored if it ran downscaled
-        box = tuple(int(v) for v in frame.proposals.boxes_xywh[chosen])
-        if frame.working_size != tuple(frame.image_size):
-            box = sam_box_xywh(mask)
-        candidates = tuple(int(c) for c in scores.candidates)
-        final = tuple(float(f) for f in scores.final)
-        return Segmentation(
-            found=True, text=text, mask=mask, box_xywh=box,
-            score=final[candidates.index(chosen)], centroid_xy=mask_centroid(mask),
-            interior_xy=interior_point(mask), index=chosen, pure_index=scores.pure_index,
-            matching_probs=scores.matching_probs.detach().float().cpu().numpy(),
-            spatial_scores=scores.spatial.detach().float().cpu().numpy(),
-            candidate_indices=candidates, candidate_scores=final, parse=parse,
-            timings_ms=timings, message=message, explanation=explanation)
 
 
 def masks_on_device(masks: np.ndarray, device):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.gem import coherence_input_map, resize_coherence_map
+from hybridgl_ros.core.text import RELATION_TRIGGERS
 from hybridgl_ros.core.types import Explanation, Frame, ParsedExpression
 
 
@@ -29,6 +30,12 @@ class TextFeatures:
         target: t = w·E(T') + (1 − w)·E(NP).
         gem: E of the GEM prompt ("a photo of a {NP}.").
         other: u = mean_k E("a photo of " + O_k), or None without other noun phrases.
+        comparison: the target feature of the phrase without its size comparative ("the red
+            ball" for "the smaller red ball"), or None when the query has none to judge
+            among look-alikes (see :func:`comparison_phrases`).
+        names_known_word: the target phrase has a content word the text encoder knows
+            (``TextEncoder.knows_a_word``); "the the of", "?!" and, for the demo CLIP, words
+            outside its vocabulary do not.
     """
 
     sentence: torch.Tensor
@@ -36,6 +43,44 @@ class TextFeatures:
     target: torch.Tensor
     gem: torch.Tensor
     other: torch.Tensor | None
+    comparison: torch.Tensor | None = None
+    names_known_word: bool = True
+
+
+def comparison_phrases(parse: ParsedExpression, config: HybridGLConfig
+                       ) -> tuple[str, str] | None:
+    """T' and NP without the size comparative, when the query compares sizes among
+    look-alikes (relation big/small, no other phrase, ``guidance.comparatives_by_class``, default
+    mode); else None."""
+    plan = g.plan_guidance(parse, config.guidance, config.reference)
+    if not plan.size_comparative or parse.other_phrases:
+        return None
+    words = set(RELATION_TRIGGERS['big'] + RELATION_TRIGGERS['small'])
+
+    def strip(phrase: str) -> str:
+        return ' '.join(w for w in phrase.split() if w not in words) or phrase
+
+    return strip(parse.normalized), strip(parse.head_phrase)
+
+
+def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> TextFeatures:
+    """E of every string the query needs, in one text-encoder batch (spec §5.4).
+
+    Args:
+        encoder: a :class:`~hybridgl_ros.core.text_features.TextEncoder`.
+    """
+    cfg = config.text
+    others = [cfg.other_prompt.format(o) for o in parse.other_phrases]
+    comparison = comparison_phrases(parse, config) or ()
+    gem_text = config.gem.prompt.format(parse.head_phrase)
+    e = encoder.encode([parse.normalized, parse.head_phrase, gem_text, *others,
+                        *comparison])  # (B, D)
+    w = cfg.sentence_weight
+    other = e[3:3 + len(others)].mean(0) if others else None
+    return TextFeatures(sentence=e[0], head=e[1], target=w * e[0] + (1.0 - w) * e[1],
+                        gem=e[2], other=other,
+                        comparison=w * e[-2] + (1.0 - w) * e[-1] if comparison else None,
+                        names_known_word=encoder.knows_a_word(parse.head_phrase))
 
 
 @dataclass(frozen=True)
@@ -83,13 +128,15 @@ class QueryScores:
         return int(torch.argmax(self.similarities))
 
     def explanation(self, parse: ParsedExpression, text: TextFeatures,
-                    boxes_xywh: np.ndarray) -> Explanation:
-        """The numpy view of these scores, for ``query(..., explain=True)``.
+                    boxes_xywh: np.ndarray, decision=None) -> Explanation:
+        """The numpy view of these scores (and of the decision made of them, if given), for
+        ``query(..., explain=True)``.
 
         Args:
             parse: the parsed expression.
             text: its text features.
             boxes_xywh: (N, 4) the frame's proposal boxes.
+            decision: the query's :class:`~hybridgl_ros.core.decision.Decision`, or None.
         """
         def arr(value):
             return None if value is None else value.detach().float().cpu().numpy()
@@ -110,7 +157,8 @@ class QueryScores:
             position_ramp=arr(self.ramp), guidance_map=arr(self.guidance_map),
             spatial_scores=arr(self.spatial), final_scores=arr(self.final),
             chosen=self.chosen, pure_index=self.pure_index,
-            boxes_xywh=np.asarray(boxes_xywh, np.int64))
+            boxes_xywh=np.asarray(boxes_xywh, np.int64),
+            decision=None if decision is None else decision.summary())
 
 
 def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
@@ -132,8 +180,15 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     plan = g.plan_guidance(parse, cfg, config.reference)
     candidates = g.select_candidates(p, cfg.candidate_count)
     boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32, device=p.device)
-    relation = g.relation_totals(plan.relation, p, candidates, boxes, q=q,
-                                 partner_count=cfg.partner_count)
+    background = None
+    if text.comparison is not None and plan.size_comparative:
+        p_class = torch.softmax(_similarities(frame.mask_features, text.comparison,
+                                              config.text.logit_scale), dim=0)
+        relation = g.comparative_totals(plan.relation, p, p_class, candidates, boxes)
+        background = g.common_background(frame.mask_tensor, candidates)
+    else:
+        relation = g.relation_totals(plan.relation, p, candidates, boxes, q=q,
+                                     partner_count=cfg.partner_count)
     relation_probs = torch.softmax(relation.totals, dim=0)
     coherence_input = coherence = None
     if plan.use_coherence and frame.gem_tokens is not None:
@@ -143,7 +198,7 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     height, width = frame.working_size   # the masks' size (the image's unless downscaled)
     ramp = g.position_ramp(plan.direction, height, width, plan.vertical_ramps, p.device)
     weights = g.guidance_map(coherence, ramp)
-    spatial = g.spatial_scores(weights, frame.mask_tensor, plan.beta)
+    spatial = g.spatial_scores(weights, frame.mask_tensor, plan.beta, background)
     final = g.final_scores(relation_probs, spatial[candidates], cfg.spatial_weight)
     return QueryScores(plan, s, p, q, candidates, relation, relation_probs, coherence_input,
                        coherence, ramp, weights, spatial, final)

@@ -1,8 +1,15 @@
 """CLIP text features E(x) (spec §5.4), cached by string."""
 from __future__ import annotations
 
+import string
 from collections import OrderedDict
 from typing import Sequence
+
+PUNCTUATION = string.punctuation + '“”‘’'
+#: Words that name nothing on their own (an expression of only these names no object).
+FUNCTION_WORDS = frozenset({
+    'the', 'a', 'an', 'this', 'that', 'these', 'those', 'of', 'to', 'in', 'on', 'at', 'by',
+    'and', 'or', 'it', 'its', 'is', 'with', 'for', 'from', 'please', 'me', 'my'})
 
 
 class TextEncoder:
@@ -24,6 +31,7 @@ class TextEncoder:
         self.cache_size = cache_size
         self._autocast_dtype = autocast_dtype
         self._cache: OrderedDict[str, object] = OrderedDict()
+        self._known = None
 
     @property
     def context_length(self) -> int:
@@ -32,6 +40,32 @@ class TextEncoder:
     def is_truncated(self, text: str) -> bool:
         """Whether ``text`` has more tokens than the context holds (with start/end tokens)."""
         return len(self.tokenizer.encode(text)) + 2 > self.context_length
+
+    def knows_a_word(self, text: str) -> bool:
+        """Whether a content word of ``text`` (not a function word, not punctuation) is made of
+        tokens the model has embeddings for (rows of its token table that are not all zero).
+
+        A real CLIP has an embedding for every token, so this is "does the text name
+        anything"; a model trained on a small vocabulary (the demo CLIP) keeps unseen words'
+        rows at zero, and a phrase of such words names nothing it knows.
+        """
+        words = [w.strip(PUNCTUATION).lower() for w in text.split()]
+        words = [w for w in words if w and w not in FUNCTION_WORDS]
+        if not words:
+            return False
+        known = self._known_tokens()
+        if known is None:
+            return True
+        return any(all(known[t] for t in self.tokenizer.encode(w)) for w in words)
+
+    def _known_tokens(self):
+        """(vocab,) bool: the token rows that are not all zero (None without a token table)."""
+        table = getattr(self.model, 'token_embedding', None)
+        if table is None or not hasattr(self.tokenizer, 'encode'):
+            return None
+        if self._known is None:
+            self._known = (table.weight.detach().abs().amax(dim=1) > 0).cpu().tolist()
+        return self._known
 
     def encode(self, texts: Sequence[str]):
         """(B, D) float32 features of ``texts``, computing only the uncached ones in one batch."""

@@ -132,9 +132,11 @@ class Explanation:
         guidance_map: (H, W) A = map ⊙ P, mean 1.
         spatial_scores: (N,) S of Eq. 8.
         final_scores: (K,) F of Eq. 9, candidates' order.
-        chosen: the output mask (a proposal index).
+        chosen: the method's choice (argmax F over the candidates, a proposal index).
         pure_index: argmax of s.
         boxes_xywh: (N, 4) int64 the proposals' boxes (what the relations compare).
+        decision: what the decision step (core/decision.py) saw and did: its signals, P(target
+            present), the rule that made the answer; None before it ran.
     """
 
     parse: ParsedExpression
@@ -159,6 +161,7 @@ class Explanation:
     chosen: int
     pure_index: int
     boxes_xywh: np.ndarray
+    decision: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary: every per-proposal and per-candidate value, no maps."""
@@ -180,7 +183,32 @@ class Explanation:
             'spatial_scores': floats(self.spatial_scores),
             'final_scores': floats(self.final_scores),
             'chosen': self.chosen, 'pure_index': self.pure_index,
-            'boxes_xywh': np.asarray(self.boxes_xywh).tolist()}
+            'boxes_xywh': np.asarray(self.boxes_xywh).tolist(), 'decision': self.decision}
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """Another object the expression fits about as well as the answer (a near tie).
+
+    Attributes:
+        index: its proposal index.
+        box_xywh: (x, y, width, height) pixels of its SAM box.
+        interior_xy: (x, y) of its mask pixel farthest from its boundary: a point on it.
+        score: its F (Eq. 9), comparable with the answer's ``score``.
+        confidence: P(it is what the expression refers to), like the answer's ``confidence``.
+    """
+
+    index: int
+    box_xywh: tuple[int, int, int, int]
+    interior_xy: tuple[int, int]
+    score: float
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {'index': self.index, 'box_xywh': list(self.box_xywh),
+                'interior_xy': list(self.interior_xy), 'score': self.score,
+                'confidence': self.confidence}
 
 
 @dataclass(frozen=True)
@@ -188,7 +216,8 @@ class Segmentation:
     """The answer to one query. ``found=False`` ("no object") is a normal outcome.
 
     Attributes:
-        found: whether a mask was chosen.
+        found: whether a mask was chosen; False also when the expression's target is judged
+            absent ("no 'elephant' in view", in ``message``).
         text: the expression as asked.
         mask: (H, W) bool, the chosen SAM mask at full resolution (all False if not found).
         box_xywh: (x, y, width, height) pixels of the chosen mask's SAM box (width = x_max -
@@ -206,6 +235,12 @@ class Segmentation:
         timings_ms: stage name -> milliseconds (frame stages included when computed for it).
         message: a human-readable remark (why nothing was found, text truncated, ...).
         explanation: every intermediate of the query, when asked for (``explain=True``).
+        confidence: P(this answer is right) in [0, 1], calibrated (README): for a found object
+            that it is the one referred to, for "not found" that nothing fits; NaN when there
+            is no estimate (no proposals, or the calibration is for other CLIP weights).
+        ambiguous: the expression fits other objects about as well (see ``alternatives``): a
+            planner should ask "which one?".
+        alternatives: those near-tied objects, best first (empty unless ``ambiguous``).
     """
 
     found: bool
@@ -225,11 +260,15 @@ class Segmentation:
     timings_ms: dict[str, float]
     message: str = ''
     explanation: Explanation | None = None
+    confidence: float = float('nan')
+    ambiguous: bool = False
+    alternatives: tuple[Alternative, ...] = ()
 
     @classmethod
     def not_found(cls, text: str, parse: ParsedExpression, image_size: tuple[int, int],
                   proposal_count: int, message: str,
-                  timings_ms: dict[str, float] | None = None) -> 'Segmentation':
+                  timings_ms: dict[str, float] | None = None,
+                  confidence: float = float('nan')) -> 'Segmentation':
         """The "no object" answer: an empty mask of ``image_size`` (height, width), zero scores
         for each of the ``proposal_count`` proposals."""
         height, width = image_size
@@ -239,7 +278,8 @@ class Segmentation:
             interior_xy=(-1, -1), index=-1, pure_index=-1,
             matching_probs=np.zeros(proposal_count, np.float32),
             spatial_scores=np.zeros(proposal_count, np.float32), candidate_indices=(),
-            candidate_scores=(), parse=parse, timings_ms=timings_ms or {}, message=message)
+            candidate_scores=(), parse=parse, timings_ms=timings_ms or {}, message=message,
+            confidence=confidence)
 
     def to_dict(self, include_mask: bool = False) -> dict[str, Any]:
         """A JSON-ready summary (the mask itself only if asked, as a nested list)."""
@@ -256,7 +296,10 @@ class Segmentation:
                 'normalized': self.parse.normalized, 'head_phrase': self.parse.head_phrase,
                 'other_phrases': list(self.parse.other_phrases),
                 'relation': self.parse.relation, 'direction': self.parse.direction},
-            'timings_ms': dict(self.timings_ms), 'message': self.message}
+            'timings_ms': dict(self.timings_ms), 'message': self.message,
+            'confidence': None if np.isnan(self.confidence) else self.confidence,
+            'ambiguous': self.ambiguous,
+            'alternatives': [a.to_dict() for a in self.alternatives]}
         if self.explanation is not None:
             out['explanation'] = self.explanation.to_dict()
         if include_mask:

@@ -13,10 +13,17 @@ LOGGER = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the demo sub-commands to ``hybridgl``'s sub-parsers."""
     scenes = subparsers.add_parser(
-        'make-scenes', help='generate synthetic referring scenes in the RefCOCO layout')
+        'make-scenes', help='generate synthetic referring scenes in the RefCOCO and gRefCOCO '
+                            'layouts')
     scenes.add_argument('--out', required=True, help='output folder')
     scenes.add_argument('--count', type=int, default=50, help='number of scenes')
     scenes.add_argument('--seed', type=int, default=0, help='series seed')
+    scenes.add_argument('--style', default='shaded',
+                        help='rendering style: shaded, flat or poster (poster is held out from '
+                             'the demo models\' training and from tuning any setting)')
+    scenes.add_argument('--split', default='',
+                        help='put every image in this split (default: 7 train, 1 val, '
+                             '1 testA, 1 testB of 10)')
     scenes.add_argument('--sequence', action='store_true',
                         help='write clips for tracking instead (moving camera and objects, '
                         'true masks per frame; see hybridgl_ros/demo/clip_files.py)')
@@ -39,14 +46,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def make_scenes_command(args: argparse.Namespace) -> int:
     """Writes ``args.count`` scenes (or clips, ``--sequence``) of seed ``args.seed``."""
+    from hybridgl_ros.core.errors import HybridGLError
+
     if args.sequence:
         from hybridgl_ros.demo.clip_files import write_clips
 
         print(json.dumps(write_clips(args.out, args.count, args.seed, args.frames)))
         return 0
     from hybridgl_ros.demo.refcoco_layout import write_dataset
+    from hybridgl_ros.demo.scenes import STYLES
 
-    summary = write_dataset(args.out, args.count, args.seed)
+    if args.style not in STYLES:
+        raise HybridGLError(f'--style must be one of {", ".join(STYLES)}, not {args.style!r}')
+    summary = write_dataset(args.out, args.count, args.seed, style=args.style,
+                            split=args.split)
     print(json.dumps(summary))
     return 0
 

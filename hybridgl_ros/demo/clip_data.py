@@ -65,6 +65,33 @@ def region_descriptor(obj: SceneObject | None) -> Descriptor:
     return Descriptor(obj.colour, obj.shape, obj.size)
 
 
+def absent_captions(rng: np.random.Generator, objects: tuple[SceneObject, ...], count: int
+                    ) -> list[tuple[str, Descriptor]]:
+    """Captions of looks that are not in the scene ("the green star" beside a green ball and a
+    red star; "the ring" with no ring): in-scene negatives that teach the model what "not
+    there" scores (see ``train_clip``'s presence loss). Near misses are preferred."""
+    looks = {(o.colour, o.shape) for o in objects}
+    colours, shapes = {o.colour for o in objects}, {o.shape for o in objects}
+    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in looks]
+    near = [(c, s) for c, s in absent if c in colours or s in shapes]
+    out = []
+    for _ in range(count):
+        pool = near if near and rng.random() < 0.7 else absent
+        colour, shape = pool[rng.integers(len(pool))]
+        if shape not in shapes and rng.random() < 0.3:
+            template, words = ABSENT_SHAPE_TEMPLATES[rng.integers(len(ABSENT_SHAPE_TEMPLATES))]
+        else:
+            template, words = ABSENT_TEMPLATES[rng.integers(len(ABSENT_TEMPLATES))]
+        out.append((template.format(c=colour, s=shape),
+                    Descriptor(colour if 'c' in words else None, shape)))
+    return out
+
+
+#: Captions of absent looks (c = colour, s = shape).
+ABSENT_TEMPLATES = (('the {c} {s}', 'cs'), ('{c} {s}', 'cs'), ('a photo of a the {c} {s}.', 'cs'))
+ABSENT_SHAPE_TEMPLATES = (('the {s}', 's'), ('a {s}', 's'), ('a photo of a the {s}.', 's'))
+
+
 def caption(rng: np.random.Generator, obj: SceneObject | None, sentences: list[tuple[str, str]],
             expression_rate: float = 0.3) -> tuple[str, Descriptor]:
     """A random caption of a region and its descriptor.
@@ -112,6 +139,7 @@ class PooledScene:
     """One scene's network inputs (float16 to save memory) and what its regions are.
 
     Attributes:
+        style: the scene's rendering style.
         local, global_: (R, 3, h, w) float16 mask images, the table last.
         token_mask: (R, T) float16.
         gem_image: (3, s·h, s·w) float16, the whole scene as GEM sees it (s = input_scale).
@@ -120,6 +148,7 @@ class PooledScene:
         sentences: per object, its (sentence, kind) referring expressions.
     """
 
+    style: str
     local: torch.Tensor
     global_: torch.Tensor
     token_mask: torch.Tensor
@@ -135,16 +164,17 @@ def scene_regions(scene: Scene) -> np.ndarray:
     return np.concatenate([scene.masks, table[None]])
 
 
-def pool_scene(encoder, seed: int, index: int) -> PooledScene:
+def pool_scene(encoder, seed: int, index: int, style: str = 'shaded') -> PooledScene:
     """Builds the inputs of scene ``index`` of series ``seed`` with the pipeline's code.
 
     Args:
         encoder: the core's ``HybridEncoder`` around the model being trained.
+        style: the scene's rendering style.
     """
     from hybridgl_ros.core.config import GemConfig
     from hybridgl_ros.core.gem import preprocess_image
 
-    scene = make_scene(seed, index)
+    scene = make_scene(seed, index, style)
     with torch.no_grad():
         inputs = encoder.input_builder(scene.image_rgb).build(
             torch.from_numpy(scene_regions(scene)))
@@ -159,7 +189,8 @@ def pool_scene(encoder, seed: int, index: int) -> PooledScene:
     sentences: list[list[tuple[str, str]]] = [[] for _ in scene.objects]
     for ref in refs:
         sentences[ref.target].extend((s, ref.kind) for s in ref.sentences)
-    return PooledScene(inputs.local.half(), inputs.global_.half(), inputs.token_mask.half(),
+    return PooledScene(style, inputs.local.half(), inputs.global_.half(),
+                       inputs.token_mask.half(),
                        gem_image[0].half(), torch.from_numpy(coverage).half(), scene.objects,
                        sentences)
 

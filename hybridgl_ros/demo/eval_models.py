@@ -80,8 +80,10 @@ def load_demo_clip(config_path: Path, weights_path: Path):
     return model.eval()
 
 
-def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int) -> dict:
-    """Word accuracy of the CLIP on ground-truth regions of ``count`` held-out scenes.
+def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int,
+                  style: str = 'shaded') -> dict:
+    """Word accuracy of the CLIP on ground-truth regions of ``count`` held-out scenes of a
+    rendering style.
 
     ``*_in_context``: the right word among all words of its kind in an otherwise true caption
     ("the {colour} {true shape}", "the {true colour} {shape}", "the {size} {true colour}
@@ -117,7 +119,7 @@ def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int) 
         hits.setdefault(name, []).append(int((region_f @ embed(texts).T).argmax()) == right)
 
     for index in range(count):
-        scene = make_scene(seed, index)
+        scene = make_scene(seed, index, style)
         feats = torch.nn.functional.normalize(
             encoder.encode(scene.image_rgb, scene_regions(scene)), dim=-1)   # (R, D)
         for k, obj in enumerate(scene.objects):

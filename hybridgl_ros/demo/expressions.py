@@ -24,6 +24,12 @@ import numpy as np
 from hybridgl_ros.demo.scenes import SceneObject
 
 KINDS = ('attribute', 'position', 'relation', 'spatial')
+#: Expressions whose target is not in the scene (gRefCOCO's no-target expressions): a colour and
+#: shape combination that is not on the table, or a relation that holds for nothing.
+NO_TARGET_KINDS = ('absent', 'absent_relation')
+#: Expressions that fit several objects equally (gRefCOCO's multi-target expressions): a look
+#: (colour and shape) that two or more objects share, named without what tells them apart.
+MULTI_TARGET_KINDS = ('ambiguous',)
 #: Centres must differ by this much (pixels) for a position word to be used.
 POSITION_MARGIN_PX = 60.0
 RELATION_MARGIN_PX = 40.0
@@ -36,7 +42,7 @@ _PLACE_TEMPLATES = {
 }
 #: Place words that spatial-only expressions may use (the position guidance's own words).
 _SPATIAL_PLACE_WORDS = ('left', 'right', 'top', 'bottom')
-_RELATION_TEMPLATES = {
+RELATION_TEMPLATES = {
     'left': ('the {s} to the left of the {a}', 'the {s} left of the {a}'),
     'right': ('the {s} to the right of the {a}', 'the {s} right of the {a}'),
     'top': ('the {s} above the {a}', 'the {s} behind the {a}'),
@@ -147,18 +153,18 @@ def _relation_variants(objects: tuple[SceneObject, ...], t: int,
     other = same_shape[0]
     if len(same_shape) == 1 and other.size != target.size and other.colour != target.colour:
         return [s.format(p=target.shape) for s in _SIZE_TEMPLATES[target.size]]
-    anchors = _unique_anchors(objects, t)
+    anchors = unique_anchors(objects, t)
     anchors.sort(key=lambda a: np.hypot(a.center_xy[0] - target.center_xy[0],
                                         a.center_xy[1] - target.center_xy[1]))
     for anchor in anchors:
         for place in ('left', 'right', 'top', 'bottom'):
             if _only_one_in_place(target, same_shape, anchor, place):
                 a_name = f'{anchor.colour} {anchor.shape}'
-                return [s.format(s=target.shape, a=a_name) for s in _RELATION_TEMPLATES[place]]
+                return [s.format(s=target.shape, a=a_name) for s in RELATION_TEMPLATES[place]]
     return []
 
 
-def _unique_anchors(objects: tuple[SceneObject, ...], t: int) -> list[SceneObject]:
+def unique_anchors(objects: tuple[SceneObject, ...], t: int) -> list[SceneObject]:
     """Objects of another shape whose colour and shape name them uniquely."""
     target = objects[t]
     looks = [(o.colour, o.shape) for o in objects]

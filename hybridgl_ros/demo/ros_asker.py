@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridgl_ros.core.errors import HybridGLError
-from hybridgl_ros.core.types import ParsedExpression, Segmentation
+from hybridgl_ros.core.types import Alternative, ParsedExpression, Segmentation
 
 NODE = 'hybridgl_node'
 
@@ -221,4 +221,8 @@ def segmentation_from_message(msg) -> Segmentation:
         candidate_indices=tuple(msg.candidate_indices),
         candidate_scores=tuple(msg.candidate_scores), parse=parse,
         timings_ms={'total': 1000.0 * msg.elapsed_s, 'prepare': 1000.0 * msg.prepare_s},
-        message=msg.message)
+        message=msg.message, confidence=float(msg.confidence), ambiguous=bool(msg.ambiguous),
+        alternatives=tuple(Alternative(
+            index=a.index, box_xywh=(a.box.x_offset, a.box.y_offset, a.box.width, a.box.height),
+            interior_xy=(a.interior_x_px, a.interior_y_px), score=a.score,
+            confidence=a.confidence) for a in msg.alternatives))

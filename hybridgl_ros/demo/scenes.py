@@ -1,10 +1,14 @@
 """Seeded procedural table-top scenes: coloured toy shapes on textured backgrounds.
 
-A scene is a 640x480 RGB image, one exact instance mask per object (the pixels painted with the
+A scene is an RGB image, one exact instance mask per object (the pixels painted with the
 object's colour) and the objects' attributes. Scenes contain near-duplicates on purpose: twins
 (same colour, shape and size), same colour and shape in two sizes, same shape in two colours.
-Scene ``index`` of seed ``seed`` is always the same image (``numpy.random.default_rng([seed,
-index])``), whatever else was generated before.
+Scene ``index`` of seed ``seed`` and style ``style`` is always the same image
+(``numpy.random.default_rng([seed, index])``), whatever else was generated before.
+
+Rendering styles (:data:`STYLES`): ``shaded`` (640x480, wood/tile/cloth table, shaded objects,
+soft shadows, sensor noise: the original demo world), ``flat`` and ``poster`` (flat colours on
+plain backgrounds, other canvas sizes and palettes: :mod:`hybridgl_ros.demo.styles`).
 """
 from __future__ import annotations
 
@@ -21,6 +25,10 @@ COLOURS = {
 SIZES = ('small', 'big')
 #: Radius of the circle around the object (pixels) for each size class.
 RADIUS_RANGE_PX = {'small': (44, 54), 'big': (72, 86)}
+#: Rendering styles; ``poster`` is held out: never trained or tuned on (see demo.styles).
+STYLES = ('shaded', 'flat', 'poster')
+TRAINING_STYLES = ('shaded', 'flat')
+HELD_OUT_STYLE = 'poster'
 #: Neutral table colours (RGB), far from the object colours.
 TABLE_COLOURS = ((150, 150, 150), (190, 180, 160), (120, 95, 70), (80, 85, 95), (200, 200, 195),
                  (160, 140, 115))
@@ -39,6 +47,8 @@ class SceneObject:
         center_xy: (x, y) pixel centre.
         radius_px: radius of its bounding circle in pixels.
         angle_deg: in-plane rotation in degrees.
+        form: how the shape is drawn when a style has variants: '' = the default silhouette
+            (a cube is a hexagon: three visible faces), 'square' = a cube seen face-on.
     """
 
     shape: str
@@ -47,6 +57,7 @@ class SceneObject:
     center_xy: tuple[float, float]
     radius_px: float
     angle_deg: float
+    form: str = ''
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,16 @@ class Scene:
     objects: tuple[SceneObject, ...]
 
 
-def make_scene(seed: int, index: int) -> Scene:
-    """Renders scene ``index`` of the series ``seed`` (deterministic)."""
+def make_scene(seed: int, index: int, style: str = 'shaded') -> Scene:
+    """Renders scene ``index`` of the series ``seed`` in ``style`` (deterministic)."""
+    if style not in STYLES:
+        raise ValueError(f'unknown scene style {style!r}; expected one of {STYLES}')
     rng = np.random.default_rng([seed, index])
-    specs = _sample_specs(rng)
+    if style != 'shaded':
+        from hybridgl_ros.demo.styles import render_plain
+
+        return render_plain(rng, style)
+    specs = sample_specs(rng)
     objects = _place(rng, specs)
     image = background(rng)
     masks = render_objects(image, objects, rng)
@@ -96,7 +113,7 @@ def render_objects(image: np.ndarray, objects, rng: np.random.Generator) -> np.n
     return masks
 
 
-def _sample_specs(rng: np.random.Generator) -> list[tuple[str, str, str]]:
+def sample_specs(rng: np.random.Generator) -> list[tuple[str, str, str]]:
     """(shape, colour, size) of 2-6 objects with deliberate near-duplicates."""
     count = int(rng.integers(2, 7))
     colours = list(COLOURS)
@@ -117,15 +134,27 @@ def _sample_specs(rng: np.random.Generator) -> list[tuple[str, str, str]]:
 
 
 def _place(rng: np.random.Generator, specs: list[tuple[str, str, str]]) -> list[SceneObject]:
-    """Non-overlapping positions; big objects first; an object that does not fit is dropped."""
+    return place(rng, specs, (WIDTH_PX, HEIGHT_PX), RADIUS_RANGE_PX)
+
+
+def place(rng: np.random.Generator, specs: list[tuple[str, str, str]],
+          canvas_wh: tuple[int, int], radius_range_px: dict[str, tuple[float, float]]
+          ) -> list[SceneObject]:
+    """Non-overlapping positions; big objects first; an object that does not fit is dropped.
+
+    Args:
+        canvas_wh: (width, height) of the image in pixels.
+        radius_range_px: size class -> (low, high) radius of the bounding circle in pixels.
+    """
+    width, height = canvas_wh
     order = sorted(range(len(specs)), key=lambda i: specs[i][2] != 'big')
     placed: dict[int, SceneObject] = {}
     for i in order:
         shape, colour, size = specs[i]
-        radius = float(rng.uniform(*RADIUS_RANGE_PX[size]))
+        radius = float(rng.uniform(*radius_range_px[size]))
         for _ in range(200):
-            x = float(rng.uniform(radius + _MARGIN_PX, WIDTH_PX - radius - _MARGIN_PX))
-            y = float(rng.uniform(radius + _MARGIN_PX, HEIGHT_PX - radius - _MARGIN_PX))
+            x = float(rng.uniform(radius + _MARGIN_PX, width - radius - _MARGIN_PX))
+            y = float(rng.uniform(radius + _MARGIN_PX, height - radius - _MARGIN_PX))
             if all(np.hypot(x - o.center_xy[0], y - o.center_xy[1])
                    > radius + o.radius_px + _MIN_GAP_PX for o in placed.values()):
                 angle = float(rng.uniform(-18, 18))
@@ -161,29 +190,40 @@ def background(rng: np.random.Generator, height: int = HEIGHT_PX, width: int = W
     return np.clip(image, 0, 255, out=image)
 
 
-def shape_mask(obj: SceneObject) -> np.ndarray:
-    """(480, 640) bool: the pixels of ``obj`` (no anti-aliasing, so image and mask agree)."""
-    mask = np.zeros((HEIGHT_PX, WIDTH_PX), np.uint8)
+def shape_mask(obj: SceneObject, canvas_hw: tuple[int, int] = (HEIGHT_PX, WIDTH_PX),
+               star_inner: float = 0.5, ring_hole: float = 0.5) -> np.ndarray:
+    """(H, W) bool: the pixels of ``obj`` (no anti-aliasing, so image and mask agree).
+
+    Args:
+        canvas_hw: (height, width) of the image.
+        star_inner: inner radius of a star as a fraction of its outer radius.
+        ring_hole: radius of a ring's hole as a fraction of its outer radius.
+    """
+    mask = np.zeros(canvas_hw, np.uint8)
     cx, cy = obj.center_xy
     r = obj.radius_px
     if obj.shape in ('ball', 'ring'):
         cv2.circle(mask, (round(cx), round(cy)), round(r), 1, -1)
         if obj.shape == 'ring':
-            cv2.circle(mask, (round(cx), round(cy)), round(0.5 * r), 0, -1)
+            cv2.circle(mask, (round(cx), round(cy)), round(ring_hole * r), 0, -1)
         return mask.astype(bool)
-    points = _outline(obj.shape, r, obj.angle_deg) + np.array([cx, cy])
+    points = outline(obj, star_inner) + np.array([cx, cy])
     cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
     return mask.astype(bool)
 
 
-def _outline(shape: str, radius: float, angle_deg: float) -> np.ndarray:
-    """(K, 2) float polygon of a shape centred on the origin, y down."""
-    if shape == 'triangle':
+def outline(obj: SceneObject, star_inner: float = 0.5) -> np.ndarray:
+    """(K, 2) float polygon of a polygonal shape centred on the origin, y down."""
+    shape, radius, angle_deg = obj.shape, obj.radius_px, obj.angle_deg
+    if shape == 'cube' and obj.form == 'square':
+        angles = np.deg2rad(angle_deg + 45 + np.arange(4) * 90)
+        radii = np.full(4, 0.9 * radius)
+    elif shape == 'triangle':
         angles = np.deg2rad(angle_deg - 90 + np.arange(3) * 120)
         radii = np.full(3, radius)
     elif shape == 'star':
         angles = np.deg2rad(angle_deg - 90 + np.arange(10) * 36)
-        radii = np.where(np.arange(10) % 2 == 0, radius, 0.5 * radius)
+        radii = np.where(np.arange(10) % 2 == 0, radius, star_inner * radius)
     else:                                                         # cube: a hexagon silhouette
         angles = np.deg2rad(angle_deg + 30 + np.arange(6) * 60)
         radii = np.full(6, 0.95 * radius)

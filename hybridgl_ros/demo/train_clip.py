@@ -15,6 +15,15 @@ object the phrase is true of and 0 over every other object and the table. The se
 trains the map the spatial score (spec §10) reads; it sharpened the words' maps but did not
 teach this small ViT's 16x16 map to tell a small look-alike from its big twin, where S, with
 equal map values on both, prefers the bigger mask (see the model card).
+
+Presence loss: every caption of a scene (its objects' captions and captions of looks that are
+*not* in it, ``clip_data.absent_captions``) is scored against that scene's regions and a "none"
+option at a learnt cosine level; the target is the regions the caption is true of, or "none".
+It teaches the absolute cosine what the pipeline's absent-target test reads (core/decision.py):
+the best mask of a scene clears that level when the caption is there and stays below when not.
+
+Scenes come in the training styles (``scenes.TRAINING_STYLES``: shaded and flat), alternately;
+the poster style is held out.
 """
 from __future__ import annotations
 
@@ -29,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridgl_ros.demo.clip_data import (
-    PooledScene, caption, match_matrix, phrase, pool_scene, region_descriptor)
+    PooledScene, absent_captions, caption, match_matrix, phrase, pool_scene, region_descriptor)
 from hybridgl_ros.demo.recipe import TrainingRecipe
 
 LOGGER = logging.getLogger(__name__)
@@ -51,10 +60,16 @@ EVAL_SCENE_SEED = 2001
 class ClipRecipe(TrainingRecipe):
     """How the demo CLIP is trained (the defaults made the shipped weights)."""
 
-    steps: int = 1600
+    steps: int = 2000
     scenes_per_step: int = 6
     captions_per_region: int = 2
     pool_scenes: int = 1000
+    styles: str = 'shaded,flat'
+    """Rendering styles of the pooled scenes, alternating (comma-separated)."""
+    absent_per_scene: int = 3
+    """Captions of looks not in the scene, per scene and step."""
+    presence_weight: float = 0.5
+    """Weight of the in-scene presence loss (regions of the scene or "none")."""
     lr: float = 1e-3
     warmup_steps: int = 60
     weight_decay: float = 0.05
@@ -68,6 +83,7 @@ class ClipRecipe(TrainingRecipe):
     model_config: str = json.dumps(DEMO_CLIP_CONFIG)
     """The open_clip model config as JSON text (a string keeps the recipe hashable)."""
     eval_scenes: int = 60
+    eval_styles: str = 'shaded,flat,poster'
     threads: int = 1
     checkpoint_every: int = 250
     """Also write the weights every this many steps (0 = only at the end)."""
@@ -80,7 +96,8 @@ class ClipRecipe(TrainingRecipe):
     @classmethod
     def smoke(cls) -> 'ClipRecipe':
         """A few tiny steps for CI: exercises every part, learns nothing."""
-        return cls(steps=2, scenes_per_step=2, pool_scenes=3, warmup_steps=1, eval_scenes=2)
+        return cls(steps=2, scenes_per_step=2, pool_scenes=3, warmup_steps=1, eval_scenes=2,
+                   eval_styles='shaded')
 
 
 
@@ -116,25 +133,56 @@ def _soft_clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, targets: torch.
     return 0.5 * (i2t + t2i)
 
 
+def _presence_loss(image_f: torch.Tensor, text_f: torch.Tensor, targets: torch.Tensor,
+                   owners: tuple[torch.Tensor, torch.Tensor], scale: torch.Tensor,
+                   none_cosine: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each caption over its own scene's regions plus "none".
+
+    Args:
+        image_f, text_f: (R, D) region and (C, D) caption features.
+        targets: (R, C) 0/1, region r satisfies caption c.
+        owners: the scene of every region (R,) and of every caption (C,).
+        none_cosine: the learnt cosine level of the "none" option.
+    """
+    region_scene, caption_scene = owners
+    same = caption_scene[:, None] == region_scene[None, :]                   # (C, R)
+    logits = scale * F.normalize(text_f, dim=-1) @ F.normalize(image_f, dim=-1).T
+    logits = torch.cat([logits.masked_fill(~same, float('-inf')),
+                        (scale * none_cosine).expand(len(text_f), 1)], dim=1)
+    hits = targets.T * same                                                  # (C, R)
+    target = torch.cat([hits, (hits.sum(1, keepdim=True) == 0).float()], dim=1)
+    target = target / target.sum(1, keepdim=True)
+    log_probs = logits.log_softmax(1).masked_fill(target == 0, 0.0)
+    return -(target * log_probs).sum(1).mean()
+
+
 def _batch(pool: list[PooledScene], rng: np.random.Generator, recipe: ClipRecipe):
-    """Region inputs, captions and targets of a random set of pooled scenes, and the scenes."""
+    """Region inputs, captions, targets and owners (scene of each region and caption) of a
+    random set of pooled scenes, and the scenes."""
     from hybridgl_ros.core.mask_images import MaskInputs
 
     picks = [pool[i] for i in rng.choice(len(pool), recipe.scenes_per_step, replace=False)]
-    regions, texts, descs = [], [], []
-    for scene in picks:
+    regions, texts, descs, region_scene, caption_scene = [], [], [], [], []
+    for b, scene in enumerate(picks):
         objects = list(scene.objects) + [None]
         for r, obj in enumerate(objects):
             regions.append(region_descriptor(obj))
+            region_scene.append(b)
             sentences = scene.sentences[r] if obj is not None else []
             for _ in range(recipe.captions_per_region):
                 text, desc = caption(rng, obj, sentences)
                 texts.append(text)
                 descs.append(desc)
+                caption_scene.append(b)
+        for text, desc in absent_captions(rng, scene.objects, recipe.absent_per_scene):
+            texts.append(text)
+            descs.append(desc)
+            caption_scene.append(b)
     inputs = MaskInputs(torch.cat([s.local for s in picks]).float(),
                         torch.cat([s.global_ for s in picks]).float(),
                         torch.cat([s.token_mask for s in picks]).float())
-    return inputs, texts, match_matrix(regions, descs), picks
+    owners = (torch.tensor(region_scene), torch.tensor(caption_scene))
+    return inputs, texts, match_matrix(regions, descs), owners, picks
 
 
 def gem_patches(visual, pixels: torch.Tensor, start_block: int) -> torch.Tensor:
@@ -218,26 +266,31 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
     model = build_model(recipe.config).train()
     encoder = make_encoder(model)
     tokenizer = text_tokenizer(model)
+    none_cosine = torch.nn.Parameter(torch.tensor(0.3))
     decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2] + [none_cosine]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': recipe.weight_decay},
                              {'params': no_decay, 'weight_decay': 0.0}], lr=recipe.lr)
     start = time.time()
-    pool = [pool_scene(encoder, TRAIN_SCENE_SEED, i) for i in range(recipe.pool_scenes)]
+    styles = recipe.styles.split(',')
+    pool = [pool_scene(encoder, TRAIN_SCENE_SEED, i, styles[i % len(styles)])
+            for i in range(recipe.pool_scenes)]
     LOGGER.info('clip: pooled %d scenes in %.0fs', len(pool), time.time() - start)
     used_tokens: set[int] = set()
     for step in range(recipe.steps):
         for group in opt.param_groups:
             group['lr'] = recipe.lr_at(step)
-        inputs, texts, targets, picks = _batch(pool, rng, recipe)
+        inputs, texts, targets, owners, picks = _batch(pool, rng, recipe)
         tokens = tokenizer(texts)
         used_tokens.update(tokens.unique().tolist())
         scale = model.logit_scale.exp().clamp(max=100.0)
-        region_loss = _soft_clip_loss(encoder.encode_inputs(inputs), model.encode_text(tokens),
-                                      targets, scale)
+        image_f, text_f = encoder.encode_inputs(inputs), model.encode_text(tokens)
+        region_loss = _soft_clip_loss(image_f, text_f, targets, scale)
+        presence_loss = _presence_loss(image_f, text_f, targets, owners, scale, none_cosine)
         coherence_loss, contrast_loss = _coherence_loss(model, picks, rng, tokenizer, scale,
                                                         recipe)
-        loss = (region_loss + recipe.coherence_weight * coherence_loss
+        loss = (region_loss + recipe.presence_weight * presence_loss
+                + recipe.coherence_weight * coherence_loss
                 + recipe.contrast_weight * contrast_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -246,16 +299,22 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
         if recipe.checkpoint_every and (step + 1) % recipe.checkpoint_every == 0:
             _save(model, recipe.config, used_tokens, Path(out_dir))
         if step % 25 == 0 or step == recipe.steps - 1:
-            LOGGER.info('clip step %d/%d %.0fs loss %.3f region %.3f coherence %.3f '
-                        'contrast %.3f scale %.1f', step, recipe.steps, time.time() - start,
-                        float(loss.detach()), float(region_loss.detach()),
-                        float(coherence_loss.detach()), float(contrast_loss.detach()),
-                        float(scale.detach()))
+            LOGGER.info('clip step %d/%d %.0fs loss %.3f region %.3f presence %.3f (none at '
+                        'cos %.3f) coherence %.3f contrast %.3f scale %.1f', step,
+                        recipe.steps, time.time() - start, float(loss.detach()),
+                        float(region_loss.detach()), float(presence_loss.detach()),
+                        float(none_cosine.detach()), float(coherence_loss.detach()),
+                        float(contrast_loss.detach()), float(scale.detach()))
     train_seconds = time.time() - start
     out = Path(out_dir)
     _save(model.eval(), recipe.config, used_tokens, out)
-    metrics = evaluate_clip(out / 'clip_config.json', out / 'clip.pt', EVAL_SCENE_SEED,
-                            recipe.eval_scenes)
+    eval_styles = recipe.eval_styles.split(',')
+    by_style = {style: evaluate_clip(out / 'clip_config.json', out / 'clip.pt',
+                                     EVAL_SCENE_SEED, recipe.eval_scenes, style)
+                for style in eval_styles}
+    metrics = dict(by_style[eval_styles[0]])
+    metrics.update(styles=by_style, none_cosine=round(float(none_cosine.detach()), 4),
+                   train_styles=recipe.styles)
     metrics.update(train_seconds=round(train_seconds, 1), steps=recipe.steps, seed=recipe.seed,
                    parameters=sum(p.numel() for p in model.parameters()),
                    weights_bytes=(out / 'clip.pt').stat().st_size)

@@ -70,14 +70,31 @@ def run_eval(args: argparse.Namespace,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         progress=not args.no_progress)
     try:
-        evaluate(settings, config, model_factory or default_model_factory)
+        summary = evaluate(settings, config, model_factory or default_model_factory)
     except KeyboardInterrupt:
         _LOG.warning('interrupted; every finished query is saved in %s: run the same command '
                      'with --resume to continue', settings.file('results', '.jsonl'))
         return 130
     sys.stdout.write(settings.file('table', '.md').read_text())
+    if args.plots:
+        _write_plots(settings, summary)
     sys.stdout.write(f'\nresults in {out_dir}\n')
     return 0
+
+
+def _write_plots(settings, summary: dict) -> None:
+    """The reliability diagram (needs expressions with confidences: a gRefCOCO-layout run)."""
+    from hybridgl_ros.eval.plots import write_reliability_plot
+
+    grounding = summary.get('grounding')
+    if not grounding or not grounding['answers_with_confidence']:
+        _LOG.warning('--plots: no answer has a confidence (uncalibrated weights, or a dataset '
+                     'without the records it needs): no reliability diagram')
+        return
+    path = write_reliability_plot(settings.file('reliability', '.png'), grounding,
+                                  f'{summary["dataset"]} {summary["split"]}, '
+                                  f'{grounding["answers_with_confidence"]} answers')
+    sys.stdout.write(f'reliability diagram: {path}\n')
 
 
 def run_merge(args: argparse.Namespace) -> int:
@@ -118,6 +135,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', help='output folder (default: eval_out/<dataset>-<split>...)')
     parser.add_argument('--cache-dir', help='per-image frame cache (SAM + CLIP results)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--plots', action='store_true',
+                        help='also write reliability.png (confidence calibration)')
     from hybridgl_ros.cli import add_config_arguments
 
     add_config_arguments(parser)
@@ -125,9 +144,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Adds ``eval`` and ``eval-merge`` to the ``hybridgl`` command."""
+    from hybridgl_ros.eval import calibrate
+
     evaluate = subparsers.add_parser(
-        'eval', help='evaluate on RefCOCO/+/g or PhraseCut (oIoU, mIoU)',
-        description='Evaluate HybridGL like the paper (Tables 1, 3, 5).')
+        'eval', help='evaluate on RefCOCO/+/g, gRefCOCO or PhraseCut (oIoU, mIoU; N-acc, '
+                     'T-acc, gIoU, ECE)',
+        description='Evaluate HybridGL like the paper (Tables 1, 3, 5); on gRefCOCO also '
+                    'the answers "not found" and "ambiguous" and the confidence.')
     add_eval_arguments(evaluate)
     evaluate.set_defaults(func=run_eval)
     merge = subparsers.add_parser('eval-merge', help='join the shards of eval runs',
@@ -135,6 +158,7 @@ def register(subparsers: Any) -> None:
     merge.add_argument('inputs', nargs='+', help='results*.jsonl files or folders holding them')
     merge.add_argument('--out', required=True, help='output folder')
     merge.set_defaults(func=run_merge)
+    calibrate.register(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,12 @@
-"""Readers for the evaluation sets of the paper (spec §11), grouped by image.
+"""Readers for the evaluation sets of the paper (spec §11) and gRefCOCO, grouped by image.
 
 RefCOCO / RefCOCO+ / RefCOCOg come as ``refs(unc).p`` / ``refs(umd).p`` (a pickle from the
-``refer`` toolkit) plus the dataset's ``instances.json`` and the COCO train2014 images. PhraseCut
-comes as ``refer_<split>.json`` plus its ``images/`` folder. Every sentence (RefCOCO) or phrase
-(PhraseCut) is one query; queries are grouped by image so that the image-side work runs once.
+``refer`` toolkit) plus the dataset's ``instances.json`` and the COCO train2014 images. gRefCOCO
+(Liu et al., CVPR 2023) comes as ``grefs(unc).json`` (or ``.p``) plus its ``instances.json``:
+a ref's ``ann_id`` is a list (several targets), ``[-1]`` for an expression whose target is not
+in the image (``no_target``). PhraseCut comes as ``refer_<split>.json`` plus its ``images/``
+folder. Every sentence (RefCOCO) or phrase (PhraseCut) is one query; queries are grouped by
+image so that the image-side work runs once.
 """
 from __future__ import annotations
 
@@ -27,8 +30,9 @@ REFCOCO_SETS = {
     'refcoco+': ('refcoco+', 'refs(unc).p', ('val', 'testA', 'testB', 'train')),
     'refcocog': ('refcocog', 'refs(umd).p', ('val', 'test', 'train')),
 }
+GREFCOCO = ('grefcoco', ('grefs(unc).json', 'grefs(unc).p'), ('val', 'testA', 'testB', 'train'))
 PHRASECUT_SPLITS = ('test', 'val', 'miniv', 'train')
-DATASETS = tuple(REFCOCO_SETS) + ('phrasecut',)
+DATASETS = tuple(REFCOCO_SETS) + ('grefcoco', 'phrasecut')
 
 #: Where COCO train2014 is looked for under the data root (the refer toolkit's layout first).
 COCO_IMAGE_DIRS = ('images/mscoco/images/train2014', 'images/train2014', 'train2014',
@@ -44,13 +48,18 @@ class Query:
         text: the expression as written in the dataset.
         ref_id: the ref (RefCOCO) or task (PhraseCut) it belongs to.
         targets: COCO segmentation objects whose union is the ground truth (polygon lists or
-            RLE dicts, see :func:`decode_segmentation`).
+            RLE dicts, see :func:`decode_segmentation`); empty for a no-target expression.
+        no_target: the expression's target is not in the image (gRefCOCO); the right answer
+            is "not found".
+        kind: the expression's kind where the dataset says it (generated scenes), else ''.
     """
 
     query_id: str
     text: str
     ref_id: str
     targets: tuple[Any, ...]
+    no_target: bool = False
+    kind: str = ''
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,8 @@ def load_dataset(name: str, split: str, data_root: str | Path,
     root = Path(data_root)
     if name in REFCOCO_SETS:
         return _load_refcoco(name, split, root, image_dir)
+    if name == 'grefcoco':
+        return _load_grefcoco(split, root, image_dir)
     if name == 'phrasecut':
         return _load_phrasecut(split, root, image_dir)
     raise ConfigError(f'unknown dataset {name!r}; choose one of {", ".join(DATASETS)}')
@@ -176,7 +187,6 @@ def _load_refcoco(name: str, split: str, root: Path,
     refs = _read_refs(refs_path)
     with instances_path.open() as stream:
         instances = json.load(stream)
-    images = {img['id']: img for img in instances['images']}
     annotations = {ann['id']: ann for ann in instances['annotations']}
     by_image: dict[int, list[Query]] = {}
     for ref in sorted((r for r in refs if r['split'] == split), key=lambda r: r['ref_id']):
@@ -184,7 +194,41 @@ def _load_refcoco(name: str, split: str, root: Path,
         for sentence in ref['sentences']:
             by_image.setdefault(ref['image_id'], []).append(Query(
                 query_id=f'{ref["ref_id"]}:{sentence["sent_id"]}', text=sentence['sent'],
-                ref_id=str(ref['ref_id']), targets=(segmentation,)))
+                ref_id=str(ref['ref_id']), targets=(segmentation,),
+                kind=str(ref.get('kind', ''))))
+    return _items(instances, by_image, images_root, name, split)
+
+
+def _load_grefcoco(split: str, root: Path, image_dir: str | Path | None) -> list[ImageItem]:
+    folder, names, splits = GREFCOCO
+    if split not in splits:
+        raise ConfigError(f'grefcoco has splits {", ".join(splits)}, not {split!r}')
+    refs_path = _first_existing([base / n for base in (root / folder, root) for n in names],
+                                names[0])
+    instances_path = _first_existing([refs_path.parent / 'instances.json'], 'instances.json')
+    images_root = Path(image_dir) if image_dir else _first_existing(
+        [root / d for d in COCO_IMAGE_DIRS], 'COCO train2014 image folder')
+    refs = (json.loads(refs_path.read_text()) if refs_path.suffix == '.json'
+            else _read_refs(refs_path))
+    with instances_path.open() as stream:
+        instances = json.load(stream)
+    annotations = {ann['id']: ann for ann in instances['annotations']}
+    by_image: dict[int, list[Query]] = {}
+    for ref in sorted((r for r in refs if r['split'] == split), key=lambda r: r['ref_id']):
+        ann_ids = ref['ann_id'] if isinstance(ref['ann_id'], list) else [ref['ann_id']]
+        no_target = bool(ref.get('no_target', False)) or ann_ids == [-1]
+        targets = () if no_target else tuple(annotations[a]['segmentation'] for a in ann_ids)
+        for sentence in ref['sentences']:
+            by_image.setdefault(ref['image_id'], []).append(Query(
+                query_id=f'{ref["ref_id"]}:{sentence["sent_id"]}', text=sentence['sent'],
+                ref_id=str(ref['ref_id']), targets=targets, no_target=no_target,
+                kind=str(ref.get('kind', ''))))
+    return _items(instances, by_image, images_root, 'grefcoco', split)
+
+
+def _items(instances: dict, by_image: dict[int, list[Query]], images_root: Path, name: str,
+           split: str) -> list[ImageItem]:
+    images = {img['id']: img for img in instances['images']}
     items = []
     for image_id in sorted(by_image):
         info = images[image_id]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Mapping, Sequence
 
+from hybridgl_ros.eval.grounding import grounding_metrics
 from hybridgl_ros.eval.metrics import summarize_records
 from hybridgl_ros.eval.paper import DATASET_TITLES, TABLE1, TABLE3, TABLE5
 
@@ -21,6 +22,7 @@ GROUND_TRUTH_WORDS = {
 
 def build_summary(header: Mapping, records: Iterable[Mapping]) -> dict:
     """The JSON summary of a run (or of merged shards) from its header and query records."""
+    records = list(records)
     summary = summarize_records(records)
     config = header['config']
     summary.update({
@@ -30,7 +32,10 @@ def build_summary(header: Mapping, records: Iterable[Mapping]) -> dict:
         'complete': summary['queries'] >= header['planned_queries'],
         'settings': {name: config[name] for name in SETTING_FIELDS},
         'ground_truth': header.get('ground_truth', 'union'),
-        'frame_key': header.get('frame_key', '')})
+        'frame_key': header.get('frame_key', ''),
+        'clip_fingerprint': header.get('clip_fingerprint', '')})
+    if any('no_target' in r for r in records):
+        summary['grounding'] = grounding_metrics(records)
     return summary
 
 
@@ -124,6 +129,29 @@ def table5(summaries: Sequence[Mapping]) -> list[str]:
     return _rows_to_markdown(head, rows)
 
 
+def _pct(value: float | None) -> str:
+    return '—' if value is None else f'{100 * value:.1f}'
+
+
+def grounding_table(summaries: Sequence[Mapping]) -> list[str]:
+    """gRefCOCO's metrics, the ambiguity flags, ECE and right answers per kind and word."""
+    columns = {_column(s): s['grounding'] for s in summaries}
+    rows = [[name, *[fmt(g) for g in columns.values()]] for name, fmt in (
+        ('N-acc (%)', lambda g: _pct(g['N_acc'])), ('T-acc (%)', lambda g: _pct(g['T_acc'])),
+        ('gIoU', lambda g: _fmt(g['gIoU'])), ('cIoU', lambda g: _fmt(g['cIoU'])),
+        ('ambiguous flagged (%)', lambda g: _pct(g['ambiguity_flagged'])),
+        ('single target flagged (%)', lambda g: _pct(g['false_ambiguity'])),
+        ('ECE (%)', lambda g: _pct(g['ECE'])), ('right (%)', lambda g: _pct(g['right'])))]
+    groups = sorted({k for g in columns.values() for k in g['by_kind']})
+    rows += [[f'right: {k} (%)', *[_pct(g['by_kind'].get(k, {}).get('right'))
+                                   for g in columns.values()]] for k in groups]
+    words = sorted({w for g in columns.values() for w in g['by_spatial_word']})
+    rows += [[f'right: spatial "{w}" (%)', *[
+        _pct(g['by_spatial_word'].get(w, {}).get('right')) for g in columns.values()]]
+        for w in words]
+    return _rows_to_markdown(['Metric', *columns], rows)
+
+
 def _footnotes(summaries: Sequence[Mapping]) -> list[str]:
     notes = []
     for s in summaries:
@@ -153,6 +181,10 @@ def render_tables(summaries: Sequence[Mapping]) -> str:
                   *table3(summaries), '']
     if any(not all(s['settings'][f] for f in _SWITCHES) for s in summaries):
         parts += ['### Table 5 layout: spatial-guidance ablation', '', *table5(summaries), '']
+    grounded = [s for s in summaries if s.get('grounding')]
+    if grounded:
+        parts += ['### Answers: not found, ambiguous, confidence', '',
+                  *grounding_table(grounded), '']
     parts += ['Paper values are the HybridGL rows of the paper (ablations: val splits only).',
               '', *_footnotes(summaries)]
     return '\n'.join(parts) + '\n'

@@ -18,8 +18,8 @@ import numpy as np
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import ConfigError, InvalidInputError
 from hybridgl_ros.eval.cache import CachingProposer, FrameCache, frame_key, image_cache_name
-from hybridgl_ros.eval.datasets import (
-    ImageItem, Query, ground_truth_mask, ground_truth_rule, load_dataset)
+from hybridgl_ros.eval.datasets import ImageItem, Query, ground_truth_rule, load_dataset
+from hybridgl_ros.eval.grounding import answer_fields, answer_set, target_masks
 from hybridgl_ros.eval.metrics import intersection_union
 from hybridgl_ros.eval.records import ResultsFileError, ResultsWriter, read_results
 from hybridgl_ros.eval.report import build_summary, render_tables
@@ -145,6 +145,7 @@ def evaluate(settings: EvalSettings, config: HybridGLConfig,
     done = {r['query_id'] for r in records}
     todo = [p for p in images if any(q.query_id not in done for _, q in p.queries)]
     model = model_factory(config) if todo else None
+    header['clip_fingerprint'] = getattr(model, 'clip_fingerprint', '')
     path = settings.file('results', '.jsonl')
     writer = (ResultsWriter.create(path, header) if good_bytes is None
               else ResultsWriter.reopen(path, good_bytes))
@@ -304,28 +305,47 @@ class _Loop:
                                     detail=str(exc)))
 
     def query(self, frame: Any, order: int, item: ImageItem, query: Query) -> dict:
-        """Scores one query on a prepared frame: I and U for pure and guided predictions."""
+        """Scores one query on a prepared frame: I and U for pure and guided predictions, and
+        of the answer set (gRefCOCO), found / ambiguous / confidence and the decision's
+        signals (for ``hybridgl calibrate``)."""
         height, width = frame.image_size
         try:
-            gt = ground_truth_mask(query, height, width, self.ground_truth)
+            targets = target_masks(query, height, width, self.ground_truth)
         except ValueError as exc:
             return query_record(order, item, query, status='skipped',
                                 reason='unreadable ground truth', detail=str(exc))
-        if not gt.any():
+        gt = np.logical_or.reduce(targets) if targets else np.zeros((height, width), bool)
+        if not query.no_target and not gt.any():
             return query_record(order, item, query, status='skipped', reason='empty ground truth')
         start = time.perf_counter()
         try:
-            seg = self.model.query(frame, query.text)
+            seg = self.model.query(frame, query.text, explain=True)
         except InvalidInputError as exc:
             return query_record(order, item, query, status='skipped', reason='invalid query',
                                 detail=str(exc))
         query_ms = 1000.0 * (time.perf_counter() - start)
-        masks = frame.proposals.masks
+        masks = FullSizeMasks(frame)
         pure = frame.mask(seg.pure_index) if seg.pure_index >= 0 else np.zeros_like(gt)
         inter, union = intersection_union(seg.mask, gt)
         inter_pure, union_pure = intersection_union(pure, gt)
+        inter_set, union_set = intersection_union(answer_set(seg, masks), gt)
         return query_record(
             order, item, query, status='ok', inter=inter, union=union, inter_pure=inter_pure,
             union_pure=union_pure, gt_area=int(gt.sum()), found=bool(seg.found),
             index=int(seg.index), pure_index=int(seg.pure_index), proposals=int(len(masks)),
-            relation=seg.parse.relation, direction=seg.parse.direction, query_ms=query_ms)
+            relation=seg.parse.relation, direction=seg.parse.direction, query_ms=query_ms,
+            **answer_fields(seg, query, targets, masks, (inter_set, union_set)))
+
+
+class FullSizeMasks:
+    """A frame's proposals as (H, W) bool masks at the image's size (``masks[i]``), restored
+    one at a time when the frame ran downscaled."""
+
+    def __init__(self, frame: Any) -> None:
+        self.frame = frame
+
+    def __len__(self) -> int:
+        return len(self.frame.proposals)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.frame.mask(int(index))

@@ -10,7 +10,8 @@ from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from hybridgl_ros.core.types import Segmentation
+from hybridgl_ros.core.types import Alternative, Segmentation
+from hybridgl_ros.msg import Alternative as AlternativeMsg
 from hybridgl_ros.msg import Segmentation as SegmentationMsg
 from hybridgl_ros.ros.conversions import mask_to_image
 from hybridgl_ros.ros.depth import Centroid3D
@@ -35,6 +36,8 @@ def result_message(result: Segmentation, header: Header, centroid: Centroid3D | 
     """
     msg = SegmentationMsg(
         header=header, text=result.text, found=bool(result.found), message=message,
+        confidence=float(result.confidence), ambiguous=bool(result.ambiguous),
+        alternatives=[alternative_message(a, result.mask.shape) for a in result.alternatives],
         mask=mask_to_image(result.mask, header), box=region_of_interest(result),
         score=float(result.score), centroid_x_px=float(result.centroid_xy[0]),
         centroid_y_px=float(result.centroid_xy[1]), interior_x_px=int(result.interior_xy[0]),
@@ -52,19 +55,34 @@ def result_message(result: Segmentation, header: Header, centroid: Centroid3D | 
 
 
 def region_of_interest(result: Segmentation) -> RegionOfInterest:
-    """The chosen mask's box as pixel counts; all zero if nothing was found.
+    """The chosen mask's box as pixel counts; all zero if nothing was found."""
+    if not result.found:
+        return RegionOfInterest()
+    return box_region(result.box_xywh, result.mask.shape)
+
+
+def box_region(box_xywh, image_hw) -> RegionOfInterest:
+    """A SAM box as pixel counts, clamped to the image.
 
     The library's box is SAM's (``width = x_max - x_min`` with an inclusive maximum, one less
     than the pixels it spans); a RegionOfInterest counts pixels, so it is one wider and one
-    taller, clamped to the image.
+    taller, clamped to the image of (height, width) ``image_hw``.
     """
-    if not result.found:
-        return RegionOfInterest()
-    height, width = result.mask.shape
-    x, y, w, h = (int(v) for v in result.box_xywh)
+    height, width = image_hw
+    x, y, w, h = (int(v) for v in box_xywh)
     x, y = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
     return RegionOfInterest(x_offset=x, y_offset=y, width=min(max(w, 0) + 1, width - x),
                             height=min(max(h, 0) + 1, height - y), do_rectify=False)
+
+
+def alternative_message(alternative: Alternative, image_hw) -> AlternativeMsg:
+    """A near-tied object of an ambiguous answer as an ``Alternative`` message (its box as
+    pixel counts, like the answer's, in an image of (height, width) ``image_hw``)."""
+    return AlternativeMsg(
+        index=int(alternative.index), box=box_region(alternative.box_xywh, image_hw),
+        interior_x_px=int(alternative.interior_xy[0]),
+        interior_y_px=int(alternative.interior_xy[1]), score=float(alternative.score),
+        confidence=float(alternative.confidence))
 
 
 def centroid_point(header: Header, centroid: Centroid3D | None) -> PointStamped:
@@ -112,12 +130,17 @@ def printable(text: str) -> str:
 
 
 def response_summary(msg: SegmentationMsg) -> str:
-    """The response message: what was found, where, and any remark."""
+    """The response message: what was found, where, how sure, and any remark."""
     if not msg.found:
         text = msg.message or 'no object found'
         return text if text.startswith('no object') else f'no object found: {text}'
-    out = (f'found "{msg.target_phrase}" (score {msg.score:.2f}) at pixel '
+    sure = '' if np.isnan(msg.confidence) else f', confidence {msg.confidence:.2f}'
+    out = (f'found "{msg.target_phrase}" (score {msg.score:.2f}{sure}) at pixel '
            f'({msg.interior_x_px}, {msg.interior_y_px})')
+    if msg.ambiguous:
+        out += (f'; ambiguous: {len(msg.alternatives) + 1} objects fit about equally '
+                f'(also at ' + ', '.join(f'({a.interior_x_px}, {a.interior_y_px})'
+                                         for a in msg.alternatives) + ')')
     if msg.has_3d:
         p = msg.centroid_3d.point
         out += f', 3D ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) m in {msg.header.frame_id or "?"}'

@@ -15,14 +15,14 @@ def test_defaults_are_the_spec_values():
     assert (c.guidance.candidate_count, c.guidance.partner_count, c.guidance.spatial_weight,
             c.guidance.beta, c.guidance.beta_big, c.guidance.beta_small) == (3, 6, 0.6, 1.8,
                                                                               1.95, 1.5)
-    assert not c.guidance.vertical_ramps and c.parity == 'default'
+    assert c.guidance.vertical_ramps and c.parity == 'default'
     assert PHRASECUT_PROPOSALS.points_per_side == 64 and PHRASECUT_PROPOSALS.crop_n_layers == 1
 
 
 def test_flat_names_round_trip():
     c = HybridGLConfig.from_flat({'proposals.points_per_side': '16', 'guidance.vertical_ramps':
-                                  'true', 'features.image_mean': [0.5, 0.5, 0.5]})
-    assert c.proposals.points_per_side == 16 and c.guidance.vertical_ramps is True
+                                  'false', 'features.image_mean': [0.5, 0.5, 0.5]})
+    assert c.proposals.points_per_side == 16 and c.guidance.vertical_ramps is False
     assert HybridGLConfig.from_flat(c.to_flat()) == c
 
 
@@ -51,3 +51,8 @@ def test_unknown_yaml_field_is_an_error(tmp_path):
     path.write_text('guidance:\n  betta: 1.7\n')
     with pytest.raises(ConfigError, match='betta'):
         HybridGLConfig.from_yaml(path)
+
+
+def test_decision_weights_of_the_wrong_length_are_refused():
+    with pytest.raises(ConfigError, match=r'presence_weights.*needs 5 values'):
+        HybridGLConfig.from_flat({'decision.presence_weights': [1.0, 0.0, 0.0, 0.0]})

@@ -288,3 +288,46 @@ def test_guidance_map_multiplies_coherence_and_ramp():
     # ramp (0, 0.5, 1) -> product (0, 0.5, 0), mean 1/6
     ramp = position_ramp('right', 1, 3, vertical_ramps=False)
     torch.testing.assert_close(guidance_map(coherence, ramp), torch.tensor([[0., 3., 0.]]))
+
+
+def test_size_comparative_among_look_alikes_picks_the_smaller_twin():
+    from hybridgl_ros.core.guidance import comparative_totals
+
+    # twins 0 (small) and 1 (big): the phrase with "smaller" already prefers 0 (p peaked), the
+    # phrase without it fits both; the spec's R vanishes, the comparative's does not
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 30], [60, 0, 20, 20]])
+    p = torch.tensor([0.999, 0.0005, 0.0005])
+    p_class = torch.tensor([0.5, 0.5, 0.0])
+    spec = relation_totals('small', p, ALL_THREE, boxes).totals
+    assert spec.max() < 1e-3
+    totals = comparative_totals('small', p, p_class, ALL_THREE, boxes).totals
+    # R_0 = p_0 · K · (share of twin 1 among the others) · [area_0 < area_1] = 0.999 · 3 · 1
+    assert totals.tolist() == pytest.approx([0.999 * 3, 0.0, 0.0], abs=1e-3)
+
+
+def test_size_comparative_with_a_single_class_member_stays_finite():
+    from hybridgl_ros.core.guidance import comparative_totals
+
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 30]])
+    totals = comparative_totals('big', torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]),
+                                torch.tensor([1, 0]), boxes).totals
+    assert torch.isfinite(totals).all()
+
+
+def test_common_background_makes_s_blind_to_size_when_the_map_is_equal():
+    from hybridgl_ros.core.guidance import common_background
+
+    masks = torch.zeros((2, 40, 80))
+    masks[0, 5:15, 5:15] = 1            # small twin
+    masks[1, 5:35, 40:70] = 1           # big twin
+    weights = 0.1 + 0.9 * masks.amax(dim=0)   # the map as high on both twins
+    own = spatial_scores(weights, masks, 1.5)
+    assert own[1] > own[0]              # the spec's S prefers the bigger twin
+    common = spatial_scores(weights, masks, 1.5, common_background(masks, torch.tensor([0, 1])))
+    assert common[0] == pytest.approx(common[1])
+
+
+def test_comparatives_by_class_is_off_in_reference_parity():
+    parsed = ParsedExpression('the smaller ball', 'the smaller ball', relation='small')
+    assert plan_guidance(parsed, GuidanceConfig()).size_comparative
+    assert not plan_guidance(parsed, GuidanceConfig(), reference_parity=True).size_comparative

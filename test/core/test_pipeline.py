@@ -124,8 +124,8 @@ def test_bad_images_are_invalid_input(make_segmenter, bad):
 
 def test_vertical_ramp_changes_default_but_not_reference_parity(make_segmenter, scene_rgb):
     text = 'the thing at the top'
-    on, _ = make_segmenter(**{'guidance.vertical_ramps': True})
-    off, _ = make_segmenter()
+    on, _ = make_segmenter()
+    off, _ = make_segmenter(**{'guidance.vertical_ramps': False})
     parity, _ = make_segmenter(**{'guidance.vertical_ramps': True, 'parity': 'reference'})
     frame = on.prepare(scene_rgb)
     s_on = on.query(frame, text).spatial_scores

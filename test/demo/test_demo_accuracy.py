@@ -2,7 +2,7 @@
 
 Prints the per-kind accuracy table (the chosen mask has IoU >= 0.5 with the referred object),
 spatial-only queries also per spatial word. Runs with the demo's settings
-(``config/demo_scenes.yaml``: the defaults with the vertical position ramps on), as
+(``config/demo_scenes.yaml``: the defaults, the vertical ramps, its own calibration), as
 ``hybridgl demo`` does. Asserted: >= 80% of attribute queries and >= 90% of the spatial-only
 queries worded as the issue lists them (look-alikes told apart by left/right/top/bottom/bigger).
 """

@@ -107,3 +107,65 @@ def test_annotation_masks_decode_to_the_scene_masks(dataset):
         scene = make_scene(3, ann['image_id'] - 1)
         decoded = mask_utils.decode(ann['segmentation']).astype(bool)
         assert np.array_equal(decoded, scene.masks[ann['id'] % 100])
+
+
+@pytest.mark.parametrize('style', ['flat', 'poster'])
+def test_plain_styles_are_deterministic_with_exact_masks(style):
+    a, b = make_scene(5, 1, style), make_scene(5, 1, style)
+    assert np.array_equal(a.image_rgb, b.image_rgb) and a.objects == b.objects
+    height, width = a.image_rgb.shape[:2]
+    assert a.masks.shape[1:] == (height, width)
+    assert a.masks.sum(axis=0).max() == 1 and a.masks.sum(axis=(1, 2)).min() > 500
+
+
+def test_the_held_out_style_differs_from_the_trained_ones():
+    from hybridgl_ros.demo.scenes import HELD_OUT_STYLE, STYLES, TRAINING_STYLES
+    from hybridgl_ros.demo.styles import POSTER_CANVASES
+
+    assert HELD_OUT_STYLE in STYLES and HELD_OUT_STYLE not in TRAINING_STYLES
+    sizes = {make_scene(9, i, 'poster').image_rgb.shape[1::-1] for i in range(8)}
+    assert sizes <= set(POSTER_CANVASES)
+    cubes = [o for i in range(20) for o in make_scene(9, i, 'poster').objects
+             if o.shape == 'cube']
+    assert cubes and all(o.form == 'square' for o in cubes)
+
+
+def test_an_unknown_style_is_refused():
+    with pytest.raises(ValueError, match='style'):
+        make_scene(0, 0, 'cartoon')
+
+
+def test_no_target_expressions_name_nothing_in_the_scene():
+    from hybridgl_ros.demo.gref_expressions import general_expressions
+
+    seen = set()
+    for index in range(30):
+        objects = make_scene(4, index).objects
+        looks = {(o.colour, o.shape) for o in objects}
+        for ref in general_expressions(objects, 4, index):
+            seen.add(ref.kind)
+            if ref.kind == 'absent':
+                assert ref.targets == ()
+                words = ref.sentences[0].split()
+                assert (words[-2], words[-1]) not in looks
+                if words[-2] not in COLOURS:
+                    assert words[-1] not in {o.shape for o in objects}
+            if ref.kind == 'ambiguous':
+                assert len(ref.targets) >= 2
+                assert len({(objects[t].colour, objects[t].shape) for t in ref.targets}) == 1
+    assert {'absent', 'absent_relation', 'ambiguous', 'attribute'} <= seen
+
+
+def test_grefcoco_layout_marks_no_target_and_multi_target_refs(dataset):
+    out, summary = dataset
+    grefs = json.loads((out / 'grefs(unc).json').read_text())
+    assert len(grefs) == summary['grefs']['refs']
+    kinds = {r['kind'] for r in grefs}
+    assert {'absent', 'ambiguous', 'attribute'} <= kinds
+    for ref in grefs:
+        assert isinstance(ref['ann_id'], list) and isinstance(ref['category_id'], list)
+        assert ref['no_target'] == (ref['ann_id'] == [-1])
+        if ref['kind'] == 'ambiguous':
+            assert len(ref['ann_id']) >= 2
+    sent_ids = [s['sent_id'] for r in grefs for s in r['sentences']]
+    assert sent_ids == list(range(len(sent_ids)))

@@ -147,7 +147,7 @@ class StandInModel:
                      gem_tokens=gem, gem_grid=(2, 2) if gem is not None else (0, 0),
                      mask_tensor=masks_on_device(proposals.masks, 'cpu'))
 
-    def query(self, frame, text):
+    def query(self, frame, text, explain=False):
         self.queried += 1
         if self.interrupt_at is not None and self.queried == self.interrupt_at:
             raise KeyboardInterrupt
@@ -164,3 +164,34 @@ class StandInModel:
             pure_index=pure, matching_probs=np.full(n, 1.0 / n, np.float32),
             spatial_scores=np.zeros(n, np.float32), candidate_indices=(index,),
             candidate_scores=(1.0,), parse=ParsedExpression(text, text), timings_ms={})
+
+
+def write_grefcoco(root, images=2):
+    """Writes a tiny gRefCOCO (``grefcoco/grefs(unc).json``) on the images of
+    :func:`write_refcoco` (written too): per image one single-target ref, one multi-target ref
+    (objects 0 and 1) and one no-target ref (``ann_id`` [-1], ``no_target``), all in 'val'.
+
+    Returns:
+        The GT masks by ann id.
+    """
+    masks = write_refcoco(root, images)
+    instances = json.loads((root / 'refcoco' / 'instances.json').read_text())
+    data = root / 'grefcoco'
+    data.mkdir(parents=True, exist_ok=True)
+    (data / 'instances.json').write_text(json.dumps(instances))
+    refs, sent_id = [], 0
+    for i in range(images):
+        image_id = 100 + i
+        for k, (targets, kind) in enumerate((([0], 'attribute'), ([0, 1], 'ambiguous'),
+                                             ([], 'absent'))):
+            ann_ids = [1000 * image_id + t for t in targets] or [-1]
+            sentences = [{'sent_id': sent_id, 'sent': f'{kind} {k} in {i}', 'raw': 'x',
+                          'tokens': [kind]}]
+            sent_id += 1
+            refs.append({'ref_id': 10 * image_id + k, 'ann_id': ann_ids, 'image_id': image_id,
+                         'split': 'val', 'sentences': sentences, 'kind': kind,
+                         'sent_ids': [s['sent_id'] for s in sentences],
+                         'category_id': [1] * len(targets) or [-1],
+                         'no_target': not targets})
+    (data / 'grefs(unc).json').write_text(json.dumps(refs))
+    return masks

@@ -134,3 +134,27 @@ def test_phrasecut_ground_truth_is_the_union_of_all_instance_polygons(tmp_path):
                 | rect_mask(12, 16, 0, 4, 17, 23))
     assert query.text == 'two boxes'
     assert np.array_equal(ground_truth_mask(query, 17, 23), expected)
+
+
+def test_grefcoco_reader_marks_no_target_and_keeps_every_target(tmp_path):
+    from eval_data import write_grefcoco
+
+    masks = write_grefcoco(tmp_path)
+    items = load_dataset('grefcoco', 'val', tmp_path)
+    assert [i.image_id for i in items] == [100, 101]
+    single, multi, empty = items[0].queries
+    assert (single.kind, multi.kind, empty.kind) == ('attribute', 'ambiguous', 'absent')
+    assert not single.no_target and len(single.targets) == 1
+    assert len(multi.targets) == 2 and not multi.no_target
+    assert np.array_equal(ground_truth_mask(multi, *items[0].size_hw),
+                          masks[100000] | masks[100001])
+    assert empty.no_target and empty.targets == ()
+    assert not ground_truth_mask(empty, *items[0].size_hw).any()
+
+
+def test_grefcoco_reader_refuses_an_unknown_split(tmp_path):
+    from eval_data import write_grefcoco
+
+    write_grefcoco(tmp_path, images=1)
+    with pytest.raises(ConfigError, match='splits'):
+        load_dataset('grefcoco', 'testC', tmp_path)

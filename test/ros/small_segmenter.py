@@ -1,23 +1,28 @@
 """A small segmenter for the ROS adapter tests: real prepare/query contract, real Segmentation.
 
-Proposals are the pixels close to a few named colours; a query picks the colour named in the
-text. It runs in microseconds, so the ROS tests measure the node, not the method. Optional
-delays make slow queries for the concurrency and memory tests.
+Proposals are the connected regions of pixels close to a few named colours; a query picks the
+colour named in the text. Two regions of that colour make an ambiguous answer (the second is
+the alternative), a colour word with no region of it a "not found" answer with a confidence.
+It runs in microseconds, so the ROS tests measure the node, not the method. Optional delays
+make slow queries for the concurrency and memory tests.
 """
 from __future__ import annotations
 
 import threading
 import time
 
+import cv2
 import numpy as np
 
 from hybridgl_ros.core.errors import InvalidInputError
 from hybridgl_ros.core.geometry import interior_point, mask_box_xywh, mask_centroid
 from hybridgl_ros.core.pipeline import check_image
-from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals, Segmentation
+from hybridgl_ros.core.types import Alternative, Frame, ParsedExpression, Proposals, Segmentation
 
 COLOURS_RGB = {'red': (220, 30, 30), 'blue': (30, 40, 220), 'green': (30, 200, 60)}
 MIN_AREA_PX = 20
+#: Confidences the small segmenter reports: a single match, each of two, "not found".
+FOUND_CONFIDENCE, TIED_CONFIDENCE, ABSENT_CONFIDENCE = 0.9, 0.45, 0.8
 
 
 def scene_rgb(height: int = 96, width: int = 128) -> np.ndarray:
@@ -67,10 +72,13 @@ class ColourSegmenter:
         _torch_work(self.prepare_torch_s)
         names, masks = [], []
         for name, rgb in COLOURS_RGB.items():
-            mask = np.abs(image_rgb.astype(np.int16) - rgb).max(axis=2) < 30
-            if mask.sum() >= MIN_AREA_PX:
-                names.append(name)
-                masks.append(mask)
+            colour = np.abs(image_rgb.astype(np.int16) - rgb).max(axis=2) < 30
+            count, labels = cv2.connectedComponents(colour.astype(np.uint8))
+            for label in range(1, count):
+                mask = labels == label
+                if mask.sum() >= MIN_AREA_PX:
+                    names.append(name)
+                    masks.append(mask)
         height, width = image_rgb.shape[:2]
         if not masks:
             return Frame((height, width), Proposals.empty(height, width), mask_features=[])
@@ -89,20 +97,32 @@ class ColourSegmenter:
         parse = ParsedExpression(normalized=' '.join(words), head_phrase=' '.join(words[-2:]))
         names = frame.mask_features
         n = len(names)
-        chosen = next((names.index(w) for w in words if w in names), -1)
-        if chosen < 0:
+        colour = next((w for w in words if w in COLOURS_RGB), None)
+        matches = [i for i, name in enumerate(names) if name == colour]
+        if not matches:
+            if n and colour:
+                return Segmentation.not_found(text, parse, frame.image_size, n,
+                                              f"no '{colour}' in view",
+                                              confidence=ABSENT_CONFIDENCE)
             why = 'no masks proposed' if n == 0 else 'no proposal matches'
             return Segmentation.not_found(text, parse, frame.image_size, n,
                                           f'no object: {why}')
+        chosen, tied = matches[0], matches[1:]
         probs = np.full(n, 0.1 / max(n - 1, 1), np.float32)
         probs[chosen] = 0.9 if n > 1 else 1.0
         mask = frame.proposals.masks[chosen]
+        alternatives = tuple(Alternative(
+            index=i, box_xywh=sam_box_xywh(frame.proposals.masks[i]),
+            interior_xy=interior_point(frame.proposals.masks[i]), score=0.9,
+            confidence=TIED_CONFIDENCE) for i in tied)
         return Segmentation(
             found=True, text=text, mask=mask, box_xywh=sam_box_xywh(mask), score=0.9,
             centroid_xy=mask_centroid(mask), interior_xy=interior_point(mask), index=chosen,
             pure_index=chosen, matching_probs=probs, spatial_scores=np.ones(n, np.float32),
-            candidate_indices=(chosen,), candidate_scores=(0.9,), parse=parse,
-            timings_ms={'total': 0.0})
+            candidate_indices=tuple(matches), candidate_scores=(0.9,) * len(matches),
+            parse=parse, timings_ms={'total': 0.0},
+            confidence=TIED_CONFIDENCE if tied else FOUND_CONFIDENCE,
+            ambiguous=bool(tied), alternatives=alternatives)
 
 
 def _torch_work(seconds: float) -> None:

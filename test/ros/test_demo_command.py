@@ -29,11 +29,13 @@ def test_hybridgl_demo_answers_through_the_node_and_writes_pictures(ros_env, tmp
     assert (out / 'track.gif').stat().st_size > 0 and (out / 'track_strip.png').is_file()
 
 
-def test_demo_config_is_the_defaults_with_vertical_ramps_and_no_box_prompts():
+def test_demo_config_is_the_defaults_with_ramps_its_own_calibration_and_no_box_prompts():
     config = demo_config()
     assert package_config_file(DEMO_CONFIG_FILE).is_file()
     assert config.guidance.vertical_ramps
-    defaults = HybridGLConfig()
     assert not config.tracking.box_prompt           # the demo SAM never learnt box prompts
-    assert config.to_flat() | {'guidance.vertical_ramps': False,
-                               'tracking.box_prompt': True} == defaults.to_flat()
+    assert config.decision.calibrated_for == HybridGLConfig().decision.calibrated_for
+    own = {'tracking.box_prompt'} | {f'decision.{name}' for name in (
+        'presence_weights', 'presence_bias', 'confidence_weights', 'confidence_bias')}
+    assert {k: v for k, v in config.to_flat().items() if k not in own} == {
+        k: v for k, v in HybridGLConfig().to_flat().items() if k not in own}

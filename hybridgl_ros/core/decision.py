@@ -1,0 +1,342 @@
+"""The answer a planner can trust: "not there", "which one?" and a calibrated confidence.
+
+After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_query`, spec
+§6-§10), :func:`decide` turns its scores into the answer:
+
+1. **Choice.** The candidate with the highest F (spec §10). In default mode, when the
+   expression relates the target to an anchor phrase ("the cube left of the blue ball"), the
+   relation must hold: the answer is the best-F candidate that matches the target about as
+   well as the best match (``match_margin``) and lies as the relation says of its anchors
+   (probability-weighted over the relation's partners, spec §7.2); if none does, the relation
+   *fails*.
+2. **Presence.** P(target present) = σ(w·x + b) on x = (best s, best anchor s, has anchor,
+   relation fails, standout), s = 100·cos(v_n, t) as in spec §6, the anchor's s with u, and
+   standout = best s − the mean s of the image's other masks: a target that is there stands
+   out from the rest of its image (relative to the image's own level of s; its measured gain
+   is small, README); below ``presence_threshold`` the answer is "not found" ("no 'elephant'
+   in view").
+3. **Near ties.** Other objects (not overlapping the answer) whose s is within
+   ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
+   told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;
+   with any, the answer is ambiguous.
+   Whatever the calibration, an expression whose target phrase has no content word the text
+   encoder knows ("the the of", "?!.,;", for the demo CLIP a word outside its vocabulary) is
+   "not found" (``TextEncoder.knows_a_word``).
+4. **Confidence.** P(right) = σ(w·x + b) on x = (s, s margin to the best other object,
+   guided, F margin, relation fails) of the answer; for "not found", 1 − P(present).
+
+The coefficients depend on the CLIP weights: ``hybridgl calibrate`` fits them on an eval
+run's records; they apply only to the weights whose fingerprint (:func:`clip_fingerprint`)
+is ``decision.calibrated_for``. With other weights nothing is rejected and the confidence is
+NaN. Parity mode (``parity='reference'``) never rejects or changes the choice; its
+ambiguity and confidence are extra information only.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hybridgl_ros.core import guidance as g
+from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
+from hybridgl_ros.core.geometry import interior_point, mask_centroid
+from hybridgl_ros.core.types import Alternative, ParsedExpression, Segmentation
+
+LOG = logging.getLogger(__name__)
+#: ``decision.calibrated_for`` that applies the coefficients to any CLIP weights.
+ANY_WEIGHTS = 'any'
+
+#: Relation words as a message says them ("no 'cube' left of 'the blue ball'").
+RELATION_PHRASES = {'left': 'left of', 'right': 'right of', 'up': 'above', 'down': 'below',
+                    'big': 'bigger than', 'small': 'smaller than', 'within': 'inside'}
+#: Capped s and F margins of a candidate with no other distinct candidate.
+S_MARGIN_CAP = 20.0
+F_MARGIN_CAP = 1.0
+#: Two masks are the same object when their IoU or their overlap over the smaller one is
+#: above this.
+SAME_OBJECT_OVERLAP = 0.5
+DETERMINERS = ('the', 'a', 'an', 'this', 'that')
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What :func:`decide` made of a query's scores.
+
+    Attributes:
+        index: the answer's proposal index (-1 when not found).
+        found: False when the target is judged absent.
+        presence: P(target present), NaN when not calibrated for the loaded CLIP.
+        confidence: P(the answer is right) in [0, 1], NaN when not calibrated.
+        ambiguous: the expression fits the alternatives about as well.
+        alternatives: (proposal index, confidence) of each near tie, best F first.
+        message: why not found, in words ('' when found).
+        rule: what made the answer: 'method' (argmax F), 'relation' (the best candidate the
+            relation holds for), 'absent' (judged absent).
+        signals: the raw signals, for eval records and ``hybridgl calibrate``.
+    """
+
+    index: int
+    found: bool
+    presence: float
+    confidence: float
+    ambiguous: bool
+    alternatives: tuple[tuple[int, float], ...]
+    message: str
+    rule: str
+    signals: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: everything but the alternatives' details."""
+        def number(value: float):
+            return None if math.isnan(value) else value
+
+        return {'index': self.index, 'found': self.found, 'presence': number(self.presence),
+                'confidence': number(self.confidence), 'ambiguous': self.ambiguous,
+                'alternatives': [i for i, _ in self.alternatives], 'rule': self.rule,
+                'message': self.message, **self.signals}
+
+
+def calibration_applies(config: DecisionConfig, fingerprint: str) -> bool:
+    """Whether ``config``'s coefficients were fitted for the CLIP with ``fingerprint``; logs a
+    warning (what that turns off, how to calibrate) when not."""
+    if config.calibrated_for in (fingerprint, ANY_WEIGHTS):
+        return True
+    LOG.warning('decision.calibrated_for is %r but the loaded CLIP is %r: absent targets are '
+                'not rejected and confidences are NaN until it is calibrated (hybridgl '
+                'calibrate, README "Answers a planner can trust")',
+                config.calibrated_for, fingerprint)
+    return False
+
+
+def clip_fingerprint(clip_model) -> str:
+    """A short hash of a CLIP's projection weights: tells calibrations for other weights apart.
+
+    Args:
+        clip_model: an open_clip CLIP (any device).
+
+    Returns:
+        16 hex digits.
+    """
+    digest = hashlib.sha256()
+    for tensor in (clip_model.text_projection, clip_model.visual.proj):
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
+           calibrated: bool) -> Decision:
+    """The answer of a scored query (see the module docstring).
+
+    Args:
+        scores: the query's :class:`~hybridgl_ros.core.scoring.QueryScores`.
+        frame: the prepared frame (masks, boxes, mask features).
+        parse: the parsed expression.
+        text: the query's :class:`~hybridgl_ros.core.scoring.TextFeatures`.
+        config: the method's configuration (``decision`` section, parity mode).
+        calibrated: whether ``config.decision``'s coefficients fit the loaded CLIP.
+    """
+    cfg = config.decision
+    view = _CandidateView(scores, frame, config.decision.match_margin)
+    verifiable = scores.plan.relation != 'none' and scores.other_probs is not None
+    must_hold = verifiable and cfg.relation_must_hold and not config.reference
+    choice, fails = view.choose(must_hold)
+    anchor_s = _anchor_top(frame, text, config.text.logit_scale)
+    presence_x = [view.s_top, anchor_s, float(text.other is not None), float(fails),
+                  view.standout]
+    presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
+    guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
+    alternatives = view.near_ties(choice, cfg, guided, must_hold)
+    confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias,
+                                view.confidence_x(i, guided, fails and i == choice),
+                                calibrated) for i in (choice, *alternatives)}
+    signals = {'presence_x': presence_x,
+               'confidence_x': view.confidence_x(choice, guided, fails),
+               'relation_verifiable': verifiable, 'relation_fails': fails,
+               'method_choice': scores.chosen, 'choice': choice}
+    if not text.names_known_word and cfg.reject_absent and not config.reference:
+        presence = 0.0 if calibrated else float('nan')   # names nothing the model knows
+    unlikely = calibrated and presence < cfg.presence_threshold
+    reject = cfg.reject_absent and not config.reference and (
+        not text.names_known_word or unlikely)
+    if reject:
+        message = (absent_message(parse, scores.plan.relation, fails)
+                   if text.names_known_word or _names_a_word(parse.head_phrase)
+                   else f"'{parse.normalized}' names no object")
+        return Decision(-1, False, presence, 1.0 - presence, False, (), message, 'absent',
+                        signals)
+    rule = 'method' if choice == scores.chosen else 'relation'
+    return Decision(choice, True, presence, confidences[choice], bool(alternatives),
+                    tuple((i, confidences[i]) for i in alternatives), '', rule, signals)
+
+
+def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool) -> str:
+    """"no 'elephant' in view", or "no 'cube' left of 'the blue ball' in view"."""
+    head = _bare(parse.head_phrase)
+    if relation_fails and parse.other_phrases and relation in RELATION_PHRASES:
+        return (f"no '{head}' {RELATION_PHRASES[relation]} "
+                f"'{_bare(parse.other_phrases[0])}' in view")
+    return f"no '{head}' in view"
+
+
+def _names_a_word(phrase: str) -> bool:
+    """Whether ``phrase`` has a word that is not a function word or punctuation."""
+    from hybridgl_ros.core.text_features import FUNCTION_WORDS, PUNCTUATION
+
+    words = (w.strip(PUNCTUATION).lower() for w in phrase.split())
+    return any(w and w not in FUNCTION_WORDS for w in words)
+
+
+def _bare(phrase: str) -> str:
+    words = phrase.split()
+    while len(words) > 1 and words[0] in DETERMINERS:
+        words = words[1:]
+    return ' '.join(words) or phrase
+
+
+def _logistic(weights, bias: float, x, calibrated: bool) -> float:
+    if not calibrated:
+        return float('nan')
+    z = float(np.dot(np.asarray(weights, np.float64), np.asarray(x, np.float64)) + bias)
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def _anchor_top(frame, text, logit_scale: float) -> float:
+    """The best mask's s for the anchor feature u (0 without other phrases)."""
+    if text.other is None:
+        return 0.0
+    v = F.normalize(frame.mask_features.float(), dim=-1)
+    return float((logit_scale * v @ F.normalize(text.other.float(), dim=0)).max())
+
+
+class _CandidateView:
+    """The candidates of one query with what the decision reads of them (CPU floats)."""
+
+    def __init__(self, scores, frame, match_margin: float) -> None:
+        self.scores = scores
+        self.candidates = [int(c) for c in scores.candidates]
+        s = scores.similarities.detach().float().cpu()
+        self.s = {i: float(s[i]) for i in self.candidates}
+        self.s_top = float(s.max())
+        rest = s[torch.arange(len(s)) != int(s.argmax())]
+        self.standout = self.s_top - float(rest.mean()) if len(rest) else 0.0
+        final = scores.final.detach().float().cpu()
+        self.f = {i: float(final[k]) for k, i in enumerate(self.candidates)}
+        self.eligible = {i for i in self.candidates if self.s[i] >= self.s_top - match_margin}
+        self.same = _same_objects(frame.mask_tensor, scores.candidates)
+        self.boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32)
+
+    def by_f(self) -> list[int]:
+        """The candidates, highest F first (ties keep the candidates' order)."""
+        return sorted(self.candidates, key=lambda i: -self.f[i])
+
+    def choose(self, must_hold: bool) -> tuple[int, bool]:
+        """(answer, relation fails): the best-F candidate, or the best one the relation holds
+        for when it must hold."""
+        order = self.by_f()
+        if not must_hold:
+            return order[0], False
+        holding = [i for i in order if i in self.eligible and self.support(i) >= 0.5]
+        return (holding[0], False) if holding else (order[0], True)
+
+    def support(self, i: int) -> float:
+        """Share of the relation's partner weight (other than i) that i lies as said of."""
+        relation = self.scores.relation
+        partners = relation.partners.cpu()
+        weights = relation.partner_weights.detach().float().cpu()
+        keep = partners != i
+        if not bool(keep.any()) or float(weights[keep].sum()) <= 0:
+            return 0.0
+        pair = g.pair_factor(self.scores.plan.relation, self.boxes[[i]],
+                              self.boxes[partners[keep]]).float()[0]     # (P,)
+        return float((pair * weights[keep]).sum() / weights[keep].sum())
+
+    def distinct(self, i: int) -> list[int]:
+        """The other candidates that are not the same object as i."""
+        return [j for j in self.candidates if j != i and not self.same[(i, j)]]
+
+    def near_ties(self, choice: int, cfg, guided: bool, must_hold: bool) -> list[int]:
+        """Distinct candidates as good as the answer by s (and by F when guided)."""
+        ties = []
+        for j in self.distinct(choice):
+            if self.s[choice] - self.s[j] > cfg.ambiguity_margin:
+                continue
+            if guided and self.f[choice] - self.f[j] > cfg.guided_ambiguity_margin:
+                continue
+            if must_hold and (j not in self.eligible or self.support(j) < 0.5):
+                continue
+            ties.append(j)
+        return sorted(ties, key=lambda j: -self.f[j])
+
+    def confidence_x(self, i: int, guided: bool, fails: bool) -> list[float]:
+        """(s, s margin, guided, F margin, relation fails) of candidate i."""
+        others = self.distinct(i)
+        s_margin = self.s[i] - max((self.s[j] for j in others), default=-math.inf)
+        f_margin = self.f[i] - max((self.f[j] for j in others), default=-math.inf)
+        return [self.s[i], min(s_margin, S_MARGIN_CAP), float(guided),
+                min(f_margin, F_MARGIN_CAP), float(fails)]
+
+
+def _same_objects(masks: torch.Tensor, candidates: torch.Tensor) -> dict[tuple[int, int], bool]:
+    """Whether each pair of candidate masks is one object (IoU or overlap of the smaller one
+    above SAME_OBJECT_OVERLAP)."""
+    flat = masks[candidates].reshape(len(candidates), -1).float()      # (K, HW)
+    inter = (flat @ flat.T).cpu()                                      # (K, K)
+    area = flat.sum(dim=1).cpu()
+    union = area[:, None] + area[None, :] - inter
+    smaller = torch.minimum(area[:, None], area[None, :])
+    same = (inter / union.clamp(min=1) > SAME_OBJECT_OVERLAP) | (
+        inter / smaller.clamp(min=1) > SAME_OBJECT_OVERLAP)
+    ids = [int(c) for c in candidates]
+    return {(a, b): bool(same[x, y]) for x, a in enumerate(ids) for y, b in enumerate(ids)}
+
+
+def answer(frame, text: str, parse: ParsedExpression, scores, decision: Decision,
+           timings: dict[str, float], message: str, explanation) -> Segmentation:
+    """The library's result of a decided query (per-proposal scores kept when not found)."""
+    candidates = tuple(int(c) for c in scores.candidates)
+    final = tuple(float(f) for f in scores.final)
+    common = dict(
+        text=text, pure_index=scores.pure_index,
+        matching_probs=scores.matching_probs.detach().float().cpu().numpy(),
+        spatial_scores=scores.spatial.detach().float().cpu().numpy(),
+        candidate_indices=candidates, candidate_scores=final, parse=parse, timings_ms=timings,
+        explanation=explanation, confidence=decision.confidence)
+    if not decision.found:
+        height, width = frame.image_size
+        return Segmentation(
+            found=False, mask=np.zeros((height, width), bool), box_xywh=(0, 0, 0, 0),
+            score=0.0, centroid_xy=(float('nan'), float('nan')), interior_xy=(-1, -1),
+            index=-1, message=_join(message, decision.message), **common)
+    index = decision.index
+    mask = frame.mask(index)  # at the image's size, restored if it ran downscaled
+    alternatives = tuple(
+        Alternative(index=i, box_xywh=_box(frame, i, frame.mask(i)),
+                    interior_xy=interior_point(frame.mask(i)),
+                    score=final[candidates.index(i)], confidence=conf)
+        for i, conf in decision.alternatives)
+    return Segmentation(
+        found=True, mask=mask, box_xywh=_box(frame, index, mask),
+        score=final[candidates.index(index)], centroid_xy=mask_centroid(mask),
+        interior_xy=interior_point(mask), index=index, message=message,
+        ambiguous=decision.ambiguous, alternatives=alternatives, **common)
+
+
+def _box(frame, index: int, mask: np.ndarray) -> tuple[int, int, int, int]:
+    """SAM's box of proposal ``index`` at the image's size (from ``mask``, the proposal at
+    that size, when the frame ran downscaled)."""
+    from hybridgl_ros.core.resolution import sam_box_xywh
+
+    if frame.working_size != tuple(frame.image_size):
+        return sam_box_xywh(mask)
+    return tuple(int(v) for v in frame.proposals.boxes_xywh[index])
+
+
+def _join(*parts: str) -> str:
+    return '; '.join(p for p in parts if p)

@@ -1,0 +1,133 @@
+"""Expressions with no target or several targets (gRefCOCO's "generalised" kinds) for a scene.
+
+A robot must hear "not there" and "which one?" as answers; these expressions measure both:
+
+* ``absent`` — a colour and shape combination that is not on the table, preferably a near miss
+  (the colour is on another shape and the shape in another colour: "the green star" beside a
+  green ball and a red star), and a shape that is not there at all ("the ring").
+* ``absent_relation`` — the object is there but the relation holds for nothing ("the cube to
+  the left of the blue ball" when every cube is to its right), or the anchor is not there.
+* ``ambiguous`` — a look (colour and shape) that two or more objects share, named without what
+  tells them apart ("the red ball" beside two red balls): every look-alike is a target.
+
+Marked as gRefCOCO marks them (see :mod:`hybridgl_ros.demo.refcoco_layout`): a no-target
+expression has no target object, a multi-target one several.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hybridgl_ros.demo.expressions import (
+    RELATION_MARGIN_PX, Referring, RELATION_TEMPLATES, unique_anchors, scene_expressions)
+from hybridgl_ros.demo.scenes import COLOURS, SHAPES, SceneObject
+
+
+@dataclass(frozen=True)
+class GeneralRef:
+    """One expression group with any number of targets (a gRefCOCO ref).
+
+    Attributes:
+        targets: indices of the referred objects; empty = no target in the scene.
+        kind: one of ``expressions.KINDS``, ``NO_TARGET_KINDS`` or ``MULTI_TARGET_KINDS``.
+        sentences: one or more phrasings.
+    """
+
+    targets: tuple[int, ...]
+    kind: str
+    sentences: tuple[str, ...]
+
+    @classmethod
+    def of(cls, ref: Referring) -> 'GeneralRef':
+        """A single-target reference as a general one."""
+        return cls((ref.target,), ref.kind, ref.sentences)
+
+
+def general_expressions(objects: tuple[SceneObject, ...], seed: int, index: int,
+                        per_ref: int = 2) -> list[GeneralRef]:
+    """Every expression of scene ``index`` of series ``seed``: the single-target ones of
+    :func:`~hybridgl_ros.demo.expressions.scene_expressions` (unchanged), then the
+    no-target and multi-target ones (seeded on their own, so adding them changed nothing)."""
+    refs = [GeneralRef.of(r) for r in scene_expressions(objects, seed, index, per_ref)]
+    rng = np.random.default_rng([seed, index, 2])
+    refs += absent_expressions(objects, rng, per_ref)
+    refs += ambiguous_expressions(objects, rng, per_ref)
+    return refs
+
+
+def absent_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generator,
+                       per_ref: int = 2) -> list[GeneralRef]:
+    """No-target expressions: an absent look, an absent shape, a relation that holds for
+    nothing (each when the scene allows it)."""
+    refs = []
+    look = _absent_look(objects, rng)
+    if look:
+        refs.append(_ref((), 'absent', [f'the {look}', look], rng, per_ref))
+    absent_shapes = sorted(set(SHAPES) - {o.shape for o in objects})
+    if absent_shapes:
+        shape = absent_shapes[rng.integers(len(absent_shapes))]
+        refs.append(_ref((), 'absent', [f'the {shape}', f'a {shape}'], rng, per_ref))
+    relation = _false_relation(objects, rng)
+    if relation:
+        refs.append(_ref((), 'absent_relation', relation, rng, per_ref))
+    return refs
+
+
+def ambiguous_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generator,
+                          per_ref: int = 2) -> list[GeneralRef]:
+    """Multi-target expressions: each look shared by two or more objects, said plainly."""
+    refs = []
+    looks = [(o.colour, o.shape) for o in objects]
+    for look in dict.fromkeys(looks):
+        targets = tuple(i for i, other in enumerate(looks) if other == look)
+        if len(targets) >= 2:
+            name = f'{look[0]} {look[1]}'
+            refs.append(_ref(targets, 'ambiguous', [f'the {name}', name], rng, per_ref))
+    return refs
+
+
+def _ref(targets: tuple[int, ...], kind: str, variants: list[str], rng: np.random.Generator,
+         per_ref: int) -> GeneralRef:
+    picks = sorted(rng.permutation(len(variants))[:per_ref])
+    return GeneralRef(targets, kind, tuple(variants[i] for i in picks))
+
+
+def _absent_look(objects: tuple[SceneObject, ...], rng: np.random.Generator) -> str:
+    """'colour shape' of a look not in the scene: a near miss if there is one."""
+    looks = {(o.colour, o.shape) for o in objects}
+    colours, shapes = {o.colour for o in objects}, {o.shape for o in objects}
+    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in looks]
+    near = [(c, s) for c, s in absent if c in colours and s in shapes]
+    pool = near if near and rng.random() < 0.75 else absent
+    if not pool:
+        return ''
+    colour, shape = pool[rng.integers(len(pool))]
+    return f'{colour} {shape}'
+
+
+def _false_relation(objects: tuple[SceneObject, ...], rng: np.random.Generator) -> list[str]:
+    """Phrasings of "the X <place> the Y" true of no X: every X is clearly on the other side
+    of the anchor Y; or, one time in four, Y is a look that is not on the table."""
+    for t in rng.permutation(len(objects)):
+        target = objects[t]
+        same_shape = [o for o in objects if o.shape == target.shape]
+        if rng.random() < 0.25:
+            look = _absent_look(objects, rng)
+            if look and look.split()[1] != target.shape:
+                place = ('left', 'right', 'top', 'bottom')[rng.integers(4)]
+                return [s.format(s=target.shape, a=look) for s in RELATION_TEMPLATES[place]]
+        for anchor in unique_anchors(objects, int(t)):
+            for place in rng.permutation(['left', 'right', 'top', 'bottom']):
+                if all(_offset(anchor, o, place) < -RELATION_MARGIN_PX for o in same_shape):
+                    a_name = f'{anchor.colour} {anchor.shape}'
+                    return [s.format(s=target.shape, a=a_name)
+                            for s in RELATION_TEMPLATES[place]]
+    return []
+
+
+def _offset(anchor: SceneObject, obj: SceneObject, place: str) -> float:
+    """How far ``obj`` lies in ``place`` of ``anchor`` (pixels; negative = the other side)."""
+    dx = anchor.center_xy[0] - obj.center_xy[0]
+    dy = anchor.center_xy[1] - obj.center_xy[1]
+    return {'left': dx, 'right': -dx, 'top': dy, 'bottom': -dy}[place]

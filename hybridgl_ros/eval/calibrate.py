@@ -1,0 +1,164 @@
+"""``hybridgl calibrate``: fit the decision's coefficients (core/decision.py) to an eval run.
+
+The decision's P(target present) and P(right) are logistic functions of signals the method
+computes (the records' ``signals``); how those signals read depends on the CLIP weights, so
+each set of weights needs its own fit. The fit:
+
+1. P(present) by logistic regression of "the expression has a target" on ``presence_x``;
+2. the presence threshold: 0.5, lowered if needed so that at most ``max_rejected`` of the
+   expressions with a target are rejected on this data;
+3. P(right) by logistic regression of "the chosen mask is a target" on ``confidence_x`` over
+   the answers that threshold keeps (a rejected answer's confidence is 1 − P(present)).
+
+Fit on a run whose expressions resemble the robot's (gRefCOCO val with real weights; the
+generated scenes for the demo models); the result is a ``decision:`` YAML section to pass with
+``--config`` or to merge into the node's parameters.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from hybridgl_ros.core.errors import ConfigError
+from hybridgl_ros.eval.grounding import IOU_HIT, calibration_bins
+
+_LOG = logging.getLogger(__name__)
+#: L2 penalty on the standardised coefficients (keeps a separating signal finite).
+L2_PENALTY = 1e-3
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2_PENALTY,
+                 iterations: int = 100) -> tuple[np.ndarray, float]:
+    """Logistic regression by Newton's method on standardised features.
+
+    Args:
+        x: (N, D) features.
+        y: (N,) 0/1 labels.
+        l2: penalty on the standardised coefficients.
+
+    Returns:
+        (D,) weights and the bias, for the raw (unstandardised) features.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std = np.where(std > 1e-9, std, 1.0)
+    z = np.hstack([(x - mean) / std, np.ones((len(x), 1))])         # (N, D + 1)
+    theta = np.zeros(z.shape[1])
+    penalty = np.full(z.shape[1], l2 * len(x))
+    penalty[-1] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(z @ theta, -40, 40)))
+        gradient = z.T @ (p - y) + penalty * theta
+        hessian = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    weights = theta[:-1] / std
+    return weights, float(theta[-1] - (weights * mean).sum())
+
+
+def _sigmoid(x: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64) @ weights + bias, -40, 40)))
+
+
+def usable_records(records: Iterable[Mapping]) -> list[Mapping]:
+    """The answered queries that carry the decision's signals."""
+    return [r for r in records if r.get('status') == 'ok'
+            and 'presence_x' in r.get('signals', {}) and 'confidence_x' in r['signals']]
+
+
+def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05) -> dict:
+    """Fits the ``decision`` coefficients; returns them with the fit's figures.
+
+    Raises:
+        ConfigError: no usable records, or no expression without (or with) a target.
+    """
+    records = usable_records(records)
+    present = np.array([not r.get('no_target') for r in records])
+    if not records or present.all() or not present.any():
+        raise ConfigError('calibration needs eval records (with signals) of expressions with '
+                          'and without a target: run hybridgl eval on a gRefCOCO-layout set')
+    if len({len(r['signals']['presence_x']) for r in records}) > 1:
+        raise ConfigError('the runs record presence signals of different lengths (different '
+                          'versions of hybridgl_ros): calibrate on runs of one version')
+    x_p = np.array([r['signals']['presence_x'] for r in records])
+    w_p, b_p = fit_logistic(x_p, present)
+    p_present = _sigmoid(x_p, w_p, b_p)
+    threshold = presence_threshold(p_present[present], max_rejected)
+    kept = p_present >= threshold
+    right = present & np.array([r.get('choice_iou', 0.0) >= IOU_HIT for r in records])
+    x_c = np.array([r['signals']['confidence_x'] for r in records])
+    w_c, b_c = fit_logistic(x_c[kept], right[kept])
+    confidence = np.where(kept, _sigmoid(x_c, w_c, b_c), 1.0 - p_present)
+    answer_right = np.where(kept, right, ~present)
+    ece, _ = calibration_bins(confidence, answer_right)
+    fields = {'presence_threshold': round(float(threshold), 4),
+              'presence_weights': [round(float(v), 6) for v in w_p],
+              'presence_bias': round(b_p, 6),
+              'confidence_weights': [round(float(v), 6) for v in w_c],
+              'confidence_bias': round(b_c, 6)}
+    return {'decision': fields, 'queries': len(records),
+            'N_acc': float((~kept[~present]).mean()), 'T_acc': float(kept[present].mean()),
+            'right': float(answer_right.mean()), 'ECE': ece}
+
+
+def presence_threshold(p_present_targets: np.ndarray, max_rejected: float) -> float:
+    """0.5, or lower if more than ``max_rejected`` of the present targets fall below it."""
+    if len(p_present_targets) == 0:
+        return 0.5
+    allowed = np.quantile(p_present_targets, max_rejected, method='lower')
+    return float(min(0.5, allowed))
+
+
+def snippet(fit: Mapping, fingerprint: str, sources: Sequence[str]) -> str:
+    """The ``decision:`` YAML section of a fit (comments say what it was fitted on)."""
+    import yaml
+
+    fields = dict(fit['decision'], calibrated_for=fingerprint)
+    head = [f'# hybridgl calibrate: {fit["queries"]} queries of {", ".join(sources)}',
+            f'# on this data: N-acc {100 * fit["N_acc"]:.1f} %, T-acc {100 * fit["T_acc"]:.1f} %,'
+            f' right {100 * fit["right"]:.1f} %, ECE {100 * fit["ECE"]:.1f} %',
+            '# use: hybridgl ... --config this.yaml (or merge into the node\'s parameters)']
+    return '\n'.join(head) + '\n' + yaml.safe_dump({'decision': fields}, sort_keys=False,
+                                                     default_flow_style=None)
+
+
+def run_calibrate(args) -> int:
+    """Handler of ``hybridgl calibrate``: fits, writes (or prints) the YAML section."""
+    from hybridgl_ros.eval.merge import collect_files
+    from hybridgl_ros.eval.records import read_results
+
+    records, fingerprints = [], set()
+    files = collect_files(args.inputs)
+    for path in files:
+        header, rows, _ = read_results(path)
+        fingerprints.add(header.get('clip_fingerprint', ''))
+        records += rows
+    if len(fingerprints) != 1 or not next(iter(fingerprints)):
+        raise ConfigError(f'the runs must come from one CLIP whose fingerprint they record; '
+                          f'found {sorted(fingerprints)}')
+    fit = calibrate(records, args.max_rejected)
+    text = snippet(fit, fingerprints.pop(), [str(p) for p in files])
+    if args.out:
+        Path(args.out).write_text(text)
+        _LOG.info('wrote %s', args.out)
+    print(text, end='')
+    return 0 if math.isfinite(fit['ECE']) else 1
+
+
+def register(subparsers) -> None:
+    """Adds ``calibrate`` to the ``hybridgl`` command."""
+    parser = subparsers.add_parser(
+        'calibrate', help='fit the not-found / confidence coefficients to eval runs',
+        description='Fit decision.* (P(present), threshold, P(right)) to the records of '
+                    'hybridgl eval runs of one CLIP; prints a YAML section for --config.')
+    parser.add_argument('inputs', nargs='+', help='results*.jsonl files or folders')
+    parser.add_argument('--out', help='also write the YAML section here')
+    parser.add_argument('--max-rejected', type=float, default=0.05,
+                        help='largest share of present targets the threshold may reject')
+    parser.set_defaults(func=run_calibrate)

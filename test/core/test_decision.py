@@ -1,0 +1,218 @@
+"""The decision step (core/decision.py) on hand-built scores: not found, near ties, the relation
+that must hold, confidence, parity and uncalibrated weights."""
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from hybridgl_ros.core import guidance as g
+from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
+from hybridgl_ros.core.decision import absent_message, clip_fingerprint, decide
+from hybridgl_ros.core.scoring import QueryScores, TextFeatures
+from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals
+
+H, W = 40, 120
+#: Three disjoint 20x20 squares at x = 10, 50, 90 and a mask that is the first one's left half.
+BOXES = [[10, 10, 20, 20], [50, 10, 20, 20], [90, 10, 20, 20], [10, 10, 10, 20]]
+#: P(present) = σ(s_top − 40): present above s = 40; P(right) = σ(0.5·s margin).
+CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0), presence_bias=-40.0,
+                             confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0),
+                             confidence_bias=0.0, ambiguity_margin=3.0,
+                             guided_ambiguity_margin=0.05, calibrated_for='x')
+
+
+def _frame(boxes=BOXES):
+    masks = np.zeros((len(boxes), H, W), bool)
+    for k, (x, y, w, h) in enumerate(boxes):
+        masks[k, y:y + h, x:x + w] = True
+    return Frame((H, W), Proposals(masks, np.asarray(boxes, np.int64),
+                                   np.ones(len(boxes), np.float32)),
+                 mask_features=torch.eye(len(boxes), 8),
+                 mask_tensor=torch.from_numpy(masks).float())
+
+
+def _scores(s, final, relation='none', direction='none', q=None, partners=None, weights=None):
+    """QueryScores with the given s (N,) and F (per candidate, candidates = top-3 by s)."""
+    s = torch.tensor(s, dtype=torch.float32)
+    p = torch.softmax(s, 0)
+    candidates = g.select_candidates(p, 3)
+    final = torch.tensor(final, dtype=torch.float32)
+    if partners is None:
+        partners, weights = candidates, p[candidates]
+    totals = g.RelationTotals(torch.as_tensor(partners), torch.as_tensor(weights).float(),
+                              torch.zeros(len(candidates)))
+    plan = g.GuidancePlan(relation, direction, False, True, 1.8)
+    return QueryScores(plan, s, p, q, candidates, totals, torch.softmax(totals.totals, 0), None,
+                       None, torch.ones(H, W), torch.ones(H, W), torch.zeros(len(s)), final)
+
+
+def _text(other=False):
+    feature = torch.ones(8)
+    return TextFeatures(feature, feature, feature, feature, feature if other else None)
+
+
+def _config(**decision):
+    return HybridGLConfig(decision=replace(CALIBRATION, **decision))
+
+
+PARSE = ParsedExpression('the elephant', 'the elephant')
+
+
+def test_an_absent_target_is_not_found_and_the_message_names_it():
+    d = decide(_scores([30.0, 20.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=True)
+    assert not d.found and d.index == -1 and d.rule == 'absent'
+    assert d.message == "no 'elephant' in view"
+    assert d.presence < 0.01 and math.isclose(d.confidence, 1 - d.presence)
+
+
+def test_a_present_target_is_found_with_a_confidence_in_0_1():
+    d = decide(_scores([60.0, 40.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=True)
+    assert d.found and d.index == 0 and d.rule == 'method' and not d.ambiguous
+    assert d.presence > 0.99
+    # s margin to the best other object: 60 - 40 = 20 -> σ(10)
+    assert d.confidence == pytest.approx(1 / (1 + math.exp(-10)))
+
+
+def test_uncalibrated_weights_never_reject_and_give_no_confidence():
+    d = decide(_scores([30.0, 20.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=False)
+    assert d.found and d.index == 0
+    assert math.isnan(d.confidence) and math.isnan(d.presence)
+
+
+def test_reference_parity_never_rejects():
+    config = replace(_config(), parity='reference')
+    d = decide(_scores([30.0, 20.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
+               config, calibrated=True)
+    assert d.found and d.index == 0
+
+
+def test_a_near_tied_look_alike_makes_the_answer_ambiguous():
+    d = decide(_scores([60.0, 58.5, 30.0, 5.0], [0.5, 0.45, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=True)
+    assert d.found and d.index == 0 and d.ambiguous
+    assert [i for i, _ in d.alternatives] == [1]
+    assert 0.0 < d.alternatives[0][1] < 1.0
+
+
+def test_a_clear_margin_is_not_ambiguous():
+    d = decide(_scores([60.0, 55.0, 30.0, 5.0], [0.5, 0.45, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=True)
+    assert not d.ambiguous and d.alternatives == ()
+
+
+def test_a_mask_of_the_same_object_is_no_alternative():
+    # proposal 3 is the left half of proposal 0: tied in s, but the same object
+    d = decide(_scores([60.0, 10.0, 5.0, 59.5], [0.5, 0.45, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=True)
+    assert d.found and not d.ambiguous
+
+
+def test_a_position_word_that_separates_the_look_alikes_is_not_ambiguous():
+    scores = _scores([60.0, 59.5, 30.0, 5.0], [0.9, 0.4, 0.1], direction='left')
+    d = decide(scores, _frame(), PARSE, _text(), _config(), calibrated=True)
+    assert d.found and d.index == 0 and not d.ambiguous
+
+
+def test_a_position_word_that_does_not_separate_them_is_ambiguous():
+    scores = _scores([60.0, 59.5, 30.0, 5.0], [0.50, 0.48, 0.1], direction='left')
+    d = decide(scores, _frame(), PARSE, _text(), _config(), calibrated=True)
+    assert d.ambiguous and [i for i, _ in d.alternatives] == [1]
+
+
+def _relation_query(final):
+    """'the square left of the ring': candidates 0 (x 10) and 1 (x 50) match the target, the
+    anchor (q = 1) is proposal 2 at x 90."""
+    q = torch.tensor([0.0, 0.0, 1.0, 0.0])
+    return _scores([60.0, 59.0, 20.0, 5.0], final, relation='left', q=q,
+                   partners=torch.tensor([2]), weights=torch.tensor([1.0]))
+
+
+def test_the_relation_must_hold_for_the_answer():
+    parse = ParsedExpression('the square left of the ring', 'the square', ('the ring',),
+                             relation='left')
+    # anchor at x = 90; candidate 0 (x = 10) and 1 (x = 50) are both left of it: F decides
+    d = decide(_relation_query([0.2, 0.6, 0.1]), _frame(), parse, _text(other=True),
+               _config(), calibrated=True)
+    assert d.found and d.index == 1 and d.rule == 'method'
+
+
+def test_a_relation_that_holds_for_no_candidate_is_not_found_and_says_so():
+    parse = ParsedExpression('the square right of the ring', 'the square', ('the ring',),
+                             relation='right')
+    scores = _relation_query([0.2, 0.6, 0.1])
+    scores = replace(scores, plan=replace(scores.plan, relation='right'))
+    # nothing but the anchor itself lies right of x = 90: the relation fails
+    d = decide(scores, _frame(), parse, _text(other=True), _config(), calibrated=True)
+    assert not d.found and d.rule == 'absent'
+    assert d.message == "no 'square' right of 'ring' in view"
+
+
+def test_relation_choice_moves_to_the_candidate_the_relation_holds_for():
+    parse = ParsedExpression('the square left of the ring', 'the square', ('the ring',),
+                             relation='left')
+    q = torch.tensor([0.0, 1.0, 0.0, 0.0])                         # anchor: proposal 1 (x 50)
+    # candidates by s: 0 (x 10), 2 (x 90), 1 (the anchor); F prefers 2, right of the anchor
+    scores = _scores([60.0, 20.0, 59.0, 5.0], [0.2, 0.6, 0.1], relation='left', q=q,
+                     partners=torch.tensor([1]), weights=torch.tensor([1.0]))
+    d = decide(scores, _frame(), parse, _text(other=True), _config(), calibrated=True)
+    assert d.found and d.index == 0 and d.rule == 'relation'
+    assert d.signals['method_choice'] == 2
+
+
+def test_without_relation_must_hold_the_method_choice_stands():
+    parse = ParsedExpression('the square left of the ring', 'the square', ('the ring',),
+                             relation='left')
+    q = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    scores = _scores([60.0, 20.0, 59.0, 5.0], [0.2, 0.6, 0.1], relation='left', q=q,
+                     partners=torch.tensor([1]), weights=torch.tensor([1.0]))
+    d = decide(scores, _frame(), parse, _text(other=True), _config(relation_must_hold=False),
+               calibrated=True)
+    assert d.index == 2 and d.rule == 'method'
+
+
+def test_absent_message_drops_the_determiner_and_names_the_relation():
+    parse = ParsedExpression('the cube left of the blue ball', 'the cube', ('the blue ball',),
+                             relation='left')
+    assert absent_message(parse, 'left', True) == "no 'cube' left of 'blue ball' in view"
+    assert absent_message(parse, 'left', False) == "no 'cube' in view"
+
+
+def test_the_fingerprint_tells_weights_apart(tiny_clip):
+    first = clip_fingerprint(tiny_clip)
+    assert len(first) == 16 and first == clip_fingerprint(tiny_clip)
+    with torch.no_grad():
+        tiny_clip.text_projection.add_(1.0)
+    try:
+        assert clip_fingerprint(tiny_clip) != first
+    finally:
+        with torch.no_grad():
+            tiny_clip.text_projection.sub_(1.0)
+
+
+def test_presence_reads_how_far_the_best_match_stands_out_from_the_other_masks():
+    d = decide(_scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=True)
+    assert d.signals['presence_x'][4] == pytest.approx(60.0 - (40.0 + 10.0 + 6.0) / 3)
+
+
+def test_a_target_phrase_naming_nothing_the_model_knows_is_not_found_even_uncalibrated():
+    text = replace(_text(), names_known_word=False)
+    for calibrated in (True, False):
+        d = decide(_scores([60.0, 40.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(), PARSE, text,
+                   _config(), calibrated=calibrated)
+        assert not d.found and d.message == "no 'elephant' in view"
+    parity = decide(_scores([60.0, 40.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(), PARSE, text,
+                    replace(_config(), parity='reference'), calibrated=True)
+    assert parity.found
+
+
+def test_an_expression_of_function_words_says_it_names_no_object():
+    text = replace(_text(), names_known_word=False)
+    d = decide(_scores([60.0, 40.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(),
+               ParsedExpression('the the of', 'the the of'), text, _config(), calibrated=True)
+    assert not d.found and d.message == "'the the of' names no object"

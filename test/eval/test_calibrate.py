@@ -1,0 +1,96 @@
+"""``hybridgl calibrate``: logistic fits, the presence threshold and the YAML it writes."""
+import argparse
+
+import numpy as np
+import pytest
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.errors import ConfigError
+from hybridgl_ros.eval.calibrate import (
+    calibrate, fit_logistic, presence_threshold, register, snippet)
+from hybridgl_ros.eval.records import ResultsWriter
+
+
+def test_logistic_fit_recovers_the_generating_coefficients():
+    rng = np.random.default_rng(0)
+    x = rng.normal(50.0, 10.0, (4000, 2))
+    logit = 0.3 * (x[:, 0] - 50.0) - 0.1 * (x[:, 1] - 50.0)
+    y = rng.random(4000) < 1 / (1 + np.exp(-logit))
+    weights, bias = fit_logistic(x, y)
+    assert weights == pytest.approx([0.3, -0.1], abs=0.03)
+    assert bias == pytest.approx(-0.3 * 50 + 0.1 * 50, abs=1.0)
+
+
+def test_a_separating_signal_keeps_finite_coefficients():
+    x = np.array([[0.0], [0.0], [1.0], [1.0]])
+    weights, bias = fit_logistic(x, np.array([0, 0, 1, 1]))
+    assert np.isfinite(weights).all() and np.isfinite(bias) and weights[0] > 0
+
+
+def test_the_threshold_stays_at_one_half_unless_too_many_targets_fall_below():
+    assert presence_threshold(np.linspace(0.6, 1.0, 100), 0.05) == 0.5
+    lowered = presence_threshold(np.linspace(0.0, 1.0, 101), 0.05)
+    assert lowered == pytest.approx(0.05)
+
+
+def _records(count=600, seed=1):
+    """Targets present 3 times in 4; s of the best mask ~ 60 when present, ~ 30 when not;
+    the chosen mask is right when its s margin is large."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        present = rng.random() < 0.75
+        s_top = rng.normal(60 if present else 30, 6)
+        margin = rng.normal(5, 5)
+        right = present and rng.random() < 1 / (1 + np.exp(-(margin - 2)))
+        out.append({'status': 'ok', 'no_target': not present, 'choice_iou': 0.9 if right else 0.1,
+                    'signals': {'presence_x': [s_top, 0.0, 0.0, 0.0, 10.0],
+                                'confidence_x': [s_top, margin, 0.0, 0.1, 0.0]}})
+    return out
+
+
+def test_calibration_separates_absent_targets_and_calibrates_the_confidence():
+    fit = calibrate(_records(), max_rejected=0.05)
+    assert fit['N_acc'] > 0.9 and fit['T_acc'] >= 0.95 - 1e-9
+    assert fit['ECE'] < 0.06
+    decision = fit['decision']
+    assert len(decision['presence_weights']) == 5 and len(decision['confidence_weights']) == 5
+    assert decision['presence_weights'][0] > 0 and decision['confidence_weights'][1] > 0
+
+
+def test_calibration_needs_both_kinds_of_expression():
+    records = [r for r in _records() if not r['no_target']]
+    with pytest.raises(ConfigError, match='with and without a target'):
+        calibrate(records)
+
+
+def test_the_snippet_is_a_config_file_for_the_fitted_weights(tmp_path):
+    fit = calibrate(_records())
+    path = tmp_path / 'calibration.yaml'
+    path.write_text(snippet(fit, '0123456789abcdef', ['run/results.jsonl']))
+    config = HybridGLConfig.from_yaml(path)
+    assert config.decision.calibrated_for == '0123456789abcdef'
+    assert config.decision.presence_weights == pytest.approx(fit['decision']['presence_weights'])
+    assert config.decision.presence_threshold == fit['decision']['presence_threshold']
+
+
+def test_the_command_reads_eval_runs_and_writes_the_section(tmp_path, capsys):
+    with ResultsWriter.create(tmp_path / 'run' / 'results.jsonl',
+                              {'clip_fingerprint': 'feedfacefeedface'}) as writer:
+        for record in _records(300):
+            writer.write({'kind': 'query', **record})
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(['calibrate', str(tmp_path / 'run'), '--out',
+                              str(tmp_path / 'c.yaml')])
+    assert args.func(args) == 0
+    assert 'calibrated_for: feedfacefeedface' in capsys.readouterr().out
+    assert HybridGLConfig.from_yaml(tmp_path / 'c.yaml').decision.calibrated_for == (
+        'feedfacefeedface')
+
+
+def test_runs_of_different_signal_lengths_are_refused():
+    records = _records()
+    records[0] = dict(records[0], signals=dict(records[0]['signals'], presence_x=[50.0, 0, 0, 0]))
+    with pytest.raises(ConfigError, match='different lengths'):
+        calibrate(records)

@@ -1,0 +1,105 @@
+"""gRefCOCO's metrics, ambiguity rates and calibration error on hand-made records, and a run of
+the evaluator on a tiny gRefCOCO."""
+import json
+
+import numpy as np
+import pytest
+from eval_data import StandInModel, write_grefcoco
+
+from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.eval.grounding import calibration_bins, grounding_metrics, is_right
+from hybridgl_ros.eval.runner import EvalSettings, evaluate
+
+
+def _record(found, no_target=False, best_iou=0.0, inter=0, union=10, targets=1,
+            ambiguous=False, confidence=None, kind='attribute', text='the red ball'):
+    return {'status': 'ok', 'found': found, 'no_target': no_target, 'best_iou': best_iou,
+            'inter': inter, 'union': union, 'targets': 0 if no_target else targets,
+            'ambiguous': ambiguous, 'confidence': confidence, 'query_kind': kind,
+            'text': text}
+
+
+RECORDS = [
+    _record(True, best_iou=0.9, inter=9, union=10),                       # right
+    _record(True, best_iou=0.2, inter=2, union=10),                       # wrong object
+    _record(False, best_iou=0.0, inter=0, union=10),                      # present, rejected
+    _record(False, no_target=True, inter=0, union=0, kind='absent'),      # right "not found"
+    _record(True, no_target=True, inter=0, union=5, kind='absent'),       # wrong: found
+    _record(True, best_iou=0.8, inter=8, union=20, targets=2, ambiguous=True,
+            kind='ambiguous'),
+]
+
+
+def test_right_answers_are_hits_and_true_not_founds():
+    assert [is_right(r) for r in RECORDS] == [True, False, False, True, False, True]
+
+
+def test_n_acc_t_acc_and_the_rejection_rate():
+    metrics = grounding_metrics(RECORDS)
+    assert metrics['N_acc'] == pytest.approx(1 / 2)
+    assert metrics['T_acc'] == pytest.approx(3 / 4)
+    assert metrics['present_rejected'] == pytest.approx(1 / 4)
+
+
+def test_giou_counts_a_right_not_found_as_one_and_ciou_as_nothing():
+    metrics = grounding_metrics(RECORDS)
+    ious = [0.9, 0.2, 0.0, 1.0, 0.0, 0.4]
+    assert metrics['gIoU'] == pytest.approx(100 * np.mean(ious))
+    assert metrics['cIoU'] == pytest.approx(100 * (9 + 2 + 0 + 0 + 8) / (10 + 10 + 10 + 5 + 20))
+
+
+def test_ambiguity_rates_split_multi_and_single_target_expressions():
+    metrics = grounding_metrics(RECORDS)
+    assert metrics['ambiguity_flagged'] == 1.0
+    assert metrics['false_ambiguity'] == 0.0
+
+
+def test_right_per_kind_and_spatial_word():
+    records = RECORDS + [_record(True, best_iou=0.9, kind='spatial', text='the smaller cube'),
+                         _record(True, best_iou=0.1, kind='spatial', text='the tinier cube')]
+    metrics = grounding_metrics(records)
+    assert metrics['by_kind']['absent']['right'] == 0.5
+    assert metrics['by_kind']['attribute']['queries'] == 3
+    assert metrics['by_spatial_word'] == {
+        'smaller': {'queries': 2, 'right': 0.5, 'found': 1.0, 'ambiguous': 0.0}}
+
+
+def test_ece_of_perfectly_calibrated_bins_is_zero():
+    confidences = [0.25] * 4 + [0.75] * 4
+    right = [True, False, False, False, True, True, True, False]
+    ece, table = calibration_bins(confidences, right)
+    assert ece == pytest.approx(0.0)
+    assert table[2]['count'] == 4 and table[2]['accuracy'] == 0.25
+
+
+def test_ece_weighs_each_bin_by_its_answers_and_skips_nan():
+    ece, table = calibration_bins([0.95, 0.95, 0.05, float('nan')], [False, True, True, True])
+    # bin 9: conf 0.95, right 0.5 (2 answers); bin 0: conf 0.05, right 1.0 (1 answer)
+    assert ece == pytest.approx((2 * 0.45 + 1 * 0.95) / 3)
+    assert sum(row['count'] for row in table) == 3
+
+
+def test_metrics_on_records_with_confidences():
+    records = [_record(True, best_iou=0.9, confidence=0.9),
+               _record(False, no_target=True, union=0, confidence=0.8, kind='absent')]
+    metrics = grounding_metrics(records)
+    assert metrics['answers_with_confidence'] == 2
+    assert metrics['ECE'] == pytest.approx((0.1 + 0.2) / 2)
+
+
+def test_evaluating_a_grefcoco_split_reports_the_generalised_metrics(tmp_path):
+    write_grefcoco(tmp_path / 'data')
+    settings = EvalSettings(dataset='grefcoco', split='val', data_root=tmp_path / 'data',
+                            out_dir=tmp_path / 'out', progress=False)
+    summary = evaluate(settings, HybridGLConfig(), StandInModel)
+    grounding = summary['grounding']
+    assert grounding['queries'] == 6
+    # the stand-in always finds something: every no-target expression is answered wrongly
+    assert grounding['N_acc'] == 0.0 and grounding['T_acc'] == 1.0
+    records = [json.loads(line) for line in
+               (tmp_path / 'out' / 'results.jsonl').read_text().splitlines()[1:]]
+    empty = [r for r in records if r['no_target']]
+    assert len(empty) == 2 and all(r['targets'] == 0 and r['gt_area'] == 0 for r in empty)
+    assert {r['query_kind'] for r in records} == {'attribute', 'ambiguous', 'absent'}
+    table = (tmp_path / 'out' / 'table.md').read_text()
+    assert 'N-acc (%)' in table and 'right: absent (%)' in table
