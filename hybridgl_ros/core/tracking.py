@@ -397,8 +397,13 @@ def _quality(checks: dict[str, float], from_sam: bool) -> float:
 
 def _tracked(choice: Segmentation, mask: np.ndarray, message: str, timings: dict
              ) -> Segmentation:
-    """The followed object on a new frame, as a Segmentation (index -1: not a proposal)."""
+    """The followed object on a new frame, as a Segmentation (index -1: not a proposal).
+
+    Its ``confidence`` is NaN (no calibrated estimate for a tracked frame: the update's
+    ``quality`` says how well the frame's checks held) and the first answer's alternatives are
+    dropped: their boxes belong to the first frame."""
     return replace(choice, found=bool(mask.any()), mask=mask, box_xywh=mask_box_xywh(mask),
+                   confidence=float('nan'), ambiguous=False, alternatives=(),
                    centroid_xy=mask_centroid(mask), interior_xy=interior_point(mask), index=-1,
                    pure_index=-1, matching_probs=np.zeros(0, np.float32),
                    spatial_scores=np.zeros(0, np.float32), candidate_indices=(),

@@ -83,6 +83,21 @@ def test_object_gone_from_its_place_is_uncertain_then_lost(segmenter):
         tracker.update(empty_table)
 
 
+def test_a_tracked_frame_has_no_confidence_and_not_the_first_answers_alternatives(segmenter):
+    from hybridgl_ros.core.types import Alternative
+
+    clip = make_clip(6001, 7, frames=6)
+    first, second = clip.frame(0), clip.frame(1)
+    truth = first.masks[clip.target]
+    choice = replace(truth_choice(clip.text, truth), confidence=0.9, ambiguous=True,
+                     alternatives=(Alternative(3, (1, 2, 3, 4), (2, 3), 0.5, 0.4),))
+    tracker = _tracker(segmenter)
+    tracker.start(first.image_rgb, choice)
+    tracked = tracker.update(second.image_rgb).segmentation
+    assert tracked.found and np.isnan(tracked.confidence)
+    assert not tracked.ambiguous and tracked.alternatives == ()
+
+
 def test_update_stops_on_a_canceled_token_and_keeps_the_track(segmenter):
     clip = make_clip(6001, 7, frames=16)
     tracker = _tracker(segmenter)

@@ -94,7 +94,7 @@ def test_sequential_and_concurrent_calls_are_answered_with_flat_memory(node_proc
     proc.wait_for_frame()
     for _ in range(30):  # warm-up: allocator pools, caches, DDS buffers
         assert proc.segment().success
-    rss_warm = proc.rss_kib()
+    rss_warm = proc.rss_median_kib()
     round_trips = []
     for i in range(200):
         start = time.perf_counter()
@@ -113,7 +113,7 @@ def test_sequential_and_concurrent_calls_are_answered_with_flat_memory(node_proc
     for thread in threads:
         thread.join(timeout=120.0)
     assert [len(a) for a in answers] == [25] * 4 and all(all(a) for a in answers)
-    rss_end = proc.rss_kib()
+    rss_end = proc.rss_median_kib()
     print(f'\n{W}x{H} round trip: median {statistics.median(round_trips):.1f} ms, '
           f'p95 {sorted(round_trips)[189]:.1f} ms; node RSS after warm-up {rss_warm / 1024:.1f} '
           f'MiB, after 300 more calls {rss_end / 1024:.1f} MiB '
