@@ -163,7 +163,7 @@ class DecisionConfig:
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
     calibrated_for: str = '0e86f205085cdf34'
-    """Fingerprint of the CLIP the coefficients fit; other weights: no rejection, NaN confidence."""
+    """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 
 
 @dataclass(frozen=True)

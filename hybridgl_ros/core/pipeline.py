@@ -14,7 +14,7 @@ from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import InvalidInputError, ResourceExhaustedError
 from hybridgl_ros.core.out_of_memory import out_of_memory_as_error
-from hybridgl_ros.core.types import Frame, ParsedExpression, Segmentation
+from hybridgl_ros.core.types import Frame, Segmentation
 
 LOG = logging.getLogger(__name__)
 
