@@ -58,17 +58,12 @@ def banded_attention(attn, x: torch.Tensor, score_budget: int = SCORE_BUDGET) ->
     Returns:
         (B, H, W, C), as ``attn(x)``.
     """
-    from segment_anything.modeling.image_encoder import get_rel_pos
-
     batch, height, width, _ = x.shape
     heads = attn.num_heads
     qkv = attn.qkv(x).reshape(batch, height * width, 3, heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.reshape(3, batch * heads, height * width, -1).unbind(0)  # (B·heads, HW, d)
     rows = max(1, score_budget // (q.shape[0] * width * q.shape[1]))
-    rel_h = rel_w = None
-    if attn.use_rel_pos:
-        rel_h = get_rel_pos(height, height, attn.rel_pos_h)   # (H, H, d)
-        rel_w = get_rel_pos(width, width, attn.rel_pos_w)     # (W, W, d)
+    rel_h, rel_w = _relative_embeddings(attn, height, width)
     keys_t = k.transpose(-2, -1)
     bands = []
     for top in range(0, height, rows):
@@ -99,26 +94,20 @@ def fused_attention(attn, x: torch.Tensor, score_budget: int = SCORE_BUDGET) -> 
     Returns:
         (B, H, W, C), as ``attn(x)``.
     """
-    from segment_anything.modeling.image_encoder import get_rel_pos
-
     batch, height, width, _ = x.shape
     heads = attn.num_heads
     qkv = attn.qkv(x).reshape(batch, height * width, 3, heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)                                    # (B, heads, HW, d)
     rows = max(1, score_budget // (batch * heads * width * height * width))
-    rel_h = rel_w = None
-    if attn.use_rel_pos:
-        rel_h = get_rel_pos(height, height, attn.rel_pos_h)
-        rel_w = get_rel_pos(width, width, attn.rel_pos_w)
+    rel_h, rel_w = _relative_embeddings(attn, height, width)
     bands = []
     for top in range(0, height, rows):
         bottom = min(height, top + rows)
         q_band = q[:, :, top * width:bottom * width]           # (B, heads, band·W, d)
         bias = None
         if rel_h is not None:
-            r_q = q_band.reshape(batch * heads, bottom - top, width, -1)
-            term_h = torch.einsum('bhwc,hkc->bhwk', r_q, rel_h[top:bottom])
-            term_w = torch.einsum('bhwc,wkc->bhwk', r_q, rel_w)
+            term_h, term_w = _relative_terms(q_band.reshape(batch * heads, -1, q_band.shape[-1]),
+                                             rel_h[top:bottom], rel_w, width)
             bias = (term_h[:, :, :, :, None] + term_w[:, :, :, None, :]).reshape(
                 batch, heads, -1, height * width).to(q_band.dtype)   # (B, heads, band·W, HW)
         bands.append(F.scaled_dot_product_attention(q_band, k, v, attn_mask=bias,
@@ -139,9 +128,35 @@ def _add_relative_positions(scores: torch.Tensor, q_band: torch.Tensor, rel_h: t
     """
     height, width = grid
     band = rel_h.shape[0]
-    r_q = q_band.reshape(q_band.shape[0], band, width, -1)
-    term_h = torch.einsum('bhwc,hkc->bhwk', r_q, rel_h)   # (B·heads, band, W, H)
-    term_w = torch.einsum('bhwc,wkc->bhwk', r_q, rel_w)   # (B·heads, band, W, W)
+    term_h, term_w = _relative_terms(q_band, rel_h, rel_w, width)
     scores = (scores.view(-1, band, width, height, width) + term_h[:, :, :, :, None]
               + term_w[:, :, :, None, :])
     return scores.view(-1, band * width, height * width)
+
+
+def _relative_embeddings(attn, height: int, width: int):
+    """(rel_h (H, H, d), rel_w (W, W, d)) of an ``Attention`` on an H×W grid, or (None, None)
+    without relative positions."""
+    if not attn.use_rel_pos:
+        return None, None
+    from segment_anything.modeling.image_encoder import get_rel_pos
+
+    return (get_rel_pos(height, height, attn.rel_pos_h),
+            get_rel_pos(width, width, attn.rel_pos_w))
+
+
+def _relative_terms(q_band: torch.Tensor, rel_h: torch.Tensor, rel_w: torch.Tensor,
+                    width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's decomposed relative-position terms of a band of query rows.
+
+    Args:
+        q_band: (N, band·W, d) the band's queries (N = batch · heads).
+        rel_h: (band, H, d) the band rows' height embeddings; rel_w: (W, W, d).
+        width: W of the grid.
+
+    Returns:
+        (N, band, W, H) height terms and (N, band, W, W) width terms.
+    """
+    r_q = q_band.reshape(q_band.shape[0], rel_h.shape[0], width, -1)
+    return (torch.einsum('bhwc,hkc->bhwk', r_q, rel_h),
+            torch.einsum('bhwc,wkc->bhwk', r_q, rel_w))
