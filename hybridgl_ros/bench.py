@@ -163,18 +163,20 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
     import torch
 
     from hybridgl_ros.core.config import HybridGLConfig
-    from hybridgl_ros.core.models import build_clip, build_sam, resolve_device
+    from hybridgl_ros.core.models import build_clip, build_sam, load_clip, load_sam, resolve_device
     from hybridgl_ros.core.pipeline import HybridGL
+    from hybridgl_ros.demo import demo_config
 
     if threads > 0:
         torch.set_num_threads(threads)
-    config = HybridGLConfig.from_flat({'models.device': device_name, **(overrides or {})})
+    flat = {'models.device': device_name, **(overrides or {})}
+    config = HybridGLConfig.from_flat(flat, demo_config() if sam_type == 'demo' else None)
     device = resolve_device(config.models.device)
     start = time.perf_counter()
     torch.manual_seed(0)
-    if sam_type == 'demo':
-        config, clip_model, sam = _demo_models(device_name, overrides)
-        masks = 0                                     # the real proposals, as many as they are
+    if sam_type == 'demo':  # the embedded demo models, real weights, their real proposals
+        clip_model, sam = load_clip(config.models, device), load_sam(config.models, device)
+        masks = 0
     else:
         clip_model = build_clip('ViT-B-16')[0].to(device).eval()
         sam = build_sam(sam_type).to(device).eval()
@@ -211,18 +213,6 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
         'repeat_query': _query_record(repeat_ms, repeat_mem, repeat.timings_ms),
         'repeat_over_first': round(repeat_ms / first_ms, 4),
         **({'track': run_track_bench(segmenter, sam, track_frames)} if track_frames else {})}
-
-
-def _demo_models(device_name: str, overrides: dict | None = None):
-    """(the demo config, CLIP, SAM): the embedded demo models with their real weights."""
-    from hybridgl_ros.core.config import HybridGLConfig
-    from hybridgl_ros.core.models import load_clip, load_sam, resolve_device
-    from hybridgl_ros.demo import demo_config
-
-    config = HybridGLConfig.from_flat({'models.device': device_name, **(overrides or {})},
-                                     demo_config())
-    device = resolve_device(config.models.device)
-    return config, load_clip(config.models, device), load_sam(config.models, device)
 
 
 def bench_clip(frames: int, height: int = 480, width: int = 640, seed: int = 0):
