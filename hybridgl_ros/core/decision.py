@@ -313,19 +313,22 @@ def answer(frame, text: str, parse: ParsedExpression, scores, decision: Decision
         return Segmentation(
             found=False, mask=np.zeros((height, width), bool), box_xywh=(0, 0, 0, 0),
             score=0.0, centroid_xy=(float('nan'), float('nan')), interior_xy=(-1, -1),
-            index=-1, message=_join(message, decision.message), **common)
+            index=-1, message=join_messages(message, decision.message), **common)
     index = decision.index
     mask = frame.mask(index)  # at the image's size, restored if it ran downscaled
-    alternatives = tuple(
-        Alternative(index=i, box_xywh=_box(frame, i, frame.mask(i)),
-                    interior_xy=interior_point(frame.mask(i)),
-                    score=final[candidates.index(i)], confidence=conf)
-        for i, conf in decision.alternatives)
+    alternatives = tuple(_alternative(frame, i, final[candidates.index(i)], conf)
+                         for i, conf in decision.alternatives)
     return Segmentation(
         found=True, mask=mask, box_xywh=_box(frame, index, mask),
         score=final[candidates.index(index)], centroid_xy=mask_centroid(mask),
         interior_xy=interior_point(mask), index=index, message=message,
         ambiguous=decision.ambiguous, alternatives=alternatives, **common)
+
+
+def _alternative(frame, index: int, score: float, confidence: float) -> Alternative:
+    mask = frame.mask(index)  # restored once: restoring from SAM's logits is not free
+    return Alternative(index=index, box_xywh=_box(frame, index, mask),
+                       interior_xy=interior_point(mask), score=score, confidence=confidence)
 
 
 def _box(frame, index: int, mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -338,5 +341,6 @@ def _box(frame, index: int, mask: np.ndarray) -> tuple[int, int, int, int]:
     return tuple(int(v) for v in frame.proposals.boxes_xywh[index])
 
 
-def _join(*parts: str) -> str:
+def join_messages(*parts: str) -> str:
+    """The non-empty parts of an answer's message, joined by '; '."""
     return '; '.join(p for p in parts if p)

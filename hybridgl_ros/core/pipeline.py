@@ -176,7 +176,7 @@ class HybridGL:
             raise
 
     def _query(self, frame: Frame, text: str, explain: bool) -> Segmentation:
-        from hybridgl_ros.core.decision import answer, decide
+        from hybridgl_ros.core.decision import answer, decide, join_messages
         from hybridgl_ros.core.scoring import score_query, text_features
 
         timings: dict[str, float] = {}
@@ -189,9 +189,9 @@ class HybridGL:
                        'truncated')
         if len(frame.proposals) == 0:
             timings['total'] = _ms(start)
+            why = join_messages(message, 'no object: SAM proposed no masks')
             return Segmentation.not_found(text, parse, frame.image_size, len(frame.proposals),
-                                          _join(message, 'no object: SAM proposed no masks'),
-                                          timings)
+                                          why, timings)
         with _timed(timings, 'text', self.device):
             features = text_features(self.text, parse, self.config)
         with _timed(timings, 'scoring', self.device):
@@ -260,10 +260,6 @@ def check_aspect_ratio(height: int, width: int, long_side: int) -> None:
         f'the image is {width}x{height}, an aspect ratio of {long / short:.0f}:1; SAM resizes '
         f'its long side to {long_side} px, which leaves the short side under half a pixel. '
         f'At most {2 * long_side}:1 is accepted: crop or pad the image')
-
-
-def _join(*parts: str) -> str:
-    return '; '.join(p for p in parts if p)
 
 
 def _ms(start: float) -> float:
