@@ -35,10 +35,10 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import HybridGLError, InvalidInputError, ResourceExhaustedError
+from hybridgl_ros.core.out_of_memory import is_out_of_memory, release_cached_memory
 from hybridgl_ros.msg import Segmentation as SegmentationMsg
 from hybridgl_ros.ros import live_params, results
 from hybridgl_ros.ros.depth_pairing import DepthSync, centroid_3d
-from hybridgl_ros.ros.failures import empty_cuda_cache, is_out_of_memory
 from hybridgl_ros.ros.frames import FrameCache
 from hybridgl_ros.ros.log_bridge import LibraryLogBridge
 from hybridgl_ros.ros.outputs import Outputs
@@ -198,7 +198,7 @@ class HybridGLNode(LifecycleNode):
             self._image.clear()
             self._depth.clear()
             self._not_ready = reason
-            empty_cuda_cache()
+            release_cached_memory()
 
     def destroy_node(self) -> None:
         self.stop_serving('the node is shutting down')
@@ -332,7 +332,7 @@ class HybridGLNode(LifecycleNode):
     def _unexpected(self, exc: Exception) -> str:
         if is_out_of_memory(exc):
             self._frames.clear()
-            empty_cuda_cache()
+            release_cached_memory()
             first_line = str(exc).strip().split('\n')[0]
             return f'out of memory while segmenting ({first_line}); the node keeps serving'
         self.get_logger().error(f'unexpected error:\n{traceback.format_exc()}')
