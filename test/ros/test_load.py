@@ -89,11 +89,31 @@ def node_process(ros_context, ros_env, tmp_path):
         assert proc.close() == 0, proc.log_path.read_text()[-3000:]
 
 
+def _concurrent_calls(proc, calls):
+    """Each of the process's clients makes ``calls`` calls, all clients at once; their
+    successes per client."""
+    answers = [[] for _ in proc.clients]
+
+    def client_loop(index):
+        for _ in range(calls):
+            answers[index].append(proc.segment(index).success)
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(len(answers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120.0)
+    return answers
+
+
 def test_sequential_and_concurrent_calls_are_answered_with_flat_memory(node_process):
     proc = node_process()
     proc.wait_for_frame()
     for _ in range(30):  # warm-up: allocator pools, caches, DDS buffers
         assert proc.segment().success
+    # ... and the concurrent pattern once: the first concurrent calls bring the node's
+    # threads their first allocations (per-thread allocator arenas), not a leak
+    assert [len(a) for a in _concurrent_calls(proc, 5)] == [5] * 4
     rss_warm = proc.rss_median_kib()
     round_trips = []
     for i in range(200):
@@ -101,17 +121,7 @@ def test_sequential_and_concurrent_calls_are_answered_with_flat_memory(node_proc
         response = proc.segment(text='the red square' if i % 2 else 'the blue disc')
         round_trips.append((time.perf_counter() - start) * 1000.0)
         assert response.success, response.message
-    answers = [[] for _ in proc.clients]
-
-    def client_loop(index):
-        for _ in range(25):
-            answers[index].append(proc.segment(index).success)
-
-    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120.0)
+    answers = _concurrent_calls(proc, 25)
     assert [len(a) for a in answers] == [25] * 4 and all(all(a) for a in answers)
     rss_end = proc.rss_median_kib()
     print(f'\n{W}x{H} round trip: median {statistics.median(round_trips):.1f} ms, '
