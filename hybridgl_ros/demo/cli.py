@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument('--steps', type=int, default=0,
                        help='optimiser steps per model (0 = the recipe\'s default)')
     train.add_argument('--seed', type=int, default=0, help='training seed')
+    train.add_argument('--clip-from', default='',
+                       help='run only the CLIP\'s second (fine-tuning) stage, from these '
+                            'weights (e.g. the first stage\'s clip.pt)')
     train.add_argument('--smoke', action='store_true',
                        help='a few tiny steps with small batches (for CI)')
     train.set_defaults(func=train_command)
@@ -71,10 +74,10 @@ def train_command(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / 'demo_models'
     results = {}
     if args.only in (None, 'clip'):
-        from hybridgl_ros.demo.train_clip import ClipRecipe, train_clip
+        from hybridgl_ros.demo.train_clip import train_demo_clip
 
-        recipe = ClipRecipe.smoke() if args.smoke else ClipRecipe()
-        results['clip'] = train_clip(out, recipe.with_overrides(args.steps, args.seed))
+        results['clip'] = train_demo_clip(out, args.steps, args.seed, args.smoke,
+                                          args.clip_from)
     if args.only in (None, 'sam'):
         from hybridgl_ros.demo.train_sam import SamRecipe, train_sam
 

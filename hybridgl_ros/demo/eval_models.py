@@ -31,10 +31,11 @@ def best_ious(proposals: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return (inter / np.maximum(union, 1.0)).max(axis=1)
 
 
-def evaluate_sam(sam, seed: int, count: int, config: ProposalConfig = ProposalConfig()
-                 ) -> dict:
+def evaluate_sam(sam, seed: int, count: int, config: ProposalConfig = ProposalConfig(),
+                 style: str = 'shaded') -> dict:
     """Proposal recall of the stock ``SamAutomaticMaskGenerator`` (spec §3 settings) and the
-    one-point mask IoU (a point at each object's most interior pixel), on ``count`` scenes."""
+    one-point mask IoU (a point at each object's most interior pixel), on ``count`` scenes of a
+    rendering style."""
     import cv2
     import torch
     from segment_anything import SamAutomaticMaskGenerator, SamPredictor
@@ -45,7 +46,7 @@ def evaluate_sam(sam, seed: int, count: int, config: ProposalConfig = ProposalCo
     ious, point_ious, proposal_counts, seconds = [], [], [], 0.0
     with torch.inference_mode():
         for index in range(count):
-            scene = make_scene(seed, index)
+            scene = make_scene(seed, index, style)
             start = time.time()
             records = generator.generate(scene.image_rgb)
             seconds += time.time() - start

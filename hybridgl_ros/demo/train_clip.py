@@ -22,15 +22,17 @@ option at a learnt cosine level; the target is the regions the caption is true o
 It teaches the absolute cosine what the pipeline's absent-target test reads (core/decision.py):
 the best mask of a scene clears that level when the caption is there and stays below when not.
 
-Scenes come in the training styles (``scenes.TRAINING_STYLES``: shaded and flat), alternately;
-the poster style is held out.
+Two stages (``train_demo_clip``): the first learns the shaded style from scratch (region and
+coherence losses; the weights shipped before issue 11); the second fine-tunes them on shaded
+and flat scenes with captions of absent looks and the presence loss (today's weights). The
+poster style is held out of both.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,22 +55,27 @@ DEMO_CLIP_CONFIG = {
                  'layers': 2},
 }
 TRAIN_SCENE_SEED = 2
+#: Steps of the second (fine-tuning) stage.
+FINE_TUNE_STEPS = 1500
 EVAL_SCENE_SEED = 2001
 
 
 @dataclass(frozen=True)
 class ClipRecipe(TrainingRecipe):
-    """How the demo CLIP is trained (the defaults made the shipped weights)."""
+    """How the demo CLIP is trained. The defaults are the first stage (the shaded style only,
+    no absent captions): the recipe of the weights shipped before issue 11;
+    :meth:`fine_tune` is the second stage, which made today's weights from them."""
 
-    steps: int = 2000
+    steps: int = 1600
     scenes_per_step: int = 6
     captions_per_region: int = 2
     pool_scenes: int = 1000
-    styles: str = 'shaded,flat'
-    """Rendering styles of the pooled scenes, alternating (comma-separated)."""
-    absent_per_scene: int = 3
+    styles: str = 'shaded'
+    """Rendering styles of the pooled scenes, in turn (comma-separated; a style named twice
+    gets twice the scenes)."""
+    absent_per_scene: int = 0
     """Captions of looks not in the scene, per scene and step."""
-    presence_weight: float = 0.5
+    presence_weight: float = 0.0
     """Weight of the in-scene presence loss (regions of the scene or "none")."""
     lr: float = 1e-3
     warmup_steps: int = 60
@@ -87,6 +94,18 @@ class ClipRecipe(TrainingRecipe):
     threads: int = 1
     checkpoint_every: int = 250
     """Also write the weights every this many steps (0 = only at the end)."""
+    init_weights: str = ''
+    """Start from these CLIP weights (a ``clip.pt`` of the same config) instead of a random
+    initialisation ('' = from scratch)."""
+
+    @classmethod
+    def fine_tune(cls, init_weights: str) -> 'ClipRecipe':
+        """The second stage: from the first stage's weights, on shaded and flat scenes (flat
+        twice as often), with captions of absent looks and the presence loss, at a lower
+        learning rate."""
+        return cls(steps=FINE_TUNE_STEPS, pool_scenes=900, styles='shaded,flat,flat',
+                   absent_per_scene=3, presence_weight=1.0, lr=5e-4, warmup_steps=30,
+                   checkpoint_every=100, init_weights=init_weights)
 
     @property
     def config(self) -> dict:
@@ -263,7 +282,13 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng([recipe.seed, 11])
-    model = build_model(recipe.config).train()
+    model = build_model(recipe.config)
+    if recipe.init_weights:
+        from hybridgl_ros.core.models import load_clip_weights
+
+        load_clip_weights(model, Path(recipe.init_weights))
+        LOGGER.info('clip: starting from %s', recipe.init_weights)
+    model = model.train()
     encoder = make_encoder(model)
     tokenizer = text_tokenizer(model)
     none_cosine = torch.nn.Parameter(torch.tensor(0.3))
@@ -276,7 +301,9 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
     pool = [pool_scene(encoder, TRAIN_SCENE_SEED, i, styles[i % len(styles)])
             for i in range(recipe.pool_scenes)]
     LOGGER.info('clip: pooled %d scenes in %.0fs', len(pool), time.time() - start)
-    used_tokens: set[int] = set()
+    used_tokens: set[int] = set(
+        torch.nonzero(model.token_embedding.weight.detach().abs().sum(1)).flatten().tolist()
+        if recipe.init_weights else ())
     for step in range(recipe.steps):
         for group in opt.param_groups:
             group['lr'] = recipe.lr_at(step)
@@ -314,12 +341,42 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
                 for style in eval_styles}
     metrics = dict(by_style[eval_styles[0]])
     metrics.update(styles=by_style, none_cosine=round(float(none_cosine.detach()), 4),
-                   train_styles=recipe.styles)
+                   train_styles=recipe.styles, init_weights=recipe.init_weights,
+                   recipe={k: v for k, v in asdict(recipe).items() if k != 'model_config'})
     metrics.update(train_seconds=round(train_seconds, 1), steps=recipe.steps, seed=recipe.seed,
                    parameters=sum(p.numel() for p in model.parameters()),
                    weights_bytes=(out / 'clip.pt').stat().st_size)
     write_json(out / 'clip_metrics.json', metrics)
     return metrics
+
+
+def train_demo_clip(out_dir: str | Path, steps: int = 0, seed: int | None = None,
+                    smoke: bool = False, start_from: str = '') -> dict:
+    """Both stages into ``out_dir`` (the first stage's files in ``out_dir/stage1``), or, with
+    ``start_from`` (a ``clip.pt``), the second stage only, from those weights. ``steps`` (if
+    > 0) and ``seed`` override each stage's recipe; ``smoke``: a few tiny steps of each.
+    Returns the final metrics (with the first stage's under ``stage1``)."""
+    out = Path(out_dir)
+    first = {}
+    if not start_from:
+        base = ClipRecipe.smoke() if smoke else ClipRecipe()
+        first = train_clip(out / 'stage1', base.with_overrides(steps, seed))
+        start_from = str(out / 'stage1' / 'clip.pt')
+    second = ClipRecipe.fine_tune(start_from)
+    if smoke:
+        second = replace(second, **{k: getattr(ClipRecipe.smoke(), k) for k in SMOKE_FIELDS})
+    metrics = train_clip(out, second.with_overrides(steps, seed))
+    if first:
+        metrics['stage1'] = first
+        from hybridgl_ros.demo.eval_models import write_json
+
+        write_json(out / 'clip_metrics.json', metrics)
+    return metrics
+
+
+#: The fields ``ClipRecipe.smoke`` shrinks.
+SMOKE_FIELDS = ('steps', 'scenes_per_step', 'pool_scenes', 'warmup_steps', 'eval_scenes',
+                'eval_styles')
 
 
 def _save(model, config: dict, used_tokens: set[int], out: Path) -> None:

@@ -22,3 +22,19 @@ def test_sam_smoke_training_writes_a_checkpoint_sam_loads(tmp_path):
     state = torch.load(tmp_path / 'sam.pth', weights_only=True)
     sam.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     assert 0.0 <= metrics['recall_iou_0.5'] <= 1.0
+
+
+def test_the_clip_is_trained_in_two_stages_the_second_from_the_first(tmp_path):
+    from hybridgl_ros.demo.train_clip import train_demo_clip
+
+    metrics = train_demo_clip(tmp_path, smoke=True)
+    assert (tmp_path / 'stage1' / 'clip.pt').is_file() and (tmp_path / 'clip.pt').is_file()
+    assert metrics['init_weights'] == str(tmp_path / 'stage1' / 'clip.pt')
+    assert metrics['stage1']['init_weights'] == '' and metrics['recipe']['presence_weight'] == 1.0
+    saved = json.loads((tmp_path / 'clip_metrics.json').read_text())
+    assert saved['stage1']['steps'] == 2 and saved['train_styles'] == 'shaded,flat,flat'
+    # the second stage starts from the first stage's weights: a token row the first stage
+    # trained and the second never saw is kept, not zeroed
+    model, _ = build_clip(str(tmp_path / 'clip_config.json'))
+    load_clip_weights(model, tmp_path / 'clip.pt')
+    assert float(model.token_embedding.weight.detach().abs().sum()) > 0
