@@ -8,7 +8,11 @@ each set of weights needs its own fit. The fit:
 2. the presence threshold: 0.5, lowered if needed so that at most ``max_rejected`` of the
    expressions with a target are rejected on this data;
 3. P(right) by logistic regression of "the chosen mask is a target" on ``confidence_x`` over
-   the answers that threshold keeps (a rejected answer's confidence is 1 − P(present)).
+   the answers that threshold keeps (a rejected answer's confidence is 1 − P(present));
+4. the ambiguity margin, when the data has expressions with several targets (gRefCOCO's
+   multi-target expressions, the generated look-alike queries): the smallest s margin that
+   flags ``flag_share`` of those that no position or relation word tells apart (their answer's
+   s margin to the best other object, ``confidence_x[1]``, is at most it).
 
 Fit on a run whose expressions resemble the robot's (gRefCOCO val with real weights; the
 generated scenes for the demo models); the result is a ``decision:`` YAML section to pass with
@@ -29,6 +33,8 @@ from hybridgl_ros.eval.grounding import IOU_HIT, calibration_bins
 _LOG = logging.getLogger(__name__)
 #: L2 penalty on the standardised coefficients (keeps a separating signal finite).
 L2_PENALTY = 1e-3
+#: Fewest unguided multi-target expressions to fit the ambiguity margin on.
+MIN_MULTI_TARGET = 10
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2_PENALTY,
@@ -72,7 +78,8 @@ def usable_records(records: Iterable[Mapping]) -> list[Mapping]:
             and 'presence_x' in r.get('signals', {}) and 'confidence_x' in r['signals']]
 
 
-def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05) -> dict:
+def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
+              flag_share: float = 0.95) -> dict:
     """Fits the ``decision`` coefficients; returns them with the fit's figures.
 
     Raises:
@@ -102,9 +109,30 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05) -> dict:
               'presence_bias': round(b_p, 6),
               'confidence_weights': [round(float(v), 6) for v in w_c],
               'confidence_bias': round(b_c, 6)}
+    margin = ambiguity_margin(records, flag_share)
+    if margin is not None:
+        fields['ambiguity_margin'] = margin
     return {'decision': fields, 'queries': len(records),
             'N_acc': float((~kept[~present]).mean()), 'T_acc': float(kept[present].mean()),
             'right': float(answer_right.mean()), 'ECE': ece}
+
+
+def ambiguity_margin(records: Sequence[Mapping], flag_share: float) -> float | None:
+    """The smallest s margin (rounded up to 0.1) within which ``flag_share`` of the answered
+    multi-target expressions without position or relation words have another object; None
+    with fewer than MIN_MULTI_TARGET of them. Margins at the cap (no other distinct
+    candidate: no margin flags them) count as not flagged."""
+    from hybridgl_ros.core.decision import S_MARGIN_CAP
+
+    margins = np.array([r['signals']['confidence_x'][1] for r in records
+                        if r.get('targets', 1) > 1 and not r['signals']['confidence_x'][2]])
+    if len(margins) < MIN_MULTI_TARGET:
+        return None
+    margins = np.where(margins >= S_MARGIN_CAP, np.inf, np.maximum(margins, 0.0))
+    value = float(np.quantile(margins, flag_share, method='higher'))
+    if not math.isfinite(value):
+        value = float(margins[np.isfinite(margins)].max(initial=0.0))
+    return math.ceil(value * 10.0 - 1e-9) / 10.0
 
 
 def presence_threshold(p_present_targets: np.ndarray, max_rejected: float) -> float:
@@ -142,7 +170,7 @@ def run_calibrate(args) -> int:
     if len(fingerprints) != 1 or not next(iter(fingerprints)):
         raise ConfigError(f'the runs must come from one CLIP whose fingerprint they record; '
                           f'found {sorted(fingerprints)}')
-    fit = calibrate(records, args.max_rejected)
+    fit = calibrate(records, args.max_rejected, args.flag_share)
     text = snippet(fit, fingerprints.pop(), [str(p) for p in files])
     if args.out:
         Path(args.out).write_text(text)
@@ -155,10 +183,14 @@ def register(subparsers) -> None:
     """Adds ``calibrate`` to the ``hybridgl`` command."""
     parser = subparsers.add_parser(
         'calibrate', help='fit the not-found / confidence coefficients to eval runs',
-        description='Fit decision.* (P(present), threshold, P(right)) to the records of '
-                    'hybridgl eval runs of one CLIP; prints a YAML section for --config.')
+        description='Fit decision.* (P(present), threshold, P(right), ambiguity margin) to '
+                    'the records of hybridgl eval runs of one CLIP; prints a YAML section '
+                    'for --config.')
     parser.add_argument('inputs', nargs='+', help='results*.jsonl files or folders')
     parser.add_argument('--out', help='also write the YAML section here')
     parser.add_argument('--max-rejected', type=float, default=0.05,
                         help='largest share of present targets the threshold may reject')
+    parser.add_argument('--flag-share', type=float, default=0.95,
+                        help='share of the multi-target expressions without position or '
+                             'relation words the ambiguity margin should flag')
     parser.set_defaults(func=run_calibrate)
