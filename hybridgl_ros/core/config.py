@@ -143,26 +143,29 @@ class DecisionConfig:
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
     presence_threshold: float = 0.5
     """P(target present) below which the answer is "not found"."""
-    presence_weights: tuple[float, float, float, float, float] = (
-        0.0257, 0.013948, -0.611799, -2.39409, 0.027038)
-    """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout)."""
-    presence_bias: float = -0.615456
+    presence_weights: tuple[float, float, float, float, float, float] = (
+        0.14829, 0.075544, -3.456343, -4.691202, 0.03783, -0.063532)
+    """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
+    word standout)."""
+    presence_bias: float = -4.694618
     """Intercept of the P(present) logistic."""
-    confidence_weights: tuple[float, float, float, float, float] = (
-        0.035649, -0.031722, 0.063207, 2.212813, -2.268658)
-    """Logistic P(right) on (s, s margin, guided, F margin, relation fails) of the answer."""
-    confidence_bias: float = -1.632347
+    confidence_weights: tuple[float, float, float, float, float, float] = (
+        0.108783, -0.006439, -0.122099, 2.330009, -4.442905, -0.009826)
+    """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout) of
+    the answer."""
+    confidence_bias: float = -4.301961
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 6.0
+    ambiguity_margin: float = 19.9
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
-    (the smallest margin that flags 90 % of the demo's look-alike queries, tuning series)."""
+    (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
+    expressions without position or relation words of the tuning series)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""
     match_margin: float = 10.0
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
-    calibrated_for: str = '0e86f205085cdf34'
+    calibrated_for: str = '421799662f8671f3'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 
 

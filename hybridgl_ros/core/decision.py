@@ -10,11 +10,13 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    (probability-weighted over the relation's partners, spec §7.2); if none does, the relation
    *fails*.
 2. **Presence.** P(target present) = σ(w·x + b) on x = (best s, best anchor s, has anchor,
-   relation fails, standout), s = 100·cos(v_n, t) as in spec §6, the anchor's s with u, and
-   standout = best s − the mean s of the image's other masks: a target that is there stands
-   out from the rest of its image (relative to the image's own level of s; its measured gain
-   is small, README); below ``presence_threshold`` the answer is "not found" ("no 'elephant'
-   in view").
+   relation fails, standout, word standout), s = 100·cos(v_n, t) as in spec §6, the anchor's
+   s with u, standout = best s − the mean s of the image's other masks (a target that is
+   there stands out from the rest of its image), and word standout = min over the target
+   phrase's look words w ("green", "star" of "the green star") of s(answer, w) − mean_n
+   s(n, w): a green ball answering "the green star" beside a red star stands out for
+   "green" but not for "star", which the whole phrase's s, high on the colour, hides. Below
+   ``presence_threshold`` the answer is "not found" ("no 'elephant' in view").
 3. **Near ties.** Other objects (not overlapping the answer) whose s is within
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;
@@ -23,7 +25,8 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    encoder knows ("the the of", "?!.,;", for the demo CLIP a word outside its vocabulary) is
    "not found" (``TextEncoder.knows_a_word``).
 4. **Confidence.** P(right) = σ(w·x + b) on x = (s, s margin to the best other object,
-   guided, F margin, relation fails) of the answer; for "not found", 1 − P(present).
+   guided, F margin, relation fails, word standout) of the answer; for "not found",
+   1 − P(present).
 
 The coefficients depend on the CLIP weights: ``hybridgl calibrate`` fits them on an eval
 run's records; they apply only to the weights whose fingerprint (:func:`clip_fingerprint`)
@@ -59,6 +62,8 @@ RELATION_PHRASES = {'left': 'left of', 'right': 'right of', 'up': 'above', 'down
 #: Capped s and F margins of a candidate with no other distinct candidate.
 S_MARGIN_CAP = 20.0
 F_MARGIN_CAP = 1.0
+#: Cap of a word standout's size (logits).
+WORD_STANDOUT_CAP = 50.0
 #: Two masks are the same object when their IoU or their overlap over the smaller one is
 #: above this.
 SAME_OBJECT_OVERLAP = 0.5
@@ -148,16 +153,18 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     must_hold = verifiable and cfg.relation_must_hold and not config.reference
     choice, fails = view.choose(must_hold)
     anchor_s = _anchor_top(frame, text, config.text.logit_scale)
+    words = _word_standouts(frame, text, config.text.logit_scale)
     presence_x = [view.s_top, anchor_s, float(text.other is not None), float(fails),
-                  view.standout]
+                  view.standout, _of(words, choice)]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
     confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias,
-                                view.confidence_x(i, guided, fails and i == choice),
-                                calibrated) for i in (choice, *alternatives)}
+                                view.confidence_x(i, guided, fails and i == choice)
+                                + [_of(words, i)], calibrated)
+                   for i in (choice, *alternatives)}
     signals = {'presence_x': presence_x,
-               'confidence_x': view.confidence_x(choice, guided, fails),
+               'confidence_x': view.confidence_x(choice, guided, fails) + [_of(words, choice)],
                'relation_verifiable': verifiable, 'relation_fails': fails,
                'method_choice': scores.chosen, 'choice': choice}
     if not text.names_known_word and cfg.reject_absent and not config.reference:
@@ -215,21 +222,47 @@ def _anchor_top(frame, text, logit_scale: float) -> float:
     return float((logit_scale * v @ F.normalize(text.other.float(), dim=0)).max())
 
 
+def _word_standouts(frame, text, logit_scale: float) -> torch.Tensor | None:
+    """(N,) per mask: min over the target phrase's look words w of s(mask, w) − the mean
+    s(n, w) of the frame's masks: how far the mask stands out for its weakest word. None
+    without look words."""
+    if text.words is None:
+        return None
+    v = F.normalize(frame.mask_features.float(), dim=-1)
+    s = logit_scale * v @ F.normalize(text.words.float(), dim=-1).T       # (N, W)
+    return (s - s.mean(dim=0)).min(dim=1).values.cpu()
+
+
+def _of(standouts: torch.Tensor | None, index: int) -> float:
+    """Mask ``index``'s word standout within ±WORD_STANDOUT_CAP (0 without look words)."""
+    if standouts is None:
+        return 0.0
+    return min(max(float(standouts[index]), -WORD_STANDOUT_CAP), WORD_STANDOUT_CAP)
+
+
 class _CandidateView:
-    """The candidates of one query with what the decision reads of them (CPU floats)."""
+    """The candidates of one query with what the decision reads of them (CPU floats).
+
+    s is known for every mask of the frame, F only for the method's candidates (the top-K by
+    s, spec §10). "Other objects" are masks that are not the same object (IoU or overlap of
+    the smaller one above SAME_OBJECT_OVERLAP), looked for among all masks: a look-alike need
+    not be among the top K when parts of the answer fill those places.
+    """
 
     def __init__(self, scores, frame, match_margin: float) -> None:
         self.scores = scores
         self.candidates = [int(c) for c in scores.candidates]
         s = scores.similarities.detach().float().cpu()
-        self.s = {i: float(s[i]) for i in self.candidates}
+        self.s = s.tolist()
         self.s_top = float(s.max())
         rest = s[torch.arange(len(s)) != int(s.argmax())]
         self.standout = self.s_top - float(rest.mean()) if len(rest) else 0.0
         final = scores.final.detach().float().cpu()
         self.f = {i: float(final[k]) for k, i in enumerate(self.candidates)}
         self.eligible = {i for i in self.candidates if self.s[i] >= self.s_top - match_margin}
-        self.same = _same_objects(frame.mask_tensor, scores.candidates)
+        self._masks = frame.mask_tensor.reshape(len(self.s), -1).float()     # (N, HW)
+        self._areas = self._masks.sum(dim=1)
+        self._same: dict[int, torch.Tensor] = {}
         self.boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32)
 
     def by_f(self) -> list[int]:
@@ -257,44 +290,54 @@ class _CandidateView:
                               self.boxes[partners[keep]]).float()[0]     # (P,)
         return float((pair * weights[keep]).sum() / weights[keep].sum())
 
-    def distinct(self, i: int) -> list[int]:
-        """The other candidates that are not the same object as i."""
-        return [j for j in self.candidates if j != i and not self.same[(i, j)]]
+    def same(self, i: int) -> torch.Tensor:
+        """(N,) bool: which masks are the same object as mask i (i itself included)."""
+        if i not in self._same:
+            inter = (self._masks @ self._masks[i]).cpu()
+            area = self._areas.cpu()
+            union = area + area[i] - inter
+            smaller = torch.minimum(area, area[i])
+            self._same[i] = (inter / union.clamp(min=1) > SAME_OBJECT_OVERLAP) | (
+                inter / smaller.clamp(min=1) > SAME_OBJECT_OVERLAP)
+            self._same[i][i] = True
+        return self._same[i]
+
+    def distinct(self, i: int, among: list[int] | None = None) -> list[int]:
+        """The masks (of ``among``, default all) that are not the same object as i."""
+        same = self.same(i)
+        pool = range(len(self.s)) if among is None else among
+        return [j for j in pool if not bool(same[j])]
 
     def near_ties(self, choice: int, cfg, guided: bool, must_hold: bool) -> list[int]:
-        """Distinct candidates as good as the answer by s (and by F when guided)."""
-        ties = []
-        for j in self.distinct(choice):
-            if self.s[choice] - self.s[j] > cfg.ambiguity_margin:
-                continue
-            if guided and self.f[choice] - self.f[j] > cfg.guided_ambiguity_margin:
-                continue
-            if must_hold and (j not in self.eligible or self.support(j) < 0.5):
-                continue
-            ties.append(j)
-        return sorted(ties, key=lambda j: -self.f[j])
+        """Other objects as good as the answer: by s among all masks (one mask per object,
+        its best) or, when a position or relation word should have told them apart, by s
+        and F among the candidates."""
+        if guided:
+            ties = [j for j in self.distinct(choice, self.candidates)
+                    if self.s[choice] - self.s[j] <= cfg.ambiguity_margin
+                    and self.f[choice] - self.f[j] <= cfg.guided_ambiguity_margin
+                    and not (must_hold and (j not in self.eligible or self.support(j) < 0.5))]
+            return sorted(ties, key=lambda j: -self.f[j])
+        close = sorted((j for j in self.distinct(choice)
+                        if self.s[choice] - self.s[j] <= cfg.ambiguity_margin),
+                       key=lambda j: -self.s[j])
+        ties: list[int] = []
+        for j in close:
+            if not any(bool(self.same(k)[j]) for k in ties):
+                ties.append(j)
+        return ties
 
     def confidence_x(self, i: int, guided: bool, fails: bool) -> list[float]:
-        """(s, s margin, guided, F margin, relation fails) of candidate i."""
-        others = self.distinct(i)
-        s_margin = self.s[i] - max((self.s[j] for j in others), default=-math.inf)
-        f_margin = self.f[i] - max((self.f[j] for j in others), default=-math.inf)
+        """(s, s margin to the best other object, guided, F margin to the best other
+        candidate, relation fails) of mask i (F margin -F_MARGIN_CAP off the candidates)."""
+        s_margin = self.s[i] - max((self.s[j] for j in self.distinct(i)), default=-math.inf)
+        if i in self.f:
+            f_margin = self.f[i] - max((self.f[j] for j in self.distinct(i, self.candidates)),
+                                       default=-math.inf)
+        else:
+            f_margin = -F_MARGIN_CAP
         return [self.s[i], min(s_margin, S_MARGIN_CAP), float(guided),
-                min(f_margin, F_MARGIN_CAP), float(fails)]
-
-
-def _same_objects(masks: torch.Tensor, candidates: torch.Tensor) -> dict[tuple[int, int], bool]:
-    """Whether each pair of candidate masks is one object (IoU or overlap of the smaller one
-    above SAME_OBJECT_OVERLAP)."""
-    flat = masks[candidates].reshape(len(candidates), -1).float()      # (K, HW)
-    inter = (flat @ flat.T).cpu()                                      # (K, K)
-    area = flat.sum(dim=1).cpu()
-    union = area[:, None] + area[None, :] - inter
-    smaller = torch.minimum(area[:, None], area[None, :])
-    same = (inter / union.clamp(min=1) > SAME_OBJECT_OVERLAP) | (
-        inter / smaller.clamp(min=1) > SAME_OBJECT_OVERLAP)
-    ids = [int(c) for c in candidates]
-    return {(a, b): bool(same[x, y]) for x, a in enumerate(ids) for y, b in enumerate(ids)}
+                max(min(f_margin, F_MARGIN_CAP), -F_MARGIN_CAP), float(fails)]
 
 
 def answer(frame, text: str, parse: ParsedExpression, scores, decision: Decision,
@@ -316,7 +359,8 @@ def answer(frame, text: str, parse: ParsedExpression, scores, decision: Decision
             index=-1, message=join_messages(message, decision.message), **common)
     index = decision.index
     mask = frame.mask(index)  # at the image's size, restored if it ran downscaled
-    alternatives = tuple(_alternative(frame, i, final[candidates.index(i)], conf)
+    alternatives = tuple(_alternative(frame, i, final[candidates.index(i)] if i in candidates
+                                      else float('nan'), conf)
                          for i, conf in decision.alternatives)
     return Segmentation(
         found=True, mask=mask, box_xywh=_box(frame, index, mask),

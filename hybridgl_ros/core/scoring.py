@@ -36,6 +36,9 @@ class TextFeatures:
         names_known_word: the target phrase has a content word the text encoder knows
             (``TextEncoder.knows_a_word``); "the the of", "?!" and, for the demo CLIP, words
             outside its vocabulary do not.
+        words: (W, D) E of each word of the target phrase that says what the object looks
+            like (``TextEncoder.content_words``: "red", "ball"), or None without any; the
+            decision reads how far the answer stands out for each of them.
     """
 
     sentence: torch.Tensor
@@ -45,6 +48,7 @@ class TextFeatures:
     other: torch.Tensor | None
     comparison: torch.Tensor | None = None
     names_known_word: bool = True
+    words: torch.Tensor | None = None
 
 
 def comparison_phrases(parse: ParsedExpression, config: HybridGLConfig
@@ -73,14 +77,17 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
     others = [cfg.other_prompt.format(o) for o in parse.other_phrases]
     comparison = comparison_phrases(parse, config) or ()
     gem_text = config.gem.prompt.format(parse.head_phrase)
+    words = encoder.content_words(parse.head_phrase)
     e = encoder.encode([parse.normalized, parse.head_phrase, gem_text, *others,
-                        *comparison])  # (B, D)
+                        *comparison, *words])  # (B, D)
     w = cfg.sentence_weight
     other = e[3:3 + len(others)].mean(0) if others else None
+    c = 3 + len(others)
     return TextFeatures(sentence=e[0], head=e[1], target=w * e[0] + (1.0 - w) * e[1],
                         gem=e[2], other=other,
-                        comparison=w * e[-2] + (1.0 - w) * e[-1] if comparison else None,
-                        names_known_word=encoder.knows_a_word(parse.head_phrase))
+                        comparison=w * e[c] + (1.0 - w) * e[c + 1] if comparison else None,
+                        names_known_word=encoder.knows_a_word(parse.head_phrase),
+                        words=e[c + len(comparison):] if words else None)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ PUNCTUATION = string.punctuation + '“”‘’'
 FUNCTION_WORDS = frozenset({
     'the', 'a', 'an', 'this', 'that', 'these', 'those', 'of', 'to', 'in', 'on', 'at', 'by',
     'and', 'or', 'it', 'its', 'is', 'with', 'for', 'from', 'please', 'me', 'my'})
+#: Nouns that stand for any object ("the red one"): no look to check.
+GENERIC_WORDS = frozenset({'one', 'ones', 'thing', 'things', 'object', 'objects', 'item',
+                           'items'})
 
 
 class TextEncoder:
@@ -40,6 +43,24 @@ class TextEncoder:
     def is_truncated(self, text: str) -> bool:
         """Whether ``text`` has more tokens than the context holds (with start/end tokens)."""
         return len(self.tokenizer.encode(text)) + 2 > self.context_length
+
+    def content_words(self, text: str, limit: int = 6) -> list[str]:
+        """The words of a noun phrase that say what the object looks like ("red", "ball" of
+        "the smaller red ball"): not function words, punctuation, relation or position words
+        (:data:`~hybridgl_ros.core.text.RELATION_WORDS`, the direction triggers) or generic
+        nouns ("one", "thing"), and made of tokens the model knows; at most ``limit``, in
+        order, each once."""
+        from hybridgl_ros.core.text import DIRECTION_TRIGGERS, RELATION_TRIGGERS, RELATION_WORDS
+
+        spatial = set(RELATION_WORDS).union(*DIRECTION_TRIGGERS.values(),
+                                            *RELATION_TRIGGERS.values())
+        words = [w.strip(PUNCTUATION).lower() for w in text.split()]
+        words = [w for w in dict.fromkeys(words) if w and w not in FUNCTION_WORDS
+                 and w not in spatial and w not in GENERIC_WORDS]
+        known = self._known_tokens()
+        if known is not None:
+            words = [w for w in words if all(known[t] for t in self.tokenizer.encode(w))]
+        return words[:limit]
 
     def knows_a_word(self, text: str) -> bool:
         """Whether a content word of ``text`` (not a function word, not punctuation) is made of

@@ -194,7 +194,8 @@ class Alternative:
         index: its proposal index.
         box_xywh: (x, y, width, height) pixels of its SAM box.
         interior_xy: (x, y) of its mask pixel farthest from its boundary: a point on it.
-        score: its F (Eq. 9), comparable with the answer's ``score``.
+        score: its F (Eq. 9), comparable with the answer's ``score``; NaN when it is not
+            among the method's candidates (the top K by s; F is computed for those only).
         confidence: P(it is what the expression refers to), like the answer's ``confidence``.
     """
 
@@ -206,9 +207,12 @@ class Alternative:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
+        def number(value: float):
+            return None if np.isnan(value) else value
+
         return {'index': self.index, 'box_xywh': list(self.box_xywh),
-                'interior_xy': list(self.interior_xy), 'score': self.score,
-                'confidence': self.confidence}
+                'interior_xy': list(self.interior_xy), 'score': number(self.score),
+                'confidence': number(self.confidence)}
 
 
 @dataclass(frozen=True)

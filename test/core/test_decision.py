@@ -9,7 +9,8 @@ import torch
 
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
-from hybridgl_ros.core.decision import absent_message, clip_fingerprint, decide
+from hybridgl_ros.core.decision import (
+    WORD_STANDOUT_CAP, absent_message, answer, clip_fingerprint, decide)
 from hybridgl_ros.core.scoring import QueryScores, TextFeatures
 from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals
 
@@ -17,8 +18,8 @@ H, W = 40, 120
 #: Three disjoint 20x20 squares at x = 10, 50, 90 and a mask that is the first one's left half.
 BOXES = [[10, 10, 20, 20], [50, 10, 20, 20], [90, 10, 20, 20], [10, 10, 10, 20]]
 #: P(present) = σ(s_top − 40): present above s = 40; P(right) = σ(0.5·s margin).
-CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0), presence_bias=-40.0,
-                             confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0),
+CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0, 0.0), presence_bias=-40.0,
+                             confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0, 0.0),
                              confidence_bias=0.0, ambiguity_margin=3.0,
                              guided_ambiguity_margin=0.05, calibrated_for='x')
 
@@ -216,3 +217,39 @@ def test_an_expression_of_function_words_says_it_names_no_object():
     d = decide(_scores([60.0, 40.0, 10.0, 5.0], [0.5, 0.2, 0.1]), _frame(),
                ParsedExpression('the the of', 'the the of'), text, _config(), calibrated=True)
     assert not d.found and d.message == "'the the of' names no object"
+
+
+def test_the_word_standout_is_how_far_the_answer_stands_out_for_its_weakest_look_word():
+    # mask features are the unit vectors e0..e3, s(n, w) = 100·[n = w]; "green" is e0 (mask
+    # 0's look), "star" is e1 (mask 1's): mask 0 answers "the green star" by s but stands
+    # out for "green" only: 100 - 25 for it, 0 - 25 for "star"
+    words = torch.eye(4, 8)[[0, 1]]
+    d = decide(_scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1]), _frame(), PARSE,
+               replace(_text(), words=words), _config(), calibrated=True)
+    assert d.index == 0
+    assert d.signals['presence_x'][5] == pytest.approx(-25.0)
+    assert d.signals['confidence_x'][5] == pytest.approx(-25.0)
+    # its only look word is its own: 75, capped
+    d = decide(_scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1]), _frame(), PARSE,
+               replace(_text(), words=words[:1]), _config(), calibrated=True)
+    assert d.signals['presence_x'][5] == pytest.approx(WORD_STANDOUT_CAP)
+    # no look word (the phrase names only a generic noun): 0
+    d = decide(_scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=True)
+    assert d.signals['presence_x'][5] == 0.0
+
+
+def test_a_look_alike_outside_the_top_k_candidates_is_still_an_alternative():
+    # proposals 3 and 4 are halves of proposal 0 and take the candidates' places 2 and 3;
+    # proposal 2, a distinct object tied in s, is not a candidate (no F) but is a near tie
+    boxes = BOXES + [[10, 10, 20, 10]]
+    d = decide(_scores([60.0, 5.0, 58.5, 59.5, 59.0], [0.5, 0.3, 0.2]), _frame(boxes), PARSE,
+               _text(), _config(), calibrated=True)
+    assert d.found and d.index == 0 and d.ambiguous
+    assert [i for i, _ in d.alternatives] == [2]
+    # the s margin to the best other object reads all masks: 60 - 58.5
+    assert d.signals['confidence_x'][1] == pytest.approx(1.5)
+    seg = answer(_frame(boxes), 'the ball', PARSE, _scores([60.0, 5.0, 58.5, 59.5, 59.0],
+                                                            [0.5, 0.3, 0.2]), d, {}, '', None)
+    assert seg.alternatives[0].index == 2 and math.isnan(seg.alternatives[0].score)
+    assert seg.alternatives[0].to_dict()['score'] is None

@@ -21,3 +21,12 @@ def test_words_outside_the_vocabulary_and_function_words_name_nothing(encoder, t
 @pytest.mark.parametrize('text', ['the red ball', 'cube', 'the smaller star', 'the bottom one'])
 def test_the_demo_vocabulary_names_something(encoder, text):
     assert encoder.knows_a_word(text)
+
+
+@pytest.mark.parametrize('text, words', [
+    ('the smaller red ball', ['red', 'ball']), ('the small green star', ['small', 'green', 'star']),
+    ('the ball on the left', ['ball']), ('the red one', ['red']), ('the bottom cube', ['cube']),
+    ('the elephant', []), ('the red, red ball!', ['red', 'ball'])])
+def test_the_look_words_of_a_phrase_leave_out_position_generic_and_unknown_words(
+        encoder, text, words):
+    assert encoder.content_words(text) == words
