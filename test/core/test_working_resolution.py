@@ -112,7 +112,7 @@ def test_a_frame_over_the_budget_runs_downscaled_and_answers_at_its_own_size(dem
     frame = made.prepare(image)
     assert frame.working_size == (480, 640) and frame.image_size == (960, 1280)
     assert frame.mask_tensor.shape[1:] == (480, 640) and frame.mask_tensor.dtype == torch.bool
-    result = made.query(frame, 'the red object')
+    result = made.query(frame, 'the blue ring')   # scene 2: a purple and a blue ring
     assert result.found and result.mask.shape == (960, 1280)
     assert result.box_xywh == sam_box_xywh(result.mask)
     x, y = result.interior_xy
