@@ -24,7 +24,8 @@ def test_the_demo_vocabulary_names_something(encoder, text):
 
 
 @pytest.mark.parametrize('text, words', [
-    ('the smaller red ball', ['red', 'ball']), ('the small green star', ['small', 'green', 'star']),
+    ('the smaller red ball', ['red', 'ball']),
+    ('the small green star', ['small', 'green', 'star']),
     ('the ball on the left', ['ball']), ('the red one', ['red']), ('the bottom cube', ['cube']),
     ('the elephant', []), ('the red, red ball!', ['red', 'ball'])])
 def test_the_look_words_of_a_phrase_leave_out_position_generic_and_unknown_words(
