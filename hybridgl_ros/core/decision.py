@@ -67,6 +67,8 @@ WORD_STANDOUT_CAP = 50.0
 #: Two masks are the same object when their IoU or their overlap over the smaller one is
 #: above this.
 SAME_OBJECT_OVERLAP = 0.5
+#: Masks compared with one mask at a time when telling objects apart (bounds the memory).
+SAME_OBJECT_CHUNK = 16
 DETERMINERS = ('the', 'a', 'an', 'this', 'that')
 
 
@@ -260,8 +262,8 @@ class _CandidateView:
         final = scores.final.detach().float().cpu()
         self.f = {i: float(final[k]) for k, i in enumerate(self.candidates)}
         self.eligible = {i for i in self.candidates if self.s[i] >= self.s_top - match_margin}
-        self._masks = frame.mask_tensor.reshape(len(self.s), -1).float()     # (N, HW)
-        self._areas = self._masks.sum(dim=1)
+        self._masks = frame.mask_tensor.reshape(len(self.s), -1)               # (N, HW)
+        self._areas: torch.Tensor | None = None
         self._same: dict[int, torch.Tensor] = {}
         self.boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32)
 
@@ -293,8 +295,13 @@ class _CandidateView:
     def same(self, i: int) -> torch.Tensor:
         """(N,) bool: which masks are the same object as mask i (i itself included)."""
         if i not in self._same:
-            inter = (self._masks @ self._masks[i]).cpu()
-            area = self._areas.cpu()
+            # in chunks of masks: all N masks at once as floats could take gigabytes
+            chunks = self._masks.split(SAME_OBJECT_CHUNK)
+            if self._areas is None:
+                self._areas = torch.cat([(c != 0).sum(dim=1) for c in chunks]).float().cpu()
+            mine = self._masks[i] != 0
+            inter = torch.cat([((c != 0) & mine).sum(dim=1) for c in chunks]).float().cpu()
+            area = self._areas
             union = area + area[i] - inter
             smaller = torch.minimum(area, area[i])
             self._same[i] = (inter / union.clamp(min=1) > SAME_OBJECT_OVERLAP) | (
