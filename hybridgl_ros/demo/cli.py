@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument('--only', choices=('clip', 'sam'), default=None,
                        help='train only this model')
     train.add_argument('--steps', type=int, default=0,
-                       help='optimiser steps per model (0 = the recipe\'s default)')
+                       help='optimiser steps per model and per stage of the CLIP (0 = the '
+                            'recipe\'s default)')
     train.add_argument('--seed', type=int, default=0, help='training seed')
     train.add_argument('--clip-from', default='',
                        help='run only the CLIP\'s second (fine-tuning) stage, from these '
