@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
 from hybridgl_ros.core.geometry import interior_point, mask_centroid
-from hybridgl_ros.core.types import Alternative, ParsedExpression, Segmentation
+from hybridgl_ros.core.types import (
+    Alternative, ParsedExpression, Segmentation, json_number)
 
 LOG = logging.getLogger(__name__)
 #: ``decision.calibrated_for`` that applies the coefficients to any CLIP weights.
@@ -101,11 +102,9 @@ class Decision:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: everything but the alternatives' details."""
-        def number(value: float):
-            return None if math.isnan(value) else value
-
-        return {'index': self.index, 'found': self.found, 'presence': number(self.presence),
-                'confidence': number(self.confidence), 'ambiguous': self.ambiguous,
+        return {'index': self.index, 'found': self.found,
+                'presence': json_number(self.presence),
+                'confidence': json_number(self.confidence), 'ambiguous': self.ambiguous,
                 'alternatives': [i for i, _ in self.alternatives], 'rule': self.rule,
                 'message': self.message, **self.signals}
 
@@ -154,19 +153,19 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     verifiable = scores.plan.relation != 'none' and scores.other_probs is not None
     must_hold = verifiable and cfg.relation_must_hold and not config.reference
     choice, fails = view.choose(must_hold)
-    anchor_s = _anchor_top(frame, text, config.text.logit_scale)
-    words = _word_standouts(frame, text, config.text.logit_scale)
+    v = F.normalize(frame.mask_features.float(), dim=-1)                # (N, D)
+    anchor_s = _anchor_top(v, text, config.text.logit_scale)
+    words = _word_standouts(v, text, config.text.logit_scale)
     presence_x = [view.s_top, anchor_s, float(text.other is not None), float(fails),
                   view.standout, _of(words, choice)]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
-    confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias,
-                                view.confidence_x(i, guided, fails and i == choice)
-                                + [_of(words, i)], calibrated)
-                   for i in (choice, *alternatives)}
-    signals = {'presence_x': presence_x,
-               'confidence_x': view.confidence_x(choice, guided, fails) + [_of(words, choice)],
+    confidence_x = {i: view.confidence_x(i, guided, fails and i == choice) + [_of(words, i)]
+                    for i in (choice, *alternatives)}
+    confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias, x, calibrated)
+                   for i, x in confidence_x.items()}
+    signals = {'presence_x': presence_x, 'confidence_x': confidence_x[choice],
                'relation_verifiable': verifiable, 'relation_fails': fails,
                'method_choice': scores.chosen, 'choice': choice}
     if not text.names_known_word and cfg.reject_absent and not config.reference:
@@ -196,10 +195,9 @@ def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool)
 
 def _names_a_word(phrase: str) -> bool:
     """Whether ``phrase`` has a word that is not a function word or punctuation."""
-    from hybridgl_ros.core.text_features import FUNCTION_WORDS, PUNCTUATION
+    from hybridgl_ros.core.text_features import named_words
 
-    words = (w.strip(PUNCTUATION).lower() for w in phrase.split())
-    return any(w and w not in FUNCTION_WORDS for w in words)
+    return bool(named_words(phrase))
 
 
 def _bare(phrase: str) -> str:
@@ -216,21 +214,20 @@ def _logistic(weights, bias: float, x, calibrated: bool) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
-def _anchor_top(frame, text, logit_scale: float) -> float:
-    """The best mask's s for the anchor feature u (0 without other phrases)."""
+def _anchor_top(v: torch.Tensor, text, logit_scale: float) -> float:
+    """The best mask's s for the anchor feature u (0 without other phrases); v: (N, D) the
+    frame's L2-normalised mask features."""
     if text.other is None:
         return 0.0
-    v = F.normalize(frame.mask_features.float(), dim=-1)
     return float((logit_scale * v @ F.normalize(text.other.float(), dim=0)).max())
 
 
-def _word_standouts(frame, text, logit_scale: float) -> torch.Tensor | None:
+def _word_standouts(v: torch.Tensor, text, logit_scale: float) -> torch.Tensor | None:
     """(N,) per mask: min over the target phrase's look words w of s(mask, w) − the mean
     s(n, w) of the frame's masks: how far the mask stands out for its weakest word. None
-    without look words."""
+    without look words. v: (N, D) the frame's L2-normalised mask features."""
     if text.words is None:
         return None
-    v = F.normalize(frame.mask_features.float(), dim=-1)
     s = logit_scale * v @ F.normalize(text.words.float(), dim=-1).T       # (N, W)
     return (s - s.mean(dim=0)).min(dim=1).values.cpu()
 

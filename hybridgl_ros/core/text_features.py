@@ -5,6 +5,8 @@ import string
 from collections import OrderedDict
 from typing import Sequence
 
+from hybridgl_ros.core.text import DIRECTION_TRIGGERS, RELATION_TRIGGERS, RELATION_WORDS
+
 PUNCTUATION = string.punctuation + '“”‘’'
 #: Words that name nothing on their own (an expression of only these names no object).
 FUNCTION_WORDS = frozenset({
@@ -13,6 +15,16 @@ FUNCTION_WORDS = frozenset({
 #: Nouns that stand for any object ("the red one"): no look to check.
 GENERIC_WORDS = frozenset({'one', 'ones', 'thing', 'things', 'object', 'objects', 'item',
                            'items'})
+#: Words that say where an object is or how it relates, not what it looks like.
+SPATIAL_WORDS = frozenset(RELATION_WORDS).union(*DIRECTION_TRIGGERS.values(),
+                                                *RELATION_TRIGGERS.values())
+
+
+def named_words(text: str) -> list[str]:
+    """The words of ``text`` that may name something: lower-cased, without punctuation, not
+    function words."""
+    words = (w.strip(PUNCTUATION).lower() for w in text.split())
+    return [w for w in words if w and w not in FUNCTION_WORDS]
 
 
 class TextEncoder:
@@ -50,16 +62,8 @@ class TextEncoder:
         (:data:`~hybridgl_ros.core.text.RELATION_WORDS`, the direction triggers) or generic
         nouns ("one", "thing"), and made of tokens the model knows; at most ``limit``, in
         order, each once."""
-        from hybridgl_ros.core.text import DIRECTION_TRIGGERS, RELATION_TRIGGERS, RELATION_WORDS
-
-        spatial = set(RELATION_WORDS).union(*DIRECTION_TRIGGERS.values(),
-                                            *RELATION_TRIGGERS.values())
-        words = [w.strip(PUNCTUATION).lower() for w in text.split()]
-        words = [w for w in dict.fromkeys(words) if w and w not in FUNCTION_WORDS
-                 and w not in spatial and w not in GENERIC_WORDS]
-        known = self._known_tokens()
-        if known is not None:
-            words = [w for w in words if all(known[t] for t in self.tokenizer.encode(w))]
+        words = [w for w in dict.fromkeys(named_words(text))
+                 if w not in SPATIAL_WORDS and w not in GENERIC_WORDS and self._knows(w)]
         return words[:limit]
 
     def knows_a_word(self, text: str) -> bool:
@@ -70,14 +74,13 @@ class TextEncoder:
         anything"; a model trained on a small vocabulary (the demo CLIP) keeps unseen words'
         rows at zero, and a phrase of such words names nothing it knows.
         """
-        words = [w.strip(PUNCTUATION).lower() for w in text.split()]
-        words = [w for w in words if w and w not in FUNCTION_WORDS]
-        if not words:
-            return False
+        return any(self._knows(w) for w in named_words(text))
+
+    def _knows(self, word: str) -> bool:
+        """Whether every token of ``word`` has an embedding row that is not all zero (always
+        true without a token table)."""
         known = self._known_tokens()
-        if known is None:
-            return True
-        return any(all(known[t] for t in self.tokenizer.encode(w)) for w in words)
+        return known is None or all(known[t] for t in self.tokenizer.encode(word))
 
     def _known_tokens(self):
         """(vocab,) bool: the token rows that are not all zero (None without a token table)."""

@@ -1,6 +1,7 @@
 """The values that cross the library's edge: proposals, parsed expressions, frames, results."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -8,6 +9,11 @@ import numpy as np
 
 RELATIONS = ('none', 'left', 'right', 'up', 'down', 'big', 'small', 'within')
 DIRECTIONS = ('none', 'left', 'right', 'middle', 'up', 'down')
+
+
+def json_number(value: float) -> float | None:
+    """``value`` for JSON: None for NaN ("no estimate"), else the number."""
+    return None if math.isnan(value) else value
 
 
 @dataclass(frozen=True)
@@ -207,12 +213,9 @@ class Alternative:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        def number(value: float):
-            return None if np.isnan(value) else value
-
         return {'index': self.index, 'box_xywh': list(self.box_xywh),
-                'interior_xy': list(self.interior_xy), 'score': number(self.score),
-                'confidence': number(self.confidence)}
+                'interior_xy': list(self.interior_xy), 'score': json_number(self.score),
+                'confidence': json_number(self.confidence)}
 
 
 @dataclass(frozen=True)
@@ -301,7 +304,7 @@ class Segmentation:
                 'other_phrases': list(self.parse.other_phrases),
                 'relation': self.parse.relation, 'direction': self.parse.direction},
             'timings_ms': dict(self.timings_ms), 'message': self.message,
-            'confidence': None if np.isnan(self.confidence) else self.confidence,
+            'confidence': json_number(self.confidence),
             'ambiguous': self.ambiguous,
             'alternatives': [a.to_dict() for a in self.alternatives]}
         if self.explanation is not None:
