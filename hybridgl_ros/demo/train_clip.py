@@ -58,6 +58,9 @@ TRAIN_SCENE_SEED = 2
 #: Steps of the second (fine-tuning) stage.
 FINE_TUNE_STEPS = 1500
 EVAL_SCENE_SEED = 2001
+#: What ``ClipRecipe.smoke`` (and a smoke run of either stage) changes: a few tiny steps.
+SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_steps': 1,
+                   'eval_scenes': 2, 'eval_styles': 'shaded'}
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,7 @@ class ClipRecipe(TrainingRecipe):
     @classmethod
     def smoke(cls) -> 'ClipRecipe':
         """A few tiny steps for CI: exercises every part, learns nothing."""
-        return cls(steps=2, scenes_per_step=2, pool_scenes=3, warmup_steps=1, eval_scenes=2,
-                   eval_styles='shaded')
+        return cls(**SMOKE_OVERRIDES)
 
 
 
@@ -364,7 +366,7 @@ def train_demo_clip(out_dir: str | Path, steps: int = 0, seed: int | None = None
         start_from = str(out / 'stage1' / 'clip.pt')
     second = ClipRecipe.fine_tune(start_from)
     if smoke:
-        second = replace(second, **{k: getattr(ClipRecipe.smoke(), k) for k in SMOKE_FIELDS})
+        second = replace(second, **SMOKE_OVERRIDES)
     metrics = train_clip(out, second.with_overrides(steps, seed))
     if first:
         metrics['stage1'] = first
@@ -372,11 +374,6 @@ def train_demo_clip(out_dir: str | Path, steps: int = 0, seed: int | None = None
 
         write_json(out / 'clip_metrics.json', metrics)
     return metrics
-
-
-#: The fields ``ClipRecipe.smoke`` shrinks.
-SMOKE_FIELDS = ('steps', 'scenes_per_step', 'pool_scenes', 'warmup_steps', 'eval_scenes',
-                'eval_styles')
 
 
 def _save(model, config: dict, used_tokens: set[int], out: Path) -> None:
