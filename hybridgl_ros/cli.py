@@ -136,9 +136,11 @@ def format_result(result) -> str:
 def format_explanation(explanation) -> str:
     """Why the mask was chosen: the guidance the query got and a table of the candidates."""
     e = explanation
+    among = ('' if e.lookalike_relation == 'none'
+             else f'; R among look-alikes ({e.lookalike_relation})')
     lines = [f'normalised: {e.parse.normalized!r}',
              f'guidance:  relation {e.relation}, direction {e.direction}, beta {e.beta:g}; '
-             f'partners {[int(i) for i in e.partners]}',
+             f'partners {[int(i) for i in e.partners]}{among}',
              '  cand     s        p        q        R    softmax(R)    S         F']
     for rank, index in enumerate(e.candidates):
         q = '      —' if e.other_probs is None else f'{e.other_probs[index]:8.4f}'

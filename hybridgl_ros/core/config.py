@@ -124,6 +124,9 @@ class GuidanceConfig:
     comparatives_by_class: bool = True
     """bigger/smaller without another phrase: weigh partners by the phrase without the
     comparative, S on the candidates' common background (default mode; README)."""
+    positions_by_class: bool = True
+    """left/right/top/bottom without an anchor phrase: R among the candidates, partners
+    weighted by the head phrase without the position words (default mode; README)."""
     use_relation: bool = True
     use_position: bool = True
     use_coherence: bool = True
@@ -144,16 +147,16 @@ class DecisionConfig:
     presence_threshold: float = 0.5
     """P(target present) below which the answer is "not found"."""
     presence_weights: tuple[float, float, float, float, float, float] = (
-        0.14829, 0.075544, -3.456343, -4.691202, 0.03783, -0.063532)
+        0.148657, 0.075217, -3.510842, -4.642987, 0.03664, -0.062746)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout)."""
-    presence_bias: float = -4.694618
+    presence_bias: float = -4.659463
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float] = (
-        0.108783, -0.006439, -0.122099, 2.330009, -4.442905, -0.009826)
+        0.100251, -0.008051, -0.017209, 2.010496, -4.668058, -0.005513)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout) of
     the answer."""
-    confidence_bias: float = -4.301961
+    confidence_bias: float = -3.862113
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 19.9
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie

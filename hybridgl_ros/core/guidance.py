@@ -14,6 +14,7 @@ import torch
 
 from hybridgl_ros.core.config import GuidanceConfig
 from hybridgl_ros.core.errors import InvalidInputError
+from hybridgl_ros.core.text import DIRECTION_TRIGGERS, REGION_WORDS, RELATION_TRIGGERS
 from hybridgl_ros.core.types import DIRECTIONS, RELATIONS, ParsedExpression
 
 #: Mask pixels converted to float64 at once in ``spatial_scores``: bounds memory (32 MiB), not
@@ -21,6 +22,13 @@ from hybridgl_ros.core.types import DIRECTIONS, RELATIONS, ParsedExpression
 _CHUNK_PIXELS = 1 << 22
 #: Relations that compare sizes (spec §7.3 big / small).
 SIZE_RELATIONS = ('big', 'small')
+#: Relations and directions that say where the target lies (spec §7.3, §9).
+POSITION_RELATIONS = ('left', 'right', 'up', 'down')
+#: The words of a size comparative (spec §7.1 triggers).
+SIZE_WORDS = frozenset(w for r in SIZE_RELATIONS for w in RELATION_TRIGGERS[r])
+#: The words that say where the target lies (spec §7.1 and §9 triggers of POSITION_RELATIONS).
+POSITION_WORDS = frozenset(w for r in POSITION_RELATIONS
+                           for w in RELATION_TRIGGERS[r] + DIRECTION_TRIGGERS[r])
 
 
 @dataclass(frozen=True)
@@ -34,9 +42,10 @@ class GuidancePlan:
             spec §12 bug 3).
         use_coherence: False: the coherence map is all ones (GEM need not run at all).
         beta: β of Eq. 8 for ``relation``.
-        comparatives_by_class: a size comparative (big/small) is judged among the candidates
-            that match the phrase without the comparative (config switch; never in parity
-            mode): see :func:`comparative_totals`.
+        lookalike_relation: the relation R is judged with among look-alikes, the candidates
+            weighted by the phrase without that word (:func:`comparative_totals`; default
+            mode only): a size comparative (``comparatives_by_class``) or a position word
+            (``positions_by_class``) with no anchor phrase; 'none': R is the spec's.
     """
 
     relation: str
@@ -44,12 +53,12 @@ class GuidancePlan:
     vertical_ramps: bool
     use_coherence: bool
     beta: float
-    comparatives_by_class: bool = False
+    lookalike_relation: str = 'none'
 
     @property
     def size_comparative(self) -> bool:
         """True when the relation is a size comparative judged among look-alikes."""
-        return self.comparatives_by_class and self.relation in SIZE_RELATIONS
+        return self.lookalike_relation in SIZE_RELATIONS
 
 
 def plan_guidance(parsed: ParsedExpression, config: GuidanceConfig,
@@ -61,13 +70,44 @@ def plan_guidance(parsed: ParsedExpression, config: GuidanceConfig,
     makes the coherence map all ones.
     """
     relation = parsed.relation if config.use_relation else 'none'
+    direction = parsed.direction if config.use_position else 'none'
     return GuidancePlan(
         relation=relation,
-        direction=parsed.direction if config.use_position else 'none',
+        direction=direction,
         vertical_ramps=config.vertical_ramps and not reference_parity,
         use_coherence=config.use_coherence,
         beta=beta_for(relation, config),
-        comparatives_by_class=config.comparatives_by_class and not reference_parity)
+        lookalike_relation='none' if reference_parity else lookalike_relation(
+            parsed, relation, direction, config))
+
+
+def lookalike_relation(parsed: ParsedExpression, relation: str, direction: str,
+                       config: GuidanceConfig) -> str:
+    """The relation a query without an anchor phrase is judged with among look-alikes.
+
+    "The smaller ball", "the cube on the left", "the top star", "the cube on the left side"
+    compare the target with the objects that look like it, not with an anchor: a size
+    comparative with no other phrase (``comparatives_by_class``), or a position relation or
+    direction (``positions_by_class``) whose other phrases, if any, only name a part of the
+    picture ("the left side", "the bottom": rooted in a spec §7.1 region word or a position
+    word). 'none' otherwise (the spec's R).
+    """
+    if config.comparatives_by_class and relation in SIZE_RELATIONS:
+        return 'none' if parsed.other_phrases else relation
+    if not config.positions_by_class or not all(
+            _names_a_region(phrase) for phrase in parsed.other_phrases):
+        return 'none'
+    if relation in POSITION_RELATIONS:
+        return relation
+    if relation == 'none' and direction in POSITION_RELATIONS:
+        return direction
+    return 'none'
+
+
+def _names_a_region(phrase: str) -> bool:
+    """Whether a noun phrase names a part of the picture ("the left side", "the top")."""
+    words = phrase.split()
+    return bool(words) and (words[-1] in REGION_WORDS or words[-1] in POSITION_WORDS)
 
 
 def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
@@ -153,26 +193,29 @@ def relation_totals(relation: str, p: torch.Tensor, candidates: torch.Tensor,
 
 def comparative_totals(relation: str, p: torch.Tensor, p_class: torch.Tensor,
                        candidates: torch.Tensor, boxes_xywh: Any) -> RelationTotals:
-    """R of a size comparative among look-alikes (default mode's departure from spec §7.3).
+    """R among look-alikes (default mode's departure from spec §7.3; see
+    :func:`lookalike_relation`).
 
-    "The smaller X" is the X smaller than the other X's. The spec weighs each partner j by
-    p_j, the match to the whole phrase; but the phrase names the size, so the look-alike it is
-    compared with gets p_j ≈ 0 and R vanishes for every candidate (softmax(R) uniform). Here
+    "The smaller X" is the X smaller than the other X's, "the X on the left" the X left of
+    the other X's. The spec weighs each partner j by p_j, the match to the whole phrase; but
+    the phrase names the size (or the position), so the look-alike it is compared with gets
+    p_j ≈ 0 and R vanishes for every candidate (softmax(R) uniform); without a relation word
+    ("the X at the bottom") R = K·p_i sharpens whatever the whole phrase's s prefers. Here
     the partners (the candidates) are weighted by p^c, the match to the phrase *without* the
-    comparative word ("the red ball"), normalised over the other candidates and scaled so
-    the weights average 1 over the K partners, as the 'none' relation's do:
+    size or position words ("the red ball", "the X"), normalised over the other candidates
+    and scaled so the weights average 1 over the K partners, as the 'none' relation's do:
 
         R_i = p_i · Σ_{j ≠ i} K·p^c_j / Σ_{j' ≠ i} p^c_{j'} · f(i, j).
 
     Args:
-        relation: 'big' or 'small'.
+        relation: 'big', 'small', 'left', 'right', 'up' or 'down'.
         p: (N,) matching probabilities of the whole phrase.
-        p_class: (N,) matching probabilities of the phrase without the comparative.
+        p_class: (N,) matching probabilities of the phrase without the size or position words.
         candidates: (K,) int64 mask indices (the partners too).
         boxes_xywh: (N, 4) boxes in pixels.
     """
-    if relation not in SIZE_RELATIONS:
-        raise InvalidInputError(f'{relation!r} is not a size comparative')
+    if relation not in SIZE_RELATIONS + POSITION_RELATIONS:
+        raise InvalidInputError(f'{relation!r} is not a size or position relation')
     dtype = torch.promote_types(p.dtype, torch.float32)
     boxes = torch.as_tensor(boxes_xywh, device=p.device).to(dtype).reshape(-1, 4)
     pair = pair_factor(relation, boxes[candidates], boxes[candidates]).to(dtype)  # (K, K)

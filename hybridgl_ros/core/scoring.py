@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.gem import coherence_input_map, resize_coherence_map
-from hybridgl_ros.core.text import RELATION_TRIGGERS
 from hybridgl_ros.core.types import Explanation, Frame, ParsedExpression
 
 
@@ -30,9 +29,10 @@ class TextFeatures:
         target: t = w·E(T') + (1 − w)·E(NP).
         gem: E of the GEM prompt ("a photo of a {NP}.").
         other: u = mean_k E("a photo of " + O_k), or None without other noun phrases.
-        comparison: the target feature of the phrase without its size comparative ("the red
-            ball" for "the smaller red ball"), or None when the query has none to judge
-            among look-alikes (see :func:`comparison_phrases`).
+        comparison: the target feature of the phrase without its size or position words
+            ("the red ball" for "the smaller red ball", "the cube" for "the cube on the
+            left"), or None when the query is not judged among look-alikes (see
+            :func:`comparison_phrases`).
         names_known_word: the target phrase has a content word the text encoder knows
             (``TextEncoder.knows_a_word``); "the the of", "?!" and, for the demo CLIP, words
             outside its vocabulary do not.
@@ -53,18 +53,25 @@ class TextFeatures:
 
 def comparison_phrases(parse: ParsedExpression, config: HybridGLConfig
                        ) -> tuple[str, str] | None:
-    """T' and NP without the size comparative, when the query compares sizes among
-    look-alikes (relation big/small, no other phrase, ``guidance.comparatives_by_class``, default
-    mode); else None."""
-    plan = g.plan_guidance(parse, config.guidance, config.reference)
-    if not plan.size_comparative or parse.other_phrases:
-        return None
-    words = set(RELATION_TRIGGERS['big'] + RELATION_TRIGGERS['small'])
+    """T' and NP without the size or position words, when the query is judged among
+    look-alikes (``GuidancePlan.lookalike_relation``, default mode); else None.
 
-    def strip(phrase: str) -> str:
+    A size comparative drops its word from both ("the smaller red ball" → "the red ball"); a
+    position query keeps NP without its position words for both ("the cube on the left side",
+    "the left cube" → "the cube"): T' holds them in phrases that make no sense alone.
+    """
+    plan = g.plan_guidance(parse, config.guidance, config.reference)
+    if plan.lookalike_relation == 'none':
+        return None
+
+    def strip(phrase: str, words: frozenset[str]) -> str:
         return ' '.join(w for w in phrase.split() if w not in words) or phrase
 
-    return strip(parse.normalized), strip(parse.head_phrase)
+    if plan.size_comparative:
+        return (strip(parse.normalized, g.SIZE_WORDS),
+                strip(parse.head_phrase, g.SIZE_WORDS))
+    head = strip(parse.head_phrase, g.POSITION_WORDS)
+    return head, head
 
 
 def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> TextFeatures:
@@ -165,7 +172,8 @@ class QueryScores:
             spatial_scores=arr(self.spatial), final_scores=arr(self.final),
             chosen=self.chosen, pure_index=self.pure_index,
             boxes_xywh=np.asarray(boxes_xywh, np.int64),
-            decision=None if decision is None else decision.summary())
+            decision=None if decision is None else decision.summary(),
+            lookalike_relation=self.plan.lookalike_relation)
 
 
 def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
@@ -188,11 +196,12 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     candidates = g.select_candidates(p, cfg.candidate_count)
     boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32, device=p.device)
     background = None
-    if text.comparison is not None and plan.size_comparative:
+    if text.comparison is not None and plan.lookalike_relation != 'none':
         p_class = torch.softmax(_similarities(frame.mask_features, text.comparison,
                                               config.text.logit_scale), dim=0)
-        relation = g.comparative_totals(plan.relation, p, p_class, candidates, boxes)
-        background = g.common_background(frame.mask_tensor, candidates)
+        relation = g.comparative_totals(plan.lookalike_relation, p, p_class, candidates, boxes)
+        if plan.size_comparative:
+            background = g.common_background(frame.mask_tensor, candidates)
     else:
         relation = g.relation_totals(plan.relation, p, candidates, boxes, q=q,
                                      partner_count=cfg.partner_count)

@@ -143,6 +143,8 @@ class Explanation:
         boxes_xywh: (N, 4) int64 the proposals' boxes (what the relations compare).
         decision: what the decision step (core/decision.py) saw and did: its signals, P(target
             present), the rule that made the answer; None before it ran.
+        lookalike_relation: the relation R was judged with among look-alikes (default mode:
+            size or position words without an anchor phrase, README), or 'none': the spec's R.
     """
 
     parse: ParsedExpression
@@ -168,6 +170,7 @@ class Explanation:
     pure_index: int
     boxes_xywh: np.ndarray
     decision: dict[str, Any] | None = None
+    lookalike_relation: str = 'none'
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary: every per-proposal and per-candidate value, no maps."""
@@ -176,6 +179,7 @@ class Explanation:
 
         return {
             'relation': self.relation, 'direction': self.direction, 'beta': self.beta,
+            'lookalike_relation': self.lookalike_relation,
             'text_feature_norms': {k: None if v is None else float(np.linalg.norm(v))
                                    for k, v in self.text_features.items()},
             'similarities': floats(self.similarities),

@@ -327,6 +327,68 @@ def test_common_background_makes_s_blind_to_size_when_the_map_is_equal():
     assert common[0] == pytest.approx(common[1])
 
 
+@pytest.mark.parametrize('parsed, expected', [
+    (ParsedExpression('the cube on the left', 'the cube', relation='left', direction='left'),
+     'left'),
+    (ParsedExpression('the top star', 'the top star', relation='up', direction='up'), 'up'),
+    (ParsedExpression('the cube at the bottom', 'the cube', ('the bottom',), direction='down'),
+     'down'),
+    (ParsedExpression('the cube on the left side', 'the cube', ('the left side',),
+                      direction='left'), 'left'),
+    (ParsedExpression('the smaller ball', 'the smaller ball', relation='small'), 'small'),
+    # an anchor phrase: the spec's R against the anchor
+    (ParsedExpression('the cube left of the ball', 'the cube', ('the ball',), relation='left',
+                      direction='left'), 'none'),
+    (ParsedExpression('the cube next to the left ball', 'the cube', ('the left ball',),
+                      direction='left'), 'none'),
+    (ParsedExpression('the smaller ball near the cube', 'the smaller ball', ('the cube',),
+                      relation='small'), 'none'),
+    # no position: nothing to judge among look-alikes
+    (ParsedExpression('the ball in the middle', 'the ball', ('the middle',), direction='middle'),
+     'none'),
+    (ParsedExpression('the red ball', 'the red ball'), 'none'),
+])
+def test_queries_without_an_anchor_are_judged_among_look_alikes(parsed, expected):
+    assert plan_guidance(parsed, GuidanceConfig()).lookalike_relation == expected
+    assert plan_guidance(parsed, GuidanceConfig(), reference_parity=True
+                         ).lookalike_relation == 'none'
+
+
+def test_the_switches_turn_look_alike_judging_off_per_kind():
+    left = ParsedExpression('the cube on the left', 'the cube', relation='left', direction='left')
+    small = ParsedExpression('the smaller ball', 'the smaller ball', relation='small')
+    positions_off = GuidanceConfig(positions_by_class=False)
+    assert plan_guidance(left, positions_off).lookalike_relation == 'none'
+    assert plan_guidance(small, positions_off).lookalike_relation == 'small'
+    comparatives_off = GuidanceConfig(comparatives_by_class=False)
+    assert plan_guidance(small, comparatives_off).lookalike_relation == 'none'
+    assert plan_guidance(left, comparatives_off).lookalike_relation == 'left'
+
+
+def test_position_among_look_alikes_picks_the_twin_the_word_says():
+    from hybridgl_ros.core.guidance import comparative_totals
+
+    # twins 0 (left) and 1 (right), a third object 2 further left that is not a twin; the whole
+    # phrase "the cube on the left side" happens to prefer twin 1 (p peaked) and has no
+    # relation word (spec §7.1: "side"): the spec's R = K·p sharpens that; R among look-alikes
+    # (the direction as the relation, partners weighted by "the cube") prefers twin 0
+    boxes = np.array([[100, 10, 10, 10], [200, 10, 10, 10], [0, 10, 10, 10]])
+    p = torch.tensor([0.2, 0.79, 0.01])
+    p_class = torch.tensor([0.5, 0.5, 0.0])
+    assert int(relation_totals('none', p, ALL_THREE, boxes).totals.argmax()) == 1
+    totals = comparative_totals('left', p, p_class, ALL_THREE, boxes).totals
+    # R_0 = p_0 · K · (share of twin 1 among the others) · [cx_0 < cx_1] = 0.2 · 3 · 1
+    assert totals.tolist() == pytest.approx([0.6, 0.0, 0.01 * 3 * 1.0], abs=1e-3)
+    assert int(torch.argmax(torch.softmax(totals, 0))) == 0
+
+
+def test_look_alike_relations_are_size_or_position_only():
+    from hybridgl_ros.core.guidance import comparative_totals
+
+    with pytest.raises(InvalidInputError, match='within'):
+        comparative_totals('within', EQUAL_P, EQUAL_P, ALL_THREE, np.zeros((3, 4)))
+
+
 def test_comparatives_by_class_is_off_in_reference_parity():
     parsed = ParsedExpression('the smaller ball', 'the smaller ball', relation='small')
     assert plan_guidance(parsed, GuidanceConfig()).size_comparative

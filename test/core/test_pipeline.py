@@ -177,6 +177,28 @@ def test_explanation_holds_every_intermediate_consistently(make_segmenter, scene
     assert result.to_dict()['explanation']['candidates'] == list(result.candidate_indices)
 
 
+def test_a_position_word_without_an_anchor_is_judged_among_look_alikes(make_segmenter,
+                                                                        scene_rgb):
+    from hybridgl_ros.cli import format_explanation
+
+    explanations = {}
+    for parity in ('default', 'reference'):
+        segmenter, _ = make_segmenter(parity=parity)
+        frame = segmenter.prepare(scene_rgb)
+        explanations[parity] = segmenter.query(frame, 'the square on the left side',
+                                               explain=True).explanation
+    among, spec = explanations['default'], explanations['reference']
+    assert among.relation == spec.relation == 'none' and among.direction == 'left'
+    assert among.lookalike_relation == 'left' and spec.lookalike_relation == 'none'
+    # R compares the candidates' positions (partners: the candidates), the spec's is K·p
+    assert list(among.partners) == list(among.candidates)
+    np.testing.assert_allclose(spec.relation_totals,
+                               len(spec.partners) * spec.matching_probs[spec.candidates],
+                               rtol=1e-5)
+    assert 'R among look-alikes (left)' in format_explanation(among)
+    assert among.to_dict()['lookalike_relation'] == 'left'
+
+
 def test_no_explanation_unless_asked(make_segmenter, scene_rgb):
     segmenter, _ = make_segmenter()
     result = segmenter.segment(scene_rgb, 'the blue disc')

@@ -212,3 +212,25 @@ def test_missing_pipeline_falls_back_to_an_installed_small_one(caplog):
 def test_no_pipeline_at_all_raises_model_load_error_with_install_hint():
     with pytest.raises(ModelLoadError, match='python -m spacy download en_core_web_sm'):
         load_spacy('hybridgl_no_such_pipeline', fallbacks=())
+
+
+@pytest.mark.parametrize('text, phrases', [
+    ('the cube on the left', ('the cube', 'the cube')),
+    ('the left cube', ('the cube', 'the cube')),
+    ('the cube on the left side', ('the cube', 'the cube')),
+    ('the star at the bottom', ('the star', 'the star')),
+    ('the top red ball', ('the red ball', 'the red ball')),
+    ('the ball at the back', ('the ball', 'the ball')),
+    ('the smaller red ball', ('the red ball', 'the red ball')),
+    ('the cube left of the ball', None),
+    ('the red ball', None),
+])
+def test_the_look_alikes_of_a_query_are_named_by_its_phrase_without_size_or_position(
+        parser, text, phrases):
+    """What a query judged among look-alikes compares its candidates by (scoring.py); real
+    spaCy parses."""
+    from hybridgl_ros.core.config import HybridGLConfig
+    from hybridgl_ros.core.scoring import comparison_phrases
+
+    assert comparison_phrases(parser.parse(text), HybridGLConfig()) == phrases
+    assert comparison_phrases(parser.parse(text), HybridGLConfig(parity='reference')) is None

@@ -15,6 +15,8 @@ import pytest
 
 import parity_support as ps
 
+from hybridgl_ros.core.guidance import plan_guidance
+
 DUMP = ps.load_dump(ps.fixture_dir())
 CASE_IDS = sorted(DUMP['cases'])
 QUERIES = [(case_id, index) for case_id in CASE_IDS
@@ -117,13 +119,19 @@ def _compare_text(explanation, reference):
         _rel_close(np.linalg.norm(features['other']), reference['u_norm'], NORM_REL, 'u norm')
 
 
-def _compare_matching(e, reference):
+def _compare_matching(e, reference, partners=True):
+    """s, p, q, the candidates and (unless ``partners`` is False: judged among look-alikes,
+    the partners are the candidates) the partners."""
     _close(e.similarities, reference['s'], SCORE_ABS, 's')
     _close(e.matching_probs, reference['p'], PROB_ABS, 'p')
     assert e.pure_index == reference['pure_idx']
     assert e.candidates.tolist() == reference['top_idx']
     assert len(e.candidates) == reference['k1']
-    if reference.get('q') is not None:
+    if not partners:
+        assert e.partners.tolist() == e.candidates.tolist()
+        if reference.get('q') is not None:
+            _close(e.other_probs, reference['q'], PROB_ABS, 'q')
+    elif reference.get('q') is not None:
         _close(e.other_probs, reference['q'], PROB_ABS, 'q')
         assert e.partners.tolist() == reference['top_other_idx']
         assert len(e.partners) == reference['k2']
@@ -210,14 +218,14 @@ def test_default_mode_matches_where_the_spec_agrees(parity, case_id, index):
     config = parity.configs['default'].guidance
     same_relation = e.relation == reference['relaflag']   # 'right' works here (bug 1)
     same_ramp = not (config.vertical_ramps and e.direction in ('up', 'down'))   # bug 3
-    # bigger/smaller without another phrase: R and S are the default mode's own (README)
-    comparative = (config.comparatives_by_class and e.relation in ('big', 'small')
-                   and not e.parse.other_phrases)
+    # bigger/smaller or left/right/top/bottom without an anchor phrase: R (and for sizes S) are
+    # the default mode's own, judged among look-alikes (README)
+    comparative = plan_guidance(e.parse, config).lookalike_relation != 'none'
     _compare_parse(e, reference, skip=('relaflag',))
     _compare_text(e, reference)
     if reference.get('s') is None:
         return
-    _compare_matching(e, reference)
+    _compare_matching(e, reference, partners=not comparative)
     if same_relation and not comparative:
         _compare_relation(e, reference)
     if same_ramp:
