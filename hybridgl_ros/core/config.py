@@ -144,8 +144,9 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.5
-    """P(target present) below which the answer is "not found"."""
+    presence_threshold: float = 0.5616
+    """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
+    the highest that rejects at most 5 % of the present targets of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float] = (
         0.148657, 0.075217, -3.510842, -4.642987, 0.03664, -0.062746)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
@@ -153,10 +154,10 @@ class DecisionConfig:
     presence_bias: float = -4.659463
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float] = (
-        0.100251, -0.008051, -0.017209, 2.010496, -4.668058, -0.005513)
+        0.093606, -0.006174, -0.018838, 2.029734, -3.395622, -0.005277)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout) of
     the answer."""
-    confidence_bias: float = -3.862113
+    confidence_bias: float = -3.562826
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 19.9
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie

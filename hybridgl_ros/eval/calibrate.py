@@ -5,8 +5,9 @@ computes (the records' ``signals``); how those signals read depends on the CLIP 
 each set of weights needs its own fit. The fit:
 
 1. P(present) by logistic regression of "the expression has a target" on ``presence_x``;
-2. the presence threshold: 0.5, lowered if needed so that at most ``max_rejected`` of the
-   expressions with a target are rejected on this data;
+2. the presence threshold: the highest that rejects at most ``max_rejected`` of the
+   expressions with a target on this data (so the most of those without one within that
+   budget), but no higher than rejecting every expression without a target needs;
 3. P(right) by logistic regression of "the chosen mask is a target" on ``confidence_x`` over
    the answers that threshold keeps (a rejected answer's confidence is 1 − P(present));
 4. the ambiguity margin, when the data has expressions with several targets (gRefCOCO's
@@ -96,7 +97,7 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     x_p = np.array([r['signals']['presence_x'] for r in records])
     w_p, b_p = fit_logistic(x_p, present)
     p_present = _sigmoid(x_p, w_p, b_p)
-    threshold = presence_threshold(p_present[present], max_rejected)
+    threshold = presence_threshold(p_present[present], max_rejected, p_present[~present])
     kept = p_present >= threshold
     right = present & np.array([r.get('choice_iou', 0.0) >= IOU_HIT for r in records])
     x_c = np.array([r['signals']['confidence_x'] for r in records])
@@ -135,12 +136,18 @@ def ambiguity_margin(records: Sequence[Mapping], flag_share: float) -> float | N
     return math.ceil(value * 10.0 - 1e-9) / 10.0
 
 
-def presence_threshold(p_present_targets: np.ndarray, max_rejected: float) -> float:
-    """0.5, or lower if more than ``max_rejected`` of the present targets fall below it."""
+def presence_threshold(p_present_targets: np.ndarray, max_rejected: float,
+                       p_absent_targets: np.ndarray | None = None) -> float:
+    """The P(present) threshold (an answer below it is "not found"): the highest that leaves
+    at most ``max_rejected`` of the present targets below it, i.e. the operating point that
+    rejects the most absent targets within that budget; lowered to just above the highest
+    P(present) of an absent target when that already rejects them all. 0.5 without data."""
     if len(p_present_targets) == 0:
         return 0.5
-    allowed = np.quantile(p_present_targets, max_rejected, method='lower')
-    return float(min(0.5, allowed))
+    threshold = float(np.quantile(p_present_targets, max_rejected, method='lower'))
+    if p_absent_targets is not None and len(p_absent_targets):
+        threshold = min(threshold, float(np.nextafter(np.max(p_absent_targets), np.inf)))
+    return threshold
 
 
 def snippet(fit: Mapping, fingerprint: str, sources: Sequence[str]) -> str:
@@ -189,7 +196,8 @@ def register(subparsers) -> None:
     parser.add_argument('inputs', nargs='+', help='results*.jsonl files or folders')
     parser.add_argument('--out', help='also write the YAML section here')
     parser.add_argument('--max-rejected', type=float, default=0.05,
-                        help='largest share of present targets the threshold may reject')
+                        help='share of present targets the threshold may reject on this data '
+                             '(it rejects the most absent ones within it)')
     parser.add_argument('--flag-share', type=float, default=0.95,
                         help='share of the multi-target expressions without position or '
                              'relation words the ambiguity margin should flag')

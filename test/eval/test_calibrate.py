@@ -27,10 +27,19 @@ def test_a_separating_signal_keeps_finite_coefficients():
     assert np.isfinite(weights).all() and np.isfinite(bias) and weights[0] > 0
 
 
-def test_the_threshold_stays_at_one_half_unless_too_many_targets_fall_below():
-    assert presence_threshold(np.linspace(0.6, 1.0, 100), 0.05) == 0.5
-    lowered = presence_threshold(np.linspace(0.0, 1.0, 101), 0.05)
-    assert lowered == pytest.approx(0.05)
+def test_the_threshold_uses_the_budget_of_present_targets_rejected():
+    present = np.linspace(0.0, 1.0, 101)
+    threshold = presence_threshold(present, 0.05)
+    assert threshold == pytest.approx(0.05) and (present < threshold).mean() <= 0.05
+    assert presence_threshold(np.linspace(0.6, 1.0, 100), 0.05) > 0.6
+    # the absent targets overlap the present ones: the budget decides
+    assert presence_threshold(present, 0.05, np.linspace(0.0, 0.5, 50)) == threshold
+
+
+def test_the_threshold_goes_no_higher_than_rejecting_every_absent_target_needs():
+    present = np.linspace(0.6, 1.0, 100)
+    threshold = presence_threshold(present, 0.05, np.array([0.1, 0.3]))
+    assert 0.3 < threshold < 0.3 + 1e-9 and not (present < threshold).any()
 
 
 def _records(count=600, seed=1):
