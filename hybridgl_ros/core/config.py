@@ -153,11 +153,11 @@ class DecisionConfig:
     word standout)."""
     presence_bias: float = -4.659463
     """Intercept of the P(present) logistic."""
-    confidence_weights: tuple[float, float, float, float, float, float] = (
-        0.093606, -0.006174, -0.018838, 2.029734, -3.395622, -0.005277)
-    """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout) of
-    the answer."""
-    confidence_bias: float = -3.562826
+    confidence_weights: tuple[float, float, float, float, float, float, float] = (
+        0.104463, -0.053679, 0.737321, 1.664928, -3.552719, -0.077868, 0.09034)
+    """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
+    standout) of the answer."""
+    confidence_bias: float = -6.005078
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 19.9
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie

@@ -25,7 +25,8 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    encoder knows ("the the of", "?!.,;", for the demo CLIP a word outside its vocabulary) is
    "not found" (``TextEncoder.knows_a_word``).
 4. **Confidence.** P(right) = σ(w·x + b) on x = (s, s margin to the best other object,
-   guided, F margin, relation fails, word standout) of the answer; for "not found",
+   guided, F margin, relation fails, word standout, standout) of the answer (its standout:
+   its s − the mean s of the image's other masks); for "not found",
    1 − P(present).
 
 The coefficients depend on the CLIP weights: ``hybridgl calibrate`` fits them on an eval
@@ -161,8 +162,8 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
-    confidence_x = {i: view.confidence_x(i, guided, fails and i == choice) + [_of(words, i)]
-                    for i in (choice, *alternatives)}
+    confidence_x = {i: view.confidence_x(i, guided, fails and i == choice)
+                    + [_of(words, i), view.standout_of(i)] for i in (choice, *alternatives)}
     confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias, x, calibrated)
                    for i, x in confidence_x.items()}
     signals = {'presence_x': presence_x, 'confidence_x': confidence_x[choice],
@@ -256,6 +257,7 @@ class _CandidateView:
         self.s_top = float(s.max())
         rest = s[torch.arange(len(s)) != int(s.argmax())]
         self.standout = self.s_top - float(rest.mean()) if len(rest) else 0.0
+        self._s_sum = float(s.sum())
         final = scores.final.detach().float().cpu()
         self.f = {i: float(final[k]) for k, i in enumerate(self.candidates)}
         self.eligible = {i for i in self.candidates if self.s[i] >= self.s_top - match_margin}
@@ -330,6 +332,11 @@ class _CandidateView:
             if not any(bool(self.same(k)[j]) for k in ties):
                 ties.append(j)
         return ties
+
+    def standout_of(self, i: int) -> float:
+        """Mask i's s minus the mean s of the frame's other masks (0 for a lone mask)."""
+        others = len(self.s) - 1
+        return self.s[i] - (self._s_sum - self.s[i]) / others if others else 0.0
 
     def confidence_x(self, i: int, guided: bool, fails: bool) -> list[float]:
         """(s, s margin to the best other object, guided, F margin to the best other

@@ -91,8 +91,9 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     if not records or present.all() or not present.any():
         raise ConfigError('calibration needs eval records (with signals) of expressions with '
                           'and without a target: run hybridgl eval on a gRefCOCO-layout set')
-    if len({len(r['signals']['presence_x']) for r in records}) > 1:
-        raise ConfigError('the runs record presence signals of different lengths (different '
+    if (len({len(r['signals']['presence_x']) for r in records}) > 1
+            or len({len(r['signals']['confidence_x']) for r in records}) > 1):
+        raise ConfigError('the runs record decision signals of different lengths (different '
                           'versions of hybridgl_ros): calibrate on runs of one version')
     x_p = np.array([r['signals']['presence_x'] for r in records])
     w_p, b_p = fit_logistic(x_p, present)

@@ -20,7 +20,7 @@ BOXES = [[10, 10, 20, 20], [50, 10, 20, 20], [90, 10, 20, 20], [10, 10, 10, 20]]
 #: P(present) = σ(s_top − 40): present above s = 40; P(right) = σ(0.5·s margin).
 CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0, 0.0),
                              presence_bias=-40.0,
-                             confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0, 0.0),
+                             confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0),
                              confidence_bias=0.0, ambiguity_margin=3.0,
                              guided_ambiguity_margin=0.05, calibrated_for='x')
 
@@ -238,6 +238,15 @@ def test_the_word_standout_is_how_far_the_answer_stands_out_for_its_weakest_look
     d = decide(_scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
                _config(), calibrated=True)
     assert d.signals['presence_x'][5] == 0.0
+
+
+def test_the_confidence_reads_how_far_the_answer_stands_out_from_the_other_masks():
+    # s = 60, 40, 10, 6: the answer (0) stands out by 60 - mean(40, 10, 6)
+    d = decide(_scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
+               _config(), calibrated=True)
+    assert d.index == 0 and len(d.signals['confidence_x']) == 7
+    assert d.signals['confidence_x'][6] == pytest.approx(60.0 - 56.0 / 3)
+    assert d.signals['presence_x'][4] == pytest.approx(60.0 - 56.0 / 3)
 
 
 def test_a_look_alike_outside_the_top_k_candidates_is_still_an_alternative():

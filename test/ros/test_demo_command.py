@@ -36,7 +36,7 @@ def test_demo_config_is_the_defaults_with_ramps_its_own_calibration_and_no_box_p
     assert not config.tracking.box_prompt           # the demo SAM never learnt box prompts
     assert config.decision.calibrated_for == HybridGLConfig().decision.calibrated_for
     own = {'tracking.box_prompt'} | {f'decision.{name}' for name in (
-        'presence_weights', 'presence_bias', 'confidence_weights', 'confidence_bias',
-        'ambiguity_margin')}
+        'presence_threshold', 'presence_weights', 'presence_bias', 'confidence_weights',
+        'confidence_bias', 'ambiguity_margin')}
     assert {k: v for k, v in config.to_flat().items() if k not in own} == {
         k: v for k, v in HybridGLConfig().to_flat().items() if k not in own}
