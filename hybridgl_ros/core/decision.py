@@ -255,9 +255,8 @@ class _CandidateView:
         s = scores.similarities.detach().float().cpu()
         self.s = s.tolist()
         self.s_top = float(s.max())
-        rest = s[torch.arange(len(s)) != int(s.argmax())]
-        self.standout = self.s_top - float(rest.mean()) if len(rest) else 0.0
-        self._s_sum = float(s.sum())
+        self._s_sum = math.fsum(self.s)
+        self.standout = self.standout_of(int(s.argmax()))     # the best mask's
         final = scores.final.detach().float().cpu()
         self.f = {i: float(final[k]) for k, i in enumerate(self.candidates)}
         self.eligible = {i for i in self.candidates if self.s[i] >= self.s_top - match_margin}
