@@ -24,17 +24,27 @@ def test_sam_smoke_training_writes_a_checkpoint_sam_loads(tmp_path):
     assert 0.0 <= metrics['recall_iou_0.5'] <= 1.0
 
 
-def test_the_clip_is_trained_in_two_stages_the_second_from_the_first(tmp_path):
-    from hybridgl_ros.demo.train_clip import train_demo_clip
+def test_the_clip_is_trained_in_three_stages_each_from_the_one_before(tmp_path):
+    from hybridgl_ros.demo.train_clip import UPSCALED_IMAGE_SIZE, train_demo_clip
 
     metrics = train_demo_clip(tmp_path, smoke=True)
-    assert (tmp_path / 'stage1' / 'clip.pt').is_file() and (tmp_path / 'clip.pt').is_file()
-    assert metrics['init_weights'] == str(tmp_path / 'stage1' / 'clip.pt')
-    assert metrics['stage1']['init_weights'] == '' and metrics['recipe']['presence_weight'] == 1.0
+    for stage in ('stage1', 'stage2'):
+        assert (tmp_path / stage / 'clip.pt').is_file()
+    assert metrics['stage1']['init_weights'] == ''
+    assert metrics['stage2']['init_weights'] == str(tmp_path / 'stage1' / 'clip.pt')
+    assert metrics['init_weights'] == str(tmp_path / 'stage2' / 'clip.pt')
+    assert metrics['stage2']['recipe']['presence_weight'] == 1.0
     saved = json.loads((tmp_path / 'clip_metrics.json').read_text())
     assert saved['stage1']['steps'] == 2 and saved['train_styles'] == 'shaded,flat,flat'
-    # the second stage starts from the first stage's weights: a token row the first stage
-    # trained and the second never saw is kept, not zeroed
+    # the first two stages at 64 px, the last at the bigger input: loading the 64 px weights
+    # resampled the positional embedding to its token grid
+    config = json.loads((tmp_path / 'clip_config.json').read_text())
+    assert config['vision_cfg']['image_size'] == UPSCALED_IMAGE_SIZE
+    first = json.loads((tmp_path / 'stage2' / 'clip_config.json').read_text())
+    assert first['vision_cfg']['image_size'] == 64
     model, _ = build_clip(str(tmp_path / 'clip_config.json'))
     load_clip_weights(model, tmp_path / 'clip.pt')
+    grid = UPSCALED_IMAGE_SIZE // config['vision_cfg']['patch_size']
+    assert tuple(model.visual.positional_embedding.shape) == (1 + grid * grid, 128)
+    # a token row the first stage trained and the later ones never saw is kept, not zeroed
     assert float(model.token_embedding.weight.detach().abs().sum()) > 0
