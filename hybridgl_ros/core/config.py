@@ -144,22 +144,22 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.5616
+    presence_threshold: float = 0.6874
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
     the highest that rejects at most 5 % of the present targets of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float] = (
-        0.148657, 0.075217, -3.510842, -4.642987, 0.03664, -0.062746)
+        0.177344, 0.081691, -3.827407, -5.252528, 0.035733, -0.037384)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout)."""
-    presence_bias: float = -4.659463
+    presence_bias: float = -6.101719
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.104463, -0.053679, 0.737321, 1.664928, -3.552719, -0.077868, 0.09034)
+        0.095229, -0.052836, 0.624344, 2.087003, -2.8409, -0.079644, 0.104585)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -6.005078
+    confidence_bias: float = -5.673473
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 19.9
+    ambiguity_margin: float = 18.0
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""
@@ -169,7 +169,7 @@ class DecisionConfig:
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
-    calibrated_for: str = '421799662f8671f3'
+    calibrated_for: str = '0dbaededdddafbaa'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 
 
