@@ -127,6 +127,10 @@ class GuidanceConfig:
     positions_by_class: bool = True
     """left/right/top/bottom without an anchor phrase: R among the candidates, partners
     weighted by the head phrase without the position words (default mode; README)."""
+    lookalike_margin: float = 10.0
+    """Judged among look-alikes, a position word compares every mask whose s for the head phrase
+    without the position words is within this (logits) of the best, at most partner_count, in
+    place of the top candidate_count by p (default mode; 0 = the top candidate_count)."""
     use_relation: bool = True
     use_position: bool = True
     use_coherence: bool = True
@@ -144,20 +148,20 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.6874
+    presence_threshold: float = 0.6886
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
     the highest that rejects at most 5 % of the present targets of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float] = (
-        0.177344, 0.081691, -3.827407, -5.252528, 0.035733, -0.037384)
+        0.177166, 0.081607, -3.823273, -5.250832, 0.035322, -0.036396)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout)."""
-    presence_bias: float = -6.101719
+    presence_bias: float = -6.094251
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.095229, -0.052836, 0.624344, 2.087003, -2.8409, -0.079644, 0.104585)
+        0.105692, -0.063961, 0.453038, 2.797355, -2.989193, -0.073201, 0.094007)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -5.673473
+    confidence_bias: float = -5.941246
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 18.0
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
@@ -260,6 +264,9 @@ class HybridGLConfig:
         _check_choice('models.precision', self.models.precision, PRECISIONS)
         if self.guidance.candidate_count < 1 or self.guidance.partner_count < 1:
             raise ConfigError('guidance.candidate_count and partner_count must be >= 1')
+        if not self.guidance.lookalike_margin >= 0.0:
+            raise ConfigError('guidance.lookalike_margin must be >= 0, not '
+                              f'{self.guidance.lookalike_margin}')
         if self.features.mask_batch_size < 1:
             raise ConfigError('features.mask_batch_size must be >= 1')
         if not 0.0 <= self.decision.presence_threshold <= 1.0:

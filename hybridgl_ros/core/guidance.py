@@ -126,6 +126,30 @@ def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
     return order[:max(0, min(int(k), p.shape[0]))]
 
 
+def lookalike_candidates(s_class: torch.Tensor, p: torch.Tensor, margin: float, limit: int,
+                         top: torch.Tensor) -> torch.Tensor:
+    """The masks a position word is judged among (default mode): every mask whose s^c (the
+    head phrase without its position words) is within ``margin`` of the best s^c, the highest
+    p first, at most ``limit``; ``top`` (the top-K by p) when fewer than two are.
+
+    "The bottom triangle" among five triangles: the top 3 by p of the whole phrase are three
+    triangles the CLIP happens to prefer, often not the bottom one; all five look alike to
+    "the triangle".
+
+    Args:
+        s_class: (N,) s^c of every mask.
+        p: (N,) matching probabilities of the whole phrase (the order).
+        margin: logits below the best s^c still counted as a look-alike.
+        limit: the most look-alikes compared.
+        top: (K,) the spec's candidates, the fallback.
+    """
+    near = torch.nonzero(s_class >= s_class.max() - margin).flatten()
+    if len(near) < 2:
+        return top
+    near = near[torch.argsort(p[near], descending=True, stable=True)]
+    return near[:max(2, int(limit))]
+
+
 def relation_scores(relation: str, p: torch.Tensor, candidates: torch.Tensor,
                     boxes_xywh: Any, q: torch.Tensor | None = None,
                     partner_count: int = 6) -> torch.Tensor:

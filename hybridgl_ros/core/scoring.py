@@ -197,8 +197,11 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32, device=p.device)
     background = None
     if text.comparison is not None and plan.lookalike_relation != 'none':
-        p_class = torch.softmax(_similarities(frame.mask_features, text.comparison,
-                                              config.text.logit_scale), dim=0)
+        s_class = _similarities(frame.mask_features, text.comparison, config.text.logit_scale)
+        p_class = torch.softmax(s_class, dim=0)
+        if plan.lookalike_relation in g.POSITION_RELATIONS and cfg.lookalike_margin > 0:
+            candidates = g.lookalike_candidates(s_class, p, cfg.lookalike_margin,
+                                                cfg.partner_count, candidates)
         relation = g.comparative_totals(plan.lookalike_relation, p, p_class, candidates, boxes)
         if plan.size_comparative:
             background = g.common_background(frame.mask_tensor, candidates)

@@ -393,3 +393,25 @@ def test_comparatives_by_class_is_off_in_reference_parity():
     parsed = ParsedExpression('the smaller ball', 'the smaller ball', relation='small')
     assert plan_guidance(parsed, GuidanceConfig()).size_comparative
     assert not plan_guidance(parsed, GuidanceConfig(), reference_parity=True).size_comparative
+
+
+def test_look_alike_candidates_are_every_mask_within_the_margin_best_p_first():
+    from hybridgl_ros.core.guidance import lookalike_candidates
+
+    s_class = torch.tensor([40.0, 20.0, 38.0, 45.0, 36.0, 5.0])
+    p = torch.tensor([0.05, 0.3, 0.2, 0.1, 0.3, 0.05])
+    top = torch.tensor([1, 4, 2])
+    # within 10 of the best s^c (45): masks 0, 2, 3, 4, ordered by p (ties keep index order)
+    assert lookalike_candidates(s_class, p, 10.0, 6, top).tolist() == [4, 2, 3, 0]
+    assert lookalike_candidates(s_class, p, 10.0, 2, top).tolist() == [4, 2]
+    # fewer than two look-alikes: the spec's candidates
+    assert lookalike_candidates(s_class, p, 4.0, 6, top).tolist() == [1, 4, 2]
+
+
+def test_look_alike_margin_is_checked():
+    from hybridgl_ros.core.config import ConfigError, HybridGLConfig
+
+    with pytest.raises(ConfigError, match='lookalike_margin'):
+        HybridGLConfig(guidance=GuidanceConfig(lookalike_margin=-1.0))
+    with pytest.raises(ConfigError, match='lookalike_margin'):
+        HybridGLConfig(guidance=GuidanceConfig(lookalike_margin=float('nan')))

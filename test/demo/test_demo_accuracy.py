@@ -65,3 +65,28 @@ def test_position_words_are_judged_among_look_alikes(capsys):
     assert total >= 40
     assert hits['on'] > hits['off']
     assert hits['on'] >= 0.75 * total
+
+
+def test_a_position_word_compares_every_look_alike_not_only_the_top_three():
+    """``guidance.lookalike_margin``: the demo's scene 1 (seed 5001) has five triangles; the
+    top 3 by p of "the bottom triangle" are three of the upper ones, so among them the
+    bottom-most is not the bottom triangle. Every mask within the margin of the best match to
+    "the triangle" is compared instead."""
+    from hybridgl_ros.demo.showcase import DEMO_SEED
+
+    config = demo_config()
+    device = torch.device('cpu')
+    clip, sam = load_clip(config.models, device), load_sam(config.models, device)
+    top3 = replace(config, guidance=replace(config.guidance, lookalike_margin=0.0))
+    pipelines = {'margin': HybridGL.from_models(config, clip, sam),
+                 'top3': HybridGL.from_models(top3, clip, sam)}
+    scene = make_scene(DEMO_SEED, 1)
+    frame = pipelines['margin'].prepare(scene.image_rgb)
+    bottom = max(range(len(scene.objects)), key=lambda i: scene.masks[i].nonzero()[0].mean())
+    results = {name: p.query(frame, 'the bottom triangle', explain=True)
+               for name, p in pipelines.items()}
+    ious = {name: mask_iou(r.mask, scene.masks[bottom]) for name, r in results.items()}
+    assert results['margin'].found and ious['margin'] >= IOU_HIT
+    assert ious['top3'] < IOU_HIT
+    assert len(results['margin'].explanation.candidates) > 3
+    assert len(results['top3'].explanation.candidates) == 3
