@@ -146,8 +146,7 @@ def lookalike_candidates(s_class: torch.Tensor, p: torch.Tensor, margin: float, 
     near = torch.nonzero(s_class >= s_class.max() - margin).flatten()
     if len(near) < 2:
         return top
-    near = near[torch.argsort(p[near], descending=True, stable=True)]
-    return near[:max(2, int(limit))]
+    return near[select_candidates(p[near], max(2, int(limit)))]
 
 
 def relation_scores(relation: str, p: torch.Tensor, candidates: torch.Tensor,

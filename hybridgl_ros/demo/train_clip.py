@@ -378,21 +378,18 @@ def train_demo_clip(out_dir: str | Path, steps: int = 0, seed: int | None = None
     stages' under ``stage1`` and ``stage2``)."""
     from hybridgl_ros.demo.eval_models import write_json
 
+    def run(recipe: ClipRecipe, stage_out: Path) -> dict:
+        if smoke:
+            recipe = replace(recipe, **SMOKE_OVERRIDES)
+        return train_clip(stage_out, recipe.with_overrides(steps, seed))
+
     out = Path(out_dir)
     earlier = {}
     if not start_from:
-        base = ClipRecipe.smoke() if smoke else ClipRecipe()
-        earlier['stage1'] = train_clip(out / 'stage1', base.with_overrides(steps, seed))
+        earlier['stage1'] = run(ClipRecipe(), out / 'stage1')
         start_from = str(out / 'stage1' / 'clip.pt')
-    for name, make, stage_out in (('stage2', ClipRecipe.fine_tune, out / 'stage2'),
-                                  ('stage3', ClipRecipe.upscale, out)):
-        recipe = make(start_from)
-        if smoke:
-            recipe = replace(recipe, **SMOKE_OVERRIDES)
-        metrics = train_clip(stage_out, recipe.with_overrides(steps, seed))
-        if name == 'stage2':
-            earlier['stage2'] = metrics
-            start_from = str(stage_out / 'clip.pt')
+    earlier['stage2'] = run(ClipRecipe.fine_tune(start_from), out / 'stage2')
+    metrics = run(ClipRecipe.upscale(str(out / 'stage2' / 'clip.pt')), out)
     metrics.update(earlier)
     write_json(out / 'clip_metrics.json', metrics)
     return metrics
