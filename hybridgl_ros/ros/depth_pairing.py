@@ -1,10 +1,11 @@
 """The depth image and camera_info of a colour frame, and the 3D centroid of a mask from them.
 
-Pairing happens when the node selects the colour image for a call, not after SAM and CLIP ran:
-preparing a frame can take longer (seconds on a CPU, more for a large image) than the buffers
-hold (the last ``BUFFER_SIZE`` messages: about a second of a 30 Hz camera). If nothing pairs at
-selection (depth often arrives a few milliseconds after colour) the node looks once more after
-preparing the frame.
+Pairing starts when the node selects the colour image for a call and lasts until SAM and CLIP
+have run (:meth:`DepthSync.watch`): preparing a frame can take longer (seconds on a CPU, more for
+a large image) than the buffers hold (the last ``BUFFER_SIZE`` messages: about a second of a
+30 Hz camera), and the depth of the very frame often arrives a few milliseconds after its colour
+image. The watch takes the nearest of the buffered messages and of those arriving while it lasts,
+so the frame's own depth is found however long preparing takes.
 
 3D needs depth registered to the colour image (the same pixel grid and optical frame, e.g. a
 RealSense ``aligned_depth_to_color`` stream or depth_image_proc's ``register``): with
@@ -13,6 +14,9 @@ must equal the colour image's, otherwise the answer is 2D and says why.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,27 +40,96 @@ class DepthPair:
     info: CameraInfo
 
 
-class DepthSync:
-    """The last depth images and camera_infos, paired with a colour frame by nearest stamp."""
+class PairWatch:
+    """The depth image and camera_info stamped nearest to one colour frame, among those buffered
+    when the watch started and those that arrived while it lasted (see :meth:`DepthSync.watch`).
+    """
 
-    def __init__(self, size: int = BUFFER_SIZE) -> None:
-        self.depths = StampBuffer(size)
-        self.infos = StampBuffer(size)
+    def __init__(self, stamp: int, slop: int, latest_info) -> None:
+        self._stamp, self._slop, self._latest_info = stamp, slop, latest_info
+        self._best: dict[str, tuple[int, object]] = {}
+        self._lock = threading.Lock()
 
-    def pair(self, header: Header, slop_s: float) -> DepthPair | str:
-        """The pair stamped within ``slop_s`` of ``header`` (camera_info: else the latest), or
-        why there is none."""
-        stamp, slop = stamp_ns(header), int(slop_s * 1e9)
-        depth = self.depths.nearest(stamp, slop)
-        info = self.infos.nearest(stamp, slop) or self.infos.latest()
+    def offer(self, kind: str, msg) -> None:
+        """A message that has just arrived (``kind`` 'depth' or 'info')."""
+        if kind == 'info':
+            self._latest_info = msg
+        self.keep(kind, msg)
+
+    def keep(self, kind: str, msg) -> None:
+        """Keeps ``msg`` if within the slop and nearer than the kept one."""
+        gap = abs(stamp_ns(msg.header) - self._stamp)
+        if gap > self._slop:
+            return
+        with self._lock:
+            if kind not in self._best or gap < self._best[kind][0]:
+                self._best[kind] = (gap, msg)
+
+    def pair(self) -> DepthPair | str:
+        """The pair within the slop (camera_info: else the latest one seen), or why none."""
+        with self._lock:
+            depth = self._best.get('depth', (0, None))[1]
+            info = self._best.get('info', (0, self._latest_info))[1]
         if depth is None or info is None:
             missing = 'depth image' if depth is None else 'camera_info'
             return f'no {missing} within sync_slop_s of the image: 2D result only'
         return DepthPair(depth, info)
 
+
+class DepthSync:
+    """The last depth images and camera_infos, paired with a colour frame by nearest stamp.
+
+    The node's subscriptions call :meth:`add_depth` and :meth:`add_info`.
+    """
+
+    def __init__(self, size: int = BUFFER_SIZE) -> None:
+        self.depths = StampBuffer(size)
+        self.infos = StampBuffer(size)
+        self._watches: set[PairWatch] = set()
+        self._lock = threading.Lock()
+
+    def add_depth(self, msg: Image) -> None:
+        self._add('depth', self.depths, msg)
+
+    def add_info(self, msg: CameraInfo) -> None:
+        self._add('info', self.infos, msg)
+
+    def _add(self, kind: str, buffer: StampBuffer, msg) -> None:
+        with self._lock:  # a watch started now sees msg in the buffer or gets it offered
+            buffer.add(msg)
+            watches = list(self._watches)
+        for watch in watches:
+            watch.offer(kind, msg)
+
+    @contextlib.contextmanager
+    def watch(self, header: Header, slop_s: float) -> Iterator[PairWatch]:
+        """Pairs ``header``'s frame with the buffered messages and with those that arrive
+        until the block ends; ``watch.pair()`` after the block gives the pair or why none."""
+        stamp, slop = stamp_ns(header), int(slop_s * 1e9)
+        with self._lock:
+            watch = PairWatch(stamp, slop, self.infos.latest())
+            for kind, buffer in (('depth', self.depths), ('info', self.infos)):
+                nearest = buffer.nearest(stamp, slop)
+                if nearest is not None:
+                    watch.keep(kind, nearest)
+            self._watches.add(watch)
+        try:
+            yield watch
+        finally:
+            with self._lock:
+                self._watches.discard(watch)
+
+    def pair(self, header: Header, slop_s: float) -> DepthPair | str:
+        """The buffered pair stamped within ``slop_s`` of ``header`` (camera_info: else the
+        latest), or why there is none."""
+        with self.watch(header, slop_s) as watch:
+            pass
+        return watch.pair()
+
     def clear(self) -> None:
-        self.depths.clear()
-        self.infos.clear()
+        with self._lock:
+            self.depths.clear()
+            self.infos.clear()
 
 
 def centroid_3d(mask_hw: np.ndarray, image_header: Header, pair: DepthPair | str,

@@ -178,8 +178,8 @@ class HybridGLNode(LifecycleNode):
                                       'reliable' else ReliabilityPolicy.BEST_EFFORT))
         streams = [(Image, 'image', self._image.put)]
         if s.use_depth:
-            streams += [(Image, 'depth', self._depth.depths.add),
-                        (CameraInfo, 'camera_info', self._depth.infos.add)]
+            streams += [(Image, 'depth', self._depth.add_depth),
+                        (CameraInfo, 'camera_info', self._depth.add_info)]
         self._inputs = [self.create_subscription(kind, topic, callback, qos,
                                                  callback_group=self._sensor_group)
                         for kind, topic, callback in streams]
@@ -272,11 +272,10 @@ class HybridGLNode(LifecycleNode):
         s = self._settings
         text = self._check_text(request.text)
         image, key = self._select_image(request.image)
-        pair = self._depth.pair(image.header, s.sync_slop_s) if s.use_depth else ''
-        prepared = self._frames.frame_for(self._segmenter, image, key)
-        if isinstance(pair, str) and s.use_depth:  # depth often lags colour by a few ms
-            pair = self._depth.pair(image.header, s.sync_slop_s)
-        result = self._segmenter.query(prepared.frame, text)
+        with self._depth.watch(image.header, s.sync_slop_s) as depth:  # see depth_pairing
+            prepared = self._frames.frame_for(self._segmenter, image, key)
+            result = self._segmenter.query(prepared.frame, text)
+        pair = depth.pair()
         centroid, depth_note = (centroid_3d(result.mask, prepared.header, pair, s)
                                 if result.found and s.use_depth else (None, ''))
         message = '; '.join(m for m in (result.message, depth_note) if m)

@@ -282,14 +282,17 @@ class TrackServer:
             segmenter = self._ready_segmenter()
             text = node._check_text(request.text)
             image, key = node._select_image(request.image)
-            prepared = node._frames.frame_for(segmenter, image, key, cancel=goal.token)
-            goal.token.check()
-            self._feedback(goal, Feedback.SCORING)
-            follower = self._follower_for(segmenter)
-            start = time.perf_counter()
-            result = follower.first(prepared.image_rgb, text, goal.token, frame=prepared.frame)
+            with node._depth.watch(image.header, node._settings.sync_slop_s) as depth:
+                prepared = node._frames.frame_for(segmenter, image, key, cancel=goal.token)
+                goal.token.check()
+                self._feedback(goal, Feedback.SCORING)
+                follower = self._follower_for(segmenter)
+                start = time.perf_counter()
+                result = follower.first(prepared.image_rgb, text, goal.token,
+                                        frame=prepared.frame)
             elapsed = time.perf_counter() - start + prepared.prepare_s
-            self._publish(goal, result, prepared, 1.0, elapsed, prepared.prepare_s)
+            self._publish(goal, result, prepared, 1.0, elapsed, prepared.prepare_s,
+                          pair=depth.pair())
         self._feedback(goal, Feedback.ANSWERED, segmentation=goal.last, quality=1.0,
                        message=results.response_summary(goal.last))
         # a goal's own image is taken for the camera frame latest when the goal started
@@ -318,10 +321,12 @@ class TrackServer:
         return update
 
     def _publish(self, goal: _Goal, segmentation, prepared: PreparedFrame, quality: float,
-                 elapsed_s: float, prepare_s: float, label: str | None = None) -> None:
-        """The answer as a message, on the node's topics too (the overlay with the trail)."""
+                 elapsed_s: float, prepare_s: float, label: str | None = None,
+                 pair=None) -> None:
+        """The answer as a message, on the node's topics too (the overlay with the trail);
+        ``pair``: the depth watched for the frame (None: paired now)."""
         node = self._node
-        centroid, depth_note = self._centroid(segmentation, prepared.header)
+        centroid, depth_note = self._centroid(segmentation, prepared.header, pair)
         message = '; '.join(m for m in (segmentation.message, depth_note) if m)
         goal.last = results.result_message(segmentation, prepared.header, centroid, elapsed_s,
                                            prepare_s, message)
@@ -332,14 +337,15 @@ class TrackServer:
         node._outputs.publish(goal.last, segmentation, replace(prepared, image_rgb=trail_image),
                               centroid, node._settings, label)
 
-    def _centroid(self, segmentation, header):
+    def _centroid(self, segmentation, header, pair=None):
         """The 3D centroid from the depth paired with the frame, or (None, why not)."""
         from hybridgl_ros.ros.depth_pairing import centroid_3d
 
         settings = self._node._settings
         if not (segmentation.found and settings.use_depth):
             return None, ''
-        pair = self._node._depth.pair(header, settings.sync_slop_s)
+        if pair is None:
+            pair = self._node._depth.pair(header, settings.sync_slop_s)
         return centroid_3d(segmentation.mask, header, pair, settings)
 
     def _feedback(self, goal: _Goal, stage: int, **fields) -> None:

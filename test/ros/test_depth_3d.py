@@ -6,12 +6,14 @@ import time
 import numpy as np
 import pytest
 from geometry_msgs.msg import PointStamped
+from sensor_msgs.msg import CameraInfo
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hybridgl_ros.ros.depth import (
     Intrinsics, image_mask_centroid_3d, mask_centroid_3d, resize_mask)
 from hybridgl_ros.ros.conversions import numpy_to_image
-from hybridgl_ros.ros.sync import StampBuffer
+from hybridgl_ros.ros.depth_pairing import DepthSync
+from hybridgl_ros.ros.sync import StampBuffer, stamp_ns
 from ros_helpers import CAMERA_FRAME, camera_info, stamp_header, wait_for
 from small_segmenter import ColourSegmenter, scene_rgb
 
@@ -90,6 +92,39 @@ def test_stamp_buffer_pairs_within_slop():
     assert buffer.nearest(int(1.22e9), int(0.05e9)).header == stamp_header(1.2)
     assert buffer.nearest(int(1.0e9), int(0.05e9)) is None  # dropped (size 3)
     assert buffer.nearest(int(2.0e9), int(0.05e9)) is None
+
+
+def _depth_at(t):
+    return numpy_to_image(np.full((2, 2), t, np.float32), '32FC1', stamp_header(t))
+
+
+def test_a_watch_keeps_the_frames_own_depth_that_arrives_late_while_the_buffer_turns_over():
+    """The colour frame at 1.0 s is selected before its depth arrives; the neighbour at 0.99 s
+    is buffered. The frame's own depth arrives while SAM and CLIP run, then 40 more frames push
+    it out of the 30-message buffer: the watch still has it."""
+    sync = DepthSync(size=30)
+    sync.add_depth(_depth_at(0.99))
+    sync.add_info(CameraInfo(header=stamp_header(0.99)))
+    with sync.watch(stamp_header(1.0), slop_s=0.05) as watch:
+        for i in range(41):
+            sync.add_depth(_depth_at(1.0 + i / 30))
+            sync.add_info(CameraInfo(header=stamp_header(1.0 + i / 30)))
+    assert isinstance(sync.pair(stamp_header(1.0), 0.05), str)  # the buffer has moved on
+    pair = watch.pair()
+    assert stamp_ns(pair.depth.header) == stamp_ns(stamp_header(1.0))
+    assert stamp_ns(pair.info.header) == stamp_ns(stamp_header(1.0))
+
+
+def test_a_watch_without_depth_in_the_slop_says_so_and_keeps_the_latest_camera_info():
+    sync = DepthSync()
+    sync.add_info(CameraInfo(header=stamp_header(0.0)))
+    with sync.watch(stamp_header(5.0), slop_s=0.05) as watch:
+        sync.add_depth(_depth_at(7.0))
+        sync.add_info(CameraInfo(header=stamp_header(7.0)))
+    assert watch.pair() == 'no depth image within sync_slop_s of the image: 2D result only'
+    sync.add_depth(_depth_at(5.01))
+    pair = sync.pair(stamp_header(5.0), 0.05)
+    assert stamp_ns(pair.info.header) == stamp_ns(stamp_header(7.0))  # the latest
 
 
 @pytest.mark.parametrize('encoding', ['16UC1', '32FC1'])
