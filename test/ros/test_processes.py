@@ -40,8 +40,9 @@ def _segment_until_ready(client, text, timeout=180.0, per_call=60.0):
 
     A call that gets no answer within ``per_call`` is asked again: right after discovery,
     rmw_fastrtps drops a response when the client's response reader has not matched within
-    the writer's max_blocking_time (100 ms; "failed to send response (timeout)" in the node's
-    log; ros2/rmw_fastrtps#704) — seen once here on a loaded machine, on the first call."""
+    the writer's max_blocking_time ("failed to send response (timeout)" in the node's log),
+    seen on the first call on a loaded machine with Fast DDS's 100 ms; the shipped profile
+    (config/fastdds_localhost.xml) gives services 5 s."""
     deadline = time.monotonic() + timeout
     while True:
         try:
