@@ -91,6 +91,7 @@ class HybridGLNode(LifecycleNode):
         self._settings = NodeParams()
         self._not_ready = 'the node is not configured yet: its models are not loaded'
         self._active = False
+        self._loading = False  # on_configure is loading the models
         self._image, self._depth = LatestSlot(), DepthSync()
         self._frames = FrameCache()
         self._failed_key: int | None = None
@@ -117,6 +118,7 @@ class HybridGLNode(LifecycleNode):
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         self._not_ready = 'the node is loading its models (lifecycle: configuring)'
+        self._loading = True
         try:
             self._settings = node_params_from_node(self)
             config = config_from_node(self)
@@ -125,6 +127,8 @@ class HybridGLNode(LifecycleNode):
             self._not_ready = f'models not loaded: {exc}. Fix it, then configure the node again'
             self.get_logger().error(self._not_ready)
             return TransitionCallbackReturn.FAILURE
+        finally:
+            self._loading = False
         if self._requests.closed:  # shut down while the models loaded
             return TransitionCallbackReturn.FAILURE
         with self._busy:
@@ -225,15 +229,17 @@ class HybridGLNode(LifecycleNode):
         """Answers every waiting and running call with ``reason`` and refuses new ones.
 
         Returns:
-            whether a query is still running (its caller already has the answer).
+            whether a query is still running (its caller already has the answer) or the models
+            are still loading: the process should not wait for either.
         """
+        loading = self._loading
         if not self._requests.closed:
             answered = self._requests.close(reason)
             counts = ', '.join(f'{n} {k}' for k, n in self._requests.counts.items())
             self.get_logger().info(f'{reason}: answered {answered} pending call(s) (calls since '
                                    f'start: {counts})')
         self._tracks.stop_all(reason)
-        return self._requests.busy
+        return self._requests.busy or loading
 
     def wait_answered(self, timeout_s: float) -> bool:
         """Waits until the answers of :meth:`stop_serving` are handed to rclpy (the track
