@@ -61,7 +61,10 @@ def test_goal_answers_then_follows_the_object_frame_by_frame(tracking):
     ious = [mask_iou(f.segmentation, cam.truth(f.segmentation.header)) for f in tracked]
     assert min(ious) > 0.7, ious
     assert all(0.0 < f.tracking_quality <= 1.0 and f.segmentation.found for f in tracked)
-    # the depth camera's flat table, 1.25 m away, under every tracked mask
+    # the depth camera's flat table, 1.25 m away, under the first answer and every tracked mask
+    answered = next(f for f in run.feedback if f.stage == Feedback.ANSWERED)
+    assert answered.segmentation.has_3d, answered.segmentation.message
+    assert abs(answered.segmentation.centroid_3d.point.z - DEPTH_M) < 1e-3
     assert all(f.segmentation.has_3d for f in tracked)
     assert all(abs(f.segmentation.centroid_3d.point.z - DEPTH_M) < 1e-3 for f in tracked)
     stamps = [f.segmentation.header.stamp for f in tracked]
