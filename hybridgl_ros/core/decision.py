@@ -15,7 +15,10 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    there stands out from the rest of its image), and word standout = min over the target
    phrase's look words w ("green", "star" of "the green star") of s(answer, w) − mean_n
    s(n, w): a green ball answering "the green star" beside a red star stands out for
-   "green" but not for "star", which the whole phrase's s, high on the colour, hides. Below
+   "green" but not for "star", which the whole phrase's s, high on the colour, hides. When
+   the query is judged among look-alikes ("the bigger purple star", "the cube on the left"),
+   best s and standout are those of the phrase without its size or position words ("the
+   purple star", "the cube"): those words say which look-alike, not what is there. Below
    ``presence_threshold`` the answer is "not found" ("no 'elephant' in view").
 3. **Near ties.** Other objects (not overlapping the answer) whose s is within
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
@@ -157,8 +160,9 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     v = F.normalize(frame.mask_features.float(), dim=-1)                # (N, D)
     anchor_s = _anchor_top(v, text, config.text.logit_scale)
     words = _word_standouts(v, text, config.text.logit_scale)
-    presence_x = [view.s_top, anchor_s, float(text.other is not None), float(fails),
-                  view.standout, _of(words, choice)]
+    look_top, look_standout = _look_presence(v, text, config.text.logit_scale, view)
+    presence_x = [look_top, anchor_s, float(text.other is not None), float(fails),
+                  look_standout, _of(words, choice)]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
@@ -213,6 +217,20 @@ def _logistic(weights, bias: float, x, calibrated: bool) -> float:
         return float('nan')
     z = float(np.dot(np.asarray(weights, np.float64), np.asarray(x, np.float64)) + bias)
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def _look_presence(v: torch.Tensor, text, logit_scale: float, view) -> tuple[float, float]:
+    """(best s, its standout) for P(present): of the phrase without its size or position words
+    when the query is judged among look-alikes ("the purple star" for "the bigger purple
+    star", "the cube" for "the cube on the left": those words say which of the look-alikes,
+    not what is there), else of the whole target phrase (the view's). v: (N, D) the frame's
+    L2-normalised mask features."""
+    if text.comparison is None:
+        return view.s_top, view.standout
+    s = (logit_scale * v @ F.normalize(text.comparison.float(), dim=0)).cpu()
+    best, others = int(s.argmax()), len(s) - 1
+    standout = float(s[best] - (s.sum() - s[best]) / others) if others else 0.0
+    return float(s[best]), standout
 
 
 def _anchor_top(v: torch.Tensor, text, logit_scale: float) -> float:

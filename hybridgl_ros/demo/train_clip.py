@@ -26,7 +26,8 @@ Three stages (``train_demo_clip``): the first learns the shaded style from scrat
 input (region and coherence losses; the weights shipped before issue 11); the second fine-tunes
 them on shaded and flat scenes with captions of absent looks and the presence loss; the third
 fine-tunes those at a 96 px input (``UPSCALED_IMAGE_SIZE``; the positional embedding resampled
-from the 8x8 token grid to 12x12), the same data and losses (today's weights). The spec's mask
+from the 8x8 token grid to 12x12), the same data and losses on a bigger pool of scenes, for
+longer (today's weights). The spec's mask
 images are the whole frame resized to the input side (spec §4.1), so an object 100 px wide in a
 640 px frame is 10 px wide at 64 px and 15 px at 96 px: the shapes (ball, hexagonal cube, star)
 were what the 64 px model confused. The poster style is held out of all three.
@@ -63,7 +64,9 @@ TRAIN_SCENE_SEED = 2
 FINE_TUNE_STEPS = 1500
 #: Input side of the third stage (and of the shipped weights), and its steps.
 UPSCALED_IMAGE_SIZE = 96
-UPSCALE_STEPS = 600
+UPSCALE_STEPS = 1200
+#: Scenes rendered for the third stage to draw from (the second stage: 900).
+UPSCALE_POOL_SCENES = 1800
 EVAL_SCENE_SEED = 2001
 #: What ``ClipRecipe.smoke`` (and a smoke run of either stage) changes: a few tiny steps.
 SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_steps': 1,
@@ -119,13 +122,15 @@ class ClipRecipe(TrainingRecipe):
 
     @classmethod
     def upscale(cls, init_weights: str) -> 'ClipRecipe':
-        """The third stage: the second stage's recipe at a 96 px input for fewer steps, from
-        the second stage's (64 px) weights; loading them resamples the positional embedding
-        to the bigger token grid."""
+        """The third stage: the second stage's recipe at a 96 px input, from the second
+        stage's (64 px) weights (loading them resamples the positional embedding to the bigger
+        token grid), on twice the pool of scenes. 600 steps on the second stage's pool gave
+        shape-word accuracy 0.932 / 0.761 / 0.589 (shaded / flat / poster); these 1200 steps
+        on 1800 scenes 0.948 / 0.846 / 0.622 (model card)."""
         config = json.loads(json.dumps(DEMO_CLIP_CONFIG))
         config['vision_cfg']['image_size'] = UPSCALED_IMAGE_SIZE
         return replace(cls.fine_tune(init_weights), steps=UPSCALE_STEPS,
-                       model_config=json.dumps(config))
+                       pool_scenes=UPSCALE_POOL_SCENES, model_config=json.dumps(config))
 
     @property
     def config(self) -> dict:
