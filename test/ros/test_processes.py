@@ -35,6 +35,16 @@ def _unique_object(scene) -> int:
     return next(i for i, key in enumerate(keys) if keys.count(key) == 1)
 
 
+def _sigint(node, log_path: Path, when: str) -> tuple[int, float, str]:
+    """SIGINT to the node's process group: (exit code, seconds to exit, the node's log)."""
+    start = time.monotonic()
+    os.killpg(node.popen.pid, signal.SIGINT)
+    rc = node.popen.wait(timeout=60.0)
+    exit_s = time.monotonic() - start
+    print(f'\nSIGINT {when} (demo models): exit code {rc} in {exit_s:.2f} s')
+    return rc, exit_s, log_path.read_text()
+
+
 def _segment_until_ready(client, text, timeout=180.0, per_call=60.0):
     """Calls until the node has its models and a frame (until then it says why not).
 
@@ -137,12 +147,7 @@ def test_sigint_during_a_1080p_query_of_the_real_pipeline_answers_and_exits_at_o
                    for text in ('the red cube', 'the blue cube')]
         time.sleep(2.0)
         assert not any(f.done() for f in futures)
-        start = time.monotonic()
-        os.killpg(node.popen.pid, signal.SIGINT)
-        rc = node.popen.wait(timeout=20.0)
-        exit_s = time.monotonic() - start
-        log = (tmp_path / 'node.log').read_text()
-        print(f'\nSIGINT during a 1080p prepare (demo models): exit code {rc} in {exit_s:.2f} s')
+        rc, exit_s, log = _sigint(node, tmp_path / 'node.log', 'during a 1080p prepare')
         assert rc == 0 and exit_s < 3.0 and 'Traceback' not in log, log[-3000:]
         assert wait_for(lambda: all(f.done() for f in futures), timeout=5.0)
         for future in futures:
@@ -170,12 +175,7 @@ def test_sigint_while_the_models_load_exits_at_once_without_an_error(
         assert client.wait_for_service(timeout_sec=30.0)
         time.sleep(0.5)
         assert 'models loaded' not in (tmp_path / 'node.log').read_text()
-        start = time.monotonic()
-        os.killpg(node.popen.pid, signal.SIGINT)
-        rc = node.popen.wait(timeout=60.0)
-        exit_s = time.monotonic() - start
-        log = (tmp_path / 'node.log').read_text()
-        print(f'\nSIGINT while loading the demo models: exit code {rc} in {exit_s:.2f} s')
+        rc, exit_s, log = _sigint(node, tmp_path / 'node.log', 'while loading')
         assert rc == 0 and exit_s < 3.0, log[-3000:]
         assert 'Traceback' not in log and '[ERROR]' not in log, log[-3000:]
     finally:
