@@ -160,7 +160,7 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     v = F.normalize(frame.mask_features.float(), dim=-1)                # (N, D)
     anchor_s = _anchor_top(v, text, config.text.logit_scale)
     words = _word_standouts(v, text, config.text.logit_scale)
-    look_top, look_standout = _look_presence(v, text, config.text.logit_scale, view)
+    look_top, look_standout = _look_presence(scores.class_similarities, view)
     presence_x = [look_top, anchor_s, float(text.other is not None), float(fails),
                   look_standout, _of(words, choice)]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
@@ -219,15 +219,15 @@ def _logistic(weights, bias: float, x, calibrated: bool) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
-def _look_presence(v: torch.Tensor, text, logit_scale: float, view) -> tuple[float, float]:
+def _look_presence(s_class: torch.Tensor | None, view) -> tuple[float, float]:
     """(best s, its standout) for P(present): of the phrase without its size or position words
-    when the query is judged among look-alikes ("the purple star" for "the bigger purple
-    star", "the cube" for "the cube on the left": those words say which of the look-alikes,
-    not what is there), else of the whole target phrase (the view's). v: (N, D) the frame's
-    L2-normalised mask features."""
-    if text.comparison is None:
+    (``QueryScores.class_similarities``) when the query is judged among look-alikes ("the
+    purple star" for "the bigger purple star", "the cube" for "the cube on the left": those
+    words say which of the look-alikes, not what is there), else of the whole target phrase
+    (the view's)."""
+    if s_class is None:
         return view.s_top, view.standout
-    s = (logit_scale * v @ F.normalize(text.comparison.float(), dim=0)).cpu()
+    s = s_class.detach().float().cpu()
     best, others = int(s.argmax()), len(s) - 1
     standout = float(s[best] - (s.sum() - s[best]) / others) if others else 0.0
     return float(s[best]), standout

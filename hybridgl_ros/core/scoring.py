@@ -115,6 +115,8 @@ class QueryScores:
         guidance_map: (H, W) A = map ⊙ P / mean.
         spatial: (N,) S of Eq. 8.
         final: (K,) F of Eq. 9, candidates' order.
+        class_similarities: (N,) s^c = logit_scale·cos(v_n, the comparison feature) when the
+            query is judged among look-alikes (``TextFeatures.comparison``), else None.
     """
 
     plan: g.GuidancePlan
@@ -130,6 +132,7 @@ class QueryScores:
     guidance_map: torch.Tensor
     spatial: torch.Tensor
     final: torch.Tensor
+    class_similarities: torch.Tensor | None = None
 
     @property
     def chosen(self) -> int:
@@ -195,7 +198,7 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     plan = g.plan_guidance(parse, cfg, config.reference)
     candidates = g.select_candidates(p, cfg.candidate_count)
     boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32, device=p.device)
-    background = None
+    background = s_class = None
     if text.comparison is not None and plan.lookalike_relation != 'none':
         s_class = _similarities(frame.mask_features, text.comparison, config.text.logit_scale)
         p_class = torch.softmax(s_class, dim=0)
@@ -220,7 +223,7 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     spatial = g.spatial_scores(weights, frame.mask_tensor, plan.beta, background)
     final = g.final_scores(relation_probs, spatial[candidates], cfg.spatial_weight)
     return QueryScores(plan, s, p, q, candidates, relation, relation_probs, coherence_input,
-                       coherence, ramp, weights, spatial, final)
+                       coherence, ramp, weights, spatial, final, s_class)
 
 
 def _similarities(features: torch.Tensor, text_feature: torch.Tensor,
