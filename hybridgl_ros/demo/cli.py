@@ -37,12 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument('--only', choices=('clip', 'sam'), default=None,
                        help='train only this model')
     train.add_argument('--steps', type=int, default=0,
-                       help='optimiser steps per model and per stage of the CLIP (0 = the '
+                       help='optimiser steps per model and per stage (0 = the '
                             'recipe\'s default)')
     train.add_argument('--seed', type=int, default=0, help='training seed')
     train.add_argument('--clip-from', default='',
                        help='run only the CLIP\'s second and third (fine-tuning) stages, from '
                             'these weights (e.g. the first stage\'s clip.pt)')
+    train.add_argument('--sam-from', default='',
+                       help='run only the SAM\'s second (fine-tuning) stage, from these '
+                            'weights (e.g. the first stage\'s sam.pth)')
     train.add_argument('--smoke', action='store_true',
                        help='a few tiny steps with small batches (for CI)')
     train.set_defaults(func=train_command)
@@ -80,9 +83,8 @@ def train_command(args: argparse.Namespace) -> int:
         results['clip'] = train_demo_clip(out, args.steps, args.seed, args.smoke,
                                           args.clip_from)
     if args.only in (None, 'sam'):
-        from hybridgl_ros.demo.train_sam import SamRecipe, train_sam
+        from hybridgl_ros.demo.train_sam import train_demo_sam
 
-        recipe = SamRecipe.smoke() if args.smoke else SamRecipe()
-        results['sam'] = train_sam(out, recipe.with_overrides(args.steps, args.seed))
+        results['sam'] = train_demo_sam(out, args.steps, args.seed, args.smoke, args.sam_from)
     print(json.dumps(results, indent=1))
     return 0

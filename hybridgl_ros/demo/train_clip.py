@@ -110,6 +110,9 @@ class ClipRecipe(TrainingRecipe):
     init_weights: str = ''
     """Start from these CLIP weights (a ``clip.pt`` of the same config) instead of a random
     initialisation ('' = from scratch)."""
+    first_scene: int = 0
+    """Index of the pool's first scene in the training series (a later stage can pool scenes
+    no earlier stage saw)."""
 
     @classmethod
     def fine_tune(cls, init_weights: str) -> 'ClipRecipe':
@@ -323,7 +326,7 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
     start = time.time()
     styles = recipe.styles.split(',')
     pool = [pool_scene(encoder, TRAIN_SCENE_SEED, i, styles[i % len(styles)])
-            for i in range(recipe.pool_scenes)]
+            for i in range(recipe.first_scene, recipe.first_scene + recipe.pool_scenes)]
     LOGGER.info('clip: pooled %d scenes in %.0fs', len(pool), time.time() - start)
     used_tokens: set[int] = set(
         torch.nonzero(model.token_embedding.weight.detach().abs().sum(1)).flatten().tolist()

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from hybridgl_ros.core.sam_arch import SamArchitecture, build_sam
 from hybridgl_ros.demo.recipe import TrainingRecipe
-from hybridgl_ros.demo.scenes import HEIGHT_PX, WIDTH_PX, make_scene
+from hybridgl_ros.demo.scenes import make_scene
 
 LOGGER = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ DEMO_SAM_ARCH = SamArchitecture(
 #: Scene series used for training; evaluation uses other series.
 TRAIN_SCENE_SEED = 1
 EVAL_SCENE_SEED = 1001
+#: Steps of the second stage (:meth:`SamRecipe.fine_tune`).
+FINE_TUNE_STEPS = 3000
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,37 @@ class SamRecipe(TrainingRecipe):
     threads: int = 1
     checkpoint_every: int = 250
     """Also write the weights every this many steps (0 = only at the end)."""
+    styles: str = 'shaded'
+    """Rendering styles of the training scenes, in turn (comma-separated; a style named twice
+    gets twice the scenes)."""
+    first_scene: int = 0
+    """Index of the first training scene of the series (a later stage starts past the scenes
+    an earlier one saw)."""
+    init_weights: str = ''
+    """Start from these SAM weights (a ``sam.pth`` of the same architecture) instead of a random
+    initialisation ('' = from scratch)."""
+    eval_styles: str = 'shaded,flat,poster'
+
+    @classmethod
+    def fine_tune(cls, init_weights: str) -> 'SamRecipe':
+        """The second stage: from the first stage's (shaded-only) weights, on fresh shaded and
+        flat scenes (flat twice as often: plain backgrounds, flat fills, squares, other canvases)
+        at a lower learning rate."""
+        return cls(steps=FINE_TUNE_STEPS, lr=3e-4, warmup_steps=50, styles='shaded,flat,flat',
+                   first_scene=SamRecipe.steps * SamRecipe.images_per_step,
+                   init_weights=init_weights)
 
     @classmethod
     def smoke(cls) -> 'SamRecipe':
         """A few tiny steps for CI: exercises every part, learns nothing."""
+        return cls().as_smoke()
+
+    def as_smoke(self) -> 'SamRecipe':
+        """This recipe (its styles, scenes and start) with a few tiny steps of a small net."""
         arch = replace(DEMO_SAM_ARCH, encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2)
-        return cls(steps=2, images_per_step=1, object_prompts=2, random_prompts=1,
-                   points_per_mask=64, warmup_steps=1, arch=arch, eval_scenes=1)
+        return replace(self, steps=2, images_per_step=1, object_prompts=2, random_prompts=1,
+                       points_per_mask=64, warmup_steps=1, arch=arch, eval_scenes=1,
+                       eval_styles='shaded')
 
 
 
@@ -93,7 +119,7 @@ class _Regions:
 
     @classmethod
     def of(cls, masks: np.ndarray) -> '_Regions':
-        label = np.zeros((HEIGHT_PX, WIDTH_PX), np.int32)
+        label = np.zeros(masks.shape[1:], np.int32)
         for k, mask in enumerate(masks):
             label[mask] = k + 1
         kernel = np.ones((3, 3), np.uint8)
@@ -114,8 +140,9 @@ def _sample_prompts(rng: np.random.Generator, regions: _Regions, recipe: SamReci
     for _ in range(recipe.object_prompts):
         pixels = regions.inside[rng.integers(len(regions.inside))]
         points.append(pixels[rng.integers(len(pixels))] + rng.random(2))
+    height, width = regions.label.shape
     for _ in range(recipe.random_prompts):
-        points.append((rng.uniform(0, WIDTH_PX), rng.uniform(0, HEIGHT_PX)))
+        points.append((rng.uniform(0, width), rng.uniform(0, height)))
     points_xy = np.array(points, np.float32)
     under = regions.label[points_xy[:, 1].astype(int), points_xy[:, 0].astype(int)]
     return points_xy, under
@@ -129,8 +156,9 @@ def _loss_points(rng: np.random.Generator, regions: _Regions, under: np.ndarray,
     for p, k in enumerate(under):
         edge = regions.edges[k]
         out[p] = edge[rng.integers(len(edge), size=count)] + 0.5 + rng.normal(0, 3.0, (count, 2))
-    out[..., 0] = np.clip(out[..., 0], 0, WIDTH_PX - 1e-3)
-    out[..., 1] = np.clip(out[..., 1], 0, HEIGHT_PX - 1e-3)
+    height, width = regions.label.shape
+    out[..., 0] = np.clip(out[..., 0], 0, width - 1e-3)
+    out[..., 1] = np.clip(out[..., 1], 0, height - 1e-3)
     idx = out.astype(int)
     truth = regions.label[idx[..., 1], idx[..., 0]] == under[:, None]
     return out, truth
@@ -151,13 +179,13 @@ def _logits_at(low_res: torch.Tensor, points_xy: torch.Tensor, scale: float, sid
 def _step_loss(sam, scenes, rng: np.random.Generator, recipe: SamRecipe) -> dict:
     """Loss of one batch of scenes: point-sampled BCE + dice per mask, MSE of the IoU head."""
     side = sam.image_encoder.img_size
-    scale = side / max(HEIGHT_PX, WIDTH_PX)
     images = torch.cat([model_input(sam, s.image_rgb) for s in scenes])
     embeddings = sam.image_encoder(images)                          # (B, C, g, g)
     dense_pe = sam.prompt_encoder.get_dense_pe()
     mask_losses, iou_losses, ious = [], [], []
     for b, scene in enumerate(scenes):
         regions = _Regions.of(scene.masks)
+        scale = side / max(regions.label.shape)
         points_xy, under = _sample_prompts(rng, regions, recipe)
         coords = torch.from_numpy(points_xy * scale)[:, None]       # (P, 1, 2) model pixels
         sparse, dense = sam.prompt_encoder(
@@ -167,7 +195,7 @@ def _step_loss(sam, scenes, rng: np.random.Generator, recipe: SamRecipe) -> dict
         mask_losses.append(_low_res_loss(low_res, regions.label, under)
                            + recipe.edge_loss_weight * _edge_loss(
                                rng, low_res, regions, under, recipe.points_per_mask, scale, side))
-        actual = _mask_iou(low_res.detach(), regions.label, under, side, scale)  # (P, M)
+        actual = _mask_iou(low_res.detach(), regions.label, under, side)  # (P, M)
         iou_losses.append(F.mse_loss(iou_pred, actual))
         ious.append(actual.mean())
     mask_loss = torch.stack(mask_losses).mean()
@@ -181,7 +209,7 @@ def _low_res_loss(low_res: torch.Tensor, label: np.ndarray, under: np.ndarray
     """BCE + dice of the low-res logits (P, M, h, w) against each region's pixel fraction per
     low-res cell (the image part of the padded grid only)."""
     side = low_res.shape[-1]
-    rows, cols = round(side * HEIGHT_PX / WIDTH_PX), side
+    rows, cols = (round(side * n / max(label.shape)) for n in label.shape)
     logits = low_res[..., :rows, :cols]
     cover = np.stack([cv2.resize((label == k).astype(np.float32), (cols, rows),
                                  interpolation=cv2.INTER_AREA) for k in under])
@@ -203,11 +231,11 @@ def _edge_loss(rng: np.random.Generator, low_res: torch.Tensor, regions: '_Regio
     return F.binary_cross_entropy_with_logits(logits, truth)
 
 
-def _mask_iou(low_res: torch.Tensor, label: np.ndarray, under: np.ndarray, side: int,
-              scale: float) -> torch.Tensor:
+def _mask_iou(low_res: torch.Tensor, label: np.ndarray, under: np.ndarray, side: int
+              ) -> torch.Tensor:
     """IoU (P, M) of thresholded masks with their regions, at half the model resolution."""
     half = side // 2
-    rows, cols = round(HEIGHT_PX * scale / 2), round(WIDTH_PX * scale / 2)
+    rows, cols = (round(n * half / max(label.shape)) for n in label.shape)
     pred = F.interpolate(low_res, (half, half), mode='bilinear', align_corners=False)
     pred = pred[..., :rows, :cols] > 0                              # (P, M, rows, cols)
     small = cv2.resize(label, (cols, rows), interpolation=cv2.INTER_NEAREST)
@@ -226,6 +254,11 @@ def _save(sam, arch: SamArchitecture, out: Path) -> None:
                 for k, v in sam.state_dict().items()}, out / 'sam.pth')
 
 
+def _load_weights(path: str | Path) -> dict:
+    """A ``sam.pth`` state dict as float32 tensors (the file holds fp16)."""
+    return {k: v.float() for k, v in torch.load(path, weights_only=True).items()}
+
+
 def train_sam(out_dir: str | Path, recipe: SamRecipe = SamRecipe()) -> dict:
     """Trains, evaluates on held-out scenes and writes ``sam_arch.json``, ``sam.pth`` and
     ``sam_metrics.json`` to ``out_dir``. Returns the metrics."""
@@ -234,15 +267,20 @@ def train_sam(out_dir: str | Path, recipe: SamRecipe = SamRecipe()) -> dict:
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng([recipe.seed, 7])
-    sam = build_sam(recipe.arch).train()
+    sam = build_sam(recipe.arch)
+    if recipe.init_weights:
+        sam.load_state_dict(_load_weights(recipe.init_weights))
+    sam.train()
+    styles = recipe.styles.split(',')
     params = [p for p in sam.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     start = time.time()
     for step in range(recipe.steps):
         for group in opt.param_groups:
             group['lr'] = recipe.lr_at(step)
-        scenes = [make_scene(TRAIN_SCENE_SEED, step * recipe.images_per_step + i)
-                  for i in range(recipe.images_per_step)]
+        first = recipe.first_scene + step * recipe.images_per_step
+        scenes = [make_scene(TRAIN_SCENE_SEED, index, styles[index % len(styles)])
+                  for index in range(first, first + recipe.images_per_step)]
         losses = _step_loss(sam, scenes, rng, recipe)
         opt.zero_grad(set_to_none=True)
         losses['loss'].backward()
@@ -257,11 +295,39 @@ def train_sam(out_dir: str | Path, recipe: SamRecipe = SamRecipe()) -> dict:
     out = Path(out_dir)
     _save(sam, recipe.arch, out)
     shipped = build_sam(recipe.arch)
-    shipped.load_state_dict({k: v.float() for k, v in torch.load(
-        out / 'sam.pth', weights_only=True).items()})
-    metrics = evaluate_sam(shipped, EVAL_SCENE_SEED, recipe.eval_scenes)
-    metrics.update(train_seconds=round(train_seconds, 1), steps=recipe.steps, seed=recipe.seed,
+    shipped.load_state_dict(_load_weights(out / 'sam.pth'))
+    eval_styles = recipe.eval_styles.split(',')
+    by_style = {style: evaluate_sam(shipped, EVAL_SCENE_SEED, recipe.eval_scenes, style=style)
+                for style in eval_styles}
+    metrics = dict(by_style[eval_styles[0]])
+    metrics.update(styles=by_style, train_styles=recipe.styles,
+                   init_weights=recipe.init_weights,
+                   train_seconds=round(train_seconds, 1), steps=recipe.steps, seed=recipe.seed,
                    parameters=sum(p.numel() for p in sam.parameters()),
                    weights_bytes=(out / 'sam.pth').stat().st_size)
+    write_json(out / 'sam_metrics.json', metrics)
+    return metrics
+
+
+def train_demo_sam(out_dir: str | Path, steps: int = 0, seed: int | None = None,
+                   smoke: bool = False, start_from: str = '') -> dict:
+    """Both stages into ``out_dir`` (the first stage's files in ``out_dir/stage1``), or, with
+    ``start_from`` (a ``sam.pth``), only the second stage from those weights. ``steps`` (if > 0)
+    and ``seed`` override each stage's recipe; ``smoke``: a few tiny steps of each. Returns the
+    final metrics (with the first stage's under ``stage1``)."""
+    from hybridgl_ros.demo.eval_models import write_json
+
+    def run(recipe: SamRecipe, stage_out: Path) -> dict:
+        if smoke:
+            recipe = recipe.as_smoke()
+        return train_sam(stage_out, recipe.with_overrides(steps, seed))
+
+    out = Path(out_dir)
+    earlier = {}
+    if not start_from:
+        earlier['stage1'] = run(SamRecipe(), out / 'stage1')
+        start_from = str(out / 'stage1' / 'sam.pth')
+    metrics = run(SamRecipe.fine_tune(start_from), out)
+    metrics.update(earlier)
     write_json(out / 'sam_metrics.json', metrics)
     return metrics

@@ -23,5 +23,6 @@ def test_make_scenes_command_writes_the_refcoco_layout(tmp_path, capsys):
 
 def test_train_demo_models_options_parse():
     args = _parser().parse_args(['train-demo-models', '--only', 'sam', '--steps', '3',
-                                 '--seed', '2', '--smoke', '--out', 'x'])
-    assert (args.only, args.steps, args.seed, args.smoke, args.out) == ('sam', 3, 2, True, 'x')
+                                 '--seed', '2', '--smoke', '--out', 'x', '--sam-from', 's.pth'])
+    assert (args.only, args.steps, args.seed, args.smoke, args.out, args.sam_from) == (
+        'sam', 3, 2, True, 'x', 's.pth')

@@ -48,3 +48,20 @@ def test_the_clip_is_trained_in_three_stages_each_from_the_one_before(tmp_path):
     assert tuple(model.visual.positional_embedding.shape) == (1 + grid * grid, 128)
     # a token row the first stage trained and the later ones never saw is kept, not zeroed
     assert float(model.token_embedding.weight.detach().abs().sum()) > 0
+
+
+def test_the_sam_is_trained_in_two_stages_the_second_on_flat_scenes_too(tmp_path):
+    from hybridgl_ros.demo.train_sam import train_demo_sam
+
+    metrics = train_demo_sam(tmp_path, smoke=True)
+    assert (tmp_path / 'stage1' / 'sam.pth').is_file()
+    first = metrics['stage1']
+    assert first['init_weights'] == '' and first['train_styles'] == 'shaded'
+    assert metrics['init_weights'] == str(tmp_path / 'stage1' / 'sam.pth')
+    # the second stage's two steps: one shaded 640x480 scene, one flat scene (another canvas)
+    assert metrics['train_styles'] == 'shaded,flat,flat'
+    saved = json.loads((tmp_path / 'sam_metrics.json').read_text())
+    assert saved['stage1']['steps'] == 2 and set(saved['styles']) == {'shaded'}
+    sam = build_sam(str(tmp_path / 'sam_arch.json'))
+    state = torch.load(tmp_path / 'sam.pth', weights_only=True)
+    sam.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
