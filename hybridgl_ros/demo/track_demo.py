@@ -89,19 +89,19 @@ def _library_track(segmenter, clip, frames) -> tuple[list[np.ndarray], str]:
 
 def _ros_track(asker, folder: Path, text: str) -> tuple[list[np.ndarray], str]:
     """The node's ~/track action on the clip played by the camera player; the node's overlays."""
-    from rclpy.action import ActionClient
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
 
     from hybridgl_ros.action import TrackByText
     from hybridgl_ros.demo.ros_asker import NODE
+    from hybridgl_ros.ros.action_client import SpinSafeActionClient
     from hybridgl_ros.ros.conversions import image_to_rgb
 
     overlays: list[np.ndarray] = []
     subscription = asker.client_node.create_subscription(
         Image, f'/{NODE}/overlay', lambda msg: overlays.append(image_to_rgb(msg)),
         QoSProfile(depth=10))
-    client = ActionClient(asker.client_node, TrackByText, f'/{NODE}/track')
+    client = SpinSafeActionClient(asker.client_node, TrackByText, f'/{NODE}/track')
     try:
         if not client.wait_for_server(timeout_sec=30.0):
             raise HybridGLError('the node offers no ~/track action')

@@ -7,6 +7,7 @@ import numpy as np
 from rclpy.action import ActionClient
 
 from hybridgl_ros.action import TrackByText
+from hybridgl_ros.ros.action_client import SpinSafeActionClient
 from hybridgl_ros.ros.conversions import image_to_numpy, numpy_to_image
 from ros_helpers import camera_info, stamp_header, wait_for
 
@@ -171,7 +172,7 @@ class GoalRun:
 
 def track_client(node, namespace: str, timeout: float = 10.0) -> ActionClient:
     """An ActionClient of ``<namespace>/hybridgl_node/track``, once the server is there."""
-    client = ActionClient(node, TrackByText, f'{namespace}/hybridgl_node/track')
+    client = SpinSafeActionClient(node, TrackByText, f'{namespace}/hybridgl_node/track')
     assert client.wait_for_server(timeout_sec=timeout)
     return client
 
