@@ -141,29 +141,29 @@ class DecisionConfig:
     """Answers a planner can trust (core/decision.py): "not there", "which one?", a confidence.
 
     The coefficients are fitted per CLIP weights by ``hybridgl calibrate``; the defaults are the
-    embedded demo models' (fitted on 180 generated scenes of the tuning series, seeds
-    4001-4003, 30 shaded and 30 flat each: README "Answers a planner can trust"). Parity mode
+    embedded demo models' (fitted on 360 generated scenes of the tuning series, seeds
+    4001-4006, 30 shaded and 30 flat each: README "Answers a planner can trust"). Parity mode
     never rejects or changes the choice.
     """
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.7979
+    presence_threshold: float = 0.818
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
     the highest that rejects at most 5 % of the present targets of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float] = (
-        0.188539, 0.088303, -4.064427, -6.436419, 0.037401, -0.046908)
+        0.229287, 0.088189, -4.597144, -6.261549, 0.041082, -0.04825)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout)."""
-    presence_bias: float = -6.691478
+    presence_bias: float = -8.517378
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.142601, -0.081958, 0.268906, 1.786408, 0.0, -0.084452, 0.093728)
+        0.159571, -0.090869, 0.347006, 2.329928, 0.0, -0.113902, 0.12223)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -6.821488
+    confidence_bias: float = -8.115249
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 19.9
+    ambiguity_margin: float = 18.3
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""

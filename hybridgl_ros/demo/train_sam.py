@@ -9,6 +9,10 @@ low-resolution output against each cell's covered fraction, plus BCE at full-res
 near the region's boundary, read from the low-res logits where ``SamPredictor`` upsamples them
 (sharper masks at 640x480). The IoU head learns the IoU of its own masks, which
 ``SamAutomaticMaskGenerator`` filters on.
+
+Two stages (``train_demo_sam``): the first on shaded 640x480 scenes from scratch, the second
+fine-tunes it on fresh shaded and flat scenes (plain backgrounds, flat fills, squares, other
+canvases), so that the proposals do not know one renderer only.
 """
 from __future__ import annotations
 
@@ -42,7 +46,9 @@ FINE_TUNE_STEPS = 3000
 
 @dataclass(frozen=True)
 class SamRecipe(TrainingRecipe):
-    """How the demo SAM is trained (the defaults made the shipped weights)."""
+    """How the demo SAM is trained. The defaults are the first stage (shaded scenes, from
+    scratch: the weights shipped before issue 11); :meth:`fine_tune` is the second, which made
+    today's weights from them."""
 
     steps: int = 6000
     images_per_step: int = 1
