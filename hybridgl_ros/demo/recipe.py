@@ -1,4 +1,5 @@
-"""What the demo-model trainers share: the ``--steps``/``--seed`` overrides and the lr schedule."""
+"""What the demo-model trainers share: the ``--steps``/``--seed`` overrides, the lr schedule and
+training in stages."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -26,3 +27,38 @@ class TrainingRecipe:
             return self.lr * ((step + 1) / self.warmup_steps)
         progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
         return self.lr * (0.5 * (1.0 + np.cos(np.pi * min(1.0, progress))))
+
+
+def train_in_stages(out_dir, first, later, train, weights_file: str, metrics_file: str,
+                    start_from: str = '', adjust=lambda recipe: recipe) -> dict:
+    """Trains a model in stages, each from the weights of the one before.
+
+    Args:
+        out_dir: the last stage's files go here, stage ``n``'s before it to ``out_dir/stageN``.
+        first: the first stage's recipe (from scratch); skipped when ``start_from`` is given.
+        later: per later stage, a function of the previous stage's weights file → its recipe.
+        train: ``train(out, recipe) -> metrics`` of one stage.
+        weights_file: the name of the weights ``train`` writes (``clip.pt``, ``sam.pth``).
+        metrics_file: where the final metrics (with the earlier stages' under ``stageN``) go.
+        start_from: the first stage's weights, to run only the later stages.
+        adjust: applied to each recipe before it trains (``--steps``/``--seed``, smoke runs).
+    """
+    from pathlib import Path
+
+    from hybridgl_ros.demo.eval_models import write_json
+
+    out = Path(out_dir)
+    earlier = {}
+    if not start_from:
+        earlier['stage1'] = train(out / 'stage1', adjust(first))
+        start_from = str(out / 'stage1' / weights_file)
+    for number, make in enumerate(later, start=2):
+        last = number == len(later) + 1
+        stage_out = out if last else out / f'stage{number}'
+        metrics = train(stage_out, adjust(make(start_from)))
+        if not last:
+            earlier[f'stage{number}'] = metrics
+            start_from = str(stage_out / weights_file)
+    metrics.update(earlier)
+    write_json(out / metrics_file, metrics)
+    return metrics

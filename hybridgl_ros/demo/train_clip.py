@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from hybridgl_ros.demo.clip_data import (
     PooledScene, absent_captions, caption, match_matrix, phrase, pool_scene, region_descriptor)
-from hybridgl_ros.demo.recipe import TrainingRecipe
+from hybridgl_ros.demo.recipe import TrainingRecipe, train_in_stages
 
 LOGGER = logging.getLogger(__name__)
 
@@ -384,23 +384,12 @@ def train_demo_clip(out_dir: str | Path, steps: int = 0, seed: int | None = None
     third stages from those weights. ``steps`` (if > 0) and ``seed`` override each stage's
     recipe; ``smoke``: a few tiny steps of each. Returns the final metrics (with the earlier
     stages' under ``stage1`` and ``stage2``)."""
-    from hybridgl_ros.demo.eval_models import write_json
+    def adjust(recipe: ClipRecipe) -> ClipRecipe:
+        return (replace(recipe, **SMOKE_OVERRIDES) if smoke else recipe).with_overrides(
+            steps, seed)
 
-    def run(recipe: ClipRecipe, stage_out: Path) -> dict:
-        if smoke:
-            recipe = replace(recipe, **SMOKE_OVERRIDES)
-        return train_clip(stage_out, recipe.with_overrides(steps, seed))
-
-    out = Path(out_dir)
-    earlier = {}
-    if not start_from:
-        earlier['stage1'] = run(ClipRecipe(), out / 'stage1')
-        start_from = str(out / 'stage1' / 'clip.pt')
-    earlier['stage2'] = run(ClipRecipe.fine_tune(start_from), out / 'stage2')
-    metrics = run(ClipRecipe.upscale(str(out / 'stage2' / 'clip.pt')), out)
-    metrics.update(earlier)
-    write_json(out / 'clip_metrics.json', metrics)
-    return metrics
+    return train_in_stages(out_dir, ClipRecipe(), [ClipRecipe.fine_tune, ClipRecipe.upscale],
+                           train_clip, 'clip.pt', 'clip_metrics.json', start_from, adjust)
 
 
 def _save(model, config: dict, used_tokens: set[int], out: Path) -> None:

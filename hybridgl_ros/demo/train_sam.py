@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridgl_ros.core.sam_arch import SamArchitecture, build_sam
-from hybridgl_ros.demo.recipe import TrainingRecipe
+from hybridgl_ros.demo.recipe import TrainingRecipe, train_in_stages
 from hybridgl_ros.demo.scenes import make_scene
 
 LOGGER = logging.getLogger(__name__)
@@ -321,19 +321,8 @@ def train_demo_sam(out_dir: str | Path, steps: int = 0, seed: int | None = None,
     ``start_from`` (a ``sam.pth``), only the second stage from those weights. ``steps`` (if > 0)
     and ``seed`` override each stage's recipe; ``smoke``: a few tiny steps of each. Returns the
     final metrics (with the first stage's under ``stage1``)."""
-    from hybridgl_ros.demo.eval_models import write_json
+    def adjust(recipe: SamRecipe) -> SamRecipe:
+        return (recipe.as_smoke() if smoke else recipe).with_overrides(steps, seed)
 
-    def run(recipe: SamRecipe, stage_out: Path) -> dict:
-        if smoke:
-            recipe = recipe.as_smoke()
-        return train_sam(stage_out, recipe.with_overrides(steps, seed))
-
-    out = Path(out_dir)
-    earlier = {}
-    if not start_from:
-        earlier['stage1'] = run(SamRecipe(), out / 'stage1')
-        start_from = str(out / 'stage1' / 'sam.pth')
-    metrics = run(SamRecipe.fine_tune(start_from), out)
-    metrics.update(earlier)
-    write_json(out / 'sam_metrics.json', metrics)
-    return metrics
+    return train_in_stages(out_dir, SamRecipe(), [SamRecipe.fine_tune], train_sam, 'sam.pth',
+                           'sam_metrics.json', start_from, adjust)
