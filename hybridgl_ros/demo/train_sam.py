@@ -83,7 +83,7 @@ class SamRecipe(TrainingRecipe):
         flat scenes (flat twice as often: plain backgrounds, flat fills, squares, other canvases)
         at a lower learning rate."""
         return cls(steps=FINE_TUNE_STEPS, lr=3e-4, warmup_steps=50, styles='shaded,flat,flat',
-                   first_scene=SamRecipe.steps * SamRecipe.images_per_step,
+                   first_scene=cls.steps * cls.images_per_step,
                    init_weights=init_weights)
 
     @classmethod

@@ -29,4 +29,3 @@ def test_the_client_has_its_lock_before_an_executor_can_see_it(ros_context):
     # rclpy's own client registers first (ros2/rclpy#1589): the race this class closes
     assert not _lock_seen_when_registered(ros_context, ActionClient)
     assert _lock_seen_when_registered(ros_context, SpinSafeActionClient)
-
