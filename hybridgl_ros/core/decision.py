@@ -228,9 +228,14 @@ def _look_presence(s_class: torch.Tensor | None, view) -> tuple[float, float]:
     if s_class is None:
         return view.s_top, view.standout
     s = s_class.detach().float().cpu()
-    best, others = int(s.argmax()), len(s) - 1
-    standout = float(s[best] - (s.sum() - s[best]) / others) if others else 0.0
-    return float(s[best]), standout
+    best, values = int(s.argmax()), s.tolist()
+    return values[best], _standout(values, math.fsum(values), best)
+
+
+def _standout(s: list[float], s_sum: float, i: int) -> float:
+    """s[i] minus the mean of the other entries (``s_sum``: their sum with s[i]); 0 for one."""
+    others = len(s) - 1
+    return s[i] - (s_sum - s[i]) / others if others else 0.0
 
 
 def _anchor_top(v: torch.Tensor, text, logit_scale: float) -> float:
@@ -352,8 +357,7 @@ class _CandidateView:
 
     def standout_of(self, i: int) -> float:
         """Mask i's s minus the mean s of the frame's other masks (0 for a lone mask)."""
-        others = len(self.s) - 1
-        return self.s[i] - (self._s_sum - self.s[i]) / others if others else 0.0
+        return _standout(self.s, self._s_sum, i)
 
     def confidence_x(self, i: int, guided: bool, fails: bool) -> list[float]:
         """(s, s margin to the best other object, guided, F margin to the best other
