@@ -5,6 +5,8 @@ A robot must hear "not there" and "which one?" as answers; these expressions mea
 * ``absent`` — a colour and shape combination that is not on the table, preferably a near miss
   (the colour is on another shape and the shape in another colour: "the green star" beside a
   green ball and a red star), and a shape that is not there at all ("the ring").
+* ``absent_position`` — a shape that is not on the table, placed by a position word ("the star
+  on the left" with no star): judged among look-alikes, the presence test reads the bare shape.
 * ``absent_relation`` — the object is there but the relation holds for nothing ("the cube to
   the left of the blue ball" when every cube is to its right), or the anchor is not there.
 * ``ambiguous`` — a look (colour and shape) that two or more objects share, named without what
@@ -48,11 +50,14 @@ def general_expressions(objects: tuple[SceneObject, ...], seed: int, index: int,
                         per_ref: int = 2) -> list[GeneralRef]:
     """Every expression of scene ``index`` of series ``seed``: the single-target ones of
     :func:`~hybridgl_ros.demo.expressions.scene_expressions` (unchanged), then the
-    no-target and multi-target ones (seeded on their own, so adding them changed nothing)."""
+    no-target and multi-target ones (seeded on their own, so adding them changed nothing),
+    then the absent position expressions (seeded on their own again, added later)."""
     refs = [GeneralRef.of(r) for r in scene_expressions(objects, seed, index, per_ref)]
     rng = np.random.default_rng([seed, index, 2])
     refs += absent_expressions(objects, rng, per_ref)
     refs += ambiguous_expressions(objects, rng, per_ref)
+    refs += absent_position_expressions(objects, np.random.default_rng([seed, index, 3]),
+                                        per_ref)
     return refs
 
 
@@ -72,6 +77,21 @@ def absent_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generato
     if relation:
         refs.append(_ref((), 'absent_relation', relation, rng, per_ref))
     return refs
+
+
+def absent_position_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generator,
+                                per_ref: int = 2) -> list[GeneralRef]:
+    """No-target expressions that place a shape which is not on the table by a position word
+    ("the star on the left", "the top ring"); none when every shape is there."""
+    absent_shapes = sorted(set(SHAPES) - {o.shape for o in objects})
+    if not absent_shapes:
+        return []
+    shape = absent_shapes[rng.integers(len(absent_shapes))]
+    variants = [f'the {shape} on the left', f'the {shape} on the right',
+                f'the {shape} at the top', f'the {shape} at the bottom',
+                f'the left {shape}', f'the right {shape}', f'the top {shape}',
+                f'the bottom {shape}']
+    return [_ref((), 'absent_position', variants, rng, per_ref)]
 
 
 def ambiguous_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generator,

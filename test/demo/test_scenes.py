@@ -150,10 +150,14 @@ def test_no_target_expressions_name_nothing_in_the_scene():
                 assert (words[-2], words[-1]) not in looks
                 if words[-2] not in COLOURS:
                     assert words[-1] not in {o.shape for o in objects}
+            if ref.kind == 'absent_position':
+                assert ref.targets == ()
+                assert all(shape not in sentence for sentence in ref.sentences
+                           for shape in {o.shape for o in objects})
             if ref.kind == 'ambiguous':
                 assert len(ref.targets) >= 2
                 assert len({(objects[t].colour, objects[t].shape) for t in ref.targets}) == 1
-    assert {'absent', 'absent_relation', 'ambiguous', 'attribute'} <= seen
+    assert {'absent', 'absent_relation', 'absent_position', 'ambiguous', 'attribute'} <= seen
 
 
 def test_grefcoco_layout_marks_no_target_and_multi_target_refs(dataset):
