@@ -148,20 +148,20 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.818
+    presence_threshold: float = 0.7598
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
     the highest that rejects at most 5 % of the present targets of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float] = (
-        0.229287, 0.088189, -4.597144, -6.261549, 0.041082, -0.04825)
+        0.240987, 0.082362, -5.166403, -5.019452, 0.032379, -0.039762)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout)."""
-    presence_bias: float = -8.517378
+    presence_bias: float = -9.22847
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.159571, -0.090869, 0.347006, 2.329928, 0.0, -0.113902, 0.12223)
+        0.179009, -0.100454, 0.204049, 2.057458, 0.0, -0.132413, 0.13282)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -8.115249
+    confidence_bias: float = -8.826816
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 18.3
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie

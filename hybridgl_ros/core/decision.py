@@ -11,11 +11,13 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    *fails*.
 2. **Presence.** P(target present) = σ(w·x + b) on x = (best s, best anchor s, has anchor,
    relation fails, standout, word standout), s = 100·cos(v_n, t) as in spec §6, the anchor's
-   s with u, standout = best s − the mean s of the image's other masks (a target that is
-   there stands out from the rest of its image), and word standout = min over the target
-   phrase's look words w ("green", "star" of "the green star") of s(answer, w) − mean_n
-   s(n, w): a green ball answering "the green star" beside a red star stands out for
-   "green" but not for "star", which the whole phrase's s, high on the colour, hides. When
+   s with u (an anchor: an other noun phrase that is not a part of the picture — "the left
+   side" of "the cube on the left side" is always there), standout = best s − the mean s of
+   the image's other masks (a target that is there stands out from the rest of its image),
+   and word standout = min over the target phrase's look words w ("green", "star" of "the
+   green star") of s(answer, w) − mean_n s(n, w): a green ball answering "the green star"
+   beside a red star stands out for "green" but not for "star", which the whole phrase's s,
+   high on the colour, hides. When
    the query is judged among look-alikes ("the bigger purple star", "the cube on the left"),
    best s and standout are those of the phrase without its size or position words ("the
    purple star", "the cube"): those words say which look-alike, not what is there. Below
@@ -158,10 +160,11 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     must_hold = verifiable and cfg.relation_must_hold and not config.reference
     choice, fails = view.choose(must_hold)
     v = F.normalize(frame.mask_features.float(), dim=-1)                # (N, D)
-    anchor_s = _anchor_top(v, text, config.text.logit_scale)
+    anchored = has_anchor(parse, text)
+    anchor_s = _anchor_top(v, text, config.text.logit_scale) if anchored else 0.0
     words = _word_standouts(v, text, config.text.logit_scale)
     look_top, look_standout = _look_presence(scores.class_similarities, view)
-    presence_x = [look_top, anchor_s, float(text.other is not None), float(fails),
+    presence_x = [look_top, anchor_s, float(anchored), float(fails),
                   look_standout, _of(words, choice)]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
@@ -187,6 +190,14 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     rule = 'method' if choice == scores.chosen else 'relation'
     return Decision(choice, True, presence, confidences[choice], bool(alternatives),
                     tuple((i, confidences[i]) for i in alternatives), '', rule, signals)
+
+
+def has_anchor(parse: ParsedExpression, text) -> bool:
+    """Whether the expression names another object the target is placed by ("the cube left of
+    the ball"): an other noun phrase that is not a part of the picture ("the cube on the left
+    side", "the star at the bottom" name regions, which are always there)."""
+    return text.other is not None and not all(
+        g.names_a_region(phrase) for phrase in parse.other_phrases)
 
 
 def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool) -> str:

@@ -95,7 +95,7 @@ def lookalike_relation(parsed: ParsedExpression, relation: str, direction: str,
     if config.comparatives_by_class and relation in SIZE_RELATIONS:
         return 'none' if parsed.other_phrases else relation
     if not config.positions_by_class or not all(
-            _names_a_region(phrase) for phrase in parsed.other_phrases):
+            names_a_region(phrase) for phrase in parsed.other_phrases):
         return 'none'
     if relation in POSITION_RELATIONS:
         return relation
@@ -104,7 +104,7 @@ def lookalike_relation(parsed: ParsedExpression, relation: str, direction: str,
     return 'none'
 
 
-def _names_a_region(phrase: str) -> bool:
+def names_a_region(phrase: str) -> bool:
     """Whether a noun phrase names a part of the picture ("the left side", "the top")."""
     words = phrase.split()
     return bool(words) and (words[-1] in REGION_WORDS or words[-1] in POSITION_WORDS)

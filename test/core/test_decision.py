@@ -10,7 +10,7 @@ import torch
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
 from hybridgl_ros.core.decision import (
-    WORD_STANDOUT_CAP, absent_message, answer, clip_fingerprint, decide)
+    WORD_STANDOUT_CAP, absent_message, answer, clip_fingerprint, decide, has_anchor)
 from hybridgl_ros.core.scoring import QueryScores, TextFeatures
 from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals
 
@@ -263,3 +263,23 @@ def test_a_look_alike_outside_the_top_k_candidates_is_still_an_alternative():
                                                             [0.5, 0.3, 0.2]), d, {}, '', None)
     assert seg.alternatives[0].index == 2 and math.isnan(seg.alternatives[0].score)
     assert seg.alternatives[0].to_dict()['score'] is None
+
+
+def test_a_part_of_the_picture_is_no_anchor_for_presence():
+    """"The left side" of "the cube on the left side" is always there: the presence test
+    reads no anchor for it, as for "the cube on the left" (before, it read "has an anchor"
+    and the anchor's s, and such queries were rejected more often)."""
+    config = _config(presence_weights=(1.0, 1.0, -30.0, -30.0, 0.0, 0.0))
+    scores = _scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
+    region = ParsedExpression('the cube on the left side', 'the cube', ('the left side',))
+    plain = ParsedExpression('the cube on the left', 'the cube')
+    anchored = ParsedExpression('the cube left of the ball', 'the cube', ('the ball',),
+                                relation='left')
+    with_region = decide(scores, _frame(), region, _text(other=True), config, calibrated=True)
+    without = decide(scores, _frame(), plain, _text(), config, calibrated=True)
+    with_anchor = decide(scores, _frame(), anchored, _text(other=True), config,
+                         calibrated=True)
+    assert with_region.signals['presence_x'] == without.signals['presence_x']
+    assert with_region.presence == without.presence and with_region.found
+    assert with_anchor.signals['presence_x'][1:3] == [pytest.approx(100.0 / math.sqrt(8)), 1.0]
+    assert has_anchor(anchored, _text(other=True)) and not has_anchor(region, _text(other=True))
