@@ -17,11 +17,11 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    and word standout = min over the target phrase's look words w ("green", "star" of "the
    green star") of s(answer, w) − mean_n s(n, w): a green ball answering "the green star"
    beside a red star stands out for "green" but not for "star", which the whole phrase's s,
-   high on the colour, hides. When
-   the query is judged among look-alikes ("the bigger purple star", "the cube on the left"),
-   best s and standout are those of the phrase without its size or position words ("the
-   purple star", "the cube"): those words say which look-alike, not what is there. Below
-   ``presence_threshold`` the answer is "not found" ("no 'elephant' in view").
+   high on the colour, hides. When the query is judged among look-alikes ("the bigger purple
+   star", "the cube on the left"), best s and standout are those of the phrase without its
+   size or position words ("the purple star", "the cube"): those words say which look-alike,
+   not what is there. Below ``presence_threshold`` the answer is "not found" ("no 'elephant'
+   in view").
 3. **Near ties.** Other objects (not overlapping the answer) whose s is within
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;

@@ -25,7 +25,8 @@ from hybridgl_ros.demo.scenes import SceneObject
 
 KINDS = ('attribute', 'position', 'relation', 'spatial')
 #: Expressions whose target is not in the scene (gRefCOCO's no-target expressions): a colour and
-#: shape combination that is not on the table, or a relation that holds for nothing.
+#: shape combination that is not on the table, a relation that holds for nothing, or a shape
+#: that is not there placed by a position word.
 NO_TARGET_KINDS = ('absent', 'absent_relation', 'absent_position')
 #: Expressions that fit several objects equally (gRefCOCO's multi-target expressions): a look
 #: (colour and shape) that two or more objects share, named without what tells them apart.
