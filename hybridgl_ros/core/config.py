@@ -36,10 +36,11 @@ class ProposalConfig:
     crop_n_layers: int = 0
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 800
-    max_working_pixels: int = 1024 * 1024
+    max_working_pixels: int = -1
     """Frames with more pixels run downscaled to this many (aspect kept); the answer's mask is
-    restored at the frame's size. Bounds memory and time; 0 = never downscale. Parity mode
-    ignores it."""
+    restored at the frame's size. Bounds memory and time; -1 = SAM's input area (its image
+    encoder's side squared: 1024² for the SAM checkpoints, 256² for the embedded demo SAM);
+    0 = never downscale. Parity mode ignores it."""
 
     def generator_settings(self) -> dict[str, Any]:
         """The fields that are arguments of segment_anything's SamAutomaticMaskGenerator."""
@@ -148,22 +149,22 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.7598
+    presence_threshold: float = 0.7729
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
     the highest that rejects at most 5 % of the present targets of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float] = (
-        0.240987, 0.082362, -5.166403, -5.019452, 0.032379, -0.039762)
+        0.239207, 0.075193, -4.906138, -5.217692, 0.030875, -0.043085)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout)."""
-    presence_bias: float = -9.22847
+    presence_bias: float = -8.9551
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.179009, -0.100454, 0.204049, 2.057458, 0.0, -0.132413, 0.13282)
+        0.145412, -0.077081, 0.298837, 2.171066, 0.0, -0.116145, 0.118571)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -8.826816
+    confidence_bias: float = -7.267102
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 18.3
+    ambiguity_margin: float = 17.1
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""
@@ -271,9 +272,10 @@ class HybridGLConfig:
             raise ConfigError('features.mask_batch_size must be >= 1')
         if not 0.0 <= self.decision.presence_threshold <= 1.0:
             raise ConfigError('decision.presence_threshold must be in [0, 1]')
-        if 0 < self.proposals.max_working_pixels < 4096:
-            raise ConfigError('proposals.max_working_pixels must be 0 (off) or at least 4096 '
-                              f'(64x64), not {self.proposals.max_working_pixels}')
+        if self.proposals.max_working_pixels < -1 or 0 < self.proposals.max_working_pixels < 4096:
+            raise ConfigError('proposals.max_working_pixels must be -1 (SAM\'s input area), 0 '
+                              f'(off) or at least 4096 (64x64), not '
+                              f'{self.proposals.max_working_pixels}')
         _check_tracking(self.tracking)
 
     @property

@@ -58,6 +58,7 @@ class HybridGL:
         self.parser = parser or SpacyParser(config.text.spacy_model,
                                             reference_parity=config.reference)
         self.proposer = proposer
+        self.sam_input_pixels = sam_input_pixels(proposer)
         self.clip_fingerprint = clip_fingerprint(clip_model)
         self.calibrated = calibration_applies(config.decision, self.clip_fingerprint)
 
@@ -126,7 +127,7 @@ class HybridGL:
 
         timings: dict[str, float] = {}
         check_cancel(cancel)
-        budget = 0 if self.config.reference else self.config.proposals.max_working_pixels
+        budget = 0 if self.config.reference else self.working_pixels
         size = working_size(*image_rgb.shape[:2], budget)
         with _timed(timings, 'resize'):
             working = downscale(image_rgb, size)
@@ -203,6 +204,13 @@ class HybridGL:
                        if explain else None)
         return answer(frame, text, parse, scores, decision, timings, message, explanation)
 
+    @property
+    def working_pixels(self) -> int:
+        """The default mode's pixel budget: ``proposals.max_working_pixels``, SAM's input area
+        for -1 (0: off)."""
+        budget = self.config.proposals.max_working_pixels
+        return self.sam_input_pixels if budget < 0 else budget
+
     def segment(self, image_rgb: np.ndarray, text: str, explain: bool = False) -> Segmentation:
         """``query(prepare(image_rgb), text)``, with the frame's timings included."""
         if not isinstance(text, str) or not text.strip():
@@ -216,6 +224,19 @@ class HybridGL:
     def gem_input_side(self) -> int:
         """GEM's input side in pixels: input_scale × the ViT's input side (448 for ViT-B/16)."""
         return self.config.gem.input_scale * self.visual.image_size[0]
+
+
+#: The pixel budget for -1 when the proposer has no SAM image encoder to read it from.
+DEFAULT_WORKING_PIXELS = 1024 * 1024
+
+
+def sam_input_pixels(proposer) -> int:
+    """SAM's input area, its image encoder's side squared (1024² for the SAM checkpoints,
+    256² for the embedded demo SAM): every mask comes from SAM at that resolution, so a frame
+    processed at more pixels only makes the masks and the CLIP's mask images bigger."""
+    side = getattr(getattr(getattr(proposer, 'sam', None), 'image_encoder', None), 'img_size',
+                   None)
+    return int(side) ** 2 if side else DEFAULT_WORKING_PIXELS
 
 
 def masks_on_device(masks: np.ndarray, device):

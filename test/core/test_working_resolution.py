@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hybridgl_ros.core.config import HybridGLConfig
-from hybridgl_ros.core.pipeline import HybridGL
+from hybridgl_ros.core.pipeline import DEFAULT_WORKING_PIXELS, HybridGL, sam_input_pixels
 from hybridgl_ros.core.resolution import (
     full_resolution_mask, sam_box_xywh, upscale_mask, working_size)
 from hybridgl_ros.core.types import Proposals
@@ -88,9 +88,10 @@ class SegmentAnythingsGenerator:
 
 
 def test_640x480_answers_equal_those_of_segment_anythings_generator(demo_models, parser):
-    ours = segmenter(demo_models, parser)
+    full = {'proposals.max_working_pixels': 0}   # the mask path at the frame's own size
+    ours = segmenter(demo_models, parser, **full)
     today = segmenter(demo_models, parser,
-                      SegmentAnythingsGenerator(demo_models[1], ours.config.proposals))
+                      SegmentAnythingsGenerator(demo_models[1], ours.config.proposals), **full)
     for index in (0,):   # one scene: segment_anything's generator costs ~10 s a scene here
         scene = make_scene(SEED, index)
         frames = ours.prepare(scene.image_rgb), today.prepare(scene.image_rgb)
@@ -127,3 +128,18 @@ def test_parity_mode_ignores_the_pixel_budget(demo_models, parser):
                      **{'proposals.max_working_pixels': 160 * 120})
     assert made.prepare(make_scene(SEED, 0).image_rgb).working_size == (480, 640)
 
+
+
+def test_the_default_budget_is_sams_input_area(demo_models, parser):
+    """-1 (the default): no frame runs at more pixels than SAM sees — 256x256 for the demo SAM,
+    so a 640x480 frame runs at 295x221; 1024x1024 for the SAM checkpoints."""
+    made = segmenter(demo_models, parser)
+    assert made.config.proposals.max_working_pixels == -1
+    assert made.working_pixels == 256 * 256 == sam_input_pixels(made.proposer)
+    frame = made.prepare(make_scene(SEED, 0).image_rgb)
+    assert frame.working_size == (221, 295) and frame.image_size == (480, 640)
+    result = made.query(frame, 'the blue ring')
+    assert result.mask.shape == (480, 640)
+    assert sam_input_pixels(object()) == DEFAULT_WORKING_PIXELS == 1024 * 1024
+    assert segmenter(demo_models, parser, **{'proposals.max_working_pixels': 0}
+                     ).working_pixels == 0

@@ -108,7 +108,8 @@ def test_a_position_word_compares_the_look_alikes_not_the_top_three():
 def test_a_size_comparative_is_judged_present_on_the_look_without_its_size_word():
     """Scene 6 of seed 3001 has a big and a small purple star. The demo CLIP scores "the
     bigger purple star" below "the purple star" on the big star (9 logits with the SAM's
-    first stage, 4.6 with today's masks), so P(present) read on the whole phrase rejected it
+    first stage, 4.6 with its second, 1.6 at today's working resolution, SAM's input area),
+    so P(present) read on the whole phrase rejected it
     (0.807 against a threshold of 0.807); it reads the phrase without the size word, whose
     best s and standout are those of "the purple star"."""
     pipeline = HybridGL.from_config(demo_config())
@@ -121,4 +122,4 @@ def test_a_size_comparative_is_judged_present_on_the_look_without_its_size_word(
     assert bigger.found and mask_iou(bigger.mask, scene.masks[big]) >= IOU_HIT
     look, whole = bigger.explanation.decision['presence_x'], plain.explanation.decision
     assert look[0] == pytest.approx(whole['presence_x'][0], abs=1e-3)
-    assert look[0] > float(bigger.explanation.similarities.max()) + 3.0
+    assert look[0] > float(bigger.explanation.similarities.max()) + 1.0

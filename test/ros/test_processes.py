@@ -126,13 +126,15 @@ def test_installed_node_segments_the_publisher_frames_with_the_demo_models(
 
 def test_sigint_during_a_1080p_query_of_the_real_pipeline_answers_and_exits_at_once(
         ros_context, ros_env, tmp_path):
-    """The installed node, the embedded models on the CPU: preparing a 1920x1080 frame takes
-    15-30 s (SAM's proposals). SIGINT 2 s into it: both callers get 'shutting down', the
-    process exits 0 within about a second, without a traceback."""
+    """The installed node, the embedded models on the CPU: preparing a 1920x1080 frame at its
+    full size (``proposals.max_working_pixels`` 0; the default budget, SAM's input area, makes
+    it quick) takes 15-30 s (SAM's proposals). SIGINT 2 s into it: both callers get 'shutting
+    down', the process exits 0 within about a second, without a traceback."""
     namespace = f'/s{uuid.uuid4().hex[:8]}'
     node = start_process(
         [ros_executable('hybridgl_node'), '--ros-args', '-r', f'__ns:={namespace}',
-         '-p', 'models.device:=cpu', '-p', 'models.torch_threads:=1'],
+         '-p', 'models.device:=cpu', '-p', 'models.torch_threads:=1',
+         '-p', 'proposals.max_working_pixels:=0'],
         ros_env, tmp_path / 'node.log')
     client_node = Node('client', context=ros_context, namespace=namespace)
     client = client_node.create_client(SegmentByText, f'{namespace}/hybridgl_node/segment')
