@@ -196,8 +196,7 @@ def has_anchor(parse: ParsedExpression, text) -> bool:
     """Whether the expression names another object the target is placed by ("the cube left of
     the ball"): an other noun phrase that is not a part of the picture ("the cube on the left
     side", "the star at the bottom" name regions, which are always there)."""
-    return text.other is not None and not all(
-        g.names_a_region(phrase) for phrase in parse.other_phrases)
+    return text.other is not None and not g.others_name_regions(parse)
 
 
 def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool) -> str:

@@ -94,8 +94,7 @@ def lookalike_relation(parsed: ParsedExpression, relation: str, direction: str,
     """
     if config.comparatives_by_class and relation in SIZE_RELATIONS:
         return 'none' if parsed.other_phrases else relation
-    if not config.positions_by_class or not all(
-            names_a_region(phrase) for phrase in parsed.other_phrases):
+    if not config.positions_by_class or not others_name_regions(parsed):
         return 'none'
     if relation in POSITION_RELATIONS:
         return relation
@@ -104,7 +103,13 @@ def lookalike_relation(parsed: ParsedExpression, relation: str, direction: str,
     return 'none'
 
 
-def names_a_region(phrase: str) -> bool:
+def others_name_regions(parsed: ParsedExpression) -> bool:
+    """Whether every other noun phrase names only a part of the picture ("the left side" of
+    "the cube on the left side"; true without any): then there is no anchor object."""
+    return all(_names_a_region(phrase) for phrase in parsed.other_phrases)
+
+
+def _names_a_region(phrase: str) -> bool:
     """Whether a noun phrase names a part of the picture ("the left side", "the top")."""
     words = phrase.split()
     return bool(words) and (words[-1] in REGION_WORDS or words[-1] in POSITION_WORDS)
