@@ -6,8 +6,9 @@ about SAM's own input resolution: SAM's masks come from 256×256 logits over a 1
 side, CLIP sees 224×224 mask images and a 14×14 token grid, GEM a 448×448 image. A frame with
 more than ``proposals.max_working_pixels`` pixels (by default SAM's input area, its image
 encoder's side squared: ``pipeline.sam_input_pixels``) is therefore downscaled (area average,
-aspect kept) and the whole method runs on that *working* image; the chosen mask is then restored at
-the camera's resolution (from SAM's logits when the proposer kept them, else by upsampling).
+aspect kept) and the whole method runs on that *working* image; the chosen mask is then
+restored at the camera's resolution (from SAM's logits when the proposer kept them, else by
+upsampling).
 A frame within the budget is processed as it is, so its answers do not change.
 """
 from __future__ import annotations

@@ -129,7 +129,6 @@ def test_parity_mode_ignores_the_pixel_budget(demo_models, parser):
     assert made.prepare(make_scene(SEED, 0).image_rgb).working_size == (480, 640)
 
 
-
 def test_the_default_budget_is_sams_input_area(demo_models, parser):
     """-1 (the default): no frame runs at more pixels than SAM sees — 256x256 for the demo SAM,
     so a 640x480 frame runs at 295x221; 1024x1024 for the SAM checkpoints."""

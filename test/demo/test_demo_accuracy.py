@@ -109,9 +109,9 @@ def test_a_size_comparative_is_judged_present_on_the_look_without_its_size_word(
     """Scene 6 of seed 3001 has a big and a small purple star. The demo CLIP scores "the
     bigger purple star" below "the purple star" on the big star (9 logits with the SAM's
     first stage, 4.6 with its second, 1.6 at today's working resolution, SAM's input area),
-    so P(present) read on the whole phrase rejected it
-    (0.807 against a threshold of 0.807); it reads the phrase without the size word, whose
-    best s and standout are those of "the purple star"."""
+    so P(present) read on the whole phrase rejected it (0.807 against a threshold of 0.807);
+    it reads the phrase without the size word, whose best s and standout are those of "the
+    purple star"."""
     pipeline = HybridGL.from_config(demo_config())
     scene = make_scene(END_TO_END_SEED, 6, 'shaded')
     frame = pipeline.prepare(scene.image_rgb)
