@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scenes.add_argument('--style', default='shaded',
                         help='rendering style: shaded, flat or poster (poster is held out from '
                              'the demo models\' training and from tuning any setting)')
+    scenes.add_argument('--object-scale', type=float, default=1.0,
+                        help='every object\'s size times this, 0.2-2 (another camera distance '
+                             'or renderer; the demo models trained on 0.55-1.3)')
     scenes.add_argument('--split', default='',
                         help='put every image in this split (default: 7 train, 1 val, '
                              '1 testA, 1 testB of 10)')
@@ -65,8 +68,10 @@ def make_scenes_command(args: argparse.Namespace) -> int:
 
     if args.style not in STYLES:
         raise HybridGLError(f'--style must be one of {", ".join(STYLES)}, not {args.style!r}')
+    if not 0.2 <= args.object_scale <= 2.0:
+        raise HybridGLError(f'--object-scale must be within 0.2-2, not {args.object_scale}')
     summary = write_dataset(args.out, args.count, args.seed, style=args.style,
-                            split=args.split)
+                            split=args.split, object_scale=args.object_scale)
     print(json.dumps(summary))
     return 0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridgl_ros.core.config import ProposalConfig
-from hybridgl_ros.demo.scenes import make_scene
+from hybridgl_ros.demo.scenes import at_working_size, make_scene
 
 LOGGER = logging.getLogger(__name__)
 
@@ -32,10 +32,10 @@ def best_ious(proposals: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def evaluate_sam(sam, seed: int, count: int, config: ProposalConfig = ProposalConfig(),
-                 style: str = 'shaded') -> dict:
+                 style: str = 'shaded', object_scale: float = 1.0) -> dict:
     """Proposal recall of the stock ``SamAutomaticMaskGenerator`` (spec §3 settings) and the
     one-point mask IoU (a point at each object's most interior pixel), on ``count`` scenes of a
-    rendering style."""
+    rendering style, every object's size times ``object_scale``."""
     import cv2
     import torch
     from segment_anything import SamAutomaticMaskGenerator, SamPredictor
@@ -46,7 +46,7 @@ def evaluate_sam(sam, seed: int, count: int, config: ProposalConfig = ProposalCo
     ious, point_ious, proposal_counts, seconds = [], [], [], 0.0
     with torch.inference_mode():
         for index in range(count):
-            scene = make_scene(seed, index, style)
+            scene = make_scene(seed, index, style, object_scale)
             start = time.time()
             records = generator.generate(scene.image_rgb)
             seconds += time.time() - start
@@ -82,7 +82,8 @@ def load_demo_clip(config_path: Path, weights_path: Path):
 
 
 def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int,
-                  style: str = 'shaded') -> dict:
+                  style: str = 'shaded', working_pixels: int = 0, object_scale: float = 1.0
+                  ) -> dict:
     """Word accuracy of the CLIP on ground-truth regions of ``count`` held-out scenes of a
     rendering style.
 
@@ -91,7 +92,9 @@ def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int,
     {true shape}"); ``*_word``: the word alone ("red", "the ball", "small"). ``pick_*``: the
     referred object is the best-matching region of its scene (objects and table), text = the
     expression; ``pick_shape_only``/``pick_colour_only``: "the star" / "the green one" for
-    objects unique in that respect.
+    objects unique in that respect. ``working_pixels``: each frame downscaled to this many
+    pixels first, as the pipeline does (0: the full frame); ``object_scale``: every object's
+    size times this.
     """
     import torch
 
@@ -120,7 +123,7 @@ def evaluate_clip(config_path: Path, weights_path: Path, seed: int, count: int,
         hits.setdefault(name, []).append(int((region_f @ embed(texts).T).argmax()) == right)
 
     for index in range(count):
-        scene = make_scene(seed, index, style)
+        scene = at_working_size(make_scene(seed, index, style, object_scale), working_pixels)
         feats = torch.nn.functional.normalize(
             encoder.encode(scene.image_rgb, scene_regions(scene)), dim=-1)   # (R, D)
         for k, obj in enumerate(scene.objects):

@@ -75,22 +75,45 @@ class Scene:
     objects: tuple[SceneObject, ...]
 
 
-def make_scene(seed: int, index: int, style: str = 'shaded') -> Scene:
-    """Renders scene ``index`` of the series ``seed`` in ``style`` (deterministic)."""
+def make_scene(seed: int, index: int, style: str = 'shaded', object_scale: float = 1.0
+               ) -> Scene:
+    """Renders scene ``index`` of the series ``seed`` in ``style`` (deterministic).
+
+    ``object_scale`` multiplies every object's size (the canvas stays): another camera distance
+    or another renderer's proportions. At 1 the scene is the series' own, to the last pixel.
+    """
     if style not in STYLES:
         raise ValueError(f'unknown scene style {style!r}; expected one of {STYLES}')
+    if not 0.2 <= object_scale <= 2.0:
+        raise ValueError(f'object_scale must be within 0.2-2, not {object_scale}')
     rng = np.random.default_rng([seed, index])
     if style != 'shaded':
         from hybridgl_ros.demo.styles import render_plain
 
-        return render_plain(rng, style)
+        return render_plain(rng, style, object_scale)
     specs = sample_specs(rng)
-    objects = _place(rng, specs)
+    objects = place(rng, specs, (WIDTH_PX, HEIGHT_PX), scaled(RADIUS_RANGE_PX, object_scale))
     image = background(rng)
     masks = render_objects(image, objects, rng)
     image += 3.0 * rng.standard_normal(image.shape, dtype=np.float32)
     image_rgb = np.clip(image, 0, 255).astype(np.uint8)
     return Scene(image_rgb, masks, tuple(objects))
+
+
+def at_working_size(scene: Scene, max_pixels: int) -> Scene:
+    """The scene as the pipeline's default mode sees it: the frame downscaled to at most
+    ``max_pixels`` pixels (``core.resolution``, area averaging), each mask to the pixels it
+    covers more than half of. As is with ``max_pixels`` 0 or a frame within the budget."""
+    from dataclasses import replace
+
+    from hybridgl_ros.core.resolution import downscale, working_size
+
+    size = working_size(*scene.image_rgb.shape[:2], max_pixels)
+    if size == tuple(scene.image_rgb.shape[:2]):
+        return scene
+    masks = np.stack([cv2.resize(m.astype(np.float32), size[::-1], interpolation=cv2.INTER_AREA)
+                      > 0.5 for m in scene.masks])
+    return replace(scene, image_rgb=downscale(scene.image_rgb, size), masks=masks)
 
 
 def render_objects(image: np.ndarray, objects, rng: np.random.Generator) -> np.ndarray:
@@ -133,8 +156,10 @@ def sample_specs(rng: np.random.Generator) -> list[tuple[str, str, str]]:
     return specs
 
 
-def _place(rng: np.random.Generator, specs: list[tuple[str, str, str]]) -> list[SceneObject]:
-    return place(rng, specs, (WIDTH_PX, HEIGHT_PX), RADIUS_RANGE_PX)
+def scaled(radius_range: dict[str, tuple[float, float]], factor: float
+           ) -> dict[str, tuple[float, float]]:
+    """The size classes' radius ranges times ``factor``."""
+    return {k: (lo * factor, hi * factor) for k, (lo, hi) in radius_range.items()}
 
 
 def place(rng: np.random.Generator, specs: list[tuple[str, str, str]],

@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hybridgl_ros.demo.scenes import Scene, SceneObject, place, sample_specs, shape_mask
+from hybridgl_ros.demo.scenes import Scene, SceneObject, place, sample_specs, scaled, shape_mask
 
 #: Radius of the bounding circle per size class, as a fraction of the canvas' shorter side
 #: (the shaded style's 44-54 and 72-86 px at 480 rows).
@@ -47,13 +47,13 @@ FLAT_CANVASES = ((640, 480), (512, 512), (768, 512))
 POSTER_CANVASES = ((600, 600), (800, 600))
 
 
-def render_plain(rng: np.random.Generator, style: str) -> Scene:
-    """Renders one scene of a plain style ('flat' or 'poster') from ``rng``."""
+def render_plain(rng: np.random.Generator, style: str, object_scale: float = 1.0) -> Scene:
+    """Renders one scene of a plain style ('flat' or 'poster') from ``rng``, every object's
+    size times ``object_scale``."""
     poster = style == 'poster'
     canvases = POSTER_CANVASES if poster else FLAT_CANVASES
     width, height = canvases[rng.integers(len(canvases))]
-    side = min(width, height)
-    radius_range = {k: (lo * side, hi * side) for k, (lo, hi) in RADIUS_FRACTION.items()}
+    radius_range = scaled(RADIUS_FRACTION, min(width, height) * object_scale)
     objects = place(rng, sample_specs(rng), (width, height), radius_range)
     objects = [_with_form(rng, obj, poster) for obj in objects]
     image = _plain_background(rng, (height, width), POSTER_BACKGROUNDS if poster

@@ -21,6 +21,24 @@ def test_make_scenes_command_writes_the_refcoco_layout(tmp_path, capsys):
     assert '"images": 2' in capsys.readouterr().out
 
 
+def test_make_scenes_scales_the_objects_and_refuses_a_scale_out_of_range(tmp_path):
+    import json
+
+    import pytest
+
+    from hybridgl_ros.core.errors import HybridGLError
+
+    args = _parser().parse_args(['make-scenes', '--out', str(tmp_path), '--count', '1',
+                                 '--seed', '4', '--style', 'flat', '--object-scale', '0.7'])
+    assert args.func(args) == 0
+    info = json.loads((tmp_path / 'instances.json').read_text())['info']
+    assert 'objects at 0.7 times their size' in info['description']
+    args = _parser().parse_args(['make-scenes', '--out', str(tmp_path / 'x'),
+                                 '--object-scale', '5'])
+    with pytest.raises(HybridGLError, match='--object-scale must be within 0.2-2, not 5'):
+        args.func(args)
+
+
 def test_train_demo_models_options_parse():
     args = _parser().parse_args(['train-demo-models', '--only', 'sam', '--steps', '3',
                                  '--seed', '2', '--smoke', '--out', 'x', '--sam-from', 's.pth'])

@@ -9,7 +9,7 @@ from pycocotools.coco import COCO
 
 from hybridgl_ros.demo.expressions import KINDS, referring_expressions
 from hybridgl_ros.demo.refcoco_layout import write_dataset
-from hybridgl_ros.demo.scenes import COLOURS, HEIGHT_PX, WIDTH_PX, make_scene
+from hybridgl_ros.demo.scenes import COLOURS, HEIGHT_PX, WIDTH_PX, at_working_size, make_scene
 
 
 @pytest.fixture(scope='module')
@@ -116,6 +116,40 @@ def test_plain_styles_are_deterministic_with_exact_masks(style):
     height, width = a.image_rgb.shape[:2]
     assert a.masks.shape[1:] == (height, width)
     assert a.masks.sum(axis=0).max() == 1 and a.masks.sum(axis=(1, 2)).min() > 500
+
+
+def test_a_scene_at_the_working_size_is_its_frame_and_masks_downscaled_together():
+    from hybridgl_ros.core.resolution import downscale, working_size
+
+    scene = make_scene(5, 1, 'flat')
+    small = at_working_size(scene, 256 * 256)
+    size = working_size(*scene.image_rgb.shape[:2], 256 * 256)
+    assert small.image_rgb.shape[:2] == size and small.masks.shape[1:] == size
+    assert np.array_equal(small.image_rgb, downscale(scene.image_rgb, size))
+    assert small.objects == scene.objects and small.masks.sum(axis=0).max() == 1
+    scale = size[0] * size[1] / scene.masks[0].size
+    assert np.allclose(small.masks.sum(axis=(1, 2)), scene.masks.sum(axis=(1, 2)) * scale,
+                       rtol=0.1)
+    assert at_working_size(scene, 0) is scene
+
+
+@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster'])
+def test_object_scale_sizes_every_object_and_keeps_the_canvas(style):
+    own, smaller = make_scene(7, 2, style), make_scene(7, 2, style, object_scale=0.6)
+    assert smaller.image_rgb.shape == own.image_rgb.shape
+    assert [o.radius_px for o in make_scene(7, 2, style, object_scale=1.0).objects] == [
+        o.radius_px for o in own.objects]
+    from hybridgl_ros.demo.scenes import RADIUS_RANGE_PX
+    from hybridgl_ros.demo.styles import RADIUS_FRACTION
+
+    side = min(own.image_rgb.shape[:2])
+    ranges = RADIUS_RANGE_PX if style == 'shaded' else {
+        k: (lo * side, hi * side) for k, (lo, hi) in RADIUS_FRACTION.items()}
+    for obj in smaller.objects:
+        low, high = ranges[obj.size]
+        assert 0.6 * low <= obj.radius_px <= 0.6 * high
+    with pytest.raises(ValueError, match='object_scale must be within 0.2-2'):
+        make_scene(7, 2, style, object_scale=3.0)
 
 
 def test_the_held_out_style_differs_from_the_trained_ones():
