@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from hybridgl_ros.demo.expressions import scene_expressions
-from hybridgl_ros.demo.scenes import COLOURS, SHAPES, SIZES, Scene, SceneObject, make_scene
+from hybridgl_ros.demo.scenes import (
+    COLOURS, SHAPES, SIZES, Scene, SceneObject, at_working_size, make_scene)
 
 TABLE = 'table'
 
@@ -164,17 +165,21 @@ def scene_regions(scene: Scene) -> np.ndarray:
     return np.concatenate([scene.masks, table[None]])
 
 
-def pool_scene(encoder, seed: int, index: int, style: str = 'shaded') -> PooledScene:
+def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
+               working_pixels: int = 0, object_scale: float = 1.0) -> PooledScene:
     """Builds the inputs of scene ``index`` of series ``seed`` with the pipeline's code.
 
     Args:
         encoder: the core's ``HybridEncoder`` around the model being trained.
         style: the scene's rendering style.
+        working_pixels: build them from the frame downscaled to this many pixels, as the
+            pipeline does before SAM and CLIP see it (0: the full frame).
+        object_scale: every object's size times this (``scenes.make_scene``).
     """
     from hybridgl_ros.core.config import GemConfig
     from hybridgl_ros.core.gem import preprocess_image
 
-    scene = make_scene(seed, index, style)
+    scene = at_working_size(make_scene(seed, index, style, object_scale), working_pixels)
     with torch.no_grad():
         inputs = encoder.input_builder(scene.image_rgb).build(
             torch.from_numpy(scene_regions(scene)))

@@ -6,6 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 
+#: The later stages' object sizes: ``SCALED_SHARE`` of their scenes at a factor in this range
+#: (log-uniform) times the series' own sizes, the others at them (another camera distance,
+#: another renderer's proportions; ``scenes.make_scene``'s ``object_scale``).
+OBJECT_SCALES = (0.55, 1.3)
+SCALED_SHARE = 0.5
+
 
 class TrainingRecipe:
     """Base of the frozen recipe dataclasses; they define ``steps``, ``seed``, ``lr`` and
@@ -15,6 +21,18 @@ class TrainingRecipe:
     seed: int
     lr: float
     warmup_steps: int
+    object_scales: tuple[float, float]
+    scaled_share: float
+
+    def object_scale(self, index: int) -> float:
+        """Object size factor of training scene ``index`` (``scenes.make_scene``): 1, or for
+        a ``scaled_share`` of the scenes one drawn log-uniformly from ``object_scales``
+        (seeded by the index alone, so a scene is the same in every stage that pools it)."""
+        low, high = self.object_scales
+        rng = np.random.default_rng([index, 5])
+        if self.scaled_share <= 0 or rng.random() >= self.scaled_share:
+            return 1.0
+        return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
     def with_overrides(self, steps: int = 0, seed: int | None = None):
         """This recipe with ``steps`` (if > 0) and ``seed`` (if given) replaced."""

@@ -22,15 +22,16 @@ option at a learnt cosine level; the target is the regions the caption is true o
 It teaches the absolute cosine what the pipeline's absent-target test reads (core/decision.py):
 the best mask of a scene clears that level when the caption is there and stays below when not.
 
-Three stages (``train_demo_clip``): the first learns the shaded style from scratch at a 64 px
+Four stages (``train_demo_clip``): the first learns the shaded style from scratch at a 64 px
 input (region and coherence losses; the weights shipped before issue 11); the second fine-tunes
 them on shaded and flat scenes with captions of absent looks and the presence loss; the third
 fine-tunes those at a 96 px input (``UPSCALED_IMAGE_SIZE``; the positional embedding resampled
 from the 8x8 token grid to 12x12), the same data and losses on a bigger pool of scenes, for
-longer (today's weights). The spec's mask
+longer; the fourth (today's weights) on new scenes at the pipeline's working size, half of them
+with objects of other sizes (``ClipRecipe.at_working_size``). The spec's mask
 images are the whole frame resized to the input side (spec §4.1), so an object 100 px wide in a
 640 px frame is 10 px wide at 64 px and 15 px at 96 px: the shapes (ball, hexagonal cube, star)
-were what the 64 px model confused. The poster style is held out of all three.
+were what the 64 px model confused. The poster style is held out of all four.
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ import torch.nn.functional as F
 
 from hybridgl_ros.demo.clip_data import (
     PooledScene, absent_captions, caption, match_matrix, phrase, pool_scene, region_descriptor)
-from hybridgl_ros.demo.recipe import TrainingRecipe, train_in_stages
+from hybridgl_ros.demo.recipe import (
+    OBJECT_SCALES, SCALED_SHARE, TrainingRecipe, train_in_stages)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ UPSCALED_IMAGE_SIZE = 96
 UPSCALE_STEPS = 1200
 #: Scenes rendered for the third stage to draw from (the second stage: 900).
 UPSCALE_POOL_SCENES = 1800
+#: The fourth stage's frames: downscaled to this many pixels, as the pipeline's default mode
+#: does with the embedded SAM (``proposals.max_working_pixels`` -1 = SAM's input area, 256x256).
+DEMO_WORKING_PIXELS = 256 * 256
 EVAL_SCENE_SEED = 2001
 #: What ``ClipRecipe.smoke`` (and a smoke run of either stage) changes: a few tiny steps.
 SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_steps': 1,
@@ -77,7 +82,8 @@ SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_s
 class ClipRecipe(TrainingRecipe):
     """How the demo CLIP is trained. The defaults are the first stage (the shaded style only,
     no absent captions): the recipe of the weights shipped before issue 11;
-    :meth:`fine_tune` is the second stage, which made today's weights from them."""
+    :meth:`fine_tune`, :meth:`upscale` and :meth:`at_working_size` are the later stages, the
+    last of which made today's weights."""
 
     steps: int = 1600
     scenes_per_step: int = 6
@@ -113,6 +119,14 @@ class ClipRecipe(TrainingRecipe):
     first_scene: int = 0
     """Index of the pool's first scene in the training series (a later stage can pool scenes
     no earlier stage saw)."""
+    working_pixels: int = 0
+    """Train and evaluate on frames downscaled to this many pixels, as the pipeline's default
+    mode runs (0 = the full frame)."""
+    object_scales: tuple[float, float] = (1.0, 1.0)
+    """Range of the object size factor of the scaled scenes (``scenes.make_scene``)."""
+    scaled_share: float = 0.0
+    """Share of the training scenes drawn at an object size from ``object_scales`` (the
+    others at the series' own sizes)."""
 
     @classmethod
     def fine_tune(cls, init_weights: str) -> 'ClipRecipe':
@@ -134,6 +148,17 @@ class ClipRecipe(TrainingRecipe):
         config['vision_cfg']['image_size'] = UPSCALED_IMAGE_SIZE
         return replace(cls.fine_tune(init_weights), steps=UPSCALE_STEPS,
                        pool_scenes=UPSCALE_POOL_SCENES, model_config=json.dumps(config))
+
+    @classmethod
+    def at_working_size(cls, init_weights: str) -> 'ClipRecipe':
+        """The fourth stage: the third stage's recipe from its weights, on 1,800 scenes no
+        earlier stage saw, each downscaled to the pipeline's working size with the embedded
+        SAM (``DEMO_WORKING_PIXELS``): the first three stages saw full 640x480 frames resized
+        straight to the 96 px input (no antialiasing), the pipeline resizes the frame it works
+        on (295x221 for 640x480, by area averaging)."""
+        return replace(cls.upscale(init_weights), first_scene=UPSCALE_POOL_SCENES,
+                       working_pixels=DEMO_WORKING_PIXELS, object_scales=OBJECT_SCALES,
+                       scaled_share=SCALED_SHARE)
 
     @property
     def config(self) -> dict:
@@ -325,7 +350,8 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
                              {'params': no_decay, 'weight_decay': 0.0}], lr=recipe.lr)
     start = time.time()
     styles = recipe.styles.split(',')
-    pool = [pool_scene(encoder, TRAIN_SCENE_SEED, i, styles[i % len(styles)])
+    pool = [pool_scene(encoder, TRAIN_SCENE_SEED, i, styles[i % len(styles)],
+                       recipe.working_pixels, recipe.object_scale(i))
             for i in range(recipe.first_scene, recipe.first_scene + recipe.pool_scenes)]
     LOGGER.info('clip: pooled %d scenes in %.0fs', len(pool), time.time() - start)
     used_tokens: set[int] = set(
@@ -364,7 +390,8 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
     _save(model.eval(), recipe.config, used_tokens, out)
     eval_styles = recipe.eval_styles.split(',')
     by_style = {style: evaluate_clip(out / 'clip_config.json', out / 'clip.pt',
-                                     EVAL_SCENE_SEED, recipe.eval_scenes, style)
+                                     EVAL_SCENE_SEED, recipe.eval_scenes, style,
+                                     recipe.working_pixels)
                 for style in eval_styles}
     metrics = dict(by_style[eval_styles[0]])
     metrics.update(styles=by_style, none_cosine=round(float(none_cosine.detach()), 4),
@@ -379,17 +406,18 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
 
 def train_demo_clip(out_dir: str | Path, steps: int = 0, seed: int | None = None,
                     smoke: bool = False, start_from: str = '') -> dict:
-    """The three stages into ``out_dir`` (the first two stages' files in ``out_dir/stage1``
-    and ``out_dir/stage2``), or, with ``start_from`` (a 64 px ``clip.pt``), the second and
-    third stages from those weights. ``steps`` (if > 0) and ``seed`` override each stage's
+    """The four stages into ``out_dir`` (the first three stages' files in ``out_dir/stage1``
+    … ``out_dir/stage3``), or, with ``start_from`` (the first stage's 64 px ``clip.pt``), the
+    later three from those weights. ``steps`` (if > 0) and ``seed`` override each stage's
     recipe; ``smoke``: a few tiny steps of each. Returns the final metrics (with the earlier
-    stages' under ``stage1`` and ``stage2``)."""
+    stages' under ``stage1`` … ``stage3``)."""
     def adjust(recipe: ClipRecipe) -> ClipRecipe:
         return (replace(recipe, **SMOKE_OVERRIDES) if smoke else recipe).with_overrides(
             steps, seed)
 
-    return train_in_stages(out_dir, ClipRecipe(), [ClipRecipe.fine_tune, ClipRecipe.upscale],
-                           train_clip, 'clip.pt', 'clip_metrics.json', start_from, adjust)
+    later = [ClipRecipe.fine_tune, ClipRecipe.upscale, ClipRecipe.at_working_size]
+    return train_in_stages(out_dir, ClipRecipe(), later, train_clip, 'clip.pt',
+                           'clip_metrics.json', start_from, adjust)
 
 
 def _save(model, config: dict, used_tokens: set[int], out: Path) -> None:

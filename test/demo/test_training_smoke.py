@@ -24,20 +24,29 @@ def test_sam_smoke_training_writes_a_checkpoint_sam_loads(tmp_path):
     assert 0.0 <= metrics['recall_iou_0.5'] <= 1.0
 
 
-def test_the_clip_is_trained_in_three_stages_each_from_the_one_before(tmp_path):
-    from hybridgl_ros.demo.train_clip import UPSCALED_IMAGE_SIZE, train_demo_clip
+def test_the_clip_is_trained_in_four_stages_each_from_the_one_before(tmp_path):
+    from hybridgl_ros.demo.train_clip import (
+        DEMO_WORKING_PIXELS, UPSCALE_POOL_SCENES, UPSCALED_IMAGE_SIZE, train_demo_clip)
 
     metrics = train_demo_clip(tmp_path, smoke=True)
-    for stage in ('stage1', 'stage2'):
+    for stage in ('stage1', 'stage2', 'stage3'):
         assert (tmp_path / stage / 'clip.pt').is_file()
     assert metrics['stage1']['init_weights'] == ''
     assert metrics['stage2']['init_weights'] == str(tmp_path / 'stage1' / 'clip.pt')
-    assert metrics['init_weights'] == str(tmp_path / 'stage2' / 'clip.pt')
+    assert metrics['stage3']['init_weights'] == str(tmp_path / 'stage2' / 'clip.pt')
+    assert metrics['init_weights'] == str(tmp_path / 'stage3' / 'clip.pt')
     assert metrics['stage2']['recipe']['presence_weight'] == 1.0
     saved = json.loads((tmp_path / 'clip_metrics.json').read_text())
     assert saved['stage1']['steps'] == 2 and saved['train_styles'] == 'shaded,flat,flat'
-    # the first two stages at 64 px, the last at the bigger input: loading the 64 px weights
-    # resampled the positional embedding to its token grid
+    # the last stage at the pipeline's working size with the embedded SAM, on scenes the
+    # earlier stages never pooled; the others on full frames
+    assert saved['recipe']['working_pixels'] == DEMO_WORKING_PIXELS
+    assert saved['recipe']['first_scene'] == UPSCALE_POOL_SCENES
+    assert saved['recipe']['scaled_share'] > 0 == saved['stage3']['recipe']['scaled_share']
+    assert all(saved[stage]['recipe']['working_pixels'] == 0 for stage in ('stage1', 'stage2',
+                                                                          'stage3'))
+    # the first two stages at 64 px, the later ones at the bigger input: loading the 64 px
+    # weights resampled the positional embedding to its token grid
     config = json.loads((tmp_path / 'clip_config.json').read_text())
     assert config['vision_cfg']['image_size'] == UPSCALED_IMAGE_SIZE
     first = json.loads((tmp_path / 'stage2' / 'clip_config.json').read_text())
@@ -50,18 +59,45 @@ def test_the_clip_is_trained_in_three_stages_each_from_the_one_before(tmp_path):
     assert float(model.token_embedding.weight.detach().abs().sum()) > 0
 
 
-def test_the_sam_is_trained_in_two_stages_the_second_on_flat_scenes_too(tmp_path):
+def test_a_share_of_the_later_stages_scenes_is_drawn_at_other_object_sizes():
+    from hybridgl_ros.demo.recipe import OBJECT_SCALES, SCALED_SHARE
+    from hybridgl_ros.demo.train_clip import ClipRecipe
+    from hybridgl_ros.demo.train_sam import SamRecipe
+
+    assert ClipRecipe().object_scale(5) == SamRecipe().object_scale(5) == 1.0
+    clip, sam = ClipRecipe.at_working_size('w.pt'), SamRecipe.at_other_sizes('s.pth')
+    scales = [clip.object_scale(i) for i in range(2000)]
+    assert scales == [sam.object_scale(i) for i in range(2000)]     # seeded by the index
+    scaled = [s for s in scales if s != 1.0]
+    assert abs(len(scaled) / len(scales) - SCALED_SHARE) < 0.05
+    assert OBJECT_SCALES[0] <= min(scaled) and max(scaled) <= OBJECT_SCALES[1]
+    assert min(scaled) < 0.6 and max(scaled) > 1.2
+
+
+def test_the_last_stage_trains_at_the_working_size_of_the_embedded_sam():
+    from hybridgl_ros.core.models import DEMO_SAM_ARCH
+    from hybridgl_ros.demo.train_clip import DEMO_WORKING_PIXELS
+
+    sam = build_sam(str(DEMO_SAM_ARCH))
+    assert DEMO_WORKING_PIXELS == sam.image_encoder.img_size ** 2
+
+
+def test_the_sam_is_trained_in_three_stages_the_later_on_flat_scenes_too(tmp_path):
     from hybridgl_ros.demo.train_sam import train_demo_sam
 
     metrics = train_demo_sam(tmp_path, smoke=True)
     assert (tmp_path / 'stage1' / 'sam.pth').is_file()
     first = metrics['stage1']
     assert first['init_weights'] == '' and first['train_styles'] == 'shaded'
-    assert metrics['init_weights'] == str(tmp_path / 'stage1' / 'sam.pth')
-    # the second stage's two steps: one shaded 640x480 scene, one flat scene (another canvas)
-    assert metrics['train_styles'] == 'shaded,flat,flat'
+    assert metrics['stage2']['init_weights'] == str(tmp_path / 'stage1' / 'sam.pth')
+    assert metrics['init_weights'] == str(tmp_path / 'stage2' / 'sam.pth')
+    # the later stages' two steps: one shaded 640x480 scene, one flat scene (another canvas)
+    assert metrics['train_styles'] == metrics['stage2']['train_styles'] == 'shaded,flat,flat'
     saved = json.loads((tmp_path / 'sam_metrics.json').read_text())
     assert saved['stage1']['steps'] == 2 and set(saved['styles']) == {'shaded'}
+    # the last stage: scenes no earlier stage saw, half of them at other object sizes
+    assert saved['recipe']['scaled_share'] > 0 == saved['stage2']['recipe']['scaled_share']
+    assert saved['recipe']['first_scene'] > saved['stage2']['recipe']['first_scene'] > 0
     sam = build_sam(str(tmp_path / 'sam_arch.json'))
     state = torch.load(tmp_path / 'sam.pth', weights_only=True)
     sam.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
