@@ -149,22 +149,22 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.7729
+    presence_threshold: float = 0.8048
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
     the highest that rejects at most 5 % of the present targets of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float] = (
-        0.239207, 0.075193, -4.906138, -5.217692, 0.030875, -0.043085)
+        0.217926, 0.085562, -5.193516, -5.071441, 0.030166, -0.032438)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout)."""
-    presence_bias: float = -8.9551
+    presence_bias: float = -7.863139
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.145412, -0.077081, 0.298837, 2.171066, 0.0, -0.116145, 0.118571)
+        0.174338, -0.078407, 0.341562, 1.711866, 0.0, -0.117069, 0.112193)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -7.267102
+    confidence_bias: float = -7.794713
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 17.1
+    ambiguity_margin: float = 14.6
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""
@@ -174,7 +174,7 @@ class DecisionConfig:
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
-    calibrated_for: str = '7cddfabbf2bff881'
+    calibrated_for: str = '096360dc57da96e1'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 
 

