@@ -155,7 +155,8 @@ class ClipRecipe(TrainingRecipe):
         earlier stage saw, each downscaled to the pipeline's working size with the embedded
         SAM (``DEMO_WORKING_PIXELS``): the first three stages saw full 640x480 frames resized
         straight to the 96 px input (no antialiasing), the pipeline resizes the frame it works
-        on (295x221 for 640x480, by area averaging)."""
+        on (295x221 for 640x480, by area averaging). Half the scenes have every object's size
+        times a factor from ``OBJECT_SCALES`` (the first three stages saw one size range)."""
         return replace(cls.upscale(init_weights), first_scene=UPSCALE_POOL_SCENES,
                        working_pixels=DEMO_WORKING_PIXELS, object_scales=OBJECT_SCALES,
                        scaled_share=SCALED_SHARE)
