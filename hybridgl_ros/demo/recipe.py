@@ -1,8 +1,8 @@
-"""What the demo-model trainers share: the ``--steps``/``--seed`` overrides, the lr schedule and
-training in stages."""
+"""What the demo-model trainers share: the ``--steps``/``--seed`` overrides, the lr schedule,
+the object sizes of the training scenes and training in stages."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -13,16 +13,15 @@ OBJECT_SCALES = (0.55, 1.3)
 SCALED_SHARE = 0.5
 
 
-class TrainingRecipe:
-    """Base of the frozen recipe dataclasses; they define ``steps``, ``seed``, ``lr`` and
-    ``warmup_steps``."""
+@dataclass(frozen=True)
+class ScaledScenes:
+    """The object sizes of a recipe's training scenes (both demo trainers' recipes)."""
 
-    steps: int
-    seed: int
-    lr: float
-    warmup_steps: int
-    object_scales: tuple[float, float]
-    scaled_share: float
+    object_scales: tuple[float, float] = (1.0, 1.0)
+    """Range of the object size factor of the scaled scenes (``scenes.make_scene``)."""
+    scaled_share: float = 0.0
+    """Share of the training scenes drawn at an object size from ``object_scales`` (the
+    others at the series' own sizes)."""
 
     def object_scale(self, index: int) -> float:
         """Object size factor of training scene ``index`` (``scenes.make_scene``): 1, or for
@@ -33,6 +32,16 @@ class TrainingRecipe:
         if self.scaled_share <= 0 or rng.random() >= self.scaled_share:
             return 1.0
         return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+class TrainingRecipe:
+    """Base of the frozen recipe dataclasses; they define ``steps``, ``seed``, ``lr`` and
+    ``warmup_steps``."""
+
+    steps: int
+    seed: int
+    lr: float
+    warmup_steps: int
 
     def with_overrides(self, steps: int = 0, seed: int | None = None):
         """This recipe with ``steps`` (if > 0) and ``seed`` (if given) replaced."""

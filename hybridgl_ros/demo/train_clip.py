@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from hybridgl_ros.demo.clip_data import (
     PooledScene, absent_captions, caption, match_matrix, phrase, pool_scene, region_descriptor)
 from hybridgl_ros.demo.recipe import (
-    OBJECT_SCALES, SCALED_SHARE, TrainingRecipe, train_in_stages)
+    OBJECT_SCALES, SCALED_SHARE, ScaledScenes, TrainingRecipe, train_in_stages)
+from hybridgl_ros.demo.train_sam import DEMO_SAM_ARCH
 
 LOGGER = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ UPSCALE_STEPS = 1200
 UPSCALE_POOL_SCENES = 1800
 #: The fourth stage's frames: downscaled to this many pixels, as the pipeline's default mode
 #: does with the embedded SAM (``proposals.max_working_pixels`` -1 = SAM's input area, 256x256).
-DEMO_WORKING_PIXELS = 256 * 256
+DEMO_WORKING_PIXELS = DEMO_SAM_ARCH.img_size ** 2
 EVAL_SCENE_SEED = 2001
 #: What ``ClipRecipe.smoke`` (and a smoke run of either stage) changes: a few tiny steps.
 SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_steps': 1,
@@ -79,7 +80,7 @@ SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_s
 
 
 @dataclass(frozen=True)
-class ClipRecipe(TrainingRecipe):
+class ClipRecipe(ScaledScenes, TrainingRecipe):
     """How the demo CLIP is trained. The defaults are the first stage (the shaded style only,
     no absent captions): the recipe of the weights shipped before issue 11;
     :meth:`fine_tune`, :meth:`upscale` and :meth:`at_working_size` are the later stages, the
@@ -122,11 +123,6 @@ class ClipRecipe(TrainingRecipe):
     working_pixels: int = 0
     """Train and evaluate on frames downscaled to this many pixels, as the pipeline's default
     mode runs (0 = the full frame)."""
-    object_scales: tuple[float, float] = (1.0, 1.0)
-    """Range of the object size factor of the scaled scenes (``scenes.make_scene``)."""
-    scaled_share: float = 0.0
-    """Share of the training scenes drawn at an object size from ``object_scales`` (the
-    others at the series' own sizes)."""
 
     @classmethod
     def fine_tune(cls, init_weights: str) -> 'ClipRecipe':

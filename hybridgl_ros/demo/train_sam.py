@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from hybridgl_ros.core.sam_arch import SamArchitecture, build_sam
 from hybridgl_ros.demo.recipe import (
-    OBJECT_SCALES, SCALED_SHARE, TrainingRecipe, train_in_stages)
+    OBJECT_SCALES, SCALED_SHARE, ScaledScenes, TrainingRecipe, train_in_stages)
 from hybridgl_ros.demo.scenes import make_scene
 
 LOGGER = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ FINE_TUNE_STEPS = 3000
 
 
 @dataclass(frozen=True)
-class SamRecipe(TrainingRecipe):
+class SamRecipe(ScaledScenes, TrainingRecipe):
     """How the demo SAM is trained. The defaults are the first stage (shaded scenes, from
     scratch: the weights shipped before issue 11); :meth:`fine_tune` is the second,
     :meth:`at_other_sizes` the third, which made today's weights."""
@@ -78,11 +78,6 @@ class SamRecipe(TrainingRecipe):
     """Start from these SAM weights (a ``sam.pth`` of the same architecture) instead of a random
     initialisation ('' = from scratch)."""
     eval_styles: str = 'shaded,flat,poster'
-    object_scales: tuple[float, float] = (1.0, 1.0)
-    """Range of the object size factor of the scaled scenes (``scenes.make_scene``)."""
-    scaled_share: float = 0.0
-    """Share of the training scenes drawn at an object size from ``object_scales`` (the
-    others at the series' own sizes)."""
 
     @classmethod
     def fine_tune(cls, init_weights: str) -> 'SamRecipe':

@@ -139,12 +139,11 @@ def test_object_scale_sizes_every_object_and_keeps_the_canvas(style):
     assert smaller.image_rgb.shape == own.image_rgb.shape
     assert [o.radius_px for o in make_scene(7, 2, style, object_scale=1.0).objects] == [
         o.radius_px for o in own.objects]
-    from hybridgl_ros.demo.scenes import RADIUS_RANGE_PX
+    from hybridgl_ros.demo.scenes import RADIUS_RANGE_PX, scaled
     from hybridgl_ros.demo.styles import RADIUS_FRACTION
 
-    side = min(own.image_rgb.shape[:2])
-    ranges = RADIUS_RANGE_PX if style == 'shaded' else {
-        k: (lo * side, hi * side) for k, (lo, hi) in RADIUS_FRACTION.items()}
+    ranges = RADIUS_RANGE_PX if style == 'shaded' else scaled(
+        RADIUS_FRACTION, min(own.image_rgb.shape[:2]))
     for obj in smaller.objects:
         low, high = ranges[obj.size]
         assert 0.6 * low <= obj.radius_px <= 0.6 * high
