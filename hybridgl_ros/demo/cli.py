@@ -19,8 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scenes.add_argument('--count', type=int, default=50, help='number of scenes')
     scenes.add_argument('--seed', type=int, default=0, help='series seed')
     scenes.add_argument('--style', default='shaded',
-                        help='rendering style: shaded, flat or poster (poster is held out from '
-                             'the demo models\' training and from tuning any setting)')
+                        help='rendering style: shaded, flat, varied (every rendering choice '
+                             'drawn anew per scene), poster or isometric (poster and isometric '
+                             'are held out from the demo models\' training and from tuning any '
+                             'setting)')
     scenes.add_argument('--object-scale', type=float, default=1.0,
                         help='every object\'s size times this, 0.2-2 (another camera distance '
                              'or renderer; the demo models trained on 0.55-1.3)')

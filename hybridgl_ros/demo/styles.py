@@ -13,6 +13,20 @@ palette, another canvas — was foreign to it. Two more styles:
   anti-aliased edges, cubes drawn as squares, thinner star arms, a wider ring hole, object
   sizes relative to the canvas. Figures on it estimate how the models and settings carry over
   to a renderer this project does not have.
+* ``varied`` (trained on, by the CLIP's fifth stage): flat shapes as a renderer this project
+  does not have might draw them, a new draw per scene: any canvas from 480x400 to 896x704; a
+  plain background of any low-saturation colour and brightness, a gradient of up to 40 levels;
+  object colours anywhere in a hue, saturation and value range per colour name
+  (:data:`VARIED_HUES`); star and ring proportions from a range (inner radius 0.38-0.62, hole
+  0.38-0.66); a cube a hexagon or a square; hard or anti-aliased edges; noise of 0-4 levels.
+  No outlines (the poster style's stay unseen).
+* ``isometric`` (held out, as ``poster``): another renderer's conventions: canvas 1024x768,
+  640x640 or 720x540; a plain white, grey, pale blue, linen, slate or dark slate background; CSS
+  named colours (:data:`CSS_PALETTE`: 'orange' is CSS orange, dark orange or coral, 'purple'
+  purple, dark orchid or slate blue); a cube drawn as an isometric cube, three faces lit
+  differently; thinner star arms (inner radius 0.42), a wider ring hole (0.6); edges
+  anti-aliased by drawing at 4x and averaging; no noise; objects 5-10 % smaller than the
+  flat style's.
 
 Objects, their sizes and look-alikes are sampled as in the shaded style
 (:func:`~hybridgl_ros.demo.scenes.sample_specs`); sizes scale with the canvas.
@@ -44,12 +58,40 @@ FLAT_BACKGROUNDS = ((245, 245, 245), (205, 205, 205), (150, 150, 150), (70, 70, 
                     (225, 215, 190), (195, 205, 220), (35, 35, 40), (180, 170, 150))
 POSTER_BACKGROUNDS = ((255, 255, 255), (250, 246, 235), (228, 228, 228), (47, 54, 64))
 FLAT_CANVASES = ((640, 480), (512, 512), (768, 512))
+#: The held-out isometric style's colours per name (CSS named colours), backgrounds, canvases
+#: and radius fractions (of the canvas' shorter side).
+CSS_PALETTE = {
+    'red': ((220, 20, 60), (255, 0, 0), (178, 34, 34)),
+    'green': ((34, 139, 34), (0, 128, 0), (60, 179, 113)),
+    'blue': ((65, 105, 225), (0, 0, 255), (30, 144, 255)),
+    'yellow': ((255, 215, 0), (255, 255, 0), (238, 221, 60)),
+    'purple': ((128, 0, 128), (153, 50, 204), (106, 90, 205)),
+    'orange': ((255, 165, 0), (255, 140, 0), (255, 127, 80))}
+ISOMETRIC_BACKGROUNDS = ((255, 255, 255), (240, 240, 240), (220, 230, 240), (47, 79, 79),
+                         (250, 240, 230), (112, 128, 144))
+ISOMETRIC_CANVASES = ((1024, 768), (640, 640), (720, 540))
+ISOMETRIC_RADIUS_FRACTION = {'small': (0.085, 0.105), 'big': (0.145, 0.17)}
+#: Supersampling factor of the isometric style's edges.
+_SUPERSAMPLE = 4
 POSTER_CANVASES = ((600, 600), (800, 600))
+#: Per colour name of the varied style: hue range (degrees, may wrap past 360), saturation
+#: range and value range (HSV) its objects are drawn from.
+VARIED_HUES = {
+    'red': ((348, 370), (0.6, 1.0), (0.55, 1.0)),
+    'orange': ((21, 40), (0.7, 1.0), (0.85, 1.0)),
+    'yellow': ((47, 62), (0.65, 1.0), (0.85, 1.0)),
+    'green': ((92, 150), (0.5, 1.0), (0.45, 0.9)),
+    'blue': ((203, 242), (0.55, 1.0), (0.55, 1.0)),
+    'purple': ((265, 305), (0.45, 1.0), (0.4, 0.9))}
 
 
 def render_plain(rng: np.random.Generator, style: str, object_scale: float = 1.0) -> Scene:
-    """Renders one scene of a plain style ('flat' or 'poster') from ``rng``, every object's
-    size times ``object_scale``."""
+    """Renders one scene of a plain style ('flat', 'poster', 'varied' or 'isometric') from
+    ``rng``, every object's size times ``object_scale``."""
+    if style == 'varied':
+        return _render_varied(rng, object_scale)
+    if style == 'isometric':
+        return _render_isometric(rng, object_scale)
     poster = style == 'poster'
     canvases = POSTER_CANVASES if poster else FLAT_CANVASES
     width, height = canvases[rng.integers(len(canvases))]
@@ -69,6 +111,103 @@ def render_plain(rng: np.random.Generator, style: str, object_scale: float = 1.0
             image[masks[i]] = colour
     image += float(rng.uniform(0.0, 2.0)) * rng.standard_normal(image.shape, dtype=np.float32)
     return Scene(np.clip(image, 0, 255).astype(np.uint8), masks, tuple(objects))
+
+
+def _render_varied(rng: np.random.Generator, object_scale: float) -> Scene:
+    """The ``varied`` style (module docstring): every rendering choice drawn anew."""
+    width, height = (int(16 * rng.integers(30, 57)), int(16 * rng.integers(25, 45)))
+    radius_range = scaled(RADIUS_FRACTION, min(width, height) * object_scale)
+    objects = place(rng, sample_specs(rng), (width, height), radius_range)
+    objects = [_with_form(rng, obj, False) for obj in objects]
+    image = _varied_background(rng, (height, width))
+    star_inner, ring_hole = float(rng.uniform(0.38, 0.62)), float(rng.uniform(0.38, 0.66))
+    soft = rng.random() < 0.5
+    masks = np.zeros((len(objects), height, width), bool)
+    for i, obj in enumerate(objects):
+        masks[i] = shape_mask(obj, (height, width), star_inner, ring_hole)
+        colour = _varied_colour(rng, obj.colour)
+        if soft:                              # anti-aliased edges; the mask stays the hard one
+            alpha = cv2.GaussianBlur(masks[i].astype(np.float32), (0, 0), 0.8)[..., None]
+            image[:] = image * (1.0 - alpha) + colour[None, None, :] * alpha
+        else:
+            image[masks[i]] = colour
+    image += float(rng.uniform(0.0, 4.0)) * rng.standard_normal(image.shape, dtype=np.float32)
+    return Scene(np.clip(image, 0, 255).astype(np.uint8), masks, tuple(objects))
+
+
+def _render_isometric(rng: np.random.Generator, object_scale: float) -> Scene:
+    """The held-out ``isometric`` style (module docstring), drawn at ``_SUPERSAMPLE`` times
+    the canvas and averaged down; a mask is the pixels its object covers more than half of."""
+    width, height = ISOMETRIC_CANVASES[rng.integers(len(ISOMETRIC_CANVASES))]
+    radius_range = scaled(ISOMETRIC_RADIUS_FRACTION, min(width, height) * object_scale)
+    objects = place(rng, sample_specs(rng), (width, height), radius_range)
+    background = ISOMETRIC_BACKGROUNDS[rng.integers(len(ISOMETRIC_BACKGROUNDS))]
+    big = np.empty((height * _SUPERSAMPLE, width * _SUPERSAMPLE, 3), np.float32)
+    big[:] = np.array(background, np.float32)
+    coverage = []
+    for obj in objects:
+        colour = CSS_PALETTE[obj.colour][rng.integers(3)]
+        coverage.append(_draw_isometric(big, obj, np.array(colour, np.float32)))
+    image = cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA)
+    masks = np.stack([cv2.resize(c.astype(np.float32), (width, height),
+                                 interpolation=cv2.INTER_AREA) > 0.5 for c in coverage])
+    return Scene(np.clip(image, 0, 255).astype(np.uint8), masks, tuple(objects))
+
+
+def _draw_isometric(canvas: np.ndarray, obj: SceneObject, colour: np.ndarray) -> np.ndarray:
+    """Draws ``obj`` on the supersampled ``canvas``; returns its (H, W) uint8 coverage."""
+    height, width = canvas.shape[:2]
+    covered = np.zeros((height, width), np.uint8)
+    factor = _SUPERSAMPLE
+    cx, cy, radius = obj.center_xy[0] * factor, obj.center_xy[1] * factor, obj.radius_px * factor
+    centre = (round(cx), round(cy))
+    if obj.shape in ('ball', 'ring'):
+        cv2.circle(covered, centre, round(radius), 1, -1)
+        if obj.shape == 'ring':
+            cv2.circle(covered, centre, round(0.6 * radius), 0, -1)
+        canvas[covered > 0] = colour
+        return covered
+    if obj.shape == 'cube':                     # a hexagon with a vertex up, 0.93 of the radius
+        angles = np.deg2rad(30 + np.arange(6) * 60)
+        radii = np.full(6, 0.93 * radius)
+    else:
+        angles = np.deg2rad(obj.angle_deg - 90 + np.arange(10 if obj.shape == 'star' else 3)
+                            * (36 if obj.shape == 'star' else 120))
+        radii = (np.where(np.arange(10) % 2 == 0, radius, 0.42 * radius)
+                 if obj.shape == 'star' else np.full(3, radius))
+    points = np.round(np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1)
+                      ).astype(np.int32)
+    cv2.fillPoly(covered, [points], 1)
+    if obj.shape != 'cube':
+        canvas[covered > 0] = colour
+        return covered
+    middle = np.array(centre, np.int32)         # vertices at 30, 90, ..., 330 degrees, y down
+    for corners, light in (((3, 4, 5), 1.25), ((1, 2, 3), 1.0), ((5, 0, 1), 0.7)):
+        face = np.zeros_like(covered)
+        cv2.fillPoly(face, [np.stack([points[i] for i in corners] + [middle])], 1)
+        canvas[(face > 0) & (covered > 0)] = np.clip(colour * light, 0, 255)
+    return covered
+
+
+def _varied_background(rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) float32: any low-saturation colour, a linear gradient of up to 40 levels."""
+    height, width = size_hw
+    base = rng.uniform(15, 250) + rng.uniform(-22, 22, 3)
+    direction = rng.uniform(-1, 1, 2).astype(np.float32)
+    yy = np.linspace(-0.5, 0.5, height, dtype=np.float32)[:, None]
+    xx = np.linspace(-0.5, 0.5, width, dtype=np.float32)[None, :]
+    ramp = float(rng.uniform(0, 40)) * (direction[0] * xx + direction[1] * yy)
+    return np.clip(base.astype(np.float32)[None, None, :] + ramp[..., None], 0, 255
+                   ).astype(np.float32)
+
+
+def _varied_colour(rng: np.random.Generator, name: str) -> np.ndarray:
+    """An RGB drawn from the colour name's HSV ranges (:data:`VARIED_HUES`)."""
+    hues, saturations, values = VARIED_HUES[name]
+    hsv = np.array([[[(rng.uniform(*hues) % 360) / 2, 255 * rng.uniform(*saturations),
+                      255 * rng.uniform(*values)]]], np.float32)
+    hsv = np.round(hsv).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
 def _with_form(rng: np.random.Generator, obj: SceneObject, poster: bool) -> SceneObject:

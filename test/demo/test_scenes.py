@@ -109,7 +109,7 @@ def test_annotation_masks_decode_to_the_scene_masks(dataset):
         assert np.array_equal(decoded, scene.masks[ann['id'] % 100])
 
 
-@pytest.mark.parametrize('style', ['flat', 'poster'])
+@pytest.mark.parametrize('style', ['flat', 'poster', 'varied', 'isometric'])
 def test_plain_styles_are_deterministic_with_exact_masks(style):
     a, b = make_scene(5, 1, style), make_scene(5, 1, style)
     assert np.array_equal(a.image_rgb, b.image_rgb) and a.objects == b.objects
@@ -133,17 +133,18 @@ def test_a_scene_at_the_working_size_is_its_frame_and_masks_downscaled_together(
     assert at_working_size(scene, 0) is scene
 
 
-@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster'])
+@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster', 'varied', 'isometric'])
 def test_object_scale_sizes_every_object_and_keeps_the_canvas(style):
     own, smaller = make_scene(7, 2, style), make_scene(7, 2, style, object_scale=0.6)
     assert smaller.image_rgb.shape == own.image_rgb.shape
     assert [o.radius_px for o in make_scene(7, 2, style, object_scale=1.0).objects] == [
         o.radius_px for o in own.objects]
     from hybridgl_ros.demo.scenes import RADIUS_RANGE_PX, scaled
-    from hybridgl_ros.demo.styles import RADIUS_FRACTION
+    from hybridgl_ros.demo.styles import ISOMETRIC_RADIUS_FRACTION, RADIUS_FRACTION
 
+    fractions = ISOMETRIC_RADIUS_FRACTION if style == 'isometric' else RADIUS_FRACTION
     ranges = RADIUS_RANGE_PX if style == 'shaded' else scaled(
-        RADIUS_FRACTION, min(own.image_rgb.shape[:2]))
+        fractions, min(own.image_rgb.shape[:2]))
     for obj in smaller.objects:
         low, high = ranges[obj.size]
         assert 0.6 * low <= obj.radius_px <= 0.6 * high
@@ -151,16 +152,44 @@ def test_object_scale_sizes_every_object_and_keeps_the_canvas(style):
         make_scene(7, 2, style, object_scale=3.0)
 
 
-def test_the_held_out_style_differs_from_the_trained_ones():
-    from hybridgl_ros.demo.scenes import HELD_OUT_STYLE, STYLES, TRAINING_STYLES
-    from hybridgl_ros.demo.styles import POSTER_CANVASES
+def test_the_held_out_styles_differ_from_the_trained_ones():
+    from hybridgl_ros.demo.scenes import HELD_OUT_STYLES, STYLES, TRAINING_STYLES
+    from hybridgl_ros.demo.styles import ISOMETRIC_CANVASES, POSTER_CANVASES
 
-    assert HELD_OUT_STYLE in STYLES and HELD_OUT_STYLE not in TRAINING_STYLES
+    assert set(HELD_OUT_STYLES) <= set(STYLES) and not set(HELD_OUT_STYLES) & set(
+        TRAINING_STYLES)
+    scene = make_scene(9, 0, 'isometric')
+    assert scene.image_rgb.shape[1::-1] in ISOMETRIC_CANVASES
+    cube = next(m for i in range(20) for o, m in zip(make_scene(9, i, 'isometric').objects,
+                                                      make_scene(9, i, 'isometric').masks)
+                if o.shape == 'cube')
+    assert cube.sum() > 500
     sizes = {make_scene(9, i, 'poster').image_rgb.shape[1::-1] for i in range(8)}
     assert sizes <= set(POSTER_CANVASES)
     cubes = [o for i in range(20) for o in make_scene(9, i, 'poster').objects
              if o.shape == 'cube']
     assert cubes and all(o.form == 'square' for o in cubes)
+
+
+def test_the_varied_style_draws_each_rendering_choice_anew_per_scene():
+    import cv2
+
+    from hybridgl_ros.demo.styles import VARIED_HUES
+
+    scenes = [make_scene(9, i, 'varied') for i in range(12)]
+    assert len({s.image_rgb.shape for s in scenes}) >= 6                      # canvases
+    corners = np.array([s.image_rgb[:8, :8].reshape(-1, 3).mean(0) for s in scenes])
+    assert np.ptp(corners[:, 0]) > 100                                      # backgrounds
+    for scene in scenes:
+        assert scene.masks.shape[1:] == scene.image_rgb.shape[:2]
+        assert not (scene.masks.sum(0) > 1).any()                           # disjoint
+        for obj, mask in zip(scene.objects, scene.masks):
+            inside = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            rgb = np.median(scene.image_rgb[inside], axis=0).astype(np.uint8)
+            hue = 2.0 * cv2.cvtColor(rgb[None, None], cv2.COLOR_RGB2HSV)[0, 0, 0]
+            low, high = VARIED_HUES[obj.colour][0]
+            assert low - 6 <= hue <= high + 6 or low - 6 <= hue + 360 <= high + 6, (obj, hue)
+    assert make_scene(9, 3, 'varied').image_rgb.tobytes() == scenes[3].image_rgb.tobytes()
 
 
 def test_an_unknown_style_is_refused():
