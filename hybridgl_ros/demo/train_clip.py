@@ -22,16 +22,18 @@ option at a learnt cosine level; the target is the regions the caption is true o
 It teaches the absolute cosine what the pipeline's absent-target test reads (core/decision.py):
 the best mask of a scene clears that level when the caption is there and stays below when not.
 
-Four stages (``train_demo_clip``): the first learns the shaded style from scratch at a 64 px
+Five stages (``train_demo_clip``): the first learns the shaded style from scratch at a 64 px
 input (region and coherence losses; the weights shipped before issue 11); the second fine-tunes
 them on shaded and flat scenes with captions of absent looks and the presence loss; the third
 fine-tunes those at a 96 px input (``UPSCALED_IMAGE_SIZE``; the positional embedding resampled
 from the 8x8 token grid to 12x12), the same data and losses on a bigger pool of scenes, for
-longer; the fourth (today's weights) on new scenes at the pipeline's working size, half of them
-with objects of other sizes (``ClipRecipe.at_working_size``). The spec's mask
+longer; the fourth on new scenes at the pipeline's working size, half of them with objects of
+other sizes (``ClipRecipe.at_working_size``); the fifth (today's weights) the fourth's recipe on
+new scenes, half of them in the ``varied`` style, whose renderer draws canvas, background,
+palette, proportions and edges anew per scene (``ClipRecipe.other_renderers``). The spec's mask
 images are the whole frame resized to the input side (spec §4.1), so an object 100 px wide in a
 640 px frame is 10 px wide at 64 px and 15 px at 96 px: the shapes (ball, hexagonal cube, star)
-were what the 64 px model confused. The poster style is held out of all four.
+were what the 64 px model confused. The poster style is held out of all five.
 """
 from __future__ import annotations
 
@@ -73,6 +75,8 @@ UPSCALE_POOL_SCENES = 1800
 #: The fourth stage's frames: downscaled to this many pixels, as the pipeline's default mode
 #: does with the embedded SAM (``proposals.max_working_pixels`` -1 = SAM's input area, 256x256).
 DEMO_WORKING_PIXELS = DEMO_SAM_ARCH.img_size ** 2
+#: Steps of the fifth stage (``ClipRecipe.other_renderers``).
+OTHER_RENDERERS_STEPS = 1000
 EVAL_SCENE_SEED = 2001
 #: What ``ClipRecipe.smoke`` (and a smoke run of either stage) changes: a few tiny steps.
 SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_steps': 1,
@@ -83,8 +87,8 @@ SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_s
 class ClipRecipe(ScaledScenes, TrainingRecipe):
     """How the demo CLIP is trained. The defaults are the first stage (the shaded style only,
     no absent captions): the recipe of the weights shipped before issue 11;
-    :meth:`fine_tune`, :meth:`upscale` and :meth:`at_working_size` are the later stages, the
-    last of which made today's weights."""
+    :meth:`fine_tune`, :meth:`upscale`, :meth:`at_working_size` and :meth:`other_renderers` are
+    the later stages, the last of which made today's weights."""
 
     steps: int = 1600
     scenes_per_step: int = 6
@@ -156,6 +160,16 @@ class ClipRecipe(ScaledScenes, TrainingRecipe):
         return replace(cls.upscale(init_weights), first_scene=UPSCALE_POOL_SCENES,
                        working_pixels=DEMO_WORKING_PIXELS, object_scales=OBJECT_SCALES,
                        scaled_share=SCALED_SHARE)
+
+    @classmethod
+    def other_renderers(cls, init_weights: str) -> 'ClipRecipe':
+        """The fifth stage: the fourth stage's recipe from its weights, on scenes no earlier
+        stage saw, half of them in the ``varied`` style (``demo.styles``: canvas, background,
+        palette, proportions and edges drawn anew per scene), a quarter each shaded and flat,
+        for ``OTHER_RENDERERS_STEPS`` steps: the first four stages knew two renderers, each
+        with one palette and one set of proportions."""
+        return replace(cls.at_working_size(init_weights), styles='varied,shaded,varied,flat',
+                       first_scene=UPSCALE_POOL_SCENES * 2, steps=OTHER_RENDERERS_STEPS)
 
     @property
     def config(self) -> dict:
@@ -403,16 +417,17 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
 
 def train_demo_clip(out_dir: str | Path, steps: int = 0, seed: int | None = None,
                     smoke: bool = False, start_from: str = '') -> dict:
-    """The four stages into ``out_dir`` (the first three stages' files in ``out_dir/stage1``
-    … ``out_dir/stage3``), or, with ``start_from`` (the first stage's 64 px ``clip.pt``), the
-    later three from those weights. ``steps`` (if > 0) and ``seed`` override each stage's
+    """The five stages into ``out_dir`` (the first four stages' files in ``out_dir/stage1``
+    … ``out_dir/stage4``), or, with ``start_from`` (the first stage's 64 px ``clip.pt``), the
+    later four from those weights. ``steps`` (if > 0) and ``seed`` override each stage's
     recipe; ``smoke``: a few tiny steps of each. Returns the final metrics (with the earlier
-    stages' under ``stage1`` … ``stage3``)."""
+    stages' under ``stage1`` … ``stage4``)."""
     def adjust(recipe: ClipRecipe) -> ClipRecipe:
         return (replace(recipe, **SMOKE_OVERRIDES) if smoke else recipe).with_overrides(
             steps, seed)
 
-    later = [ClipRecipe.fine_tune, ClipRecipe.upscale, ClipRecipe.at_working_size]
+    later = [ClipRecipe.fine_tune, ClipRecipe.upscale, ClipRecipe.at_working_size,
+             ClipRecipe.other_renderers]
     return train_in_stages(out_dir, ClipRecipe(), later, train_clip, 'clip.pt',
                            'clip_metrics.json', start_from, adjust)
 

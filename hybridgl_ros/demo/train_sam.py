@@ -10,10 +10,12 @@ near the region's boundary, read from the low-res logits where ``SamPredictor`` 
 (sharper masks at 640x480). The IoU head learns the IoU of its own masks, which
 ``SamAutomaticMaskGenerator`` filters on.
 
-Three stages (``train_demo_sam``): the first on shaded 640x480 scenes from scratch, the second
+Four stages (``train_demo_sam``): the first on shaded 640x480 scenes from scratch, the second
 fine-tunes it on fresh shaded and flat scenes (plain backgrounds, flat fills, squares, other
 canvases), so that the proposals do not know one renderer only, the third on fresh scenes half
-of which have their objects drawn at other sizes (``recipe.OBJECT_SCALES``).
+of which have their objects drawn at other sizes (``recipe.OBJECT_SCALES``), the fourth on
+fresh scenes half of which are in the ``varied`` style (every rendering choice drawn anew per
+scene: ``demo.styles``).
 """
 from __future__ import annotations
 
@@ -50,7 +52,8 @@ FINE_TUNE_STEPS = 3000
 class SamRecipe(ScaledScenes, TrainingRecipe):
     """How the demo SAM is trained. The defaults are the first stage (shaded scenes, from
     scratch: the weights shipped before issue 11); :meth:`fine_tune` is the second,
-    :meth:`at_other_sizes` the third, which made today's weights."""
+    :meth:`at_other_sizes` the third, :meth:`other_renderers` the fourth, which made today's
+    weights."""
 
     steps: int = 6000
     images_per_step: int = 1
@@ -97,6 +100,16 @@ class SamRecipe(ScaledScenes, TrainingRecipe):
         return replace(cls.fine_tune(init_weights),
                        first_scene=cls.steps * cls.images_per_step + FINE_TUNE_STEPS,
                        object_scales=OBJECT_SCALES, scaled_share=SCALED_SHARE)
+
+    @classmethod
+    def other_renderers(cls, init_weights: str) -> 'SamRecipe':
+        """The fourth stage: the third stage's recipe from its weights, on fresh scenes, half
+        of them in the ``varied`` style (``demo.styles``: canvas, background, palette,
+        proportions and edges drawn anew per scene), a quarter each shaded and flat: the first
+        three stages knew two renderers."""
+        third = cls.at_other_sizes(init_weights)
+        return replace(third, styles='varied,shaded,varied,flat',
+                       first_scene=third.first_scene + third.steps * third.images_per_step)
 
     @classmethod
     def smoke(cls) -> 'SamRecipe':
@@ -331,13 +344,14 @@ def train_sam(out_dir: str | Path, recipe: SamRecipe = SamRecipe()) -> dict:
 
 def train_demo_sam(out_dir: str | Path, steps: int = 0, seed: int | None = None,
                    smoke: bool = False, start_from: str = '') -> dict:
-    """The three stages into ``out_dir`` (the first two stages' files in ``out_dir/stage1`` and
-    ``out_dir/stage2``), or, with ``start_from`` (the first stage's ``sam.pth``), the later two
-    from those weights. ``steps`` (if > 0) and ``seed`` override each stage's recipe;
+    """The four stages into ``out_dir`` (the first three stages' files in ``out_dir/stage1`` …
+    ``out_dir/stage3``), or, with ``start_from`` (the first stage's ``sam.pth``), the later
+    three from those weights. ``steps`` (if > 0) and ``seed`` override each stage's recipe;
     ``smoke``: a few tiny steps of each. Returns the final metrics (with the earlier stages'
-    under ``stage1`` and ``stage2``)."""
+    under ``stage1`` … ``stage3``)."""
     def adjust(recipe: SamRecipe) -> SamRecipe:
         return (recipe.as_smoke() if smoke else recipe).with_overrides(steps, seed)
 
-    return train_in_stages(out_dir, SamRecipe(), [SamRecipe.fine_tune, SamRecipe.at_other_sizes],
-                           train_sam, 'sam.pth', 'sam_metrics.json', start_from, adjust)
+    later = [SamRecipe.fine_tune, SamRecipe.at_other_sizes, SamRecipe.other_renderers]
+    return train_in_stages(out_dir, SamRecipe(), later, train_sam, 'sam.pth', 'sam_metrics.json',
+                           start_from, adjust)

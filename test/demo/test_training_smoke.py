@@ -24,27 +24,31 @@ def test_sam_smoke_training_writes_a_checkpoint_sam_loads(tmp_path):
     assert 0.0 <= metrics['recall_iou_0.5'] <= 1.0
 
 
-def test_the_clip_is_trained_in_four_stages_each_from_the_one_before(tmp_path):
+def test_the_clip_is_trained_in_five_stages_each_from_the_one_before(tmp_path):
     from hybridgl_ros.demo.train_clip import (
         DEMO_WORKING_PIXELS, UPSCALE_POOL_SCENES, UPSCALED_IMAGE_SIZE, train_demo_clip)
 
     metrics = train_demo_clip(tmp_path, smoke=True)
-    for stage in ('stage1', 'stage2', 'stage3'):
-        assert (tmp_path / stage / 'clip.pt').is_file()
-    assert metrics['stage1']['init_weights'] == ''
-    assert metrics['stage2']['init_weights'] == str(tmp_path / 'stage1' / 'clip.pt')
-    assert metrics['stage3']['init_weights'] == str(tmp_path / 'stage2' / 'clip.pt')
-    assert metrics['init_weights'] == str(tmp_path / 'stage3' / 'clip.pt')
+    for number in range(1, 5):
+        assert (tmp_path / f'stage{number}' / 'clip.pt').is_file()
+        assert metrics[f'stage{number}']['init_weights'] == (
+            str(tmp_path / f'stage{number - 1}' / 'clip.pt') if number > 1 else '')
+    assert metrics['init_weights'] == str(tmp_path / 'stage4' / 'clip.pt')
     assert metrics['stage2']['recipe']['presence_weight'] == 1.0
     saved = json.loads((tmp_path / 'clip_metrics.json').read_text())
-    assert saved['stage1']['steps'] == 2 and saved['train_styles'] == 'shaded,flat,flat'
-    # the last stage at the pipeline's working size with the embedded SAM, on scenes the
-    # earlier stages never pooled; the others on full frames
-    assert saved['recipe']['working_pixels'] == DEMO_WORKING_PIXELS
-    assert saved['recipe']['first_scene'] == UPSCALE_POOL_SCENES
-    assert saved['recipe']['scaled_share'] > 0 == saved['stage3']['recipe']['scaled_share']
+    assert saved['stage1']['steps'] == 2 and saved['stage3']['train_styles'] == 'shaded,flat,flat'
+    # the fourth stage at the pipeline's working size with the embedded SAM, on scenes the
+    # earlier stages never pooled; the first three on full frames
+    fourth = saved['stage4']['recipe']
+    assert fourth['working_pixels'] == DEMO_WORKING_PIXELS
+    assert fourth['first_scene'] == UPSCALE_POOL_SCENES
+    assert fourth['scaled_share'] > 0 == saved['stage3']['recipe']['scaled_share']
     assert all(saved[stage]['recipe']['working_pixels'] == 0 for stage in ('stage1', 'stage2',
                                                                           'stage3'))
+    # the fifth: the fourth's recipe on scenes neither pooled, half of them in the varied style
+    assert saved['train_styles'].split(',').count('varied') == 2
+    assert saved['recipe']['working_pixels'] == DEMO_WORKING_PIXELS
+    assert saved['recipe']['first_scene'] == 2 * UPSCALE_POOL_SCENES
     # the first two stages at 64 px, the later ones at the bigger input: loading the 64 px
     # weights resampled the positional embedding to its token grid
     config = json.loads((tmp_path / 'clip_config.json').read_text())
@@ -82,7 +86,7 @@ def test_the_last_stage_trains_at_the_working_size_of_the_embedded_sam():
     assert DEMO_WORKING_PIXELS == sam.image_encoder.img_size ** 2
 
 
-def test_the_sam_is_trained_in_three_stages_the_later_on_flat_scenes_too(tmp_path):
+def test_the_sam_is_trained_in_four_stages_the_later_on_other_renderers_too(tmp_path):
     from hybridgl_ros.demo.train_sam import train_demo_sam
 
     metrics = train_demo_sam(tmp_path, smoke=True)
@@ -90,14 +94,21 @@ def test_the_sam_is_trained_in_three_stages_the_later_on_flat_scenes_too(tmp_pat
     first = metrics['stage1']
     assert first['init_weights'] == '' and first['train_styles'] == 'shaded'
     assert metrics['stage2']['init_weights'] == str(tmp_path / 'stage1' / 'sam.pth')
-    assert metrics['init_weights'] == str(tmp_path / 'stage2' / 'sam.pth')
-    # the later stages' two steps: one shaded 640x480 scene, one flat scene (another canvas)
-    assert metrics['train_styles'] == metrics['stage2']['train_styles'] == 'shaded,flat,flat'
+    assert metrics['stage3']['init_weights'] == str(tmp_path / 'stage2' / 'sam.pth')
+    assert metrics['init_weights'] == str(tmp_path / 'stage3' / 'sam.pth')
+    # the middle stages' two steps: one shaded 640x480 scene, one flat scene (another canvas)
+    assert metrics['stage3']['train_styles'] == metrics['stage2']['train_styles'] == \
+        'shaded,flat,flat'
     saved = json.loads((tmp_path / 'sam_metrics.json').read_text())
     assert saved['stage1']['steps'] == 2 and set(saved['styles']) == {'shaded'}
-    # the last stage: scenes no earlier stage saw, half of them at other object sizes
-    assert saved['recipe']['scaled_share'] > 0 == saved['stage2']['recipe']['scaled_share']
-    assert saved['recipe']['first_scene'] > saved['stage2']['recipe']['first_scene'] > 0
+    # the third stage: scenes no earlier stage saw, half of them at other object sizes; the
+    # fourth: scenes no earlier stage saw, half of them in the varied style
+    assert saved['stage3']['recipe']['scaled_share'] > 0 == \
+        saved['stage2']['recipe']['scaled_share']
+    assert saved['recipe']['first_scene'] > saved['stage3']['recipe']['first_scene'] > \
+        saved['stage2']['recipe']['first_scene'] > 0
+    assert saved['train_styles'] == 'varied,shaded,varied,flat'
+
     sam = build_sam(str(tmp_path / 'sam_arch.json'))
     state = torch.load(tmp_path / 'sam.pth', weights_only=True)
     sam.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
