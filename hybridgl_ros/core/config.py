@@ -149,22 +149,22 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.8048
+    presence_threshold: float = 0.827
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
     the highest that rejects at most 5 % of the present targets of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float] = (
-        0.217926, 0.085562, -5.193516, -5.071441, 0.030166, -0.032438)
+        0.253363, 0.095263, -5.84399, -5.404764, 0.035577, -0.034168)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout)."""
-    presence_bias: float = -7.863139
+    presence_bias: float = -9.451962
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.174338, -0.078407, 0.341562, 1.711866, 0.0, -0.117069, 0.112193)
+        0.200299, -0.100445, -0.034672, 1.847481, 0.0, -0.108647, 0.113962)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -7.794713
+    confidence_bias: float = -8.821834
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 14.6
+    ambiguity_margin: float = 16.7
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""
@@ -174,7 +174,7 @@ class DecisionConfig:
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
-    calibrated_for: str = '096360dc57da96e1'
+    calibrated_for: str = '355cc4011d572949'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 
 

@@ -72,9 +72,10 @@ def test_a_position_word_compares_the_look_alikes_not_the_top_three():
     """``guidance.lookalike_margin``: a position word is judged among every mask within the
     margin of the best match to the phrase without it, not among the top 3 by p. The demo's
     scene 1 (seed 5001) has five triangles: "the bottom triangle" compares more than 3 (with the
-    first 96 px CLIP the top 3 were three upper ones). In scene 1 of seed 3001 the top 3 of
+    first 96 px CLIP the top 3 were three upper ones). In scene 28 of seed 3001 the top 3 of
     "the ring on the left" hold a mask of another shape further left; the look-alikes are two
-    rings (with the third-stage CLIP the demo's scene 3 and "the left triangle" showed it)."""
+    rings (with the fourth-stage CLIP scene 1 showed it, with the third-stage one the demo's
+    scene 3 and "the left triangle")."""
     from hybridgl_ros.demo.showcase import DEMO_SEED
 
     config = demo_config()
@@ -101,7 +102,7 @@ def test_a_position_word_compares_the_look_alikes_not_the_top_three():
         rings = [i for i, o in enumerate(scene.objects) if o.shape == 'ring']
         return min(rings, key=lambda i: scene.masks[i].nonzero()[1].mean())
 
-    right, counts = answers(1, 'the ring on the left', leftmost_ring, END_TO_END_SEED)
+    right, counts = answers(28, 'the ring on the left', leftmost_ring, END_TO_END_SEED)
     assert right['margin'] and not right['top3']
     assert counts['margin'] == 2 and counts['top3'] == 3
 
