@@ -47,10 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument('--seed', type=int, default=0, help='training seed')
     train.add_argument('--clip-from', default='',
                        help='run only the CLIP\'s later (fine-tuning) stages, second to '
-                            'fourth, from these weights (e.g. the first stage\'s clip.pt)')
+                            'fifth, from these weights (e.g. the first stage\'s clip.pt)')
     train.add_argument('--sam-from', default='',
-                       help='run only the SAM\'s later (fine-tuning) stages, second and '
-                            'third, from these weights (e.g. the first stage\'s sam.pth)')
+                       help='run only the SAM\'s later (fine-tuning) stages, second to '
+                            'fourth, from these weights (e.g. the first stage\'s sam.pth)')
     train.add_argument('--smoke', action='store_true',
                        help='a few tiny steps with small batches (for CI)')
     train.set_defaults(func=train_command)

@@ -38,6 +38,8 @@ Objects, their sizes and look-alikes are sampled as in the shaded style
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
@@ -76,8 +78,10 @@ ISOMETRIC_BACKGROUNDS = ((255, 255, 255), (240, 240, 240), (220, 230, 240), (47,
                          (250, 240, 230), (112, 128, 144))
 ISOMETRIC_CANVASES = ((1024, 768), (640, 640), (720, 540))
 ISOMETRIC_RADIUS_FRACTION = {'small': (0.085, 0.105), 'big': (0.145, 0.17)}
-#: Supersampling factor of the isometric style's edges.
+#: Supersampling factor of the isometric style's edges; its star inner radius and ring hole
+#: (fractions of the outer radius).
 _SUPERSAMPLE = 4
+ISOMETRIC_STAR_INNER, ISOMETRIC_RING_HOLE = 0.42, 0.6
 POSTER_CANVASES = ((600, 600), (800, 600))
 #: Per colour name of the varied style: hue range (degrees, may wrap past 360), saturation
 #: range and value range (HSV) its objects are drawn from.
@@ -160,33 +164,23 @@ def _render_isometric(rng: np.random.Generator, object_scale: float) -> Scene:
 
 
 def _draw_isometric(canvas: np.ndarray, obj: SceneObject, colour: np.ndarray) -> np.ndarray:
-    """Draws ``obj`` on the supersampled ``canvas``; returns its (H, W) uint8 coverage."""
-    height, width = canvas.shape[:2]
-    covered = np.zeros((height, width), np.uint8)
+    """Draws ``obj`` on the supersampled ``canvas``; returns its (H, W) uint8 coverage. A cube is
+    an upright hexagon (0.93 of the radius) with three faces lit differently; every other
+    shape is ``scenes.shape_mask`` of the object at the supersampled scale, filled flat."""
     factor = _SUPERSAMPLE
-    cx, cy, radius = obj.center_xy[0] * factor, obj.center_xy[1] * factor, obj.radius_px * factor
-    centre = (round(cx), round(cy))
-    if obj.shape in ('ball', 'ring'):
-        cv2.circle(covered, centre, round(radius), 1, -1)
-        if obj.shape == 'ring':
-            cv2.circle(covered, centre, round(0.6 * radius), 0, -1)
-        canvas[covered > 0] = colour
-        return covered
-    if obj.shape == 'cube':                     # a hexagon with a vertex up, 0.93 of the radius
-        angles = np.deg2rad(30 + np.arange(6) * 60)
-        radii = np.full(6, 0.93 * radius)
-    else:
-        angles = np.deg2rad(obj.angle_deg - 90 + np.arange(10 if obj.shape == 'star' else 3)
-                            * (36 if obj.shape == 'star' else 120))
-        radii = (np.where(np.arange(10) % 2 == 0, radius, 0.42 * radius)
-                 if obj.shape == 'star' else np.full(3, radius))
-    points = np.round(np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1)
+    cx, cy = obj.center_xy[0] * factor, obj.center_xy[1] * factor
+    big = replace(obj, center_xy=(cx, cy), radius_px=obj.radius_px * factor)
+    if obj.shape != 'cube':
+        covered = shape_mask(big, canvas.shape[:2], ISOMETRIC_STAR_INNER, ISOMETRIC_RING_HOLE)
+        canvas[covered] = colour
+        return covered.astype(np.uint8)
+    covered = np.zeros(canvas.shape[:2], np.uint8)
+    angles = np.deg2rad(30 + np.arange(6) * 60)   # vertices at 30, 90, ..., 330 degrees, y down
+    radius = 0.93 * big.radius_px
+    points = np.round(np.stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)], 1)
                       ).astype(np.int32)
     cv2.fillPoly(covered, [points], 1)
-    if obj.shape != 'cube':
-        canvas[covered > 0] = colour
-        return covered
-    middle = np.array(centre, np.int32)         # vertices at 30, 90, ..., 330 degrees, y down
+    middle = np.array((round(cx), round(cy)), np.int32)
     for corners, light in (((3, 4, 5), 1.25), ((1, 2, 3), 1.0), ((5, 0, 1), 0.7)):
         face = np.zeros_like(covered)
         cv2.fillPoly(face, [np.stack([points[i] for i in corners] + [middle])], 1)

@@ -157,9 +157,9 @@ class ClipRecipe(ScaledScenes, TrainingRecipe):
         straight to the 96 px input (no antialiasing), the pipeline resizes the frame it works
         on (295x221 for 640x480, by area averaging). Half the scenes have every object's size
         times a factor from ``OBJECT_SCALES`` (the first three stages saw one size range)."""
-        return replace(cls.upscale(init_weights), first_scene=UPSCALE_POOL_SCENES,
-                       working_pixels=DEMO_WORKING_PIXELS, object_scales=OBJECT_SCALES,
-                       scaled_share=SCALED_SHARE)
+        third = cls.upscale(init_weights)
+        return replace(third, first_scene=third.after_pool, working_pixels=DEMO_WORKING_PIXELS,
+                       object_scales=OBJECT_SCALES, scaled_share=SCALED_SHARE)
 
     @classmethod
     def other_renderers(cls, init_weights: str) -> 'ClipRecipe':
@@ -168,8 +168,15 @@ class ClipRecipe(ScaledScenes, TrainingRecipe):
         palette, proportions and edges drawn anew per scene), a quarter each shaded and flat,
         for ``OTHER_RENDERERS_STEPS`` steps: the first four stages knew two renderers, each
         with one palette and one set of proportions."""
-        return replace(cls.at_working_size(init_weights), styles='varied,shaded,varied,flat',
-                       first_scene=UPSCALE_POOL_SCENES * 2, steps=OTHER_RENDERERS_STEPS)
+        fourth = cls.at_working_size(init_weights)
+        return replace(fourth, styles='varied,shaded,varied,flat', first_scene=fourth.after_pool,
+                       steps=OTHER_RENDERERS_STEPS)
+
+    @property
+    def after_pool(self) -> int:
+        """Index of the first training scene after this recipe's pool (where a later stage's
+        pool of scenes it never saw starts)."""
+        return self.first_scene + self.pool_scenes
 
     @property
     def config(self) -> dict:

@@ -88,8 +88,7 @@ class SamRecipe(ScaledScenes, TrainingRecipe):
         flat scenes (flat twice as often: plain backgrounds, flat fills, squares, other canvases)
         at a lower learning rate."""
         return cls(steps=FINE_TUNE_STEPS, lr=3e-4, warmup_steps=50, styles='shaded,flat,flat',
-                   first_scene=cls.steps * cls.images_per_step,
-                   init_weights=init_weights)
+                   first_scene=cls().after_scenes, init_weights=init_weights)
 
     @classmethod
     def at_other_sizes(cls, init_weights: str) -> 'SamRecipe':
@@ -97,9 +96,9 @@ class SamRecipe(ScaledScenes, TrainingRecipe):
         of them with every object's size scaled (``OBJECT_SCALES``): the first two stages saw
         one size range only, and with objects at 0.6 times it recall@0.5 fell to 0.60 (flat,
         20 held-out scenes)."""
-        return replace(cls.fine_tune(init_weights),
-                       first_scene=cls.steps * cls.images_per_step + FINE_TUNE_STEPS,
-                       object_scales=OBJECT_SCALES, scaled_share=SCALED_SHARE)
+        second = cls.fine_tune(init_weights)
+        return replace(second, first_scene=second.after_scenes, object_scales=OBJECT_SCALES,
+                       scaled_share=SCALED_SHARE)
 
     @classmethod
     def other_renderers(cls, init_weights: str) -> 'SamRecipe':
@@ -108,8 +107,13 @@ class SamRecipe(ScaledScenes, TrainingRecipe):
         proportions and edges drawn anew per scene), a quarter each shaded and flat: the first
         three stages knew two renderers."""
         third = cls.at_other_sizes(init_weights)
-        return replace(third, styles='varied,shaded,varied,flat',
-                       first_scene=third.first_scene + third.steps * third.images_per_step)
+        return replace(third, styles='varied,shaded,varied,flat', first_scene=third.after_scenes)
+
+    @property
+    def after_scenes(self) -> int:
+        """Index of the first training scene after the ones this recipe trains on (where a
+        later stage's fresh scenes start)."""
+        return self.first_scene + self.steps * self.images_per_step
 
     @classmethod
     def smoke(cls) -> 'SamRecipe':

@@ -160,8 +160,8 @@ def test_the_held_out_styles_differ_from_the_trained_ones():
         TRAINING_STYLES)
     scene = make_scene(9, 0, 'isometric')
     assert scene.image_rgb.shape[1::-1] in ISOMETRIC_CANVASES
-    cube = next(m for i in range(20) for o, m in zip(make_scene(9, i, 'isometric').objects,
-                                                      make_scene(9, i, 'isometric').masks)
+    scenes = (make_scene(9, i, 'isometric') for i in range(20))
+    cube = next(m for scene in scenes for o, m in zip(scene.objects, scene.masks)
                 if o.shape == 'cube')
     assert cube.sum() > 500
     sizes = {make_scene(9, i, 'poster').image_rgb.shape[1::-1] for i in range(8)}
