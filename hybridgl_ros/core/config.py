@@ -149,20 +149,22 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.827
+    presence_threshold: float = 0.7764
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
     the highest that rejects at most 5 % of the present targets of the tuning series)."""
-    presence_weights: tuple[float, float, float, float, float, float] = (
-        0.253363, 0.095263, -5.84399, -5.404764, 0.035577, -0.034168)
+    presence_weights: tuple[float, float, float, float, float, float, float, float, float,
+                            float] = (0.187714, 0.103747, -5.89419, -5.219927, -0.012676,
+                                      0.015183, 0.044566, 0.040099, 1.197167, 0.0)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
-    word standout)."""
-    presence_bias: float = -9.451962
+    word standout, colour contrast, object contrast, names a contrast colour, names a
+    contrast object)."""
+    presence_bias: float = -7.2657
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.200299, -0.100445, -0.034672, 1.847481, 0.0, -0.108647, 0.113962)
+        0.19076, -0.09643, 0.060773, 1.661027, 0.0, -0.091411, 0.111784)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -8.821834
+    confidence_bias: float = -8.732957
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 16.7
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
@@ -174,6 +176,14 @@ class DecisionConfig:
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
+    contrast_colours: str = 'red orange yellow green blue purple pink brown black white gray'
+    """Colour words that exclude one another: "the red cube" is contrasted with "the blue
+    cube", ... at its best mask (P(present)'s colour contrast); words the text encoder does
+    not know are left out. Space-separated; '' = no colour contrast."""
+    contrast_objects: str = 'ball cube triangle star ring'
+    """Object words that exclude one another (no synonyms: "cube" beside "box" would contrast
+    a cube with itself), for P(present)'s object contrast: "the red cube" against "the red
+    ball", ... Add your robot's objects ("mug bottle bowl") and calibrate; '' = none."""
     calibrated_for: str = '355cc4011d572949'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 

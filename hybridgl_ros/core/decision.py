@@ -10,7 +10,8 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    (probability-weighted over the relation's partners, spec §7.2); if none does, the relation
    *fails*.
 2. **Presence.** P(target present) = σ(w·x + b) on x = (best s, best anchor s, has anchor,
-   relation fails, standout, word standout), s = 100·cos(v_n, t) as in spec §6, the anchor's
+   relation fails, standout, word standout, colour contrast, object contrast, names a
+   contrast colour, names a contrast object), s = 100·cos(v_n, t) as in spec §6, the anchor's
    s with u (an anchor: an other noun phrase that is not a part of the picture — "the left
    side" of "the cube on the left side" is always there), standout = best s − the mean s of
    the image's other masks (a target that is there stands out from the rest of its image),
@@ -20,8 +21,11 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    high on the colour, hides. When the query is judged among look-alikes ("the bigger purple
    star", "the cube on the left"), best s and standout are those of the phrase without its
    size or position words ("the purple star", "the cube"): those words say which look-alike,
-   not what is there. Below ``presence_threshold`` the answer is "not found" ("no 'elephant'
-   in view").
+   not what is there. The contrasts ask the mask that best fits the look phrase ("the red
+   cube") whether another colour or object word fits it better ("the blue cube", "the red
+   ball": ``decision.contrast_colours``, ``contrast_objects``): a comparison within one
+   mask, less tied than s's level to how a camera or renderer draws things. Below
+   ``presence_threshold`` the answer is "not found" ("no 'elephant' in view").
 3. **Near ties.** Other objects (not overlapping the answer) whose s is within
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;
@@ -71,6 +75,8 @@ S_MARGIN_CAP = 20.0
 F_MARGIN_CAP = 1.0
 #: Cap of a word standout's size (logits).
 WORD_STANDOUT_CAP = 50.0
+#: Cap of a contrast's size (logits).
+CONTRAST_CAP = 50.0
 #: Two masks are the same object when their IoU or their overlap over the smaller one is
 #: above this.
 SAME_OBJECT_OVERLAP = 0.5
@@ -164,8 +170,8 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     anchor_s = _anchor_top(v, text, config.text.logit_scale) if anchored else 0.0
     words = _word_standouts(v, text, config.text.logit_scale)
     look_top, look_standout = _look_presence(scores.class_similarities, view)
-    presence_x = [look_top, anchor_s, float(anchored), float(fails),
-                  look_standout, _of(words, choice)]
+    presence_x = [look_top, anchor_s, float(anchored), float(fails), look_standout,
+                  _of(words, choice), *_contrasts(v, text, config.text.logit_scale)]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
@@ -264,6 +270,29 @@ def _word_standouts(v: torch.Tensor, text, logit_scale: float) -> torch.Tensor |
         return None
     s = logit_scale * v @ F.normalize(text.words.float(), dim=-1).T       # (N, W)
     return (s - s.mean(dim=0)).min(dim=1).values.cpu()
+
+
+def _contrasts(v: torch.Tensor, text, logit_scale: float
+               ) -> tuple[float, float, float, float]:
+    """(colour contrast, object contrast, names a colour, names an object): at the mask that
+    best fits the look phrase ("the red cube"), its s minus the best s of the phrase with the
+    colour word swapped ("the blue cube", ...), and with the object word swapped ("the red
+    ball", ...), each within ±CONTRAST_CAP and 0 for a phrase without such a word; then
+    whether it has one (1.0 / 0.0: a missing contrast is no evidence either way, and a phrase
+    without a colour word is judged by a contrast less). A red ball beside a blue cube answers
+    "the red cube" with a negative object contrast: it is more a red ball than a red cube.
+    v: (N, D) the frame's L2-normalised mask features."""
+    if text.contrast is None:
+        return 0.0, 0.0, 0.0, 0.0
+    s = logit_scale * v @ F.normalize(text.contrast.float(), dim=-1).T      # (N, 1 + C)
+    row = s[int(s[:, 0].argmax())].cpu()
+    margins, start = [], 1
+    for count in text.contrast_counts:
+        margin = float(row[0] - row[start:start + count].max()) if count else 0.0
+        margins.append(min(max(margin, -CONTRAST_CAP), CONTRAST_CAP))
+        start += count
+    colours, objects = text.contrast_counts
+    return margins[0], margins[1], float(colours > 0), float(objects > 0)
 
 
 def _of(standouts: torch.Tensor | None, index: int) -> float:

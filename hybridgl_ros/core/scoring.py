@@ -39,6 +39,11 @@ class TextFeatures:
         words: (W, D) E of each word of the target phrase that says what the object looks
             like (``TextEncoder.content_words``: "red", "ball"), or None without any; the
             decision reads how far the answer stands out for each of them.
+        contrast: (1 + C, D) E of the look phrase (:func:`look_phrase`) and of its contrasts
+            (:func:`contrast_phrases`: its colour word, then its object word, swapped for the
+            others of ``decision.contrast_colours`` / ``contrast_objects``), or None without
+            any contrast.
+        contrast_counts: how many of the contrasts swap a colour word, an object word.
     """
 
     sentence: torch.Tensor
@@ -49,6 +54,28 @@ class TextFeatures:
     comparison: torch.Tensor | None = None
     names_known_word: bool = True
     words: torch.Tensor | None = None
+    contrast: torch.Tensor | None = None
+    contrast_counts: tuple[int, int] = (0, 0)
+
+
+def look_phrase(parse: ParsedExpression) -> str:
+    """The target phrase without its size or position words: what the object looks like ("the
+    red cube" of "the smaller red cube", "the cube" of "the cube on the left")."""
+    words = [w for w in parse.head_phrase.split()
+             if w not in g.SIZE_WORDS and w not in g.POSITION_WORDS]
+    return ' '.join(words) or parse.head_phrase
+
+
+def contrast_phrases(phrase: str, vocabulary: str, knows) -> list[str]:
+    """``phrase`` with each of its words of ``vocabulary`` (space-separated words that exclude
+    one another) swapped for every other word of it: "the red cube" with "red green blue" →
+    ["the green cube", "the blue cube"]. Words ``knows(word)`` rejects (the text encoder has
+    no embedding for them) are not in the vocabulary."""
+    group = [w for w in dict.fromkeys(vocabulary.split()) if knows(w)]
+    words = phrase.split()
+    return [' '.join(words[:k] + [other] + words[k + 1:])
+            for k, word in enumerate(words) if word in group
+            for other in group if other != word]
 
 
 def comparison_phrases(parse: ParsedExpression, config: HybridGLConfig
@@ -85,16 +112,23 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
     comparison = comparison_phrases(parse, config) or ()
     gem_text = config.gem.prompt.format(parse.head_phrase)
     words = encoder.content_words(parse.head_phrase)
+    look = look_phrase(parse)
+    colours = contrast_phrases(look, config.decision.contrast_colours, encoder.knows_a_word)
+    objects = contrast_phrases(look, config.decision.contrast_objects, encoder.knows_a_word)
+    contrast = [look, *colours, *objects] if colours or objects else []
     e = encoder.encode([parse.normalized, parse.head_phrase, gem_text, *others,
-                        *comparison, *words])  # (B, D)
+                        *comparison, *words, *contrast])  # (B, D)
     w = cfg.sentence_weight
     other = e[3:3 + len(others)].mean(0) if others else None
     c = 3 + len(others)
+    k = c + len(comparison) + len(words)
     return TextFeatures(sentence=e[0], head=e[1], target=w * e[0] + (1.0 - w) * e[1],
                         gem=e[2], other=other,
                         comparison=w * e[c] + (1.0 - w) * e[c + 1] if comparison else None,
                         names_known_word=encoder.knows_a_word(parse.head_phrase),
-                        words=e[c + len(comparison):] if words else None)
+                        words=e[c + len(comparison):k] if words else None,
+                        contrast=e[k:] if contrast else None,
+                        contrast_counts=(len(colours), len(objects)))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
 from hybridgl_ros.core.decision import (
-    WORD_STANDOUT_CAP, absent_message, answer, clip_fingerprint, decide, has_anchor)
+    CONTRAST_CAP, WORD_STANDOUT_CAP, absent_message, answer, clip_fingerprint, decide, has_anchor)
 from hybridgl_ros.core.scoring import QueryScores, TextFeatures
 from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals
 
@@ -18,7 +18,7 @@ H, W = 40, 120
 #: Three disjoint 20x20 squares at x = 10, 50, 90 and a mask that is the first one's left half.
 BOXES = [[10, 10, 20, 20], [50, 10, 20, 20], [90, 10, 20, 20], [10, 10, 10, 20]]
 #: P(present) = σ(s_top − 40): present above s = 40; P(right) = σ(0.5·s margin).
-CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0, 0.0),
+CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 6,
                              presence_bias=-40.0,
                              confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0),
                              confidence_bias=0.0, ambiguity_margin=3.0,
@@ -240,6 +240,45 @@ def test_the_word_standout_is_how_far_the_answer_stands_out_for_its_weakest_look
     assert d.signals['presence_x'][5] == 0.0
 
 
+def test_the_contrasts_ask_whether_another_colour_or_object_word_fits_the_best_mask_better():
+    # mask features are the unit vectors e0..e3; the contrast rows are the look phrase ("the
+    # red cube": e0, mask 0 fits it best, s = 100), two colour swaps, one object swap
+    e = torch.eye(8)
+    blue, green, ball = 0.6 * e[0] + 0.8 * e[1], e[2], e[0] + e[3]   # s(mask 0): 60, 0, 70.7
+    text = replace(_text(), contrast=torch.stack([e[0], blue, green, ball]),
+                   contrast_counts=(2, 1))
+    scores = _scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
+    d = decide(scores, _frame(), PARSE, text, _config(), calibrated=True)
+    assert d.signals['presence_x'][6:10] == [pytest.approx(100.0 - 60.0),
+                                             pytest.approx(100.0 - 100.0 / math.sqrt(2.0)),
+                                             1.0, 1.0]
+    # read at the mask that fits the look phrase best (mask 3 here, s = 99.5), within the cap
+    text = replace(text, contrast=torch.stack([0.1 * e[0] + e[3], blue, green, e[0]]))
+    d = decide(scores, _frame(), PARSE, text, _config(), calibrated=True)
+    assert d.signals['presence_x'][6:8] == [pytest.approx(CONTRAST_CAP)] * 2
+    # a phrase with an object word only has no colour contrast (0); with neither, (0, 0)
+    text = replace(_text(), contrast=torch.stack([e[0], 0.8 * e[0] + 0.6 * e[3]]),
+                   contrast_counts=(0, 1))
+    d = decide(scores, _frame(), PARSE, text, _config(), calibrated=True)
+    assert d.signals['presence_x'][6:10] == [0.0, pytest.approx(20.0), 0.0, 1.0]
+    d = decide(scores, _frame(), PARSE, _text(), _config(), calibrated=True)
+    assert d.signals['presence_x'][6:10] == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_a_best_mask_another_object_word_fits_better_is_not_found():
+    # P(present) = σ(s_top − 40 + object contrast); s_top = 60
+    config = _config(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0))
+    e = torch.eye(8)
+    scores = _scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
+    fits = replace(_text(), contrast=torch.stack([e[0], e[1]]), contrast_counts=(0, 1))
+    assert decide(scores, _frame(), PARSE, fits, config, calibrated=True).found
+    # "the red cube" fits masks 0 and 1 alike (70.7); "the red ball" fits mask 0 fully (100)
+    other = replace(fits, contrast=torch.stack([e[0] + e[1], e[0]]))
+    d = decide(scores, _frame(), PARSE, other, config, calibrated=True)
+    assert d.signals['presence_x'][7] == pytest.approx(100.0 / math.sqrt(2.0) - 100.0)
+    assert not d.found and d.message == "no 'elephant' in view"
+
+
 def test_the_confidence_reads_how_far_the_answer_stands_out_from_the_other_masks():
     # s = 60, 40, 10, 6: the answer (0) stands out by 60 - mean(40, 10, 6)
     d = decide(_scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1]), _frame(), PARSE, _text(),
@@ -269,7 +308,7 @@ def test_a_part_of_the_picture_is_no_anchor_for_presence():
     """"The left side" of "the cube on the left side" is always there: the presence test
     reads no anchor for it, as for "the cube on the left" (before, it read "has an anchor"
     and the anchor's s, and such queries were rejected more often)."""
-    config = _config(presence_weights=(1.0, 1.0, -30.0, -30.0, 0.0, 0.0))
+    config = _config(presence_weights=(1.0, 1.0, -30.0, -30.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
     scores = _scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
     region = ParsedExpression('the cube on the left side', 'the cube', ('the left side',))
     plain = ParsedExpression('the cube on the left', 'the cube')

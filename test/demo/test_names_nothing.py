@@ -31,3 +31,29 @@ def test_the_demo_vocabulary_names_something(encoder, text):
 def test_the_look_words_of_a_phrase_leave_out_position_generic_and_unknown_words(
         encoder, text, words):
     assert encoder.content_words(text) == words
+
+
+def test_the_contrasts_swap_the_look_phrases_colour_and_object_words_the_model_knows(encoder):
+    """"the smaller red cube": the look phrase drops the size word; "pink", "brown", "black",
+    "white" and "gray" of the default colours are outside the demo CLIP's vocabulary."""
+    from hybridgl_ros.core.scoring import contrast_phrases, look_phrase, text_features
+    from hybridgl_ros.core.types import ParsedExpression
+
+    config = HybridGLConfig()
+    parse = ParsedExpression('the smaller red cube', 'the smaller red cube')
+    assert look_phrase(parse) == 'the red cube'
+    colours = contrast_phrases('the red cube', config.decision.contrast_colours,
+                               encoder.knows_a_word)
+    assert colours == [f'the {c} cube' for c in ('orange', 'yellow', 'green', 'blue', 'purple')]
+    objects = contrast_phrases('the red cube', config.decision.contrast_objects,
+                               encoder.knows_a_word)
+    assert objects == [f'the red {o}' for o in ('ball', 'triangle', 'star', 'ring')]
+    text = text_features(encoder, parse, config)
+    assert text.contrast_counts == (5, 4) and text.contrast.shape[0] == 10
+    assert torch.allclose(text.contrast[0], encoder.encode(['the red cube'])[0])
+    assert torch.allclose(text.contrast[-1], encoder.encode(['the red ring'])[0])
+    # a phrase with no colour or object word of the vocabularies has no contrast
+    none = text_features(encoder, ParsedExpression('the thing', 'the thing'), config)
+    assert none.contrast is None and none.contrast_counts == (0, 0)
+    # the words of the other features are where they were
+    assert torch.allclose(text.words, encoder.encode(['red', 'cube']))
