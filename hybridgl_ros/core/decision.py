@@ -170,8 +170,9 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     anchor_s = _anchor_top(v, text, config.text.logit_scale) if anchored else 0.0
     words = _word_standouts(v, text, config.text.logit_scale)
     look_top, look_standout = _look_presence(scores.class_similarities, view)
+    contrasts, closer = _contrasts(v, text, config.text.logit_scale)
     presence_x = [look_top, anchor_s, float(anchored), float(fails), look_standout,
-                  _of(words, choice), *_contrasts(v, text, config.text.logit_scale)]
+                  _of(words, choice), *contrasts]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
@@ -188,7 +189,7 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     reject = cfg.reject_absent and not config.reference and (
         not text.names_known_word or unlikely)
     if reject:
-        message = (absent_message(parse, scores.plan.relation, fails)
+        message = (absent_message(parse, scores.plan.relation, fails, closer)
                    if text.names_known_word or _names_a_word(parse.head_phrase)
                    else f"'{parse.normalized}' names no object")
         return Decision(-1, False, presence, 1.0 - presence, False, (), message, 'absent',
@@ -205,12 +206,17 @@ def has_anchor(parse: ParsedExpression, text) -> bool:
     return text.other is not None and not g.others_name_regions(parse)
 
 
-def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool) -> str:
-    """"no 'elephant' in view", or "no 'cube' left of 'the blue ball' in view"."""
+def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool,
+                   closer: str = '') -> str:
+    """"no 'elephant' in view", "no 'cube' left of 'the blue ball' in view", or with
+    ``closer`` (a contrast phrase that fits the best mask better) "no 'red cube' in view (the
+    closest looks more like 'red ball')"."""
     head = _bare(parse.head_phrase)
     if relation_fails and parse.other_phrases and relation in RELATION_PHRASES:
         return (f"no '{head}' {RELATION_PHRASES[relation]} "
                 f"'{_bare(parse.other_phrases[0])}' in view")
+    if closer:
+        return f"no '{head}' in view (the closest looks more like '{_bare(closer)}')"
     return f"no '{head}' in view"
 
 
@@ -273,17 +279,18 @@ def _word_standouts(v: torch.Tensor, text, logit_scale: float) -> torch.Tensor |
 
 
 def _contrasts(v: torch.Tensor, text, logit_scale: float
-               ) -> tuple[float, float, float, float]:
-    """(colour contrast, object contrast, names a colour, names an object): at the mask that
-    best fits the look phrase ("the red cube"), its s minus the best s of the phrase with the
-    colour word swapped ("the blue cube", ...), and with the object word swapped ("the red
-    ball", ...), each within ±CONTRAST_CAP and 0 for a phrase without such a word; then
-    whether it has one (1.0 / 0.0: a missing contrast is no evidence either way, and a phrase
-    without a colour word is judged by a contrast less). A red ball beside a blue cube answers
-    "the red cube" with a negative object contrast: it is more a red ball than a red cube.
-    v: (N, D) the frame's L2-normalised mask features."""
+               ) -> tuple[tuple[float, float, float, float], str]:
+    """((colour contrast, object contrast, names a colour, names an object), closer): at the
+    mask that best fits the look phrase ("the red cube"), its s minus the best s of the phrase
+    with the colour word swapped ("the blue cube", ...), and with the object word swapped
+    ("the red ball", ...), each within ±CONTRAST_CAP and 0 for a phrase without such a word;
+    then whether it has one (1.0 / 0.0: a missing contrast is no evidence either way, and a
+    phrase without a colour word is judged by a contrast less). A red ball beside a blue cube
+    answers "the red cube" with a negative object contrast: it is more a red ball than a red
+    cube, and ``closer`` is "the red ball" (the best-fitting swap when it fits that mask
+    better than the phrase, else ''). v: (N, D) the frame's L2-normalised mask features."""
     if text.contrast is None:
-        return 0.0, 0.0, 0.0, 0.0
+        return (0.0, 0.0, 0.0, 0.0), ''
     s = logit_scale * v @ F.normalize(text.contrast.float(), dim=-1).T      # (N, 1 + C)
     row = s[int(s[:, 0].argmax())].cpu()
     margins, start = [], 1
@@ -291,8 +298,12 @@ def _contrasts(v: torch.Tensor, text, logit_scale: float
         margin = float(row[0] - row[start:start + count].max()) if count else 0.0
         margins.append(min(max(margin, -CONTRAST_CAP), CONTRAST_CAP))
         start += count
+    best = int(row[1:].argmax())
+    closer = (text.contrast_phrases[best]
+              if float(row[1 + best]) > float(row[0]) and best < len(text.contrast_phrases)
+              else '')
     colours, objects = text.contrast_counts
-    return margins[0], margins[1], float(colours > 0), float(objects > 0)
+    return (margins[0], margins[1], float(colours > 0), float(objects > 0)), closer
 
 
 def _of(standouts: torch.Tensor | None, index: int) -> float:

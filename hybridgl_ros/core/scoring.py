@@ -44,6 +44,7 @@ class TextFeatures:
             others of ``decision.contrast_colours`` / ``contrast_objects``), or None without
             any contrast.
         contrast_counts: how many of the contrasts swap a colour word, an object word.
+        contrast_phrases: the contrasts' phrases, in the rows' order (after the look phrase).
     """
 
     sentence: torch.Tensor
@@ -56,6 +57,7 @@ class TextFeatures:
     words: torch.Tensor | None = None
     contrast: torch.Tensor | None = None
     contrast_counts: tuple[int, int] = (0, 0)
+    contrast_phrases: tuple[str, ...] = ()
 
 
 def look_phrase(parse: ParsedExpression) -> str:
@@ -128,7 +130,8 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
                         names_known_word=encoder.knows_a_word(parse.head_phrase),
                         words=e[c + len(comparison):k] if words else None,
                         contrast=e[k:] if contrast else None,
-                        contrast_counts=(len(colours), len(objects)))
+                        contrast_counts=(len(colours), len(objects)),
+                        contrast_phrases=(*colours, *objects))
 
 
 @dataclass(frozen=True)

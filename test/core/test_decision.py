@@ -182,6 +182,11 @@ def test_absent_message_drops_the_determiner_and_names_the_relation():
                              relation='left')
     assert absent_message(parse, 'left', True) == "no 'cube' left of 'blue ball' in view"
     assert absent_message(parse, 'left', False) == "no 'cube' in view"
+    assert absent_message(parse, 'left', False, 'the ball') == (
+        "no 'cube' in view (the closest looks more like 'ball')")
+    # a failed relation says so, whatever the contrasts
+    assert absent_message(parse, 'left', True, 'the ball') == (
+        "no 'cube' left of 'blue ball' in view")
 
 
 def test_the_fingerprint_tells_weights_apart(tiny_clip):
@@ -273,10 +278,13 @@ def test_a_best_mask_another_object_word_fits_better_is_not_found():
     fits = replace(_text(), contrast=torch.stack([e[0], e[1]]), contrast_counts=(0, 1))
     assert decide(scores, _frame(), PARSE, fits, config, calibrated=True).found
     # "the red cube" fits masks 0 and 1 alike (70.7); "the red ball" fits mask 0 fully (100)
-    other = replace(fits, contrast=torch.stack([e[0] + e[1], e[0]]))
-    d = decide(scores, _frame(), PARSE, other, config, calibrated=True)
+    other = replace(fits, contrast=torch.stack([e[0] + e[1], e[0]]),
+                    contrast_phrases=('the red ball',))
+    parse = ParsedExpression('the red cube', 'the red cube')
+    d = decide(scores, _frame(), parse, other, config, calibrated=True)
     assert d.signals['presence_x'][7] == pytest.approx(100.0 / math.sqrt(2.0) - 100.0)
-    assert not d.found and d.message == "no 'elephant' in view"
+    assert not d.found
+    assert d.message == "no 'red cube' in view (the closest looks more like 'red ball')"
 
 
 def test_the_confidence_reads_how_far_the_answer_stands_out_from_the_other_masks():

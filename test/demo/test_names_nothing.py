@@ -50,6 +50,7 @@ def test_the_contrasts_swap_the_look_phrases_colour_and_object_words_the_model_k
     assert objects == [f'the red {o}' for o in ('ball', 'triangle', 'star', 'ring')]
     text = text_features(encoder, parse, config)
     assert text.contrast_counts == (5, 4) and text.contrast.shape[0] == 10
+    assert text.contrast_phrases == tuple(colours + objects)
     assert torch.allclose(text.contrast[0], encoder.encode(['the red cube'])[0])
     assert torch.allclose(text.contrast[-1], encoder.encode(['the red ring'])[0])
     # a phrase with no colour or object word of the vocabularies has no contrast
