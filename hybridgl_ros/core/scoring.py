@@ -60,12 +60,15 @@ class TextFeatures:
     contrast_phrases: tuple[str, ...] = ()
 
 
+def _without(phrase: str, words: frozenset[str]) -> str:
+    """``phrase`` without ``words`` (all of it when nothing would be left)."""
+    return ' '.join(w for w in phrase.split() if w not in words) or phrase
+
+
 def look_phrase(parse: ParsedExpression) -> str:
     """The target phrase without its size or position words: what the object looks like ("the
     red cube" of "the smaller red cube", "the cube" of "the cube on the left")."""
-    words = [w for w in parse.head_phrase.split()
-             if w not in g.SIZE_WORDS and w not in g.POSITION_WORDS]
-    return ' '.join(words) or parse.head_phrase
+    return _without(parse.head_phrase, g.SIZE_WORDS | g.POSITION_WORDS)
 
 
 def contrast_phrases(phrase: str, vocabulary: str, knows) -> list[str]:
@@ -93,13 +96,10 @@ def comparison_phrases(parse: ParsedExpression, config: HybridGLConfig
     if plan.lookalike_relation == 'none':
         return None
 
-    def strip(phrase: str, words: frozenset[str]) -> str:
-        return ' '.join(w for w in phrase.split() if w not in words) or phrase
-
     if plan.size_comparative:
-        return (strip(parse.normalized, g.SIZE_WORDS),
-                strip(parse.head_phrase, g.SIZE_WORDS))
-    head = strip(parse.head_phrase, g.POSITION_WORDS)
+        return (_without(parse.normalized, g.SIZE_WORDS),
+                _without(parse.head_phrase, g.SIZE_WORDS))
+    head = _without(parse.head_phrase, g.POSITION_WORDS)
     return head, head
 
 
