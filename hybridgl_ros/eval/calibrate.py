@@ -7,7 +7,10 @@ each set of weights needs its own fit. The fit:
 1. P(present) by logistic regression of "the expression has a target" on ``presence_x``;
 2. the presence threshold: the highest that rejects at most ``max_rejected`` of the
    expressions with a target on this data (so the most of those without one within that
-   budget), but no higher than rejecting every expression without a target needs;
+   budget), but no higher than rejecting every expression without a target needs; with
+   groups (``--budget-per``: one per camera, renderer or data set), the highest that keeps
+   within the budget in every group, so a camera whose targets the CLIP matches less surely
+   is not traded for another's;
 3. P(right) by logistic regression of "the chosen mask is a target" on ``confidence_x`` over
    the answers that threshold keeps (a rejected answer's confidence is 1 − P(present));
 4. the ambiguity margin, when the data has expressions with several targets (gRefCOCO's
@@ -80,12 +83,23 @@ def usable_records(records: Iterable[Mapping]) -> list[Mapping]:
 
 
 def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
-              flag_share: float = 0.95) -> dict:
+              flag_share: float = 0.95, groups: Sequence[str] | None = None) -> dict:
     """Fits the ``decision`` coefficients; returns them with the fit's figures.
+
+    Args:
+        records: eval records (those without the decision's signals are left out).
+        max_rejected: share of the present targets the threshold may reject.
+        flag_share: share of the unguided multi-target expressions the margin should flag.
+        groups: one name per record (its camera, renderer or data set), or None: the
+            threshold then keeps within ``max_rejected`` in every group, not only overall.
 
     Raises:
         ConfigError: no usable records, or no expression without (or with) a target.
     """
+    if groups is not None:
+        if len(groups) != len(records):
+            raise ConfigError(f'{len(groups)} group names for {len(records)} records')
+        records = [dict(r, _group=g) for r, g in zip(records, groups)]
     records = usable_records(records)
     present = np.array([not r.get('no_target') for r in records])
     if not records or present.all() or not present.any():
@@ -99,6 +113,14 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     w_p, b_p = fit_logistic(x_p, present)
     p_present = _sigmoid(x_p, w_p, b_p)
     threshold = presence_threshold(p_present[present], max_rejected, p_present[~present])
+    by_group = {}
+    if groups is not None:
+        names = np.array([r['_group'] for r in records])
+        for name in sorted(set(names)):
+            mine = (names == name) & present
+            if mine.any():
+                by_group[str(name)] = presence_threshold(p_present[mine], max_rejected)
+        threshold = min([threshold, *by_group.values()])
     kept = p_present >= threshold
     right = present & np.array([r.get('choice_iou', 0.0) >= IOU_HIT for r in records])
     x_c = np.array([r['signals']['confidence_x'] for r in records])
@@ -106,7 +128,8 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     confidence = np.where(kept, _sigmoid(x_c, w_c, b_c), 1.0 - p_present)
     answer_right = np.where(kept, right, ~present)
     ece, _ = calibration_bins(confidence, answer_right)
-    fields = {'presence_threshold': round(float(threshold), 4),
+    # rounded down: a threshold rounded up could reject one more present target than the budget
+    fields = {'presence_threshold': math.floor(float(threshold) * 1e4) / 1e4,
               'presence_weights': [round(float(v), 6) for v in w_p],
               'presence_bias': round(b_p, 6),
               'confidence_weights': [round(float(v), 6) for v in w_c],
@@ -114,7 +137,7 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     margin = ambiguity_margin(records, flag_share)
     if margin is not None:
         fields['ambiguity_margin'] = margin
-    return {'decision': fields, 'queries': len(records),
+    return {'decision': fields, 'queries': len(records), 'group_thresholds': by_group,
             'N_acc': float((~kept[~present]).mean()), 'T_acc': float(kept[present].mean()),
             'right': float(answer_right.mean()), 'ECE': ece}
 
@@ -160,6 +183,9 @@ def snippet(fit: Mapping, fingerprint: str, sources: Sequence[str]) -> str:
             f'# on this data: N-acc {100 * fit["N_acc"]:.1f} %, T-acc {100 * fit["T_acc"]:.1f} %,'
             f' right {100 * fit["right"]:.1f} %, ECE {100 * fit["ECE"]:.1f} %',
             '# use: hybridgl ... --config this.yaml (or merge into the node\'s parameters)']
+    if fit.get('group_thresholds'):
+        head.insert(2, '# threshold within the budget in every group: ' + ', '.join(
+            f'{name} {value:.4f}' for name, value in fit['group_thresholds'].items()))
     return '\n'.join(head) + '\n' + yaml.safe_dump({'decision': fields}, sort_keys=False,
                                                      default_flow_style=None)
 
@@ -169,16 +195,25 @@ def run_calibrate(args) -> int:
     from hybridgl_ros.eval.merge import collect_files
     from hybridgl_ros.eval.records import read_results
 
-    records, fingerprints = [], set()
+    records, fingerprints, groups = [], set(), []
     files = collect_files(args.inputs)
+    words = [w for w in (args.budget_per or '').split(',') if w]
     for path in files:
         header, rows, _ = read_results(path)
         fingerprints.add(header.get('clip_fingerprint', ''))
         records += rows
+        if words:
+            group = [w for w in words if w in str(path)]
+            if len(group) != 1:
+                raise ConfigError(f'--budget-per: {path} names {len(group)} of the groups '
+                                  f'{words} in its path; each run must name exactly one')
+            groups += group * len(rows)
     if len(fingerprints) != 1 or not next(iter(fingerprints)):
         raise ConfigError(f'the runs must come from one CLIP whose fingerprint they record; '
                           f'found {sorted(fingerprints)}')
-    fit = calibrate(records, args.max_rejected, args.flag_share)
+    if words and set(groups) != set(words):
+        raise ConfigError(f'--budget-per: no run path names {sorted(set(words) - set(groups))}')
+    fit = calibrate(records, args.max_rejected, args.flag_share, groups if words else None)
     text = snippet(fit, fingerprints.pop(), [str(p) for p in files])
     if args.out:
         Path(args.out).write_text(text)
@@ -199,6 +234,10 @@ def register(subparsers) -> None:
     parser.add_argument('--max-rejected', type=float, default=0.05,
                         help='share of present targets the threshold may reject on this data '
                              '(it rejects the most absent ones within it)')
+    parser.add_argument('--budget-per', metavar='WORD[,WORD...]',
+                        help='hold the --max-rejected budget in each group of runs whose path '
+                             'names the word (a camera, a renderer: "shaded,flat"), not only '
+                             'over all of them')
     parser.add_argument('--flag-share', type=float, default=0.95,
                         help='share of the multi-target expressions without position or '
                              'relation words the ambiguity margin should flag')

@@ -98,6 +98,60 @@ def test_the_command_reads_eval_runs_and_writes_the_section(tmp_path, capsys):
         'feedfacefeedface')
 
 
+def _camera(count, present_s, seed):
+    """Records of one camera whose present targets' best s is ~ present_s (absent ~ 30)."""
+    records = _records(count, seed)
+    for r in records:
+        if not r['no_target']:
+            r['signals']['presence_x'][0] += present_s - 60.0
+    return records
+
+
+def test_a_budget_per_group_keeps_each_cameras_rejections_within_it():
+    sure, unsure = _camera(800, 60.0, 4), _camera(400, 48.0, 5)
+    pooled = calibrate(sure + unsure)
+    grouped = calibrate(sure + unsure, groups=['sure'] * 800 + ['unsure'] * 400)
+    w = np.array(grouped['decision']['presence_weights'])
+    b = grouped['decision']['presence_bias']
+
+    def rejected(records, threshold):
+        x = np.array([r['signals']['presence_x'] for r in records if not r['no_target']])
+        return np.mean(1.0 / (1.0 + np.exp(-(x @ w + b))) < threshold)
+
+    # the same P(present) fit; pooled, the unsure camera pays for the sure one
+    assert grouped['decision']['presence_weights'] == pooled['decision']['presence_weights']
+    assert rejected(unsure, pooled['decision']['presence_threshold']) > 0.06
+    threshold = grouped['decision']['presence_threshold']
+    assert threshold == pytest.approx(min(grouped['group_thresholds'].values()), abs=1e-4)
+    assert threshold <= min(grouped['group_thresholds'].values())
+    assert threshold < pooled['decision']['presence_threshold']
+    assert rejected(unsure, threshold) <= 0.05 and rejected(sure, threshold) <= 0.05
+    assert set(grouped['group_thresholds']) == {'sure', 'unsure'}
+    assert 'threshold within the budget in every group: sure' in snippet(grouped, 'f' * 16, [])
+    with pytest.raises(ConfigError, match='group names'):
+        calibrate(sure, groups=['sure'])
+
+
+def test_the_command_groups_runs_by_a_word_of_their_path(tmp_path, capsys):
+    for name, records in (('cam_sure', _camera(300, 60.0, 6)),
+                          ('cam_unsure', _camera(200, 48.0, 7))):
+        with ResultsWriter.create(tmp_path / name / 'results.jsonl',
+                                  {'clip_fingerprint': 'feedfacefeedface'}) as writer:
+            for record in records:
+                writer.write({'kind': 'query', **record})
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    runs = [str(tmp_path / 'cam_sure'), str(tmp_path / 'cam_unsure')]
+    args = parser.parse_args(['calibrate', *runs, '--budget-per', '_sure,_unsure'])
+    assert args.func(args) == 0
+    assert 'every group: _sure' in capsys.readouterr().out
+    for words, message in (('_sure', 'names 0 of the groups'), ('cam,_sure,_unsure', 'names 2'),
+                           ('_sure,_unsure,other', "no run path names \\['other'\\]")):
+        args = parser.parse_args(['calibrate', *runs, '--budget-per', words])
+        with pytest.raises(ConfigError, match=message):
+            args.func(args)
+
+
 def test_runs_of_different_signal_lengths_are_refused():
     records = _records()
     records[0] = dict(records[0], signals=dict(records[0]['signals'], presence_x=[50.0, 0, 0, 0]))
