@@ -149,9 +149,10 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.7764
-    """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate:
-    the highest that rejects at most 5 % of the present targets of the tuning series)."""
+    presence_threshold: float = 0.701
+    """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
+    --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
+    each style of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float, float, float, float,
                             float] = (0.187714, 0.103747, -5.89419, -5.219927, -0.012676,
                                       0.015183, 0.044566, 0.040099, 1.197167, 0.0)
@@ -161,10 +162,10 @@ class DecisionConfig:
     presence_bias: float = -7.2657
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.19076, -0.09643, 0.060773, 1.661027, 0.0, -0.091411, 0.111784)
+        0.205929, -0.104692, 0.14597, 1.765926, 0.0, -0.106452, 0.120468)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -8.732957
+    confidence_bias: float = -9.518385
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 16.7
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
