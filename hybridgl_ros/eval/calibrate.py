@@ -90,8 +90,8 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
         records: eval records (those without the decision's signals are left out).
         max_rejected: share of the present targets the threshold may reject.
         flag_share: share of the unguided multi-target expressions the margin should flag.
-        groups: one name per record (its camera, renderer or data set), or None: the
-            threshold then keeps within ``max_rejected`` in every group, not only overall.
+        groups: one name per record (its camera, renderer or data set): the threshold then
+            keeps within ``max_rejected`` in every group, not only overall; None: overall.
 
     Raises:
         ConfigError: no usable records, or no expression without (or with) a target.
