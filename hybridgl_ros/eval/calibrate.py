@@ -78,8 +78,12 @@ def _sigmoid(x: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
 
 def usable_records(records: Iterable[Mapping]) -> list[Mapping]:
     """The answered queries that carry the decision's signals."""
-    return [r for r in records if r.get('status') == 'ok'
-            and 'presence_x' in r.get('signals', {}) and 'confidence_x' in r['signals']]
+    return [r for r in records if _usable(r)]
+
+
+def _usable(record: Mapping) -> bool:
+    return (record.get('status') == 'ok' and 'presence_x' in record.get('signals', {})
+            and 'confidence_x' in record['signals'])
 
 
 def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
@@ -99,7 +103,7 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     if groups is not None:
         if len(groups) != len(records):
             raise ConfigError(f'{len(groups)} group names for {len(records)} records')
-        records = [dict(r, _group=g) for r, g in zip(records, groups)]
+        groups = [g for r, g in zip(records, groups) if _usable(r)]
     records = usable_records(records)
     present = np.array([not r.get('no_target') for r in records])
     if not records or present.all() or not present.any():
@@ -115,7 +119,7 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     threshold = presence_threshold(p_present[present], max_rejected, p_present[~present])
     by_group = {}
     if groups is not None:
-        names = np.array([r['_group'] for r in records])
+        names = np.array(groups)
         for name in sorted(set(names)):
             mine = (names == name) & present
             if mine.any():

@@ -128,6 +128,11 @@ def test_a_budget_per_group_keeps_each_cameras_rejections_within_it():
     assert rejected(unsure, threshold) <= 0.05 and rejected(sure, threshold) <= 0.05
     assert set(grouped['group_thresholds']) == {'sure', 'unsure'}
     assert 'threshold within the budget in every group: sure' in snippet(grouped, 'f' * 16, [])
+    # a record without the decision's signals is left out with its group name
+    failed = {'status': 'error', 'no_target': False}
+    again = calibrate([failed] + sure + unsure, groups=['unsure'] + ['sure'] * 800
+                      + ['unsure'] * 400)
+    assert again['group_thresholds'] == grouped['group_thresholds']
     with pytest.raises(ConfigError, match='group names'):
         calibrate(sure, groups=['sure'])
 
