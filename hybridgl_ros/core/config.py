@@ -41,11 +41,14 @@ class ProposalConfig:
     restored at the frame's size. Bounds memory and time; -1 = SAM's input area (its image
     encoder's side squared: 1024² for the SAM checkpoints, 256² for the embedded demo SAM);
     0 = never downscale. Parity mode ignores it."""
+    drop_split_masks: bool = True
+    """Default mode: a mask in two or more pieces after the small-region clean-up (two
+    objects SAM returned as one) is not a proposal. Parity mode keeps every mask."""
 
     def generator_settings(self) -> dict[str, Any]:
         """The fields that are arguments of segment_anything's SamAutomaticMaskGenerator."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != 'max_working_pixels'}
+                if f.name not in ('max_working_pixels', 'drop_split_masks')}
 
 
 #: SAM's dense recipe, used for PhraseCut (spec §3).
@@ -149,25 +152,25 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.701
+    presence_threshold: float = 0.6919
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
     each style of the tuning series)."""
     presence_weights: tuple[float, float, float, float, float, float, float, float, float,
-                            float] = (0.187714, 0.103747, -5.89419, -5.219927, -0.012676,
-                                      0.015183, 0.044566, 0.040099, 1.197167, 0.0)
+                            float] = (0.17192, 0.105883, -6.183546, -5.250791, -0.010435,
+                                      0.019875, 0.043907, 0.049045, 1.200215, 0.0)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object)."""
-    presence_bias: float = -7.2657
+    presence_bias: float = -6.744096
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.205929, -0.104692, 0.14597, 1.765926, 0.0, -0.106452, 0.120468)
+        0.226505, -0.094335, -0.111795, 2.198248, 0.0, -0.090995, 0.090753)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -9.518385
+    confidence_bias: float = -9.608491
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 16.7
+    ambiguity_margin: float = 17.3
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""

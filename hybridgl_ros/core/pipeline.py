@@ -14,6 +14,7 @@ from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import InvalidInputError, ResourceExhaustedError
 from hybridgl_ros.core.out_of_memory import out_of_memory_as_error
+from hybridgl_ros.core.proposals import drop_split_masks
 from hybridgl_ros.core.types import Frame, Segmentation
 
 LOG = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class HybridGL:
         checkpoints = sam_checkpoints(getattr(self.proposer, 'sam', None))
         with _timed(timings, 'proposals', self.device), checked_during(checkpoints, cancel):
             proposals = self.proposer.propose(working)
+            if self.config.proposals.drop_split_masks and not self.config.reference:
+                proposals = drop_split_masks(proposals)
         with _timed(timings, 'features', self.device):
             features = self.encoder.encode(working, proposals.masks, cancel=cancel)  # (N, D)
         gem_tokens, grid = None, (0, 0)

@@ -51,3 +51,45 @@ class SamProposer:
         return Proposals(masks=generated['masks'], boxes_xywh=boxes.astype(np.int64),
                          scores=generated['iou_preds'].astype(np.float32),
                          restorer=generated['restorer'])
+
+
+def drop_split_masks(proposals: Proposals) -> Proposals:
+    """The proposals without the masks that come in two or more pieces (8-connected).
+
+    SAM's point prompts sometimes return two separate objects as one mask (a hexagon and part
+    of a ring beside it); whatever that mask looks like to CLIP is the look of no object. After
+    SAM's small-region clean-up (``min_mask_region_area``) every piece left is a region of its
+    own, so a mask in two pieces is two regions, not one object. When every mask is in
+    pieces the proposals are kept as they are.
+
+    Args:
+        proposals: SAM's proposals (any :class:`Proposals`).
+
+    Returns:
+        The one-piece proposals in their order, with a restorer that rebuilds them.
+    """
+    import cv2
+
+    keep = [i for i, mask in enumerate(proposals.masks)
+            if cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] <= 2]
+    if len(keep) in (0, len(proposals)):
+        return proposals
+    restorer = proposals.restorer
+    if restorer is not None:
+        restorer = _KeptRestorer(restorer, [i for i in keep if i < len(restorer)])
+    return Proposals(masks=proposals.masks[keep], boxes_xywh=proposals.boxes_xywh[keep],
+                     scores=proposals.scores[keep], restorer=restorer)
+
+
+class _KeptRestorer:
+    """A restorer of the kept proposals: proposal i is the inner restorer's ``kept[i]``."""
+
+    def __init__(self, inner, kept: list[int]) -> None:
+        self.inner = inner
+        self.kept = kept
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def mask(self, index: int, size_hw: tuple[int, int]) -> np.ndarray:
+        return self.inner.mask(self.kept[index], size_hw)

@@ -210,3 +210,47 @@ def test_explanation_without_coherence_has_no_map_but_the_ramp(make_segmenter, s
     e = segmenter.segment(scene_rgb, 'the disc on the right', explain=True).explanation
     assert e.coherence_map is None and e.coherence_input_map is None
     assert e.position_ramp[0, 0] == 0.0 and e.position_ramp[0, -1] == 1.0
+
+
+def two_piece_scene_masks(h=96, w=128):
+    """The scene's masks and, second, the square and the disc as one mask (two pieces)."""
+    masks = scene_masks(h, w)
+    return np.concatenate([masks[:1], (masks[0] | masks[1])[None], masks[1:]])
+
+
+def test_a_mask_in_two_pieces_is_not_a_proposal_in_default_mode(make_segmenter, scene_rgb):
+    split = two_piece_scene_masks()
+    default, _ = make_segmenter(split)
+    kept = default.prepare(scene_rgb).proposals
+    assert len(kept) == len(split) - 1
+    assert np.array_equal(kept.masks, split[[0, 2, 3, 4]])
+    for flat in ({'parity': 'reference'}, {'proposals.drop_split_masks': False}):
+        every, _ = make_segmenter(split, **flat)
+        assert np.array_equal(every.prepare(scene_rgb).proposals.masks, split)
+
+
+def test_dropping_split_masks_keeps_order_boxes_scores_and_the_restorer():
+    from hybridgl_ros.core.proposals import drop_split_masks
+
+    masks = two_piece_scene_masks()
+    boxes = np.arange(len(masks) * 4, dtype=np.int64).reshape(-1, 4)
+    scores = np.linspace(0.5, 0.9, len(masks)).astype(np.float32)
+
+    class Restorer:   # rebuilds the first 3 proposals, each as a mask full of its index
+        def __len__(self):
+            return 3
+
+        def mask(self, index, size_hw):
+            return np.full(size_hw, index, np.int64)
+
+    kept = drop_split_masks(Proposals(masks, boxes, scores, Restorer()))
+    assert np.array_equal(kept.boxes_xywh, boxes[[0, 2, 3, 4]])
+    assert np.array_equal(kept.scores, scores[[0, 2, 3, 4]])
+    assert len(kept.restorer) == 2   # of the first 3, the split one is gone
+    assert [int(kept.restorer.mask(i, (2, 2))[0, 0]) for i in range(2)] == [0, 2]
+    only_split = Proposals(masks[1:2], boxes[1:2], scores[1:2])
+    assert drop_split_masks(only_split) is only_split   # nothing better to offer: kept
+    diagonal = np.zeros((1, 4, 4), bool)
+    diagonal[0, [0, 1], [0, 1]] = True   # touching at a corner: one piece (8-connected)
+    one = Proposals(diagonal, boxes[:1], scores[:1])
+    assert drop_split_masks(one) is one
