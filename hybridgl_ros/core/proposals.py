@@ -68,10 +68,8 @@ def drop_split_masks(proposals: Proposals) -> Proposals:
     Returns:
         The one-piece proposals in their order, with a restorer that rebuilds them.
     """
-    import cv2
-
-    keep = [i for i, mask in enumerate(proposals.masks)
-            if cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] <= 2]
+    keep = [i for i, (mask, box) in enumerate(zip(proposals.masks, proposals.boxes_xywh))
+            if pieces(mask, box) <= 1]
     if len(keep) in (0, len(proposals)):
         return proposals
     restorer = proposals.restorer
@@ -79,6 +77,17 @@ def drop_split_masks(proposals: Proposals) -> Proposals:
         restorer = _KeptRestorer(restorer, [i for i in keep if i < len(restorer)])
     return Proposals(masks=proposals.masks[keep], boxes_xywh=proposals.boxes_xywh[keep],
                      scores=proposals.scores[keep], restorer=restorer)
+
+
+def pieces(mask: np.ndarray, box_xywh) -> int:
+    """The number of 8-connected pieces of ``mask``, counted inside its box (SAM's ``bbox``:
+    x, y, width, height with an inclusive last column and row), so that the time follows the
+    object's size, not the frame's."""
+    import cv2
+
+    x, y, width, height = (int(v) for v in box_xywh)
+    crop = mask[max(y, 0):y + height + 2, max(x, 0):x + width + 2]
+    return int(cv2.connectedComponents(crop.astype(np.uint8), connectivity=8)[0]) - 1
 
 
 class _KeptRestorer:

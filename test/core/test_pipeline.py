@@ -233,7 +233,7 @@ def test_dropping_split_masks_keeps_order_boxes_scores_and_the_restorer():
     from hybridgl_ros.core.proposals import drop_split_masks
 
     masks = two_piece_scene_masks()
-    boxes = np.arange(len(masks) * 4, dtype=np.int64).reshape(-1, 4)
+    boxes = FixedProposer(masks).propose(None).boxes_xywh
     scores = np.linspace(0.5, 0.9, len(masks)).astype(np.float32)
 
     class Restorer:   # rebuilds the first 3 proposals, each as a mask full of its index
@@ -252,5 +252,19 @@ def test_dropping_split_masks_keeps_order_boxes_scores_and_the_restorer():
     assert drop_split_masks(only_split) is only_split   # nothing better to offer: kept
     diagonal = np.zeros((1, 4, 4), bool)
     diagonal[0, [0, 1], [0, 1]] = True   # touching at a corner: one piece (8-connected)
-    one = Proposals(diagonal, boxes[:1], scores[:1])
+    one = Proposals(diagonal, np.array([[0, 0, 1, 1]]), scores[:1])   # SAM's inclusive box
     assert drop_split_masks(one) is one
+
+
+def test_pieces_are_counted_inside_sams_box_like_over_the_whole_mask():
+    import cv2
+
+    from hybridgl_ros.core.proposals import pieces
+    from hybridgl_ros.core.resolution import sam_box_xywh
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        mask = rng.random((40, 50)) < 0.04   # scattered pixels: many pieces, some at the edges
+        mask[rng.integers(40), rng.integers(50)] = True
+        whole = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
+        assert pieces(mask, sam_box_xywh(mask)) == whole
