@@ -128,15 +128,24 @@ def bench_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarra
 
 
 class ToppedUpProposer:
-    """SAM's real proposals, topped up with rectangle masks to a fixed count."""
+    """SAM's real proposals, topped up with rectangle masks to a fixed count.
 
-    def __init__(self, proposer, count: int) -> None:
+    With ``drop_split`` (the default mode's ``proposals.drop_split_masks``) SAM's masks in
+    pieces are dropped before the top-up, so that the CLIP stage still encodes ``count``
+    masks; the pipeline's own drop then counts the pieces again and finds none."""
+
+    def __init__(self, proposer, count: int, drop_split: bool = False) -> None:
         self.proposer = proposer
         self.count = count
+        self.drop_split = drop_split
         self.sam_count = 0
 
     def propose(self, image_rgb: np.ndarray):
         found = self.proposer.propose(image_rgb)
+        if self.drop_split:
+            from hybridgl_ros.core.proposals import drop_split_masks
+
+            found = drop_split_masks(found)
         self.sam_count = len(found)
         extra = max(0, self.count - len(found))
         height, width = found.masks.shape[1:]
@@ -183,7 +192,8 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
         config = replace(config, proposals=replace(config.proposals, pred_iou_thresh=0.0,
                                                    stability_score_thresh=0.0))
     segmenter = HybridGL.from_models(config, clip_model, sam)
-    proposer = ToppedUpProposer(segmenter.proposer, masks)
+    proposer = ToppedUpProposer(segmenter.proposer, masks,
+                                config.proposals.drop_split_masks and not config.reference)
     segmenter.proposer = proposer
     encoder_clock = ModuleClock(sam.image_encoder, device)
     segmenter.parser.parse('warm up the parser')

@@ -46,3 +46,27 @@ def test_compare_prints_each_stage_before_and_after_for_the_rows_both_runs_have(
     assert rows[0].startswith('| vit_b | 640x480 | first | 30.0 → 10.0 | 20.0 → 5.00 |')
     assert rows[0].endswith('| 0.04 → 0.04 | 2500 → 900 |')
     assert '| – | – | – | – |' in rows[1]
+
+
+def test_topped_up_proposals_drop_sams_masks_in_pieces_before_the_top_up():
+    """The CLIP stage still encodes the asked count when the default mode drops split masks."""
+    import numpy as np
+
+    from hybridgl_ros.bench import ToppedUpProposer
+    from hybridgl_ros.core.proposals import drop_split_masks
+    from hybridgl_ros.core.types import Proposals
+
+    masks = np.zeros((2, 60, 80), bool)
+    masks[0, 5:15, 5:15] = True
+    masks[1, 5:15, 5:15] = masks[1, 40:50, 60:70] = True      # two pieces
+    boxes = np.array([[5, 5, 9, 9], [5, 5, 64, 44]])
+
+    class Sam:
+        def propose(self, image_rgb):
+            return Proposals(masks, boxes, np.ones(2, np.float32))
+
+    for drop, from_sam in ((True, 1), (False, 2)):
+        proposer = ToppedUpProposer(Sam(), 6, drop_split=drop)
+        found = proposer.propose(None)
+        assert len(found) == 6 and proposer.sam_count == from_sam
+        assert len(drop_split_masks(found)) == (6 if drop else 5)
