@@ -192,8 +192,7 @@ def run_bench(sam_type: str, size_hw: tuple[int, int] = (480, 640), device_name:
         config = replace(config, proposals=replace(config.proposals, pred_iou_thresh=0.0,
                                                    stability_score_thresh=0.0))
     segmenter = HybridGL.from_models(config, clip_model, sam)
-    proposer = ToppedUpProposer(segmenter.proposer, masks,
-                                config.proposals.drop_split_masks and not config.reference)
+    proposer = ToppedUpProposer(segmenter.proposer, masks, segmenter.drops_split_masks)
     segmenter.proposer = proposer
     encoder_clock = ModuleClock(sam.image_encoder, device)
     segmenter.parser.parse('warm up the parser')

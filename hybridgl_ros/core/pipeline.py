@@ -135,7 +135,7 @@ class HybridGL:
         checkpoints = sam_checkpoints(getattr(self.proposer, 'sam', None))
         with _timed(timings, 'proposals', self.device), checked_during(checkpoints, cancel):
             proposals = self.proposer.propose(working)
-            if self.config.proposals.drop_split_masks and not self.config.reference:
+            if self.drops_split_masks:
                 proposals = drop_split_masks(proposals)
         with _timed(timings, 'features', self.device):
             features = self.encoder.encode(working, proposals.masks, cancel=cancel)  # (N, D)
@@ -206,6 +206,12 @@ class HybridGL:
         explanation = (scores.explanation(parse, features, frame.proposals.boxes_xywh, decision)
                        if explain else None)
         return answer(frame, text, parse, scores, decision, timings, message, explanation)
+
+    @property
+    def drops_split_masks(self) -> bool:
+        """Whether ``prepare`` drops the masks in pieces (``proposals.drop_split_masks``,
+        default mode only)."""
+        return self.config.proposals.drop_split_masks and not self.config.reference
 
     @property
     def working_pixels(self) -> int:
