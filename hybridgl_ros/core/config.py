@@ -152,23 +152,25 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.6919
+    presence_threshold: float = 0.7073
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
     each style of the tuning series)."""
-    presence_weights: tuple[float, float, float, float, float, float, float, float, float,
-                            float] = (0.17192, 0.105883, -6.183546, -5.250791, -0.010435,
-                                      0.019875, 0.043907, 0.049045, 1.200215, 0.0)
+    presence_weights: tuple[float, ...] = (0.169757, 0.111097, -2.342881, -5.077737,
+                                           -0.031367, 0.018057, 0.040022, 0.053442,
+                                           -0.300233, 0.0, -0.006614, 0.042339, 0.011693,
+                                           -0.105229, 0.017544, 0.006847)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
-    contrast object)."""
-    presence_bias: float = -6.744096
+    contrast object; best s, standout, word standout where the phrase names a contrast
+    colour; the same where the expression has an anchor)."""
+    presence_bias: float = -5.892316
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.226505, -0.094335, -0.111795, 2.198248, 0.0, -0.090995, 0.090753)
+        0.223354, -0.093175, -0.120189, 2.146118, 0.0, -0.087422, 0.089055)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -9.608491
+    confidence_bias: float = -9.422423
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 17.3
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie

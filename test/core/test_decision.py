@@ -18,7 +18,7 @@ H, W = 40, 120
 #: Three disjoint 20x20 squares at x = 10, 50, 90 and a mask that is the first one's left half.
 BOXES = [[10, 10, 20, 20], [50, 10, 20, 20], [90, 10, 20, 20], [10, 10, 10, 20]]
 #: P(present) = σ(s_top − 40): present above s = 40; P(right) = σ(0.5·s margin).
-CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 6,
+CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 12,
                              presence_bias=-40.0,
                              confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0),
                              confidence_bias=0.0, ambiguity_margin=3.0,
@@ -270,9 +270,37 @@ def test_the_contrasts_ask_whether_another_colour_or_object_word_fits_the_best_m
     assert d.signals['presence_x'][6:10] == [0.0, 0.0, 0.0, 0.0]
 
 
+def test_a_phrase_naming_a_colour_and_an_anchored_expression_get_their_own_slopes():
+    # x[10:13] = (best s, standout, word standout) where the phrase names a contrast colour,
+    # x[13:16] the same where the expression has an anchor; 0 where it does not
+    e = torch.eye(8)
+    scores = _scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
+    words = torch.eye(4, 8)[[0]]
+    coloured = replace(_text(), words=words, contrast=torch.stack([e[0], e[1], e[2]]),
+                       contrast_counts=(1, 1))
+    d = decide(scores, _frame(), PARSE, coloured, _config(), calibrated=True)
+    x = d.signals['presence_x']
+    assert len(x) == 16 and x[8] == 1.0 and x[2] == 0.0
+    assert x[10:13] == [pytest.approx(x[0]), pytest.approx(x[4]), pytest.approx(x[5])]
+    assert x[13:16] == [0.0, 0.0, 0.0]
+    anchored = ParsedExpression('the cube left of the ball', 'the cube', ('the ball',),
+                                relation='left')
+    d = decide(scores, _frame(), anchored, replace(_text(other=True), words=words), _config(),
+               calibrated=True)
+    x = d.signals['presence_x']
+    assert x[2] == 1.0 and x[8] == 0.0 and x[10:13] == [0.0, 0.0, 0.0]
+    assert x[13:16] == [pytest.approx(x[0]), pytest.approx(x[4]), pytest.approx(x[5])]
+    # their weights act: a negative slope on the coloured phrase's s rejects it
+    config = _config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 6
+                     + (-1.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    assert decide(scores, _frame(), PARSE, _text(), config, calibrated=True).found
+    assert not decide(scores, _frame(), PARSE, coloured, config, calibrated=True).found
+
+
 def test_a_best_mask_another_object_word_fits_better_is_not_found():
     # P(present) = σ(s_top − 40 + object contrast); s_top = 60
-    config = _config(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0))
+    config = _config(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+                     + (0.0,) * 6)
     e = torch.eye(8)
     scores = _scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
     fits = replace(_text(), contrast=torch.stack([e[0], e[1]]), contrast_counts=(0, 1))
@@ -316,7 +344,7 @@ def test_a_part_of_the_picture_is_no_anchor_for_presence():
     """"The left side" of "the cube on the left side" is always there: the presence test
     reads no anchor for it, as for "the cube on the left" (before, it read "has an anchor"
     and the anchor's s, and such queries were rejected more often)."""
-    config = _config(presence_weights=(1.0, 1.0, -30.0, -30.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    config = _config(presence_weights=(1.0, 1.0, -30.0, -30.0) + (0.0,) * 12)
     scores = _scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
     region = ParsedExpression('the cube on the left side', 'the cube', ('the left side',))
     plain = ParsedExpression('the cube on the left', 'the cube')
