@@ -56,8 +56,7 @@ class HybridGL:
                                      self.autocast_dtype)
         self.text = TextEncoder(clip_model, text_tokenizer(clip_model), config.text.cache_size,
                                 self.autocast_dtype)
-        self.parser = parser or SpacyParser(config.text.spacy_model,
-                                            reference_parity=config.reference)
+        self.parser = parser or SpacyParser.from_config(config)
         self.proposer = proposer
         self.sam_input_pixels = sam_input_pixels(proposer)
         self.clip_fingerprint = clip_fingerprint(clip_model)

