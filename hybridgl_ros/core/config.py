@@ -108,8 +108,9 @@ class TextConfig:
     """Text features cached by string (least recently used beyond this)."""
     spatial_synonyms: bool = True
     """Read other words for the spec's position and size words as those words ("leftmost" as
-    "left", "biggest" as "bigger", "upper"/"lower" as "top"/"bottom", "beneath" as "below";
-    default mode; README). The spec's triggers are exact tokens; parity mode keeps them so."""
+    "left", "biggest" as "bigger", "upper"/"lower" as "top"/"bottom", "beneath" as "below",
+    "large"/"tiny" as "big"/"small"; default mode; README). The spec's triggers are exact
+    tokens; parity mode keeps them so."""
 
 
 @dataclass(frozen=True)

@@ -66,14 +66,18 @@ DIRECTION_TRIGGERS: dict[str, tuple[str, ...]] = {
 
 #: Default mode: other words for the spec's position and size words, read as those words
 #: (``text.spatial_synonyms``). The spec's tables (§7.1, §9) trigger on exact tokens only, so
-#: "the leftmost cube" or "the biggest ball" would get no position or size guidance at all.
+#: "the leftmost cube" or "the biggest ball" would get no position or size guidance at all;
+#: "large", "tiny" are read as the size words a scene's captions use ("big", "small").
 SPATIAL_SYNONYMS: dict[str, str] = {
     'leftmost': 'left', 'rightmost': 'right',
     'upper': 'top', 'uppermost': 'top', 'topmost': 'top', 'highest': 'top', 'higher': 'top',
     'lower': 'bottom', 'lowest': 'bottom', 'bottommost': 'bottom',
     'biggest': 'bigger', 'largest': 'larger', 'smallest': 'smaller', 'tiniest': 'tinier',
+    'large': 'big', 'huge': 'big', 'little': 'small', 'tiny': 'small',
     'beneath': 'below', 'underneath': 'below',
 }
+#: Words not read as their synonym after these ("a little to the left" is no size).
+_NOT_AFTER = {'little': ('a',)}
 
 
 def _by_token(table: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
@@ -146,9 +150,13 @@ def normalize(tokenizer: Any, text: str, reference_parity: bool = False) -> str:
 
 
 def read_synonyms(normalized: str) -> str:
-    """T' with every word of :data:`SPATIAL_SYNONYMS` replaced by the spec's word it stands
-    for ("the leftmost cube" -> "the left cube"); other words unchanged."""
-    return ' '.join(SPATIAL_SYNONYMS.get(word, word) for word in normalized.split(' '))
+    """T' with every word of :data:`SPATIAL_SYNONYMS` replaced by the word it stands for
+    ("the leftmost cube" -> "the left cube", "the large ball" -> "the big ball"; "a little"
+    stays); other words unchanged."""
+    words = normalized.split(' ')
+    return ' '.join(
+        word if word not in SPATIAL_SYNONYMS or (k and words[k - 1] in _NOT_AFTER.get(word, ()))
+        else SPATIAL_SYNONYMS[word] for k, word in enumerate(words))
 
 
 def earliest_head_match(doc: 'Doc', triggers: Mapping[str, str]) -> str:

@@ -254,6 +254,10 @@ def test_the_look_alikes_of_a_query_are_named_by_its_phrase_without_size_or_posi
     ('the smallest triangle', 'the smaller triangle', 'small', 'none'),
     ('the star beneath the blue cube', 'the star below the blue cube', 'down', 'none'),
     ('the star underneath the blue cube', 'the star below the blue cube', 'down', 'none'),
+    ('the large red ball', 'the big red ball', 'none', 'none'),
+    ('the tiny star', 'the small star', 'none', 'none'),
+    ('the little ring a little left of the cube', 'the small ring a little left of the cube',
+     'left', 'left'),
 ])
 def test_default_mode_reads_other_position_and_size_words_as_the_specs(
         default_parser, parity_parser, sentence, normalized, relation, direction):
