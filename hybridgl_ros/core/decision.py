@@ -212,8 +212,12 @@ def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool,
                    closer: str = '') -> str:
     """"no 'elephant' in view", "no 'cube' left of 'the blue ball' in view", or with
     ``closer`` (a contrast phrase that fits the best mask better) "no 'red cube' in view (the
-    closest looks more like 'red ball')"."""
-    head = _bare(parse.head_phrase)
+    closest looks more like 'red ball')". The target is named by its look, without its size
+    or position words ("no 'cube' in view" for "the left cube": those words pick among
+    look-alikes, and an absent answer means the look is not there)."""
+    from hybridgl_ros.core.scoring import look_phrase
+
+    head = _bare(look_phrase(parse))
     if relation_fails and parse.other_phrases and relation in RELATION_PHRASES:
         return (f"no '{head}' {RELATION_PHRASES[relation]} "
                 f"'{_bare(parse.other_phrases[0])}' in view")

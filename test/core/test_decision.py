@@ -187,6 +187,12 @@ def test_absent_message_drops_the_determiner_and_names_the_relation():
     # a failed relation says so, whatever the contrasts
     assert absent_message(parse, 'left', True, 'the ball') == (
         "no 'cube' left of 'blue ball' in view")
+    # the look, without the size and position words that pick among look-alikes
+    for text in ('the left cube', 'the bigger red cube'):
+        head = text[4:]
+        look = ' '.join(w for w in head.split() if w not in ('left', 'bigger'))
+        assert absent_message(ParsedExpression(text, text), 'none', False) == (
+            f"no '{look}' in view")
 
 
 def test_the_fingerprint_tells_weights_apart(tiny_clip):
