@@ -78,6 +78,9 @@ SPATIAL_SYNONYMS: dict[str, str] = {
 }
 #: Words not read as their synonym after these ("a little to the left" is no size).
 _NOT_AFTER = {'little': ('a',)}
+#: Comparatives that with "than" name a relation: "the ball higher than the cube" is "the ball
+#: above the cube" (as "higher" alone, "top", it would be read as part of the target phrase).
+_WITH_THAN = {'higher': 'above', 'lower': 'below'}
 
 
 def _by_token(table: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
@@ -152,11 +155,19 @@ def normalize(tokenizer: Any, text: str, reference_parity: bool = False) -> str:
 def read_synonyms(normalized: str) -> str:
     """T' with every word of :data:`SPATIAL_SYNONYMS` replaced by the word it stands for
     ("the leftmost cube" -> "the left cube", "the large ball" -> "the big ball"; "a little"
-    stays); other words unchanged."""
-    words = normalized.split(' ')
-    return ' '.join(
-        word if word not in SPATIAL_SYNONYMS or (k and words[k - 1] in _NOT_AFTER.get(word, ()))
-        else SPATIAL_SYNONYMS[word] for k, word in enumerate(words))
+    stays; "higher than" -> "above", "lower than" -> "below"); other words unchanged."""
+    words, out = normalized.split(' '), []
+    for k, word in enumerate(words):
+        after = words[k + 1] if k + 1 < len(words) else ''
+        if word == 'than' and out and k and words[k - 1] in _WITH_THAN:
+            continue
+        if word in _WITH_THAN and after == 'than':
+            out.append(_WITH_THAN[word])
+        elif word in SPATIAL_SYNONYMS and not (k and words[k - 1] in _NOT_AFTER.get(word, ())):
+            out.append(SPATIAL_SYNONYMS[word])
+        else:
+            out.append(word)
+    return ' '.join(out)
 
 
 def earliest_head_match(doc: 'Doc', triggers: Mapping[str, str]) -> str:
