@@ -17,15 +17,12 @@ import numpy as np
 from hybridgl_ros.demo.expressions import KINDS, MULTI_TARGET_KINDS, NO_TARGET_KINDS
 from hybridgl_ros.demo.gref_expressions import general_expressions
 from hybridgl_ros.demo.scenes import make_scene
+from hybridgl_ros.eval.grounding import spatial_word
 
 #: Scene series for end-to-end checks (never used in training).
 END_TO_END_SEED = 3001
 IOU_HIT = 0.5
 ALL_KINDS = KINDS + NO_TARGET_KINDS + MULTI_TARGET_KINDS
-#: Spatial words of the expressions, reported separately for the spatial-only kind.
-SPATIAL_WORDS = {'left': 'left', 'right': 'right', 'top': 'top', 'bottom': 'bottom',
-                 'bigger': 'bigger', 'larger': 'bigger', 'smaller': 'smaller',
-                 'tinier': 'smaller'}
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,12 +76,6 @@ def _row(kind: str, sentence: str, result, frame, truth: list[np.ndarray]) -> di
     right = (not result.found) if not truth else (result.found and best(result.mask) >= IOU_HIT)
     return {'kind': kind, 'word': spatial_word(sentence), 'right': bool(right), 'pure': pure,
             'found': bool(result.found), 'ambiguous': bool(result.ambiguous)}
-
-
-def spatial_word(sentence: str) -> str:
-    """The spatial word of a sentence as a group (left/right/top/bottom/bigger/smaller), or ''."""
-    words = [SPATIAL_WORDS[w] for w in sentence.split() if w in SPATIAL_WORDS]
-    return words[0] if words else ''
 
 
 def _summary(rows: list[dict]) -> dict:

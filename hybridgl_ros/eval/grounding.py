@@ -25,15 +25,19 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from hybridgl_ros.core.text import SPATIAL_SYNONYMS
 from hybridgl_ros.eval.datasets import Query, decode_segmentation
 from hybridgl_ros.eval.metrics import intersection_union, iou
 
 IOU_HIT = 0.5
 CALIBRATION_BINS = 10
-#: Spatial words of the generated expressions, grouped (the issue's six).
+#: Spatial words of the generated expressions, grouped (the issue's six), and the other words
+#: the default mode reads as them ("leftmost" as "left", "biggest" as "bigger": text.py).
 SPATIAL_WORDS = {'left': 'left', 'right': 'right', 'top': 'top', 'bottom': 'bottom',
                  'bigger': 'bigger', 'larger': 'bigger', 'smaller': 'smaller',
                  'tinier': 'smaller'}
+SPATIAL_WORDS.update({word: SPATIAL_WORDS[base] for word, base in SPATIAL_SYNONYMS.items()
+                      if base in SPATIAL_WORDS})
 
 
 #: Decision signals kept in the records (what ``hybridgl calibrate`` fits on).

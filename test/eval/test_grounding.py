@@ -62,6 +62,12 @@ def test_right_per_kind_and_spatial_word():
     assert metrics['by_kind']['attribute']['queries'] == 3
     assert metrics['by_spatial_word'] == {
         'smaller': {'queries': 2, 'right': 0.5, 'found': 1.0, 'ambiguous': 0.0}}
+    # the other words the default mode reads as the six count with them
+    more = [_record(True, best_iou=0.9, kind='spatial', text=text)
+            for text in ('the leftmost cube', 'the smallest cube', 'the lower ring')]
+    words = grounding_metrics(records + more)['by_spatial_word']
+    assert (words['left']['queries'], words['smaller']['queries'],
+            words['bottom']['queries']) == (1, 3, 1)
 
 
 def test_ece_of_perfectly_calibrated_bins_is_zero():
