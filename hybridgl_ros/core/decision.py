@@ -13,7 +13,7 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    relation fails, standout, word standout, colour contrast, object contrast, names a
    contrast colour, names a contrast object, and best s, standout and word standout again
    for a phrase naming a contrast colour and for an anchored expression: each phrase form its
-   own slopes, :func:`_with_form_slopes`), s = 100·cos(v_n, t) as in spec §6, the anchor's
+   own slopes, :func:`_form_slopes`), s = 100·cos(v_n, t) as in spec §6, the anchor's
    s with u (an anchor: an other noun phrase that is not a part of the picture — "the left
    side" of "the cube on the left side" is always there), standout = best s − the mean s of
    the image's other masks (a target that is there stands out from the rest of its image),
@@ -62,6 +62,7 @@ import torch.nn.functional as F
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
 from hybridgl_ros.core.geometry import interior_point, mask_centroid
+from hybridgl_ros.core.scoring import look_phrase
 from hybridgl_ros.core.types import (
     Alternative, ParsedExpression, Segmentation, json_number)
 
@@ -173,8 +174,11 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     words = _word_standouts(v, text, config.text.logit_scale)
     look_top, look_standout = _look_presence(scores.class_similarities, view)
     contrasts, closer = _contrasts(v, text, config.text.logit_scale)
-    presence_x = _with_form_slopes([look_top, anchor_s, float(anchored), float(fails),
-                                    look_standout, _of(words, choice), *contrasts])
+    word_standout = _of(words, choice)
+    presence_x = [look_top, anchor_s, float(anchored), float(fails), look_standout,
+                  word_standout, *contrasts,
+                  *_form_slopes((look_top, look_standout, word_standout),
+                                names_colour=contrasts[2], anchored=float(anchored))]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
@@ -215,8 +219,6 @@ def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool,
     closest looks more like 'red ball')". The target is named by its look, without its size
     or position words ("no 'cube' in view" for "the left cube": those words pick among
     look-alikes, and an absent answer means the look is not there)."""
-    from hybridgl_ros.core.scoring import look_phrase
-
     head = _bare(look_phrase(parse))
     if relation_fails and parse.other_phrases and relation in RELATION_PHRASES:
         return (f"no '{head}' {RELATION_PHRASES[relation]} "
@@ -247,16 +249,16 @@ def _logistic(weights, bias: float, x, calibrated: bool) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
-def _with_form_slopes(x: list[float]) -> list[float]:
-    """``x`` (the ten signals of P(present)) followed by best s, standout and word standout
-    again where the phrase names a contrast colour (else 0), then where the expression has an
-    anchor (else 0): each of the two phrase forms gets its own slopes on the three levels.
+def _form_slopes(levels: tuple[float, float, float], names_colour: float,
+                 anchored: float) -> list[float]:
+    """The last six signals of P(present): ``levels`` (best s, standout, word standout) again
+    where the phrase names a contrast colour (else 0), then where the expression has an
+    anchor (else 0), so each of the two phrase forms gets its own slopes on the three levels.
     The levels say different things per form: a no-target anchored expression is a relation
     that holds for nothing, its target look on the table (its best s about that of a present
     one), while a no-target phrase without an anchor names a look that is not there; one
     slope for every form weighs s as much where it says little as where it says much."""
-    levels = (x[0], x[4], x[5])
-    return [*x, *(v * x[8] for v in levels), *(v * x[2] for v in levels)]
+    return [*(v * names_colour for v in levels), *(v * anchored for v in levels)]
 
 
 def _look_presence(s_class: torch.Tensor | None, view) -> tuple[float, float]:

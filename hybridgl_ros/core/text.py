@@ -158,12 +158,13 @@ def read_synonyms(normalized: str) -> str:
     stays; "higher than" -> "above", "lower than" -> "below"); other words unchanged."""
     words, out = normalized.split(' '), []
     for k, word in enumerate(words):
+        before = words[k - 1] if k else ''
         after = words[k + 1] if k + 1 < len(words) else ''
-        if word == 'than' and out and k and words[k - 1] in _WITH_THAN:
-            continue
+        if word == 'than' and before in _WITH_THAN:
+            continue                      # read with the comparative before it
         if word in _WITH_THAN and after == 'than':
             out.append(_WITH_THAN[word])
-        elif word in SPATIAL_SYNONYMS and not (k and words[k - 1] in _NOT_AFTER.get(word, ())):
+        elif word in SPATIAL_SYNONYMS and before not in _NOT_AFTER.get(word, ()):
             out.append(SPATIAL_SYNONYMS[word])
         else:
             out.append(word)
