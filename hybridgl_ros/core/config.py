@@ -136,6 +136,10 @@ class GuidanceConfig:
     positions_by_class: bool = True
     """left/right/top/bottom without an anchor phrase: R among the candidates, partners
     weighted by the head phrase without the position words (default mode; README)."""
+    direction_from_relation: bool = True
+    """A position relation word with no anchor ("the cube in front", "the ball at the back",
+    "the star behind") also sets the position ramp, as "at the bottom" does; the spec's
+    direction words (§9) hold no "front", "back", "behind" or "below" (default mode; README)."""
     lookalike_margin: float = 10.0
     """Judged among look-alikes, a position word compares every mask whose s for the head phrase
     without the position words is within this (logits) of the best, at most partner_count, in

@@ -71,14 +71,20 @@ def plan_guidance(parsed: ParsedExpression, config: GuidanceConfig,
     """
     relation = parsed.relation if config.use_relation else 'none'
     direction = parsed.direction if config.use_position else 'none'
+    lookalike = 'none' if reference_parity else lookalike_relation(
+        parsed, relation, direction, config)
+    if (config.direction_from_relation and config.use_position and direction == 'none'
+            and lookalike in POSITION_RELATIONS):
+        # "the cube in front", "the ball at the back": a position relation word with no anchor
+        # names a place in the picture as "the cube at the bottom" does (default mode).
+        direction = lookalike
     return GuidancePlan(
         relation=relation,
         direction=direction,
         vertical_ramps=config.vertical_ramps and not reference_parity,
         use_coherence=config.use_coherence,
         beta=beta_for(relation, config),
-        lookalike_relation='none' if reference_parity else lookalike_relation(
-            parsed, relation, direction, config))
+        lookalike_relation=lookalike)
 
 
 def lookalike_relation(parsed: ParsedExpression, relation: str, direction: str,

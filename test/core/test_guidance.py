@@ -365,6 +365,29 @@ def test_the_switches_turn_look_alike_judging_off_per_kind():
     assert plan_guidance(left, comparatives_off).lookalike_relation == 'left'
 
 
+@pytest.mark.parametrize('parsed, expected', [
+    # a position relation word and no anchor: the ramp follows it
+    (ParsedExpression('the cube in front', 'the cube', relation='down'), 'down'),
+    (ParsedExpression('the ball at the back', 'the ball', ('the back',), relation='up'), 'up'),
+    (ParsedExpression('the star behind', 'the star', relation='up'), 'up'),
+    # a direction word of its own is kept
+    (ParsedExpression('the top star', 'the top star', relation='up', direction='up'), 'up'),
+    # an anchor: the relation is to the anchor, not a place in the picture
+    (ParsedExpression('the cube in front of the ball', 'the cube', ('the ball',),
+                      relation='down'), 'none'),
+    # a size word is no place
+    (ParsedExpression('the smaller ball', 'the smaller ball', relation='small'), 'none'),
+])
+def test_a_position_relation_without_an_anchor_sets_the_ramp(parsed, expected):
+    assert plan_guidance(parsed, GuidanceConfig()).direction == expected
+    # the spec's direction words only: in parity mode, with the switch off, or without position
+    for config, parity in ((GuidanceConfig(), True),
+                           (GuidanceConfig(direction_from_relation=False), False),
+                           (GuidanceConfig(use_position=False), False)):
+        expected_off = parsed.direction if config.use_position else 'none'
+        assert plan_guidance(parsed, config, reference_parity=parity).direction == expected_off
+
+
 def test_position_among_look_alikes_picks_the_twin_the_word_says():
     from hybridgl_ros.core.guidance import comparative_totals
 

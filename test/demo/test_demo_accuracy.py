@@ -6,6 +6,7 @@ spatial-only queries also per spatial word. Runs with the demo's settings
 ``hybridgl demo`` does. Asserted: >= 80% of attribute queries and >= 90% of the spatial-only
 queries worded as the issue lists them (look-alikes told apart by left/right/top/bottom/bigger).
 """
+import re
 from dataclasses import replace
 
 import pytest
@@ -47,11 +48,11 @@ def _demo_and_variant(name: str, section: str, **changes) -> dict:
             name: HybridGL.from_models(variant, clip, sam)}
 
 
-def _held_out_queries(pipeline, kinds):
+def _held_out_queries(pipeline, kinds, styles=('shaded',)):
     """(frame, sentence, target mask) of the held-out scenes' single-target expressions of
     ``kinds``, each frame prepared once by ``pipeline``."""
-    for index in range(_SCENES):
-        scene = make_scene(END_TO_END_SEED, index, 'shaded')
+    for style, index in ((style, index) for style in styles for index in range(_SCENES)):
+        scene = make_scene(END_TO_END_SEED, index, style)
         frame = pipeline.prepare(scene.image_rgb)
         for ref in general_expressions(scene.objects, END_TO_END_SEED, index):
             if ref.kind in kinds and len(ref.targets) == 1:
@@ -77,6 +78,34 @@ def test_position_words_are_judged_among_look_alikes(capsys):
     assert total >= 40
     assert hits['on'] > hits['off']
     assert hits['on'] >= 0.75 * total
+
+
+def test_a_position_relation_word_without_an_anchor_sets_the_ramp(capsys):
+    """``guidance.direction_from_relation`` (README "In front, at the back"): "the cube in
+    front", "the star at the back" name a place in the picture as "at the bottom" does; with
+    the spec's direction words only they got no ramp, and S preferred the bigger look-alike."""
+    pipelines = _demo_and_variant('off', 'guidance', direction_from_relation=False)
+    hits, total = {'on': 0, 'off': 0}, 0
+    for frame, sentence, truth in _held_out_queries(pipelines['on'], ('position', 'spatial'),
+                                                    ('shaded', 'flat')):
+        # the generator's templates say a place both ways ("at the bottom", "in front"): the
+        # spec's words said as a position relation word
+        place = re.fullmatch(r'(the \w+(?: \w+)?) at the (top|bottom)|the (top|bottom) (.+)',
+                             sentence)
+        if place is None:
+            continue
+        phrase = place[1] or f'the {place[4]}'
+        sentence = phrase + (' at the back' if 'top' in (place[2], place[3]) else ' in front')
+        total += 1
+        for name, pipeline in pipelines.items():
+            result = pipeline.query(frame, sentence)
+            hits[name] += bool(result.found and mask_iou(result.mask, truth) >= IOU_HIT)
+    with capsys.disabled():
+        print(f"\n'in front' / 'at the back', {total} on {_SCENES} scenes x 2 styles: "
+              f"direction_from_relation off {hits['off'] / total:.3f} -> on "
+              f"{hits['on'] / total:.3f}")
+    assert total >= 10
+    assert hits['on'] > hits['off']
 
 
 def test_a_position_word_compares_the_look_alikes_not_the_top_three():
