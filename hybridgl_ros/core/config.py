@@ -132,7 +132,12 @@ class GuidanceConfig:
     code had them off, parity mode keeps them off."""
     comparatives_by_class: bool = True
     """bigger/smaller without another phrase: weigh partners by the phrase without the
-    comparative, S on the candidates' common background (default mode; README)."""
+    comparative, S on the look-alikes' common background and the same for each of them
+    (default mode; README)."""
+    size_lookalike_margin: float = 20.0
+    """A size comparative's look-alikes: the candidates whose s for the phrase without the size
+    word is within this (logits) of the best one's; S is pooled over them when two or more
+    (the demo CLIP scores a small twin up to ~18 logits below its big one; README)."""
     positions_by_class: bool = True
     """left/right/top/bottom without an anchor phrase: R among the candidates, partners
     weighted by the head phrase without the position words (default mode; README)."""

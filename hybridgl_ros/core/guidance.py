@@ -160,6 +160,35 @@ def lookalike_candidates(s_class: torch.Tensor, p: torch.Tensor, margin: float, 
     return near[select_candidates(p[near], max(2, int(limit)))]
 
 
+def lookalikes_among(s_class: torch.Tensor, candidates: torch.Tensor,
+                     margin: float) -> torch.Tensor:
+    """The candidates whose s^c (the phrase without the size word) is within ``margin`` of the
+    best candidate's: the look-alikes a size comparative compares ("the smaller ball": the
+    balls, not a third candidate the CLIP barely takes for one, such as the mask of the table
+    around them). May be fewer than two: then there is nothing to compare."""
+    return candidates[s_class[candidates] >= s_class[candidates].max() - margin]
+
+
+def pooled_among(spatial: torch.Tensor, lookalikes: torch.Tensor) -> torch.Tensor:
+    """S with every look-alike's value replaced by their mean (size comparatives, default mode).
+
+    The coherence map holds no size: for "the smaller ball" it is as bright on both balls or
+    brighter on the bigger one, and with γ = 0.6 a difference in S outweighs the whole range
+    of softmax(R), where the size is judged. Pooled, S still weighs the look-alikes against the
+    other candidates, and R alone tells the look-alikes apart.
+
+    Args:
+        spatial: (N,) S of every mask.
+        lookalikes: (L,) mask indices (:func:`lookalikes_among`); fewer than two: S unchanged
+            (with one look-alike, S is what tells it from the other candidates).
+    """
+    if len(lookalikes) < 2:
+        return spatial
+    pooled = spatial.clone()
+    pooled[lookalikes] = spatial[lookalikes].mean()
+    return pooled
+
+
 def relation_scores(relation: str, p: torch.Tensor, candidates: torch.Tensor,
                     boxes_xywh: Any, q: torch.Tensor | None = None,
                     partner_count: int = 6) -> torch.Tensor:

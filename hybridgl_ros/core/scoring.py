@@ -235,7 +235,7 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     plan = g.plan_guidance(parse, cfg, config.reference)
     candidates = g.select_candidates(p, cfg.candidate_count)
     boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32, device=p.device)
-    background = s_class = None
+    background = s_class = lookalikes = None
     if text.comparison is not None and plan.lookalike_relation != 'none':
         s_class = _similarities(frame.mask_features, text.comparison, config.text.logit_scale)
         p_class = torch.softmax(s_class, dim=0)
@@ -244,7 +244,9 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
                                                 cfg.partner_count, candidates)
         relation = g.comparative_totals(plan.lookalike_relation, p, p_class, candidates, boxes)
         if plan.size_comparative:
-            background = g.common_background(frame.mask_tensor, candidates)
+            lookalikes = g.lookalikes_among(s_class, candidates, cfg.size_lookalike_margin)
+            background = g.common_background(
+                frame.mask_tensor, lookalikes if len(lookalikes) >= 2 else candidates)
     else:
         relation = g.relation_totals(plan.relation, p, candidates, boxes, q=q,
                                      partner_count=cfg.partner_count)
@@ -258,6 +260,8 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     ramp = g.position_ramp(plan.direction, height, width, plan.vertical_ramps, p.device)
     weights = g.guidance_map(coherence, ramp)
     spatial = g.spatial_scores(weights, frame.mask_tensor, plan.beta, background)
+    if lookalikes is not None:
+        spatial = g.pooled_among(spatial, lookalikes)
     final = g.final_scores(relation_probs, spatial[candidates], cfg.spatial_weight)
     return QueryScores(plan, s, p, q, candidates, relation, relation_probs, coherence_input,
                        coherence, ramp, weights, spatial, final, s_class)

@@ -327,6 +327,42 @@ def test_common_background_makes_s_blind_to_size_when_the_map_is_equal():
     assert common[0] == pytest.approx(common[1])
 
 
+def test_the_look_alikes_of_a_size_comparative_leave_out_what_barely_fits_the_class():
+    from hybridgl_ros.core.guidance import lookalikes_among
+
+    # held-out isometric 6001, image 29, "the smaller purple ball": s^c of "the purple ball"
+    # for the big ball, the small ball and the mask of the table around them
+    s_class = torch.tensor([46.3, 33.0, -4.5])
+    candidates = torch.tensor([1, 0, 2])
+    assert lookalikes_among(s_class, candidates, 20.0).tolist() == [1, 0]
+    assert lookalikes_among(s_class, candidates, 10.0).tolist() == [0]
+    # held-out varied 6001, image 30, "the bigger orange star": SAM left the small star
+    # without a mask; the table's mask (-9.0) is no look-alike of the big star (46.3)
+    assert lookalikes_among(torch.tensor([-24.5, 46.3, -9.0]), torch.tensor([1, 2, 0]),
+                            20.0).tolist() == [1]
+
+
+def test_pooled_s_leaves_the_size_to_r():
+    from hybridgl_ros.core.guidance import common_background, pooled_among
+
+    masks = torch.zeros((3, 40, 80))
+    masks[0, 5:15, 5:15] = 1            # small twin
+    masks[1, 5:35, 40:70] = 1           # big twin
+    masks[2, 36:40, 0:80] = 1           # something else
+    weights = 0.1 + 0.5 * masks[0] + 2.0 * masks[1]  # the map brighter on the big twin
+    twins = torch.tensor([0, 1])
+    spatial = spatial_scores(weights, masks, 1.5, common_background(masks, twins))
+    assert spatial[1] > spatial[0] + 0.5    # more than softmax(R) can make up at γ = 0.6
+    pooled = pooled_among(spatial, twins)
+    assert pooled[0] == pooled[1] == pytest.approx(float(spatial[:2].mean()))
+    assert pooled[2] == spatial[2]
+    # R prefers the small twin: F now does too
+    final = final_scores(torch.tensor([0.9, 0.05, 0.05]), pooled, 0.6)
+    assert int(final.argmax()) == 0
+    assert int(final_scores(torch.tensor([0.9, 0.05, 0.05]), spatial, 0.6).argmax()) == 1
+    assert pooled_among(spatial, torch.tensor([1])) is spatial
+
+
 @pytest.mark.parametrize('parsed, expected', [
     (ParsedExpression('the cube on the left', 'the cube', relation='left', direction='left'),
      'left'),
