@@ -20,13 +20,21 @@ PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 ON_LOST = ('report', 'redetect')
 
 
+#: Spec §3's prompt grid side (parity mode) and the default mode's (README "A denser prompt grid").
+SPEC_POINTS_PER_SIDE = 8
+DEFAULT_MODE_POINTS_PER_SIDE = 12
+
+
 @dataclass(frozen=True)
 class ProposalConfig:
     """SAM automatic mask generation (spec §3) and the working resolution of the method.
 
     The generator's field names follow segment_anything's SamAutomaticMaskGenerator."""
 
-    points_per_side: int = 8
+    points_per_side: int = 0
+    """SAM's prompt grid, points per image side (squared in all). 0 = the mode's: 12 in the
+    default mode (SAM found too few of the objects ~1/9 of the image wide with 8; README
+    "A denser prompt grid"), the spec's 8 in parity mode."""
     points_per_batch: int = 16
     """SAM prompts decoded together: bounds memory (64: 1.8 GB at the peak, 16: 0.5 GB), not the
     result (16 and 64 give bit-identical masks on the CPU measured)."""
@@ -45,10 +53,23 @@ class ProposalConfig:
     """Default mode: a mask in two or more pieces after the small-region clean-up (two
     objects SAM returned as one) is not a proposal. Parity mode keeps every mask."""
 
+    def grid_side(self, reference: bool) -> int:
+        """The prompt grid's side in a mode: ``points_per_side``, or the mode's when 0."""
+        if self.points_per_side:
+            return self.points_per_side
+        return SPEC_POINTS_PER_SIDE if reference else DEFAULT_MODE_POINTS_PER_SIDE
+
+    def for_mode(self, reference: bool) -> 'ProposalConfig':
+        """These settings with the prompt grid's side resolved for the mode."""
+        return replace(self, points_per_side=self.grid_side(reference))
+
     def generator_settings(self) -> dict[str, Any]:
-        """The fields that are arguments of segment_anything's SamAutomaticMaskGenerator."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ('max_working_pixels', 'drop_split_masks')}
+        """The fields that are arguments of segment_anything's SamAutomaticMaskGenerator (a
+        grid side of 0 as the default mode's; :meth:`for_mode` resolves it for a mode)."""
+        settings = {f.name: getattr(self, f.name) for f in fields(self)
+                    if f.name not in ('max_working_pixels', 'drop_split_masks')}
+        settings['points_per_side'] = self.grid_side(reference=False)
+        return settings
 
 
 #: SAM's dense recipe, used for PhraseCut (spec §3).
@@ -166,27 +187,27 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.7073
+    presence_threshold: float = 0.719
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
     each style of the tuning series)."""
-    presence_weights: tuple[float, ...] = (0.169757, 0.111097, -2.342881, -5.077737,
-                                           -0.031367, 0.018057, 0.040022, 0.053442,
-                                           -0.300233, 0.0, -0.006614, 0.042339, 0.011693,
-                                           -0.105229, 0.017544, 0.006847)
+    presence_weights: tuple[float, ...] = (0.196573, 0.129053, -2.544804, -5.558436,
+                                           -0.040661, 0.027536, 0.035504, 0.052502,
+                                           -0.699835, 0.0, 0.017077, 0.038451, 0.017458,
+                                           -0.108622, 0.011819, -0.00649)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor)."""
-    presence_bias: float = -5.892316
+    presence_bias: float = -7.002629
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.223354, -0.093175, -0.120189, 2.146118, 0.0, -0.087422, 0.089055)
+        0.204625, -0.085247, 0.070887, 2.038656, 0.0, -0.088272, 0.091418)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -9.422423
+    confidence_bias: float = -8.59626
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 17.3
+    ambiguity_margin: float = 15.4
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""
@@ -304,6 +325,9 @@ class HybridGLConfig:
             raise ConfigError('features.mask_batch_size must be >= 1')
         if not 0.0 <= self.decision.presence_threshold <= 1.0:
             raise ConfigError('decision.presence_threshold must be in [0, 1]')
+        if self.proposals.points_per_side < 0:
+            raise ConfigError('proposals.points_per_side must be >= 1, or 0 for the mode\'s '
+                              f'(12, parity mode 8), not {self.proposals.points_per_side}')
         if self.proposals.max_working_pixels < -1 or 0 < self.proposals.max_working_pixels < 4096:
             raise ConfigError('proposals.max_working_pixels must be -1 (SAM\'s input area), 0 '
                               f'(off) or at least 4096 (64x64), not '

@@ -40,7 +40,7 @@ class BoundedMaskGenerator:
 
     Args:
         sam: a segment_anything ``Sam`` on its device, eval mode.
-        config: the generator's settings (spec §3).
+        config: the generator's settings (spec §3; a grid side of 0 is the default mode's).
         encoder_dtype: autocast dtype for the image encoder only (its output is cast back to
             float32), or None for float32. The prompt path always runs in float32: its scores
             are compared with thresholds.
@@ -55,7 +55,8 @@ class BoundedMaskGenerator:
         self.encoder_dtype = encoder_dtype
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self.point_grids = build_all_layer_point_grids(
-            config.points_per_side, config.crop_n_layers, config.crop_n_points_downscale_factor)
+            config.grid_side(reference=False), config.crop_n_layers,
+            config.crop_n_points_downscale_factor)
 
     @property
     def device(self) -> torch.device:

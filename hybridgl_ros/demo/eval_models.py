@@ -31,7 +31,8 @@ def best_ious(proposals: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return (inter / np.maximum(union, 1.0)).max(axis=1)
 
 
-def evaluate_sam(sam, seed: int, count: int, config: ProposalConfig = ProposalConfig(),
+def evaluate_sam(sam, seed: int, count: int,
+                 config: ProposalConfig = ProposalConfig().for_mode(reference=True),
                  style: str = 'shaded', object_scale: float = 1.0) -> dict:
     """Proposal recall of the stock ``SamAutomaticMaskGenerator`` (spec §3 settings) and the
     one-point mask IoU (a point at each object's most interior pixel), on ``count`` scenes of a

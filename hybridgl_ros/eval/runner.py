@@ -333,7 +333,11 @@ class _Loop:
             order, item, query, status='ok', inter=inter, union=union, inter_pure=inter_pure,
             union_pure=union_pure, gt_area=int(gt.sum()), found=bool(seg.found),
             index=int(seg.index), pure_index=int(seg.pure_index), proposals=int(len(masks)),
-            relation=seg.parse.relation, direction=seg.parse.direction, query_ms=query_ms,
+            relation=seg.parse.relation, query_ms=query_ms,
+            # the direction that drove the ramp: a direction word, or (default mode) a
+            # position relation word without an anchor ("the cube in front")
+            direction=(seg.explanation.direction if seg.explanation is not None
+                       else seg.parse.direction),
             **answer_fields(seg, query, targets, masks, (inter_set, union_set)))
 
 

@@ -29,7 +29,6 @@ RELIABILITIES = ('best_effort', 'reliable')
 #: docstring there, when added, takes precedence).
 _FALLBACK_DESCRIPTIONS = {
     'parity': "default | reference: 'reference' reproduces the authors' released code (spec §12)",
-    'proposals.points_per_side': 'SAM prompt grid: points per image side (squared in all)',
     'proposals.points_per_batch': 'SAM prompts decoded together (memory, not the result)',
     'proposals.pred_iou_thresh': "Keep SAM masks whose predicted IoU is at least this",
     'proposals.stability_score_thresh': 'Keep SAM masks whose stability score is at least this',

@@ -7,7 +7,7 @@ from hybridgl_ros.core.errors import ConfigError
 
 def test_defaults_are_the_spec_values():
     c = HybridGLConfig()
-    assert (c.proposals.points_per_side, c.proposals.pred_iou_thresh,
+    assert (c.proposals.grid_side(reference=True), c.proposals.pred_iou_thresh,
             c.proposals.stability_score_thresh, c.proposals.box_nms_thresh,
             c.proposals.min_mask_region_area) == (8, 0.7, 0.7, 0.7, 800)
     assert (c.features.mode, c.features.fusion_weight, c.features.blur_kernel_px,
@@ -17,6 +17,20 @@ def test_defaults_are_the_spec_values():
                                                                               1.95, 1.5)
     assert c.guidance.vertical_ramps and c.parity == 'default'
     assert PHRASECUT_PROPOSALS.points_per_side == 64 and PHRASECUT_PROPOSALS.crop_n_layers == 1
+
+
+def test_the_prompt_grid_is_the_modes_unless_set():
+    """0: the spec's 8 in parity mode, 12 in the default mode (README "A denser prompt
+    grid"); a value set is used in both."""
+    c = HybridGLConfig()
+    assert c.proposals.points_per_side == 0
+    assert c.proposals.for_mode(reference=True).points_per_side == 8
+    assert c.proposals.for_mode(reference=False).points_per_side == 12
+    assert c.proposals.generator_settings()['points_per_side'] == 12
+    set_16 = HybridGLConfig.from_flat({'proposals.points_per_side': 16}).proposals
+    assert set_16.grid_side(reference=True) == set_16.grid_side(reference=False) == 16
+    with pytest.raises(ConfigError, match='points_per_side'):
+        HybridGLConfig.from_flat({'proposals.points_per_side': -1})
 
 
 def test_flat_names_round_trip():

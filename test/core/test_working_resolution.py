@@ -162,3 +162,14 @@ def test_split_sam_masks_are_dropped_and_the_rest_restored_at_the_frames_size(de
     for k, i in enumerate(one_piece):
         assert np.array_equal(full_resolution_mask(kept, k, (512, 512)),
                               full_resolution_mask(every, i, (512, 512)))
+
+
+def test_the_pipeline_prompts_sam_with_the_modes_grid(demo_models, parser):
+    """``proposals.points_per_side`` 0: 12 × 12 prompts in the default mode, the spec's 8 × 8
+    in parity mode; a value set is used in both."""
+    def prompts(**flat):
+        return len(segmenter(demo_models, parser, **flat).proposer._generator.point_grids[0])
+
+    assert prompts() == 144
+    assert prompts(parity='reference') == 64
+    assert prompts(parity='reference', **{'proposals.points_per_side': 16}) == 256
