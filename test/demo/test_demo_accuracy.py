@@ -60,18 +60,27 @@ def _held_out_queries(pipeline, kinds, styles=('shaded',)):
                     yield frame, sentence, scene.masks[ref.targets[0]]
 
 
+def _right_per_pipeline(pipelines: dict, queries, unambiguous: bool = False
+                        ) -> tuple[dict, int]:
+    """How many of ``queries`` ((frame, sentence, target mask)) each pipeline answers right
+    (found, IoU >= 0.5, not flagged ambiguous when ``unambiguous``), and how many there are."""
+    hits, total = dict.fromkeys(pipelines, 0), 0
+    for frame, sentence, truth in queries:
+        total += 1
+        for name, pipeline in pipelines.items():
+            result = pipeline.query(frame, sentence)
+            hits[name] += bool(result.found and not (unambiguous and result.ambiguous)
+                               and mask_iou(result.mask, truth) >= IOU_HIT)
+    return hits, total
+
+
 def test_position_words_are_judged_among_look_alikes(capsys):
     """``guidance.positions_by_class`` (README "Position words among look-alikes"): "the cube
     on the left", "the bottom star" are answered right (found, not ambiguous, IoU >= 0.5) more
     often than with the spec's R, on the same frames and models."""
     pipelines = _demo_and_variant('off', 'guidance', positions_by_class=False)
-    hits, total = {'on': 0, 'off': 0}, 0
-    for frame, sentence, truth in _held_out_queries(pipelines['on'], ('position',)):
-        total += 1
-        for name, pipeline in pipelines.items():
-            result = pipeline.query(frame, sentence)
-            hits[name] += bool(result.found and not result.ambiguous
-                               and mask_iou(result.mask, truth) >= IOU_HIT)
+    hits, total = _right_per_pipeline(
+        pipelines, _held_out_queries(pipelines['on'], ('position',)), unambiguous=True)
     with capsys.disabled():
         print(f"\nposition expressions, {total} on {_SCENES} scenes: positions_by_class off "
               f"{hits['off'] / total:.3f} -> on {hits['on'] / total:.3f}")
@@ -85,21 +94,19 @@ def test_a_position_relation_word_without_an_anchor_sets_the_ramp(capsys):
     front", "the star at the back" name a place in the picture as "at the bottom" does; with
     the spec's direction words only they got no ramp, and S preferred the bigger look-alike."""
     pipelines = _demo_and_variant('off', 'guidance', direction_from_relation=False)
-    hits, total = {'on': 0, 'off': 0}, 0
-    for frame, sentence, truth in _held_out_queries(pipelines['on'], ('position', 'spatial'),
-                                                    ('shaded', 'flat')):
-        # the generator's templates say a place both ways ("at the bottom", "in front"): the
-        # spec's words said as a position relation word
-        place = re.fullmatch(r'(the \w+(?: \w+)?) at the (top|bottom)|the (top|bottom) (.+)',
-                             sentence)
-        if place is None:
-            continue
-        phrase = place[1] or f'the {place[4]}'
-        sentence = phrase + (' at the back' if 'top' in (place[2], place[3]) else ' in front')
-        total += 1
-        for name, pipeline in pipelines.items():
-            result = pipeline.query(frame, sentence)
-            hits[name] += bool(result.found and mask_iou(result.mask, truth) >= IOU_HIT)
+
+    def said_with_a_relation_word():
+        for frame, sentence, truth in _held_out_queries(
+                pipelines['on'], ('position', 'spatial'), ('shaded', 'flat')):
+            # the generator's templates say a place both ways ("at the bottom", "in front")
+            place = re.fullmatch(
+                r'(the \w+(?: \w+)?) at the (top|bottom)|the (top|bottom) (.+)', sentence)
+            if place is not None:
+                phrase = place[1] or f'the {place[4]}'
+                back = 'top' in (place[2], place[3])
+                yield frame, phrase + (' at the back' if back else ' in front'), truth
+
+    hits, total = _right_per_pipeline(pipelines, said_with_a_relation_word())
     with capsys.disabled():
         print(f"\n'in front' / 'at the back', {total} on {_SCENES} scenes x 2 styles: "
               f"direction_from_relation off {hits['off'] / total:.3f} -> on "
@@ -173,16 +180,14 @@ def test_other_words_for_position_and_size_are_read_as_the_specs(capsys):
     "the bigger purple star", "the bottom ring"; with the spec's exact triggers alone they get
     none and are answered about as if the word were not there."""
     pipelines = _demo_and_variant('off', 'text', spatial_synonyms=False)
-    hits, total = {'on': 0, 'off': 0}, 0
-    for frame, sentence, truth in _held_out_queries(pipelines['on'], ('position', 'spatial')):
-        words = sentence.split()
-        if len(words) < 3 or words[0] != 'the' or words[1] not in _SYNONYM_OF:
-            continue
-        said = ' '.join(['the', _SYNONYM_OF[words[1]], *words[2:]])
-        total += 1
-        for name, pipeline in pipelines.items():
-            result = pipeline.query(frame, said)
-            hits[name] += bool(result.found and mask_iou(result.mask, truth) >= IOU_HIT)
+
+    def said_with_other_words():
+        for frame, sentence, truth in _held_out_queries(pipelines['on'], ('position', 'spatial')):
+            words = sentence.split()
+            if len(words) >= 3 and words[0] == 'the' and words[1] in _SYNONYM_OF:
+                yield frame, ' '.join(['the', _SYNONYM_OF[words[1]], *words[2:]]), truth
+
+    hits, total = _right_per_pipeline(pipelines, said_with_other_words())
     with capsys.disabled():
         print(f"\nleftmost/rightmost/upper/lower/biggest/largest/smallest, {total} queries on "
               f"{_SCENES} scenes: spec's words only {hits['off'] / total:.3f} -> read as the "
