@@ -165,7 +165,8 @@ def lookalikes_among(s_class: torch.Tensor, candidates: torch.Tensor,
     """The candidates whose s^c (the phrase without the size word) is within ``margin`` of the
     best candidate's: the look-alikes a size comparative compares ("the smaller ball": the
     balls, not a third candidate the CLIP barely takes for one, such as the mask of the table
-    around them). May be fewer than two: then there is nothing to compare."""
+    around them). May be fewer than two: then there is nothing to compare, and the caller
+    neither pools S nor takes the common background outside them."""
     return candidates[s_class[candidates] >= s_class[candidates].max() - margin]
 
 
@@ -179,11 +180,9 @@ def pooled_among(spatial: torch.Tensor, lookalikes: torch.Tensor) -> torch.Tenso
 
     Args:
         spatial: (N,) S of every mask.
-        lookalikes: (L,) mask indices (:func:`lookalikes_among`); fewer than two: S unchanged
-            (with one look-alike, S is what tells it from the other candidates).
+        lookalikes: (L,) mask indices, two or more (:func:`lookalikes_among`; the caller
+            pools nothing when it finds one, as S is then what tells it from the others).
     """
-    if len(lookalikes) < 2:
-        return spatial
     pooled = spatial.clone()
     pooled[lookalikes] = spatial[lookalikes].mean()
     return pooled

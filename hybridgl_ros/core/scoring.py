@@ -244,9 +244,11 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
                                                 cfg.partner_count, candidates)
         relation = g.comparative_totals(plan.lookalike_relation, p, p_class, candidates, boxes)
         if plan.size_comparative:
-            lookalikes = g.lookalikes_among(s_class, candidates, cfg.size_lookalike_margin)
+            near = g.lookalikes_among(s_class, candidates, cfg.size_lookalike_margin)
+            # with one look-alike there is nothing to compare: S tells it from the others
+            lookalikes = near if len(near) >= 2 else None
             background = g.common_background(
-                frame.mask_tensor, lookalikes if len(lookalikes) >= 2 else candidates)
+                frame.mask_tensor, candidates if lookalikes is None else lookalikes)
     else:
         relation = g.relation_totals(plan.relation, p, candidates, boxes, q=q,
                                      partner_count=cfg.partner_count)

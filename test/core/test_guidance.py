@@ -360,7 +360,6 @@ def test_pooled_s_leaves_the_size_to_r():
     final = final_scores(torch.tensor([0.9, 0.05, 0.05]), pooled, 0.6)
     assert int(final.argmax()) == 0
     assert int(final_scores(torch.tensor([0.9, 0.05, 0.05]), spatial, 0.6).argmax()) == 1
-    assert pooled_among(spatial, torch.tensor([1])) is spatial
 
 
 @pytest.mark.parametrize('parsed, expected', [
