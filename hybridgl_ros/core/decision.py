@@ -195,7 +195,11 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     reject = cfg.reject_absent and not config.reference and (
         not text.names_known_word or unlikely)
     if reject:
-        message = (absent_message(parse, scores.plan.relation, fails, closer)
+        # the anchor fits its best mask worse than the target's look fits its: it is the
+        # likelier one missing ("the star below the yellow triangle" among stars); a target
+        # phrase the text encoder has no word of is missing whatever its s
+        anchor_missing = anchored and text.names_known_word and anchor_s < look_top
+        message = (absent_message(parse, scores.plan.relation, fails or anchor_missing, closer)
                    if text.names_known_word or _names_a_word(parse.head_phrase)
                    else f"'{parse.normalized}' names no object")
         return Decision(-1, False, presence, 1.0 - presence, False, (), message, 'absent',
@@ -212,15 +216,17 @@ def has_anchor(parse: ParsedExpression, text) -> bool:
     return text.other is not None and not g.others_name_regions(parse)
 
 
-def absent_message(parse: ParsedExpression, relation: str, relation_fails: bool,
+def absent_message(parse: ParsedExpression, relation: str, name_relation: bool,
                    closer: str = '') -> str:
     """"no 'elephant' in view", "no 'cube' left of 'the blue ball' in view", or with
     ``closer`` (a contrast phrase that fits the best mask better) "no 'red cube' in view (the
     closest looks more like 'red ball')". The target is named by its look, without its size
     or position words ("no 'cube' in view" for "the left cube": those words pick among
-    look-alikes, and an absent answer means the look is not there)."""
+    look-alikes, and an absent answer means the look is not there). ``name_relation``: the
+    relation held for no candidate, or the anchor is the likelier one missing: the message
+    names the target with its relation and anchor, which is true whichever is missing."""
     head = _bare(look_phrase(parse))
-    if relation_fails and parse.other_phrases and relation in RELATION_PHRASES:
+    if name_relation and parse.other_phrases and relation in RELATION_PHRASES:
         return (f"no '{head}' {RELATION_PHRASES[relation]} "
                 f"'{_bare(parse.other_phrases[0])}' in view")
     if closer:

@@ -154,6 +154,26 @@ def test_a_relation_that_holds_for_no_candidate_is_not_found_and_says_so():
     assert d.message == "no 'square' right of 'ring' in view"
 
 
+def test_a_rejected_expression_names_the_anchor_when_it_is_the_likelier_one_missing():
+    """'the square below the ring' rejected: the anchor's best s (100 / sqrt(8) = 35.4 here)
+    below the target look's best says the ring is the likelier one missing, above it the
+    square."""
+    parse = ParsedExpression('the square below the ring', 'the square', ('the ring',),
+                             relation='down')
+    anchor_s = 100.0 / math.sqrt(8)
+    for look_top, message in ((anchor_s + 2.0, "no 'square' below 'ring' in view"),
+                              (anchor_s - 5.0, "no 'square' in view")):
+        scores = _scores([look_top, 20.0, 10.0, 5.0], [0.5, 0.2, 0.1], relation='down')
+        d = decide(scores, _frame(), parse, _text(other=True), _config(), calibrated=True)
+        assert not d.found and d.rule == 'absent' and not d.signals['relation_fails']
+        assert d.message == message
+    # a target phrase the text encoder knows no word of is the missing one, whatever its s
+    scores = _scores([anchor_s + 2.0, 20.0, 10.0, 5.0], [0.5, 0.2, 0.1], relation='down')
+    unknown = replace(_text(other=True), names_known_word=False)
+    d = decide(scores, _frame(), parse, unknown, _config(), calibrated=True)
+    assert not d.found and d.message == "no 'square' in view"
+
+
 def test_relation_choice_moves_to_the_candidate_the_relation_holds_for():
     parse = ParsedExpression('the square left of the ring', 'the square', ('the ring',),
                              relation='left')
