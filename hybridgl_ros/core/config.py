@@ -99,6 +99,12 @@ class FeatureConfig:
     """Value outside the mask of the local image, in normalised space."""
     mask_batch_size: int = 32
     """Masks encoded per chunk (2 images each): bounds memory, not the result."""
+    zoom_context: float = 1.5
+    """Default mode: each mask's feature is the sum of its normalised features on the whole
+    frame (spec §4) and on a square window around it, the mask's box's longer side plus this
+    much of it on each side (1.5: the object spans a quarter of the window, the middle of the
+    sizes the demo CLIP trained on), so a small object reaches the CLIP at a size it can name.
+    0: the whole frame only, as the authors' method."""
 
 
 @dataclass(frozen=True)
@@ -187,27 +193,27 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.719
+    presence_threshold: float = 0.7496
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
     each style of the tuning series)."""
-    presence_weights: tuple[float, ...] = (0.196573, 0.129053, -2.544804, -5.558436,
-                                           -0.040661, 0.027536, 0.035504, 0.052502,
-                                           -0.699835, 0.0, 0.017077, 0.038451, 0.017458,
-                                           -0.108622, 0.011819, -0.00649)
+    presence_weights: tuple[float, ...] = (0.196372, 0.137809, -2.666841, -5.746213,
+                                           -0.021431, 0.018292, 0.036297, 0.058131,
+                                           -0.503075, 0.0, 0.021734, 0.023676, 0.010874,
+                                           -0.10467, -0.012316, -0.005319)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor)."""
-    presence_bias: float = -7.002629
+    presence_bias: float = -7.363463
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.204625, -0.085247, 0.070887, 2.038656, 0.0, -0.088272, 0.091418)
+        0.126271, -0.031352, -0.282262, 2.024947, 0.0, -0.047138, 0.054943)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -8.59626
+    confidence_bias: float = -4.174444
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 15.4
+    ambiguity_margin: float = 10.2
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""
@@ -323,6 +329,9 @@ class HybridGLConfig:
                               f'{self.guidance.lookalike_margin}')
         if self.features.mask_batch_size < 1:
             raise ConfigError('features.mask_batch_size must be >= 1')
+        if not 0.0 <= self.features.zoom_context <= 100.0:
+            raise ConfigError('features.zoom_context must be in [0, 100] (0: off), not '
+                              f'{self.features.zoom_context}')
         if not 0.0 <= self.decision.presence_threshold <= 1.0:
             raise ConfigError('decision.presence_threshold must be in [0, 1]')
         if self.proposals.points_per_side < 0:

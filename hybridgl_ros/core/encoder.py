@@ -39,7 +39,8 @@ from hybridgl_ros.core.cancel import CancelToken
 from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import FEATURE_MODES, FeatureConfig
 from hybridgl_ros.core.errors import ConfigError, InvalidInputError, ModelLoadError
-from hybridgl_ros.core.mask_images import MaskInputBuilder, MaskInputs, cls_attention_mask
+from hybridgl_ros.core.mask_images import (MaskInputBuilder, MaskInputs, cls_attention_mask,
+                                           concat_inputs, zoom_window)
 
 
 Streams = dict[str, torch.Tensor]
@@ -159,6 +160,37 @@ class HybridEncoder:
                 check_cancel(cancel)
                 inputs = builder.build(self._upload(masks[i:i + step]))
                 features.append(self.encode_inputs(inputs))
+        return torch.cat(features)
+
+    def encode_zoomed(self, image_rgb: np.ndarray, masks: np.ndarray, context: float,
+                      cancel: CancelToken | None = None) -> torch.Tensor:
+        """Features of the masks, each on its own square window of the image (the default
+        mode's zoomed look, :func:`~hybridgl_ros.core.mask_images.zoom_window`): the same
+        hybrid feature, with the window in place of the whole image.
+
+        Args:
+            image_rgb: (H, W, 3) uint8 RGB.
+            masks: (N, H, W) bool, none empty.
+            context: the window's margin around each mask's box, in box sides.
+            cancel: checked before each chunk of ``mask_batch_size`` masks.
+
+        Returns:
+            (N, D) float32 on the device, not normalised; (0, D) when N = 0.
+        """
+        masks = _check_inputs(image_rgb, masks)
+        if masks.shape[0] == 0:
+            return torch.zeros((0, self.dim), dtype=torch.float32, device=self.device)
+        step = self.config.mask_batch_size
+        features = []
+        with torch.no_grad():
+            for i in range(0, masks.shape[0], step):
+                check_cancel(cancel)
+                parts = []
+                for mask in masks[i:i + step]:
+                    rows, columns = zoom_window(mask, context)
+                    builder = self.input_builder(image_rgb[rows, columns])
+                    parts.append(builder.build(self._upload(mask[None, rows, columns])))
+                features.append(self.encode_inputs(concat_inputs(parts)))
         return torch.cat(features)
 
     def input_builder(self, image_rgb: np.ndarray) -> MaskInputBuilder:

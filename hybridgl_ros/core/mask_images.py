@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hybridgl_ros.core.config import FeatureConfig
+from hybridgl_ros.core.geometry import mask_box_xywh
 
 
 def _axis_taps(size_in: int, size_out: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,6 +111,26 @@ def global_images(image: torch.Tensor, blurred: torch.Tensor, masks: torch.Tenso
     return torch.where(masks[:, None], image, blurred)
 
 
+def zoom_window(mask: np.ndarray, context: float) -> tuple[slice, slice]:
+    """The square window of the zoomed look around a mask (default mode): its box's longer side
+    plus ``context`` of it on each side, moved (not cut) to lie inside the picture, and no larger
+    than the picture's shorter side, so the object keeps its aspect in the CLIP's square input.
+
+    Args:
+        mask: (H, W) bool, not empty.
+        context: ≥ 0.
+
+    Returns:
+        (rows, columns) slices.
+    """
+    height, width = mask.shape
+    x, y, w, h = mask_box_xywh(mask)
+    side = min(int(round(max(w, h) * (1.0 + 2.0 * context))), height, width)
+    x0 = min(max(int(round(x + w / 2.0 - side / 2.0)), 0), width - side)
+    y0 = min(max(int(round(y + h / 2.0 - side / 2.0)), 0), height - side)
+    return slice(y0, y0 + side), slice(x0, x0 + side)
+
+
 def token_masks(masks: torch.Tensor, grid_hw: Sequence[int]) -> torch.Tensor:
     """(n, H, W) bool → (n, gh·gw) float32 in [0, 1], row-major like the patch tokens.
 
@@ -146,6 +167,15 @@ class MaskInputs:
     global_: torch.Tensor | None
     token_mask: torch.Tensor
     """(n, T) float32 in [0, 1]."""
+
+
+def concat_inputs(parts: Sequence[MaskInputs]) -> MaskInputs:
+    """One ``MaskInputs`` of the masks of several (all alike) along the batch axis."""
+    def cat(tensors):
+        return None if tensors[0] is None else torch.cat(tensors)
+
+    return MaskInputs(cat([p.local for p in parts]), cat([p.global_ for p in parts]),
+                      torch.cat([p.token_mask for p in parts]))
 
 
 class MaskInputBuilder:

@@ -123,6 +123,8 @@ class HybridGL:
             return self._prepare(image_rgb, cancel)
 
     def _prepare(self, image_rgb: np.ndarray, cancel: CancelToken | None) -> Frame:
+        import torch.nn.functional as F
+
         from hybridgl_ros.core.gem import gem_image_tokens
         from hybridgl_ros.core.resolution import downscale, working_size
 
@@ -139,6 +141,10 @@ class HybridGL:
                 proposals = drop_split_masks(proposals)
         with _timed(timings, 'features', self.device):
             features = self.encoder.encode(working, proposals.masks, cancel=cancel)  # (N, D)
+            if self.zoom_context > 0 and len(proposals):
+                zoomed = self.encoder.encode_zoomed(working, proposals.masks, self.zoom_context,
+                                                    cancel)
+                features = F.normalize(features, dim=-1) + F.normalize(zoomed, dim=-1)
         gem_tokens, grid = None, (0, 0)
         check_cancel(cancel)
         if self.config.guidance.use_coherence and len(proposals):
@@ -212,6 +218,11 @@ class HybridGL:
         """Whether ``prepare`` drops the masks in pieces (``proposals.drop_split_masks``,
         default mode only)."""
         return self.config.proposals.drop_split_masks and not self.config.reference
+
+    @property
+    def zoom_context(self) -> float:
+        """The zoomed look's margin (``features.zoom_context``; default mode only, 0 = off)."""
+        return 0.0 if self.config.reference else self.config.features.zoom_context
 
     @property
     def working_pixels(self) -> int:

@@ -12,7 +12,7 @@ from hybridgl_ros.core.encoder import HybridEncoder, block_forward
 from hybridgl_ros.core.errors import ConfigError, InvalidInputError
 from hybridgl_ros.core.mask_images import (
     BilinearSampler, cls_attention_mask, global_images, local_images, normalize_image,
-    token_masks)
+    token_masks, zoom_window)
 
 FUSION_START = 9
 CONFIG = FeatureConfig()
@@ -260,6 +260,39 @@ def test_empty_and_full_masks_give_finite_features(tiny_clip, scene_rgb, mode):
     masks[1] = True
     features = _encoder(tiny_clip, mode=mode).encode(scene_rgb, masks)
     assert features.shape == (2, 32) and torch.isfinite(features).all()
+
+
+def _box_mask(shape, x, y, w, h):
+    mask = np.zeros(shape, bool)
+    mask[y:y + h, x:x + w] = True
+    return mask
+
+
+def test_zoom_window_is_the_box_side_plus_context_centred_on_the_box():
+    rows, columns = zoom_window(_box_mask((200, 300), 140, 90, 20, 10), 1.5)
+    assert (rows.start, rows.stop, columns.start, columns.stop) == (55, 135, 110, 190)
+
+
+def test_zoom_window_moves_inside_the_picture_and_stays_square():
+    rows, columns = zoom_window(_box_mask((200, 300), 0, 185, 12, 15), 1.5)
+    assert (rows.start, rows.stop, columns.start, columns.stop) == (140, 200, 0, 60)
+    rows, columns = zoom_window(_box_mask((200, 300), 100, 20, 90, 40), 1.5)
+    assert (rows.stop - rows.start, columns.stop - columns.start) == (200, 200)
+    rows, columns = zoom_window(_box_mask((200, 300), 100, 20, 90, 40), 0.0)
+    assert (rows.start, rows.stop, columns.start, columns.stop) == (0, 90, 100, 190)
+
+
+@pytest.mark.parametrize('batch', [1, 32])
+def test_zoomed_features_are_the_features_on_each_masks_window(tiny_clip, scene_rgb,
+                                                               scene_masks, batch):
+    encoder = _encoder(tiny_clip, mask_batch_size=batch)
+    zoomed = encoder.encode_zoomed(scene_rgb, scene_masks, 1.5)
+    for index, mask in enumerate(scene_masks):
+        rows, columns = zoom_window(mask, 1.5)
+        alone = encoder.encode(np.ascontiguousarray(scene_rgb[rows, columns]),
+                               mask[None, rows, columns])
+        torch.testing.assert_close(zoomed[index:index + 1], alone, atol=1e-5, rtol=1e-5)
+    assert encoder.encode_zoomed(scene_rgb, scene_masks[:0], 1.5).shape == (0, 32)
 
 
 def test_no_masks_give_an_empty_feature_matrix(tiny_clip, scene_rgb):

@@ -135,6 +135,24 @@ def test_vertical_ramp_changes_default_but_not_reference_parity(make_segmenter, 
     np.testing.assert_allclose(s_parity, s_off, rtol=1e-5, atol=1e-6)
 
 
+def test_default_mode_adds_the_zoomed_look_and_reference_mode_does_not(make_segmenter,
+                                                                       scene_rgb):
+    import torch
+    import torch.nn.functional as F
+
+    zoomed, _ = make_segmenter()
+    whole, _ = make_segmenter(**{'features.zoom_context': 0.0})
+    parity, _ = make_segmenter(parity='reference')
+    masks = scene_masks()
+    frame = zoomed.prepare(scene_rgb)
+    expected = (F.normalize(zoomed.encoder.encode(scene_rgb, masks), dim=-1)
+                + F.normalize(zoomed.encoder.encode_zoomed(scene_rgb, masks, 1.5), dim=-1))
+    torch.testing.assert_close(frame.mask_features, expected, atol=1e-5, rtol=1e-5)
+    for plain in (whole, parity):
+        other = plain.prepare(scene_rgb)
+        torch.testing.assert_close(other.mask_features, plain.encoder.encode(scene_rgb, masks))
+
+
 def test_ablation_without_coherence_skips_gem(make_segmenter, scene_rgb):
     segmenter, _ = make_segmenter(**{'guidance.use_coherence': False})
     frame = segmenter.prepare(scene_rgb)

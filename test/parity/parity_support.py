@@ -134,9 +134,10 @@ def run_case(case, segmenters: dict, proposer: CaseProposer) -> CaseRun:
     Args:
         segmenters: mode name -> HybridGL sharing one CLIP model and ``proposer``; the first
             (``reference``) prepares the frame, and every mode queries it: the modes are
-            compared on the same proposals. (The default mode's own frame would lack the
-            case's masks in two pieces, ``proposals.drop_split_masks``: 7 of the 84 masks, in 6
-            of the 14 cases; that drop is tested in test/core, not here.)
+            compared on the same proposals and mask features. (The default mode's own frame
+            would lack the case's masks in two pieces, ``proposals.drop_split_masks``: 7 of
+            the 84 masks, in 6 of the 14 cases, and its mask features would add the zoomed
+            look, ``features.zoom_context``; both are tested in test/core, not here.)
     """
     from hybridgl_ros.core.errors import HybridGLError
 
