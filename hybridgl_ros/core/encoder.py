@@ -170,7 +170,7 @@ class HybridEncoder:
 
         Args:
             image_rgb: (H, W, 3) uint8 RGB.
-            masks: (N, H, W) bool, none empty.
+            masks: (N, H, W) bool (an empty one is encoded on the whole image).
             context: the window's margin around each mask's box, in box sides.
             cancel: checked before each chunk of ``mask_batch_size`` masks.
 

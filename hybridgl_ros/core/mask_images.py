@@ -117,14 +117,16 @@ def zoom_window(mask: np.ndarray, context: float) -> tuple[slice, slice]:
     than the picture's shorter side, so the object keeps its aspect in the CLIP's square input.
 
     Args:
-        mask: (H, W) bool, not empty.
+        mask: (H, W) bool.
         context: ≥ 0.
 
     Returns:
-        (rows, columns) slices.
+        (rows, columns) slices; the whole picture for an empty mask.
     """
     height, width = mask.shape
     x, y, w, h = mask_box_xywh(mask)
+    if w == 0:
+        return slice(0, height), slice(0, width)
     side = min(int(round(max(w, h) * (1.0 + 2.0 * context))), height, width)
     x0 = min(max(int(round(x + w / 2.0 - side / 2.0)), 0), width - side)
     y0 = min(max(int(round(y + h / 2.0 - side / 2.0)), 0), height - side)

@@ -295,6 +295,14 @@ def test_zoomed_features_are_the_features_on_each_masks_window(tiny_clip, scene_
     assert encoder.encode_zoomed(scene_rgb, scene_masks[:0], 1.5).shape == (0, 32)
 
 
+def test_an_empty_mask_is_zoomed_on_the_whole_image(tiny_clip, scene_rgb):
+    empty = np.zeros((1,) + scene_rgb.shape[:2], bool)
+    assert zoom_window(empty[0], 1.5) == (slice(0, 96), slice(0, 128))
+    encoder = _encoder(tiny_clip)
+    torch.testing.assert_close(encoder.encode_zoomed(scene_rgb, empty, 1.5),
+                               encoder.encode(scene_rgb, empty))
+
+
 def test_no_masks_give_an_empty_feature_matrix(tiny_clip, scene_rgb):
     features = _encoder(tiny_clip).encode(scene_rgb, np.zeros((0, 96, 128), bool))
     assert features.shape == (0, 32) and features.dtype == torch.float32
