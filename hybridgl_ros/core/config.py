@@ -193,25 +193,25 @@ class DecisionConfig:
 
     reject_absent: bool = True
     """Answer found=false when P(target present) < presence_threshold (default mode)."""
-    presence_threshold: float = 0.7496
+    presence_threshold: float = 0.7483
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
     each style of the tuning series)."""
-    presence_weights: tuple[float, ...] = (0.196372, 0.137809, -2.666841, -5.746213,
-                                           -0.021431, 0.018292, 0.036297, 0.058131,
-                                           -0.503075, 0.0, 0.021734, 0.023676, 0.010874,
-                                           -0.10467, -0.012316, -0.005319)
+    presence_weights: tuple[float, ...] = (0.19604, 0.137956, -2.653745, -5.741281,
+                                           -0.021427, 0.018657, 0.036344, 0.058277,
+                                           -0.504473, 0.0, 0.021899, 0.023662, 0.010647,
+                                           -0.105024, -0.012438, -0.005525)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor)."""
-    presence_bias: float = -7.363463
+    presence_bias: float = -7.360779
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.126271, -0.031352, -0.282262, 2.024947, 0.0, -0.047138, 0.054943)
+        0.125037, -0.031862, -0.286528, 2.042109, 0.0, -0.047624, 0.054933)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -4.174444
+    confidence_bias: float = -4.110556
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 10.2
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie

@@ -166,7 +166,8 @@ class HybridEncoder:
                       cancel: CancelToken | None = None) -> torch.Tensor:
         """Features of the masks, each on its own square window of the image (the default
         mode's zoomed look, :func:`~hybridgl_ros.core.mask_images.zoom_window`): the same
-        hybrid feature, with the window in place of the whole image.
+        hybrid feature, with the window in place of the whole image (the global image blurred
+        outside the mask as the whole image is: ``MaskInputBuilder.window``).
 
         Args:
             image_rgb: (H, W, 3) uint8 RGB.
@@ -183,13 +184,14 @@ class HybridEncoder:
         step = self.config.mask_batch_size
         features = []
         with torch.no_grad():
+            whole = self.input_builder(image_rgb)
             for i in range(0, masks.shape[0], step):
                 check_cancel(cancel)
                 parts = []
                 for mask in masks[i:i + step]:
                     rows, columns = zoom_window(mask, context)
-                    builder = self.input_builder(image_rgb[rows, columns])
-                    parts.append(builder.build(self._upload(mask[None, rows, columns])))
+                    parts.append(whole.window(rows, columns).build(
+                        self._upload(mask[None, rows, columns])))
                 features.append(self.encode_inputs(concat_inputs(parts)))
         return torch.cat(features)
 

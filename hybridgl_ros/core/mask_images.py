@@ -9,6 +9,7 @@ composites are never built at full resolution: per mask only ``(2·side)²`` pix
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -194,18 +195,35 @@ class MaskInputBuilder:
     def __init__(self, image_rgb: np.ndarray, config: FeatureConfig, input_hw: Sequence[int],
                  grid_hw: Sequence[int], device: torch.device | str,
                  need_local: bool = True, need_global: bool = True):
-        height, width = image_rgb.shape[:2]
         self._config = config
         self._need_local = need_local
-        self._sampler = BilinearSampler((height, width), input_hw, device)
-        self._token_sampler = BilinearSampler((height, width), grid_hw, device)
-        image = normalize_image(image_rgb, config.image_mean, config.image_std, device)
-        self._image_taps = self._sampler.taps(image)   # (3, 2h, 2w)
-        self._blur_taps = None
+        self._input_hw, self._grid_hw = input_hw, grid_hw
+        self._image = normalize_image(image_rgb, config.image_mean, config.image_std, device)
+        self._blurred = None
         if need_global:
             blurred = blur_image(image_rgb, config.blur_kernel_px, config.blur_sigma_px)
-            self._blur_taps = self._sampler.taps(
-                normalize_image(blurred, config.image_mean, config.image_std, device))
+            self._blurred = normalize_image(blurred, config.image_mean, config.image_std, device)
+        self._sample()
+
+    def _sample(self) -> None:
+        """The samplers of the image's size and the taps of the image and its blur."""
+        size, device = self._image.shape[-2:], self._image.device
+        self._sampler = BilinearSampler(size, self._input_hw, device)
+        self._token_sampler = BilinearSampler(size, self._grid_hw, device)
+        self._image_taps = self._sampler.taps(self._image)   # (3, 2h, 2w)
+        self._blur_taps = None if self._blurred is None else self._sampler.taps(self._blurred)
+
+    def window(self, rows: slice, columns: slice) -> MaskInputBuilder:
+        """A builder for a window of the image (the zoomed look, :func:`zoom_window`): its
+        pixels and the whole image's blur there, so the window's edges are not blurred as
+        edges; nothing is normalised or blurred again. Its masks are (n, window h, window w).
+        """
+        window = copy.copy(self)
+        window._image = self._image[:, rows, columns]
+        if self._blurred is not None:
+            window._blurred = self._blurred[:, rows, columns]
+        window._sample()
+        return window
 
     def build(self, masks: torch.Tensor) -> MaskInputs:
         """(n, H, W) bool on the device → the n masks' images and token masks."""

@@ -282,15 +282,40 @@ def test_zoom_window_moves_inside_the_picture_and_stays_square():
     assert (rows.start, rows.stop, columns.start, columns.stop) == (0, 90, 100, 190)
 
 
+def test_a_windows_mask_inputs_are_its_pixels_and_the_whole_images_blur(tiny_clip, scene_rgb,
+                                                                       scene_masks):
+    encoder = _encoder(tiny_clip)
+    whole = encoder.input_builder(scene_rgb)
+    image = normalize_image(scene_rgb, CONFIG.image_mean, CONFIG.image_std)
+    blurred = normalize_image(cv2.GaussianBlur(scene_rgb, (15, 15), 0), CONFIG.image_mean,
+                              CONFIG.image_std)
+    rows, columns = zoom_window(scene_masks[1], 0.5)      # the disc, 45 px square
+    masks = torch.from_numpy(scene_masks[:, rows, columns].copy())
+    inputs = whole.window(rows, columns).build(masks)
+    window, window_blur = image[:, rows, columns], blurred[:, rows, columns]
+    torch.testing.assert_close(
+        inputs.local, _resize(local_images(window, masks, CONFIG.local_fill), (56, 56)),
+        atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        inputs.global_, _resize(global_images(window, window_blur, masks), (56, 56)),
+        atol=1e-5, rtol=0)
+    torch.testing.assert_close(inputs.token_mask, token_masks(masks, (14, 14)))
+    # the window of the whole image is the builder itself
+    everything = whole.window(slice(0, 96), slice(0, 128)).build(torch.from_numpy(scene_masks))
+    torch.testing.assert_close(everything.global_,
+                               whole.build(torch.from_numpy(scene_masks)).global_)
+
+
 @pytest.mark.parametrize('batch', [1, 32])
 def test_zoomed_features_are_the_features_on_each_masks_window(tiny_clip, scene_rgb,
                                                                scene_masks, batch):
     encoder = _encoder(tiny_clip, mask_batch_size=batch)
+    whole = encoder.input_builder(scene_rgb)
     zoomed = encoder.encode_zoomed(scene_rgb, scene_masks, 1.5)
     for index, mask in enumerate(scene_masks):
         rows, columns = zoom_window(mask, 1.5)
-        alone = encoder.encode(np.ascontiguousarray(scene_rgb[rows, columns]),
-                               mask[None, rows, columns])
+        alone = encoder.encode_inputs(whole.window(rows, columns).build(
+            torch.from_numpy(mask[None, rows, columns].copy())))
         torch.testing.assert_close(zoomed[index:index + 1], alone, atol=1e-5, rtol=1e-5)
     assert encoder.encode_zoomed(scene_rgb, scene_masks[:0], 1.5).shape == (0, 32)
 
