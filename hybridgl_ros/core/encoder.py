@@ -137,7 +137,7 @@ class HybridEncoder:
         return self.config.mode != 'L'
 
     def encode(self, image_rgb: np.ndarray, masks: np.ndarray,
-               cancel: CancelToken | None = None) -> torch.Tensor:
+               cancel: CancelToken | None = None, zoom_context: float = 0.0) -> torch.Tensor:
         """Features v_n of the masks of one image.
 
         Args:
@@ -145,32 +145,34 @@ class HybridEncoder:
             masks: (N, H, W) bool.
             cancel: checked before each chunk of ``mask_batch_size`` masks (raises
                 :class:`~hybridgl_ros.core.cancel.Cancelled` once set).
+            zoom_context: > 0: the default mode's feature, the sum of the normalised features
+                on the whole image and on each mask's window (:meth:`zoomed_features`), the
+                image normalised and blurred once for both; 0: the spec's.
 
         Returns:
             (N, D) float32 on the device, not normalised; (0, D) when N = 0.
         """
         masks = _check_inputs(image_rgb, masks)
         if masks.shape[0] == 0:
-            return torch.zeros((0, self.dim), dtype=torch.float32, device=self.device)
+            return self._no_features()
         with torch.no_grad():
             builder = self.input_builder(image_rgb)
-            step = self.config.mask_batch_size
-            features = []
-            for i in range(0, masks.shape[0], step):
-                check_cancel(cancel)
-                inputs = builder.build(self._upload(masks[i:i + step]))
-                features.append(self.encode_inputs(inputs))
-        return torch.cat(features)
+            features = self._chunked(masks, cancel,
+                                     lambda chunk: builder.build(self._upload(chunk)))
+            if zoom_context > 0:
+                zoomed = self.zoomed_features(builder, masks, zoom_context, cancel)
+                features = F.normalize(features, dim=-1) + F.normalize(zoomed, dim=-1)
+        return features
 
-    def encode_zoomed(self, image_rgb: np.ndarray, masks: np.ndarray, context: float,
-                      cancel: CancelToken | None = None) -> torch.Tensor:
-        """Features of the masks, each on its own square window of the image (the default
-        mode's zoomed look, :func:`~hybridgl_ros.core.mask_images.zoom_window`): the same
-        hybrid feature, with the window in place of the whole image (the global image blurred
-        outside the mask as the whole image is: ``MaskInputBuilder.window``).
+    def zoomed_features(self, builder: MaskInputBuilder, masks: np.ndarray, context: float,
+                        cancel: CancelToken | None = None) -> torch.Tensor:
+        """Features of the masks, each on its own square window of the builder's image (the
+        default mode's zoomed look, :func:`~hybridgl_ros.core.mask_images.zoom_window`): the
+        same hybrid feature, with the window in place of the whole image (the global image
+        blurred outside the mask as the whole image is: ``MaskInputBuilder.window``).
 
         Args:
-            image_rgb: (H, W, 3) uint8 RGB.
+            builder: :meth:`input_builder` of the image.
             masks: (N, H, W) bool (an empty one is encoded on the whole image).
             context: the window's margin around each mask's box, in box sides.
             cancel: checked before each chunk of ``mask_batch_size`` masks.
@@ -178,22 +180,32 @@ class HybridEncoder:
         Returns:
             (N, D) float32 on the device, not normalised; (0, D) when N = 0.
         """
-        masks = _check_inputs(image_rgb, masks)
+        def windows(chunk: np.ndarray) -> MaskInputs:
+            parts = []
+            for mask in chunk:
+                rows, columns = zoom_window(mask, context)
+                parts.append(builder.window(rows, columns).build(
+                    self._upload(mask[None, rows, columns])))
+            return concat_inputs(parts)
+
+        with torch.no_grad():
+            return self._chunked(masks, cancel, windows)
+
+    def _chunked(self, masks: np.ndarray, cancel: CancelToken | None,
+                 inputs_of: Callable[[np.ndarray], MaskInputs]) -> torch.Tensor:
+        """(N, D) features of the masks, ``mask_batch_size`` at a time: ``inputs_of(chunk)``
+        prepares a chunk's network inputs; ``cancel`` is checked before each."""
         if masks.shape[0] == 0:
-            return torch.zeros((0, self.dim), dtype=torch.float32, device=self.device)
+            return self._no_features()
         step = self.config.mask_batch_size
         features = []
-        with torch.no_grad():
-            whole = self.input_builder(image_rgb)
-            for i in range(0, masks.shape[0], step):
-                check_cancel(cancel)
-                parts = []
-                for mask in masks[i:i + step]:
-                    rows, columns = zoom_window(mask, context)
-                    parts.append(whole.window(rows, columns).build(
-                        self._upload(mask[None, rows, columns])))
-                features.append(self.encode_inputs(concat_inputs(parts)))
+        for i in range(0, masks.shape[0], step):
+            check_cancel(cancel)
+            features.append(self.encode_inputs(inputs_of(masks[i:i + step])))
         return torch.cat(features)
+
+    def _no_features(self) -> torch.Tensor:
+        return torch.zeros((0, self.dim), dtype=torch.float32, device=self.device)
 
     def input_builder(self, image_rgb: np.ndarray) -> MaskInputBuilder:
         """The per-image preparation (normalised image and blur, once) for this mode."""

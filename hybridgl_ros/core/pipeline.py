@@ -123,8 +123,6 @@ class HybridGL:
             return self._prepare(image_rgb, cancel)
 
     def _prepare(self, image_rgb: np.ndarray, cancel: CancelToken | None) -> Frame:
-        import torch.nn.functional as F
-
         from hybridgl_ros.core.gem import gem_image_tokens
         from hybridgl_ros.core.resolution import downscale, working_size
 
@@ -140,11 +138,8 @@ class HybridGL:
             if self.drops_split_masks:
                 proposals = drop_split_masks(proposals)
         with _timed(timings, 'features', self.device):
-            features = self.encoder.encode(working, proposals.masks, cancel=cancel)  # (N, D)
-            if self.zoom_context > 0 and len(proposals):
-                zoomed = self.encoder.encode_zoomed(working, proposals.masks, self.zoom_context,
-                                                    cancel)
-                features = F.normalize(features, dim=-1) + F.normalize(zoomed, dim=-1)
+            features = self.encoder.encode(working, proposals.masks, cancel,
+                                           self.zoom_context)   # (N, D)
         gem_tokens, grid = None, (0, 0)
         check_cancel(cancel)
         if self.config.guidance.use_coherence and len(proposals):

@@ -311,21 +311,23 @@ def test_zoomed_features_are_the_features_on_each_masks_window(tiny_clip, scene_
                                                                scene_masks, batch):
     encoder = _encoder(tiny_clip, mask_batch_size=batch)
     whole = encoder.input_builder(scene_rgb)
-    zoomed = encoder.encode_zoomed(scene_rgb, scene_masks, 1.5)
+    zoomed = encoder.zoomed_features(whole, scene_masks, 1.5)
     for index, mask in enumerate(scene_masks):
         rows, columns = zoom_window(mask, 1.5)
         alone = encoder.encode_inputs(whole.window(rows, columns).build(
             torch.from_numpy(mask[None, rows, columns].copy())))
         torch.testing.assert_close(zoomed[index:index + 1], alone, atol=1e-5, rtol=1e-5)
-    assert encoder.encode_zoomed(scene_rgb, scene_masks[:0], 1.5).shape == (0, 32)
+    assert encoder.zoomed_features(whole, scene_masks[:0], 1.5).shape == (0, 32)
+    assert encoder.encode(scene_rgb, scene_masks[:0], zoom_context=1.5).shape == (0, 32)
 
 
 def test_an_empty_mask_is_zoomed_on_the_whole_image(tiny_clip, scene_rgb):
     empty = np.zeros((1,) + scene_rgb.shape[:2], bool)
     assert zoom_window(empty[0], 1.5) == (slice(0, 96), slice(0, 128))
     encoder = _encoder(tiny_clip)
-    torch.testing.assert_close(encoder.encode_zoomed(scene_rgb, empty, 1.5),
-                               encoder.encode(scene_rgb, empty))
+    torch.testing.assert_close(
+        encoder.zoomed_features(encoder.input_builder(scene_rgb), empty, 1.5),
+        encoder.encode(scene_rgb, empty))
 
 
 def test_no_masks_give_an_empty_feature_matrix(tiny_clip, scene_rgb):

@@ -145,8 +145,10 @@ def test_default_mode_adds_the_zoomed_look_and_reference_mode_does_not(make_segm
     parity, _ = make_segmenter(parity='reference')
     masks = scene_masks()
     frame = zoomed.prepare(scene_rgb)
-    expected = (F.normalize(zoomed.encoder.encode(scene_rgb, masks), dim=-1)
-                + F.normalize(zoomed.encoder.encode_zoomed(scene_rgb, masks, 1.5), dim=-1))
+    encoder = zoomed.encoder
+    windows = encoder.zoomed_features(encoder.input_builder(scene_rgb), masks, 1.5)
+    expected = (F.normalize(encoder.encode(scene_rgb, masks), dim=-1)
+                + F.normalize(windows, dim=-1))
     torch.testing.assert_close(frame.mask_features, expected, atol=1e-5, rtol=1e-5)
     for plain in (whole, parity):
         other = plain.prepare(scene_rgb)
