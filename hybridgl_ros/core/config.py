@@ -192,11 +192,22 @@ class DecisionConfig:
     """
 
     reject_absent: bool = True
-    """Answer found=false when P(target present) < presence_threshold (default mode)."""
+    """Answer found=false when P(target present) is below its phrase form's threshold (default
+    mode)."""
     presence_threshold: float = 0.7483
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
-    each style of the tuning series)."""
+    each style of the tuning series). For a target phrase that names a colour ("the red
+    cube", "the small red cube on the left"); the two forms below have their own."""
+    presence_threshold_plain: float = 0.6823
+    """The threshold for a target phrase that names no colour ("the cube", "the cube on the
+    left"): hybridgl calibrate lowers it below presence_threshold where that would reject more
+    than the budget of such phrases' present targets in a style (README "One rejection budget
+    per phrase form")."""
+    presence_threshold_anchored: float = 0.4
+    """The threshold for an expression with an anchor phrase ("the cube left of the blue
+    ball"), lowered likewise where presence_threshold would reject more than the budget of
+    their present targets."""
     presence_weights: tuple[float, ...] = (0.19604, 0.137956, -2.653745, -5.741281,
                                            -0.021427, 0.018657, 0.036344, 0.058277,
                                            -0.504473, 0.0, 0.021899, 0.023662, 0.010647,
@@ -208,10 +219,10 @@ class DecisionConfig:
     presence_bias: float = -7.360779
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.125037, -0.031862, -0.286528, 2.042109, 0.0, -0.047624, 0.054933)
+        0.130281, -0.051965, -0.388646, 2.322701, 0.0, -0.060906, 0.067017)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -4.110556
+    confidence_bias: float = -4.606473
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 10.2
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
@@ -233,6 +244,12 @@ class DecisionConfig:
     ball", ... Add your robot's objects ("mug bottle bowl") and calibrate; '' = none."""
     calibrated_for: str = '355cc4011d572949'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
+
+    def threshold_for(self, form: str) -> float:
+        """The presence threshold of a phrase form: 'colour', 'plain' or 'anchored'
+        (``core.decision.phrase_form``)."""
+        return {'colour': self.presence_threshold, 'plain': self.presence_threshold_plain,
+                'anchored': self.presence_threshold_anchored}[form]
 
 
 @dataclass(frozen=True)
@@ -332,8 +349,11 @@ class HybridGLConfig:
         if not 0.0 <= self.features.zoom_context <= 100.0:
             raise ConfigError('features.zoom_context must be in [0, 100] (0: off), not '
                               f'{self.features.zoom_context}')
-        if not 0.0 <= self.decision.presence_threshold <= 1.0:
-            raise ConfigError('decision.presence_threshold must be in [0, 1]')
+        for name in ('presence_threshold', 'presence_threshold_plain',
+                     'presence_threshold_anchored'):
+            if not 0.0 <= getattr(self.decision, name) <= 1.0:
+                raise ConfigError(f'decision.{name} must be in [0, 1], not '
+                                  f'{getattr(self.decision, name)}')
         if self.proposals.points_per_side < 0:
             raise ConfigError('proposals.points_per_side must be >= 1, or 0 for the mode\'s '
                               f'(12, parity mode 8), not {self.proposals.points_per_side}')

@@ -26,8 +26,11 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    not what is there. The contrasts ask the mask that best fits the look phrase ("the red
    cube") whether another colour or object word fits it better ("the blue cube", "the red
    ball": ``decision.contrast_colours``, ``contrast_objects``): a comparison within one
-   mask, less tied than s's level to how a camera or renderer draws things. Below
-   ``presence_threshold`` the answer is "not found" ("no 'elephant' in view").
+   mask, less tied than s's level to how a camera or renderer draws things. Below the
+   threshold of the expression's form (``presence_threshold`` for a target phrase naming a
+   colour, ``presence_threshold_plain`` for one naming none, ``presence_threshold_anchored``
+   with an anchor phrase: :func:`phrase_form`) the answer is "not found" ("no 'elephant' in
+   view").
 3. **Near ties.** Other objects (not overlapping the answer) whose s is within
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;
@@ -80,6 +83,9 @@ F_MARGIN_CAP = 1.0
 WORD_STANDOUT_CAP = 50.0
 #: Cap of a contrast's size (logits).
 CONTRAST_CAP = 50.0
+#: Positions in ``presence_x`` of "has anchor" and "names a contrast colour".
+PRESENCE_ANCHORED = 2
+PRESENCE_NAMES_COLOUR = 8
 #: Two masks are the same object when their IoU or their overlap over the smaller one is
 #: above this.
 SAME_OBJECT_OVERLAP = 0.5
@@ -191,7 +197,8 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
                'method_choice': scores.chosen, 'choice': choice}
     if not text.names_known_word and cfg.reject_absent and not config.reference:
         presence = 0.0 if calibrated else float('nan')   # names nothing the model knows
-    unlikely = calibrated and presence < cfg.presence_threshold
+    form = phrase_form(presence_x)
+    unlikely = calibrated and presence < cfg.threshold_for(form)
     reject = cfg.reject_absent and not config.reference and (
         not text.names_known_word or unlikely)
     if reject:
@@ -253,6 +260,19 @@ def _logistic(weights, bias: float, x, calibrated: bool) -> float:
         return float('nan')
     z = float(np.dot(np.asarray(weights, np.float64), np.asarray(x, np.float64)) + bias)
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def phrase_form(presence_x) -> str:
+    """The phrase form an expression's presence threshold is chosen by (``decision.
+    presence_threshold``, ``_plain``, ``_anchored``), read from its P(present) signals:
+    'anchored' with an anchor phrase ("the cube left of the blue ball"), else 'colour' when
+    the target phrase names a contrast colour ("the red cube"), else 'plain' ("the cube on the
+    left"). The forms' present targets reach different P(present) levels (an anchored one
+    needs its anchor found and its relation to hold too), so one threshold held to a budget
+    over all of them rejects more than the budget of the lower-scoring forms."""
+    if presence_x[PRESENCE_ANCHORED]:
+        return 'anchored'
+    return 'colour' if presence_x[PRESENCE_NAMES_COLOUR] else 'plain'
 
 
 def _form_slopes(levels: tuple[float, float, float], names_colour: float,

@@ -10,7 +10,12 @@ each set of weights needs its own fit. The fit:
    budget), but no higher than rejecting every expression without a target needs; with
    groups (``--budget-per``: one per camera, renderer or data set), the highest that keeps
    within the budget in every group, so a camera whose targets the CLIP matches less surely
-   is not traded for another's;
+   is not traded for another's; then lowered, for each phrase form (``core.decision.
+   phrase_form``: a target phrase naming a colour, one naming none, an expression with an
+   anchor phrase) whose present targets it would reject more than the budget of (in a
+   group), to the highest that keeps within it: the forms' present targets reach different
+   P(present) levels, and a planner asking "the cube left of the ball" is owed the same
+   budget as one asking "the red cube";
 3. P(right) by logistic regression of "the chosen mask is a target" on ``confidence_x`` over
    the answers that threshold keeps (a rejected answer's confidence is 1 − P(present));
 4. the ambiguity margin, when the data has expressions with several targets (gRefCOCO's
@@ -100,6 +105,8 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     Raises:
         ConfigError: no usable records, or no expression without (or with) a target.
     """
+    from hybridgl_ros.core.decision import phrase_form
+
     if groups is not None:
         if len(groups) != len(records):
             raise ConfigError(f'{len(groups)} group names for {len(records)} records')
@@ -117,15 +124,19 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     w_p, b_p = fit_logistic(x_p, present)
     p_present = _sigmoid(x_p, w_p, b_p)
     threshold = presence_threshold(p_present[present], max_rejected, p_present[~present])
+    names = np.array(groups if groups is not None else [''] * len(records))
     by_group = {}
     if groups is not None:
-        names = np.array(groups)
         for name in sorted(set(names)):
             mine = (names == name) & present
             if mine.any():
                 by_group[str(name)] = presence_threshold(p_present[mine], max_rejected)
         threshold = min([threshold, *by_group.values()])
-    kept = p_present >= threshold
+    forms = np.array([phrase_form(r['signals']['presence_x']) for r in records])
+    by_form = {form: min([threshold, *form_thresholds(p_present, present & (forms == form),
+                                                      names, max_rejected)])
+               for form in ('colour', 'plain', 'anchored')}
+    kept = p_present >= np.array([by_form[form] for form in forms])
     right = present & np.array([r.get('choice_iou', 0.0) >= IOU_HIT for r in records])
     x_c = np.array([r['signals']['confidence_x'] for r in records])
     w_c, b_c = fit_logistic(x_c[kept], right[kept])
@@ -133,7 +144,10 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     answer_right = np.where(kept, right, ~present)
     ece, _ = calibration_bins(confidence, answer_right)
     # rounded down: a threshold rounded up could reject one more present target than the budget
-    fields = {'presence_threshold': math.floor(float(threshold) * 1e4) / 1e4,
+    floor = {form: math.floor(float(value) * 1e4) / 1e4 for form, value in by_form.items()}
+    fields = {'presence_threshold': floor['colour'],
+              'presence_threshold_plain': floor['plain'],
+              'presence_threshold_anchored': floor['anchored'],
               'presence_weights': [round(float(v), 6) for v in w_p],
               'presence_bias': round(b_p, 6),
               'confidence_weights': [round(float(v), 6) for v in w_c],
@@ -162,6 +176,14 @@ def ambiguity_margin(records: Sequence[Mapping], flag_share: float) -> float | N
     if not math.isfinite(value):
         value = float(margins[np.isfinite(margins)].max(initial=0.0))
     return math.ceil(value * 10.0 - 1e-9) / 10.0
+
+
+def form_thresholds(p_present: np.ndarray, mine: np.ndarray, groups: np.ndarray,
+                    max_rejected: float) -> list[float]:
+    """The budget's threshold of the present targets ``mine`` (one phrase form's) in each
+    group that has any."""
+    return [presence_threshold(p_present[mine & (groups == name)], max_rejected)
+            for name in sorted(set(groups)) if (mine & (groups == name)).any()]
 
 
 def presence_threshold(p_present_targets: np.ndarray, max_rejected: float,

@@ -10,7 +10,8 @@ import torch
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
 from hybridgl_ros.core.decision import (
-    CONTRAST_CAP, WORD_STANDOUT_CAP, absent_message, answer, clip_fingerprint, decide, has_anchor)
+    CONTRAST_CAP, WORD_STANDOUT_CAP, absent_message, answer, clip_fingerprint, decide, has_anchor,
+    phrase_form)
 from hybridgl_ros.core.scoring import QueryScores, TextFeatures
 from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals
 
@@ -321,6 +322,33 @@ def test_a_phrase_naming_a_colour_and_an_anchored_expression_get_their_own_slope
                      + (-1.0, 0.0, 0.0, 0.0, 0.0, 0.0))
     assert decide(scores, _frame(), PARSE, _text(), config, calibrated=True).found
     assert not decide(scores, _frame(), PARSE, coloured, config, calibrated=True).found
+
+
+def test_each_phrase_form_is_judged_by_its_own_presence_threshold():
+    # P(present) = σ(s_top − 40); s_top = 41: P ≈ 0.73, under a threshold of 0.8, above 0.5
+    e = torch.eye(8)
+    scores = _scores([41.0, 30.0, 10.0, 6.0], [0.5, 0.2, 0.1])
+    coloured = replace(_text(), contrast=torch.stack([e[0], e[1], e[2]]),
+                       contrast_counts=(1, 1))
+    plain = replace(_text(), contrast=torch.stack([e[0], e[1]]), contrast_counts=(0, 1))
+    anchored = ParsedExpression('the cube left of the ball', 'the cube', ('the ball',),
+                                relation='left')
+    strict = dict(presence_threshold=0.8, presence_threshold_plain=0.8,
+                  presence_threshold_anchored=0.8)
+    cases = [(PARSE, coloured, 'presence_threshold', 'colour'),
+             (PARSE, plain, 'presence_threshold_plain', 'plain'),
+             (anchored, _text(other=True), 'presence_threshold_anchored', 'anchored')]
+    for parse, text, field, form in cases:
+        d = decide(scores, _frame(), parse, text, _config(**strict), calibrated=True)
+        assert not d.found and phrase_form(d.signals['presence_x']) == form
+        # lowering the form's own threshold keeps it; lowering another form's does not
+        assert decide(scores, _frame(), parse, text, _config(**{**strict, field: 0.5}),
+                      calibrated=True).found
+        other = next(f for f in strict if f != field)
+        assert not decide(scores, _frame(), parse, text, _config(**{**strict, other: 0.5}),
+                          calibrated=True).found
+    assert HybridGLConfig().decision.threshold_for('plain') == (
+        HybridGLConfig().decision.presence_threshold_plain)
 
 
 def test_a_best_mask_another_object_word_fits_better_is_not_found():

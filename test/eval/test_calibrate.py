@@ -137,6 +137,34 @@ def test_a_budget_per_group_keeps_each_cameras_rejections_within_it():
         calibrate(sure, groups=['sure'])
 
 
+def test_a_phrase_form_whose_present_targets_score_lower_gets_its_own_threshold(tmp_path):
+    # phrases naming a colour: present s ~ 60; anchored expressions: present s ~ 50
+    coloured, anchored = _camera(900, 60.0, 6), _camera(300, 50.0, 7)
+    for r in coloured:
+        r['signals']['presence_x'][8] = 1.0
+    for r in anchored:
+        r['signals']['presence_x'][2] = 1.0
+    fit = calibrate(coloured + anchored)
+    d = fit['decision']
+    w, b = np.array(d['presence_weights']), d['presence_bias']
+
+    def rejected(records, threshold):
+        x = np.array([r['signals']['presence_x'] for r in records if not r['no_target']])
+        return np.mean(1.0 / (1.0 + np.exp(-(x @ w + b))) < threshold)
+
+    # one threshold held to the budget over all present targets rejects more of the
+    # anchored ones; the anchored form's own keeps within the budget, the others' stay
+    assert rejected(anchored, d['presence_threshold']) > 0.05
+    assert d['presence_threshold_anchored'] < d['presence_threshold']
+    assert rejected(anchored, d['presence_threshold_anchored']) <= 0.05
+    assert rejected(coloured, d['presence_threshold']) <= 0.05
+    assert d['presence_threshold_plain'] == d['presence_threshold']   # no such phrases
+    path = tmp_path / 'calibration.yaml'
+    path.write_text(snippet(fit, 'f' * 16, []))
+    config = HybridGLConfig.from_yaml(path)
+    assert config.decision.presence_threshold_anchored == d['presence_threshold_anchored']
+
+
 def test_the_command_groups_runs_by_a_word_of_their_path(tmp_path, capsys):
     for name, records in (('cam_sure', _camera(300, 60.0, 6)),
                           ('cam_unsure', _camera(200, 48.0, 7))):
