@@ -181,6 +181,12 @@ class GuidanceConfig:
     use_coherence: bool = True
 
 
+#: The decision's phrase forms (``core.decision.phrase_form``) and the field of each one's
+#: presence threshold.
+PRESENCE_THRESHOLD_FIELDS = {'colour': 'presence_threshold', 'plain': 'presence_threshold_plain',
+                             'anchored': 'presence_threshold_anchored'}
+
+
 @dataclass(frozen=True)
 class DecisionConfig:
     """Answers a planner can trust (core/decision.py): "not there", "which one?", a confidence.
@@ -248,8 +254,7 @@ class DecisionConfig:
     def threshold_for(self, form: str) -> float:
         """The presence threshold of a phrase form: 'colour', 'plain' or 'anchored'
         (``core.decision.phrase_form``)."""
-        return {'colour': self.presence_threshold, 'plain': self.presence_threshold_plain,
-                'anchored': self.presence_threshold_anchored}[form]
+        return getattr(self, PRESENCE_THRESHOLD_FIELDS[form])
 
 
 @dataclass(frozen=True)
@@ -349,8 +354,7 @@ class HybridGLConfig:
         if not 0.0 <= self.features.zoom_context <= 100.0:
             raise ConfigError('features.zoom_context must be in [0, 100] (0: off), not '
                               f'{self.features.zoom_context}')
-        for name in ('presence_threshold', 'presence_threshold_plain',
-                     'presence_threshold_anchored'):
+        for name in PRESENCE_THRESHOLD_FIELDS.values():
             if not 0.0 <= getattr(self.decision, name) <= 1.0:
                 raise ConfigError(f'decision.{name} must be in [0, 1], not '
                                   f'{getattr(self.decision, name)}')

@@ -36,6 +36,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from hybridgl_ros.core.config import PRESENCE_THRESHOLD_FIELDS
 from hybridgl_ros.core.errors import ConfigError
 from hybridgl_ros.eval.grounding import IOU_HIT, calibration_bins
 
@@ -127,15 +128,12 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     names = np.array(groups if groups is not None else [''] * len(records))
     by_group = {}
     if groups is not None:
-        for name in sorted(set(names)):
-            mine = (names == name) & present
-            if mine.any():
-                by_group[str(name)] = presence_threshold(p_present[mine], max_rejected)
+        by_group = group_thresholds(p_present, present, names, max_rejected)
         threshold = min([threshold, *by_group.values()])
     forms = np.array([phrase_form(r['signals']['presence_x']) for r in records])
-    by_form = {form: min([threshold, *form_thresholds(p_present, present & (forms == form),
-                                                      names, max_rejected)])
-               for form in ('colour', 'plain', 'anchored')}
+    by_form = {form: min([threshold, *group_thresholds(p_present, present & (forms == form),
+                                                       names, max_rejected).values()])
+               for form in PRESENCE_THRESHOLD_FIELDS}
     kept = p_present >= np.array([by_form[form] for form in forms])
     right = present & np.array([r.get('choice_iou', 0.0) >= IOU_HIT for r in records])
     x_c = np.array([r['signals']['confidence_x'] for r in records])
@@ -144,10 +142,8 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     answer_right = np.where(kept, right, ~present)
     ece, _ = calibration_bins(confidence, answer_right)
     # rounded down: a threshold rounded up could reject one more present target than the budget
-    floor = {form: math.floor(float(value) * 1e4) / 1e4 for form, value in by_form.items()}
-    fields = {'presence_threshold': floor['colour'],
-              'presence_threshold_plain': floor['plain'],
-              'presence_threshold_anchored': floor['anchored'],
+    fields = {**{field: math.floor(float(by_form[form]) * 1e4) / 1e4
+                 for form, field in PRESENCE_THRESHOLD_FIELDS.items()},
               'presence_weights': [round(float(v), 6) for v in w_p],
               'presence_bias': round(b_p, 6),
               'confidence_weights': [round(float(v), 6) for v in w_c],
@@ -178,12 +174,12 @@ def ambiguity_margin(records: Sequence[Mapping], flag_share: float) -> float | N
     return math.ceil(value * 10.0 - 1e-9) / 10.0
 
 
-def form_thresholds(p_present: np.ndarray, mine: np.ndarray, groups: np.ndarray,
-                    max_rejected: float) -> list[float]:
-    """The budget's threshold of the present targets ``mine`` (one phrase form's) in each
-    group that has any."""
-    return [presence_threshold(p_present[mine & (groups == name)], max_rejected)
-            for name in sorted(set(groups)) if (mine & (groups == name)).any()]
+def group_thresholds(p_present: np.ndarray, mine: np.ndarray, groups: np.ndarray,
+                     max_rejected: float) -> dict[str, float]:
+    """Group name → the budget's threshold of the present targets ``mine`` (all of them, or
+    one phrase form's) in that group, for each group that has any."""
+    return {str(name): presence_threshold(p_present[mine & (groups == name)], max_rejected)
+            for name in sorted(set(groups)) if (mine & (groups == name)).any()}
 
 
 def presence_threshold(p_present_targets: np.ndarray, max_rejected: float,
