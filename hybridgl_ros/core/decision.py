@@ -13,8 +13,9 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    relation fails, standout, word standout, colour contrast, object contrast, names a
    contrast colour, names a contrast object, and best s, standout and word standout again
    for a phrase naming a contrast colour and for an anchored expression: each phrase form its
-   own slopes, :func:`_form_slopes`), s = 100·cos(v_n, t) as in spec §6, the anchor's
-   s with u (an anchor: an other noun phrase that is not a part of the picture — "the left
+   own slopes; the signals are computed in ``core/presence.py``), s = 100·cos(v_n, t) as in
+   spec §6, the anchor's s with u (an anchor: an other noun phrase that is not a part of the
+   picture — "the left
    side" of "the cube on the left side" is always there), standout = best s − the mean s of
    the image's other masks (a target that is there stands out from the rest of its image),
    and word standout = min over the target phrase's look words w ("green", "star" of "the
@@ -29,8 +30,8 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    mask, less tied than s's level to how a camera or renderer draws things. Below the
    threshold of the expression's form (``presence_threshold`` for a target phrase naming a
    colour, ``presence_threshold_plain`` for one naming none, ``presence_threshold_anchored``
-   with an anchor phrase: :func:`phrase_form`) the answer is "not found" ("no 'elephant' in
-   view").
+   with an anchor phrase: ``presence.phrase_form``) the answer is "not found" ("no
+   'elephant' in view").
 3. **Near ties.** Other objects (not overlapping the answer) whose s is within
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;
@@ -63,6 +64,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridgl_ros.core import guidance as g
+from hybridgl_ros.core import presence as ps
 from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
 from hybridgl_ros.core.geometry import interior_point, mask_centroid
 from hybridgl_ros.core.scoring import look_phrase
@@ -79,13 +81,6 @@ RELATION_PHRASES = {'left': 'left of', 'right': 'right of', 'up': 'above', 'down
 #: Capped s and F margins of a candidate with no other distinct candidate.
 S_MARGIN_CAP = 20.0
 F_MARGIN_CAP = 1.0
-#: Cap of a word standout's size (logits).
-WORD_STANDOUT_CAP = 50.0
-#: Cap of a contrast's size (logits).
-CONTRAST_CAP = 50.0
-#: Positions in ``presence_x`` of "has anchor" and "names a contrast colour".
-PRESENCE_ANCHORED = 2
-PRESENCE_NAMES_COLOUR = 8
 #: Two masks are the same object when their IoU or their overlap over the smaller one is
 #: above this.
 SAME_OBJECT_OVERLAP = 0.5
@@ -176,20 +171,20 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     choice, fails = view.choose(must_hold)
     v = F.normalize(frame.mask_features.float(), dim=-1)                # (N, D)
     anchored = has_anchor(parse, text)
-    anchor_s = _anchor_top(v, text, config.text.logit_scale) if anchored else 0.0
-    words = _word_standouts(v, text, config.text.logit_scale)
-    look_top, look_standout = _look_presence(scores.class_similarities, view)
-    contrasts, closer = _contrasts(v, text, config.text.logit_scale)
-    word_standout = _of(words, choice)
+    anchor_s = ps.anchor_top(v, text, config.text.logit_scale) if anchored else 0.0
+    words = ps.word_standouts(v, text, config.text.logit_scale)
+    look_top, look_standout = ps.look_presence(scores.class_similarities, view)
+    contrasts, closer = ps.contrasts(v, text, config.text.logit_scale)
+    word_standout = ps.capped(words, choice)
     presence_x = [look_top, anchor_s, float(anchored), float(fails), look_standout,
                   word_standout, *contrasts,
-                  *_form_slopes((look_top, look_standout, word_standout),
+                  *ps.form_slopes((look_top, look_standout, word_standout),
                                 names_colour=contrasts[2], anchored=float(anchored))]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
     confidence_x = {i: view.confidence_x(i, guided, fails and i == choice)
-                    + [_of(words, i), view.standout_of(i)] for i in (choice, *alternatives)}
+                    + [ps.capped(words, i), view.standout_of(i)] for i in (choice, *alternatives)}
     confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias, x, calibrated)
                    for i, x in confidence_x.items()}
     signals = {'presence_x': presence_x, 'confidence_x': confidence_x[choice],
@@ -197,7 +192,7 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
                'method_choice': scores.chosen, 'choice': choice}
     if not text.names_known_word and cfg.reject_absent and not config.reference:
         presence = 0.0 if calibrated else float('nan')   # names nothing the model knows
-    form = phrase_form(presence_x)
+    form = ps.phrase_form(presence_x)
     unlikely = calibrated and presence < cfg.threshold_for(form)
     reject = cfg.reject_absent and not config.reference and (
         not text.names_known_word or unlikely)
@@ -260,103 +255,6 @@ def _logistic(weights, bias: float, x, calibrated: bool) -> float:
         return float('nan')
     z = float(np.dot(np.asarray(weights, np.float64), np.asarray(x, np.float64)) + bias)
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-
-
-def phrase_form(presence_x) -> str:
-    """The phrase form an expression's presence threshold is chosen by (``decision.
-    presence_threshold``, ``_plain``, ``_anchored``), read from its P(present) signals:
-    'anchored' with an anchor phrase ("the cube left of the blue ball"), else 'colour' when
-    the target phrase names a contrast colour ("the red cube"), else 'plain' ("the cube on the
-    left"). The forms' present targets reach different P(present) levels (an anchored one
-    needs its anchor found and its relation to hold too), so one threshold held to a budget
-    over all of them rejects more than the budget of the lower-scoring forms."""
-    if presence_x[PRESENCE_ANCHORED]:
-        return 'anchored'
-    return 'colour' if presence_x[PRESENCE_NAMES_COLOUR] else 'plain'
-
-
-def _form_slopes(levels: tuple[float, float, float], names_colour: float,
-                 anchored: float) -> list[float]:
-    """The last six signals of P(present): ``levels`` (best s, standout, word standout) again
-    where the phrase names a contrast colour (else 0), then where the expression has an
-    anchor (else 0), so each of the two phrase forms gets its own slopes on the three levels.
-    The levels say different things per form: a no-target anchored expression is a relation
-    that holds for nothing, its target look on the table (its best s about that of a present
-    one), while a no-target phrase without an anchor names a look that is not there; one
-    slope for every form weighs s as much where it says little as where it says much."""
-    return [*(v * names_colour for v in levels), *(v * anchored for v in levels)]
-
-
-def _look_presence(s_class: torch.Tensor | None, view) -> tuple[float, float]:
-    """(best s, its standout) for P(present): of the phrase without its size or position words
-    (``QueryScores.class_similarities``) when the query is judged among look-alikes ("the
-    purple star" for "the bigger purple star", "the cube" for "the cube on the left": those
-    words say which of the look-alikes, not what is there), else of the whole target phrase
-    (the view's)."""
-    if s_class is None:
-        return view.s_top, view.standout
-    s = s_class.detach().float().cpu()
-    best, values = int(s.argmax()), s.tolist()
-    return values[best], _standout(values, math.fsum(values), best)
-
-
-def _standout(s: list[float], s_sum: float, i: int) -> float:
-    """s[i] minus the mean of the other entries (``s_sum``: their sum with s[i]); 0 for one."""
-    others = len(s) - 1
-    return s[i] - (s_sum - s[i]) / others if others else 0.0
-
-
-def _anchor_top(v: torch.Tensor, text, logit_scale: float) -> float:
-    """The best mask's s for the anchor feature u (0 without other phrases); v: (N, D) the
-    frame's L2-normalised mask features."""
-    if text.other is None:
-        return 0.0
-    return float((logit_scale * v @ F.normalize(text.other.float(), dim=0)).max())
-
-
-def _word_standouts(v: torch.Tensor, text, logit_scale: float) -> torch.Tensor | None:
-    """(N,) per mask: min over the target phrase's look words w of s(mask, w) − the mean
-    s(n, w) of the frame's masks: how far the mask stands out for its weakest word. None
-    without look words. v: (N, D) the frame's L2-normalised mask features."""
-    if text.words is None:
-        return None
-    s = logit_scale * v @ F.normalize(text.words.float(), dim=-1).T       # (N, W)
-    return (s - s.mean(dim=0)).min(dim=1).values.cpu()
-
-
-def _contrasts(v: torch.Tensor, text, logit_scale: float
-               ) -> tuple[tuple[float, float, float, float], str]:
-    """((colour contrast, object contrast, names a colour, names an object), closer): at the
-    mask that best fits the look phrase ("the red cube"), its s minus the best s of the phrase
-    with the colour word swapped ("the blue cube", ...), and with the object word swapped
-    ("the red ball", ...), each within ±CONTRAST_CAP and 0 for a phrase without such a word;
-    then whether it has one (1.0 / 0.0: a missing contrast is no evidence either way, and a
-    phrase without a colour word is judged by a contrast less). A red ball beside a blue cube
-    answers "the red cube" with a negative object contrast: it is more a red ball than a red
-    cube, and ``closer`` is "the red ball" (the best-fitting swap when it fits that mask
-    better than the phrase, else ''). v: (N, D) the frame's L2-normalised mask features."""
-    if text.contrast is None:
-        return (0.0, 0.0, 0.0, 0.0), ''
-    s = logit_scale * v @ F.normalize(text.contrast.float(), dim=-1).T      # (N, 1 + C)
-    row = s[int(s[:, 0].argmax())].cpu()
-    margins, start = [], 1
-    for count in text.contrast_counts:
-        margin = float(row[0] - row[start:start + count].max()) if count else 0.0
-        margins.append(min(max(margin, -CONTRAST_CAP), CONTRAST_CAP))
-        start += count
-    best = int(row[1:].argmax())
-    closer = (text.contrast_phrases[best]
-              if float(row[1 + best]) > float(row[0]) and best < len(text.contrast_phrases)
-              else '')
-    colours, objects = text.contrast_counts
-    return (margins[0], margins[1], float(colours > 0), float(objects > 0)), closer
-
-
-def _of(standouts: torch.Tensor | None, index: int) -> float:
-    """Mask ``index``'s word standout within ±WORD_STANDOUT_CAP (0 without look words)."""
-    if standouts is None:
-        return 0.0
-    return min(max(float(standouts[index]), -WORD_STANDOUT_CAP), WORD_STANDOUT_CAP)
 
 
 class _CandidateView:
@@ -453,7 +351,7 @@ class _CandidateView:
 
     def standout_of(self, i: int) -> float:
         """Mask i's s minus the mean s of the frame's other masks (0 for a lone mask)."""
-        return _standout(self.s, self._s_sum, i)
+        return ps.standout(self.s, self._s_sum, i)
 
     def confidence_x(self, i: int, guided: bool, fails: bool) -> list[float]:
         """(s, s margin to the best other object, guided, F margin to the best other

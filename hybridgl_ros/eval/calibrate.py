@@ -106,7 +106,7 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     Raises:
         ConfigError: no usable records, or no expression without (or with) a target.
     """
-    from hybridgl_ros.core.decision import phrase_form
+    from hybridgl_ros.core.presence import phrase_form
 
     if groups is not None:
         if len(groups) != len(records):

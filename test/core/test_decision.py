@@ -10,8 +10,8 @@ import torch
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
 from hybridgl_ros.core.decision import (
-    CONTRAST_CAP, WORD_STANDOUT_CAP, absent_message, answer, clip_fingerprint, decide, has_anchor,
-    phrase_form)
+    absent_message, answer, clip_fingerprint, decide, has_anchor)
+from hybridgl_ros.core.presence import CONTRAST_CAP, WORD_STANDOUT_CAP, phrase_form
 from hybridgl_ros.core.scoring import QueryScores, TextFeatures
 from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals
 

@@ -1,0 +1,119 @@
+"""The signals of P(target present) (core/decision.py, step 2), read from a query's scores and
+the frame's mask features, and the phrase form that picks the presence threshold.
+
+Each signal is a number the decision's logistic weighs (``decision.presence_weights``, fitted
+by ``hybridgl calibrate``): how well the best mask fits the look phrase and how far it stands
+out from the frame's other masks, how far the answer stands out for its weakest look word, and
+whether another colour or object word fits the best mask better (the contrasts).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+#: Cap of a word standout's size (logits).
+WORD_STANDOUT_CAP = 50.0
+#: Cap of a contrast's size (logits).
+CONTRAST_CAP = 50.0
+#: Positions in ``presence_x`` of "has anchor" and "names a contrast colour".
+PRESENCE_ANCHORED = 2
+PRESENCE_NAMES_COLOUR = 8
+
+
+def phrase_form(presence_x) -> str:
+    """The phrase form an expression's presence threshold is chosen by (``decision.
+    presence_threshold``, ``_plain``, ``_anchored``), read from its P(present) signals:
+    'anchored' with an anchor phrase ("the cube left of the blue ball"), else 'colour' when
+    the target phrase names a contrast colour ("the red cube"), else 'plain' ("the cube on the
+    left"). The forms' present targets reach different P(present) levels (an anchored one
+    needs its anchor found and its relation to hold too), so one threshold held to a budget
+    over all of them rejects more than the budget of the lower-scoring forms."""
+    if presence_x[PRESENCE_ANCHORED]:
+        return 'anchored'
+    return 'colour' if presence_x[PRESENCE_NAMES_COLOUR] else 'plain'
+
+
+def form_slopes(levels: tuple[float, float, float], names_colour: float,
+                anchored: float) -> list[float]:
+    """The last six signals of P(present): ``levels`` (best s, standout, word standout) again
+    where the phrase names a contrast colour (else 0), then where the expression has an
+    anchor (else 0), so each of the two phrase forms gets its own slopes on the three levels.
+    The levels say different things per form: a no-target anchored expression is a relation
+    that holds for nothing, its target look on the table (its best s about that of a present
+    one), while a no-target phrase without an anchor names a look that is not there; one
+    slope for every form weighs s as much where it says little as where it says much."""
+    return [*(v * names_colour for v in levels), *(v * anchored for v in levels)]
+
+
+def look_presence(s_class: torch.Tensor | None, view) -> tuple[float, float]:
+    """(best s, its standout) for P(present): of the phrase without its size or position words
+    (``QueryScores.class_similarities``) when the query is judged among look-alikes ("the
+    purple star" for "the bigger purple star", "the cube" for "the cube on the left": those
+    words say which of the look-alikes, not what is there), else of the whole target phrase
+    (the view's)."""
+    if s_class is None:
+        return view.s_top, view.standout
+    s = s_class.detach().float().cpu()
+    best, values = int(s.argmax()), s.tolist()
+    return values[best], standout(values, math.fsum(values), best)
+
+
+def standout(s: list[float], s_sum: float, i: int) -> float:
+    """s[i] minus the mean of the other entries (``s_sum``: their sum with s[i]); 0 for one."""
+    others = len(s) - 1
+    return s[i] - (s_sum - s[i]) / others if others else 0.0
+
+
+def anchor_top(v: torch.Tensor, text, logit_scale: float) -> float:
+    """The best mask's s for the anchor feature u (0 without other phrases); v: (N, D) the
+    frame's L2-normalised mask features."""
+    if text.other is None:
+        return 0.0
+    return float((logit_scale * v @ F.normalize(text.other.float(), dim=0)).max())
+
+
+def word_standouts(v: torch.Tensor, text, logit_scale: float) -> torch.Tensor | None:
+    """(N,) per mask: min over the target phrase's look words w of s(mask, w) − the mean
+    s(n, w) of the frame's masks: how far the mask stands out for its weakest word. None
+    without look words. v: (N, D) the frame's L2-normalised mask features."""
+    if text.words is None:
+        return None
+    s = logit_scale * v @ F.normalize(text.words.float(), dim=-1).T       # (N, W)
+    return (s - s.mean(dim=0)).min(dim=1).values.cpu()
+
+
+def contrasts(v: torch.Tensor, text, logit_scale: float
+               ) -> tuple[tuple[float, float, float, float], str]:
+    """((colour contrast, object contrast, names a colour, names an object), closer): at the
+    mask that best fits the look phrase ("the red cube"), its s minus the best s of the phrase
+    with the colour word swapped ("the blue cube", ...), and with the object word swapped
+    ("the red ball", ...), each within ±CONTRAST_CAP and 0 for a phrase without such a word;
+    then whether it has one (1.0 / 0.0: a missing contrast is no evidence either way, and a
+    phrase without a colour word is judged by a contrast less). A red ball beside a blue cube
+    answers "the red cube" with a negative object contrast: it is more a red ball than a red
+    cube, and ``closer`` is "the red ball" (the best-fitting swap when it fits that mask
+    better than the phrase, else ''). v: (N, D) the frame's L2-normalised mask features."""
+    if text.contrast is None:
+        return (0.0, 0.0, 0.0, 0.0), ''
+    s = logit_scale * v @ F.normalize(text.contrast.float(), dim=-1).T      # (N, 1 + C)
+    row = s[int(s[:, 0].argmax())].cpu()
+    margins, start = [], 1
+    for count in text.contrast_counts:
+        margin = float(row[0] - row[start:start + count].max()) if count else 0.0
+        margins.append(min(max(margin, -CONTRAST_CAP), CONTRAST_CAP))
+        start += count
+    best = int(row[1:].argmax())
+    closer = (text.contrast_phrases[best]
+              if float(row[1 + best]) > float(row[0]) and best < len(text.contrast_phrases)
+              else '')
+    colours, objects = text.contrast_counts
+    return (margins[0], margins[1], float(colours > 0), float(objects > 0)), closer
+
+
+def capped(standouts: torch.Tensor | None, index: int) -> float:
+    """Mask ``index``'s word standout within ±WORD_STANDOUT_CAP (0 without look words)."""
+    if standouts is None:
+        return 0.0
+    return min(max(float(standouts[index]), -WORD_STANDOUT_CAP), WORD_STANDOUT_CAP)
