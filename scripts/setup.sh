@@ -41,7 +41,26 @@ fi
 requirements=(requirements/core.txt requirements/ros.txt requirements/test.txt)
 req_stamp="$venv/.hybridgl_requirements.sha256"
 req_hash="$(fingerprint "${requirements[@]}")"
+# The pinned torch is the CUDA build: with its NVIDIA libraries and triton the venv takes about
+# 6.2 GB. Check the space first, so a full disk is one clear line instead of pip's OSError halfway
+# through an install. HYBRIDGL_SKIP_DISK_CHECK=1 skips the check.
+check_disk() {
+  local need_mb=512 free_mb
+  if ! "$py" -c 'import torch' >/dev/null 2>&1; then
+    need_mb=7000
+  fi
+  free_mb="$(df -Pm "$venv" | awk 'NR == 2 {print $4}')"
+  if [ "${HYBRIDGL_SKIP_DISK_CHECK:-0}" != "1" ] && [ -n "$free_mb" ] \
+      && [ "$free_mb" -lt "$need_mb" ]; then
+    echo "setup.sh: installing the pinned requirements needs about $need_mb MB free on the" \
+      "file system of $venv; it has $free_mb MB. Free some space (or set" \
+      "HYBRIDGL_SKIP_DISK_CHECK=1 to try anyway)." >&2
+    exit 1
+  fi
+}
+
 if [ "$(cat "$req_stamp" 2>/dev/null)" != "$req_hash" ]; then
+  check_disk
   echo "setup.sh: installing the pinned requirements"
   "$py" -m pip install -q -r requirements/core.txt -r requirements/ros.txt -r requirements/test.txt
   echo "$req_hash" > "$req_stamp"
