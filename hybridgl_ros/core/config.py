@@ -23,6 +23,11 @@ ON_LOST = ('report', 'redetect')
 #: Spec §3's prompt grid side (parity mode) and the default mode's (README "A denser prompt grid").
 SPEC_POINTS_PER_SIDE = 8
 DEFAULT_MODE_POINTS_PER_SIDE = 12
+#: The image encoder's input side of the SAM checkpoints (vit_b/l/h).
+SAM_CHECKPOINT_INPUT_SIDE = 1024
+#: Default mode: a SAM taking a smaller input than this runs one crop layer (its masks come on a
+#: grid of a quarter of its input side; the embedded demo SAM's 256 px give 64 x 64).
+AUTO_CROP_BELOW_INPUT_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -41,14 +46,27 @@ class ProposalConfig:
     pred_iou_thresh: float = 0.7
     stability_score_thresh: float = 0.7
     box_nms_thresh: float = 0.7
-    crop_n_layers: int = 0
-    crop_n_points_downscale_factor: int = 1
+    crop_n_layers: int = -1
+    """Extra SAM crop layers (layer k: 4^k overlapping crops, each run at SAM's input size).
+    -1 = the mode's and the model's: in the default mode one layer when SAM's masks come on a
+    coarse grid, an input side below 512 px (its masks at a quarter of that: the embedded demo
+    SAM's 64 x 64; small rings got no mask, README "Small objects: one crop layer"), else 0
+    (the SAM checkpoints, 1024 px); parity mode 0 (spec §3). 0 = the whole image only."""
+    crop_n_points_downscale_factor: int = 2
+    """Prompt points per side shrink by this per crop layer (2: SAM's dense recipe and the
+    spec's PhraseCut settings; the default grid of 12 gives 6 x 6 per crop)."""
     min_mask_region_area: int = 800
     max_working_pixels: int = -1
     """Frames with more pixels run downscaled to this many (aspect kept); the answer's mask is
     restored at the frame's size. Bounds memory and time; -1 = SAM's input area (its image
     encoder's side squared: 1024² for the SAM checkpoints, 256² for the embedded demo SAM);
     0 = never downscale. Parity mode ignores it."""
+    prefer_whole_image_masks: bool = True
+    """Default mode, with crop layers: where a crop's mask and the whole image's duplicate each
+    other (box IoU above 0.7, or mask IoU 0.5 or more), the whole image's is kept, so the crops
+    add what the whole image missed. SAM's generator keeps the smaller crop's, by box IoU only
+    (the demo SAM, which saw its objects at frame scale, lost masks the whole image had found;
+    README "Small objects: one crop layer"). Parity mode: SAM's."""
     drop_split_masks: bool = True
     """Default mode: a mask in two or more pieces after the small-region clean-up (two
     objects SAM returned as one) is not a proposal. Parity mode keeps every mask."""
@@ -59,23 +77,37 @@ class ProposalConfig:
             return self.points_per_side
         return SPEC_POINTS_PER_SIDE if reference else DEFAULT_MODE_POINTS_PER_SIDE
 
-    def for_mode(self, reference: bool) -> 'ProposalConfig':
-        """These settings with the prompt grid's side resolved for the mode."""
-        return replace(self, points_per_side=self.grid_side(reference))
+    def crop_layers(self, reference: bool, input_side: int) -> int:
+        """The crop layers in a mode for a SAM whose image encoder takes ``input_side`` px:
+        ``crop_n_layers``, or the mode's and the model's when -1."""
+        if self.crop_n_layers >= 0:
+            return self.crop_n_layers
+        return 1 if not reference and input_side < AUTO_CROP_BELOW_INPUT_SIDE else 0
 
-    def generator_settings(self) -> dict[str, Any]:
+    def for_mode(self, reference: bool,
+                 input_side: int = SAM_CHECKPOINT_INPUT_SIDE) -> 'ProposalConfig':
+        """These settings with the prompt grid's side and the crop layers resolved for the
+        mode and a SAM whose image encoder takes ``input_side`` px."""
+        return replace(self, points_per_side=self.grid_side(reference),
+                       crop_n_layers=self.crop_layers(reference, input_side),
+                       prefer_whole_image_masks=self.prefer_whole_image_masks and not reference)
+
+    def generator_settings(self, input_side: int) -> dict[str, Any]:
         """The fields that are arguments of segment_anything's SamAutomaticMaskGenerator (a
-        grid side of 0 as the default mode's; :meth:`for_mode` resolves it for a mode)."""
+        grid side of 0 and crop layers of -1 as the default mode's for a SAM of that input
+        side; :meth:`for_mode` resolves them for a mode)."""
         settings = {f.name: getattr(self, f.name) for f in fields(self)
-                    if f.name not in ('max_working_pixels', 'drop_split_masks')}
+                    if f.name not in ('max_working_pixels', 'drop_split_masks',
+                                      'prefer_whole_image_masks')}
         settings['points_per_side'] = self.grid_side(reference=False)
+        settings['crop_n_layers'] = self.crop_layers(False, input_side)
         return settings
 
 
-#: SAM's dense recipe, used for PhraseCut (spec §3).
+#: SAM's dense recipe, used for PhraseCut (spec §3), its crop layer as SAM's generator runs it.
 PHRASECUT_PROPOSALS = ProposalConfig(
     points_per_side=64, pred_iou_thresh=0.86, stability_score_thresh=0.92, crop_n_layers=1,
-    crop_n_points_downscale_factor=2, min_mask_region_area=100)
+    crop_n_points_downscale_factor=2, min_mask_region_area=100, prefer_whole_image_masks=False)
 
 
 @dataclass(frozen=True)
@@ -200,37 +232,37 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.7483
+    presence_threshold: float = 0.7405
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
     each style of the tuning series). For a target phrase that names a colour ("the red
     cube", "the small red cube on the left"); the two forms below have their own."""
-    presence_threshold_plain: float = 0.6823
+    presence_threshold_plain: float = 0.6667
     """The threshold for a target phrase that names no colour ("the cube", "the cube on the
     left"): hybridgl calibrate lowers it below presence_threshold where that would reject more
     than the budget of such phrases' present targets in a style (README "One rejection budget
     per phrase form")."""
-    presence_threshold_anchored: float = 0.4
+    presence_threshold_anchored: float = 0.3825
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.19604, 0.137956, -2.653745, -5.741281,
-                                           -0.021427, 0.018657, 0.036344, 0.058277,
-                                           -0.504473, 0.0, 0.021899, 0.023662, 0.010647,
-                                           -0.105024, -0.012438, -0.005525)
+    presence_weights: tuple[float, ...] = (0.200426, 0.133747, -2.64104, -5.828011,
+                                           -0.015801, 0.011284, 0.033199, 0.058958,
+                                           -0.514009, 0.0, 0.019317, 0.02318, 0.018903,
+                                           -0.104344, -0.007735, -0.002823)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor)."""
-    presence_bias: float = -7.360779
+    presence_bias: float = -7.647646
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.130281, -0.051965, -0.388646, 2.322701, 0.0, -0.060906, 0.067017)
+        0.130217, -0.06748, -0.233426, 2.083291, 0.0, -0.067927, 0.076775)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -4.606473
+    confidence_bias: float = -4.872456
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 10.2
+    ambiguity_margin: float = 9.8
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""
@@ -361,6 +393,12 @@ class HybridGLConfig:
         if self.proposals.points_per_side < 0:
             raise ConfigError('proposals.points_per_side must be >= 1, or 0 for the mode\'s '
                               f'(12, parity mode 8), not {self.proposals.points_per_side}')
+        if self.proposals.crop_n_layers < -1:
+            raise ConfigError('proposals.crop_n_layers must be >= 0, or -1 for the mode\'s and '
+                              f'the model\'s, not {self.proposals.crop_n_layers}')
+        if self.proposals.crop_n_points_downscale_factor < 1:
+            raise ConfigError('proposals.crop_n_points_downscale_factor must be >= 1, not '
+                              f'{self.proposals.crop_n_points_downscale_factor}')
         if self.proposals.max_working_pixels < -1 or 0 < self.proposals.max_working_pixels < 4096:
             raise ConfigError('proposals.max_working_pixels must be -1 (SAM\'s input area), 0 '
                               f'(off) or at least 4096 (64x64), not '

@@ -3,12 +3,15 @@
 The algorithm, its settings and its output order are those of segment_anything's
 ``SamAutomaticMaskGenerator`` (a test compares the two mask for mask): per crop a grid of
 point prompts, three masks per prompt, kept if their predicted IoU and stability pass the
-thresholds, then box NMS; across crops a second NMS; then islands and holes below
-``min_mask_region_area`` removed and a last NMS. It is written here on SAM's own parts (the
-image encoder, prompt encoder, mask decoder, ``postprocess_masks`` and the helpers of
-``segment_anything.utils.amg``) because the generator holds its intermediate masks in a way
-that does not scale: ``points_per_batch`` × 3 logit maps upsampled to the image in float32 at
-once (1.6 GB at 1080p, 6.4 GB at 4K) and every mask run-length encoded and decoded again. Here:
+thresholds, then box NMS; across crops a second NMS (keeping the smaller crop's mask of a
+duplicate pair; with ``prefer_whole_image_masks``, the default mode's, the whole image's, and
+a crop's mask that overlaps one of the whole image by mask IoU ≥ 0.5 is dropped as well);
+then islands and holes below ``min_mask_region_area`` removed and a last NMS. It is written
+here on SAM's own parts (the image encoder, prompt encoder, mask decoder, ``postprocess_masks``
+and the helpers of ``segment_anything.utils.amg``) because the generator holds its
+intermediate masks in a way that does not scale: ``points_per_batch`` × 3 logit maps upsampled
+to the image in float32 at once (1.6 GB at 1080p, 6.4 GB at 4K) and every mask run-length
+encoded and decoded again. Here:
 
 * a prompt batch's masks are upsampled a few at a time (about ``UPSAMPLE_BUDGET_FLOATS`` floats),
   and only those whose predicted IoU passed the threshold (the filter does not need the mask);
@@ -33,6 +36,11 @@ UPSAMPLE_BUDGET_FLOATS = 2 ** 24
 STABILITY_SCORE_OFFSET = 1.0
 CROP_NMS_THRESH = 0.7
 CROP_OVERLAP_RATIO = 512 / 1500
+#: Default mode (``prefer_whole_image_masks``): a crop's mask overlapping one of the whole image
+#: by this mask IoU or more duplicates it and is dropped.
+CROP_DUPLICATE_IOU = 0.5
+#: Set bits of each byte value.
+_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1).astype(np.uint8)
 
 
 class BoundedMaskGenerator:
@@ -40,7 +48,8 @@ class BoundedMaskGenerator:
 
     Args:
         sam: a segment_anything ``Sam`` on its device, eval mode.
-        config: the generator's settings (spec §3; a grid side of 0 is the default mode's).
+        config: the generator's settings (spec §3; a grid side of 0 and crop layers of -1 are
+            the default mode's for this SAM).
         encoder_dtype: autocast dtype for the image encoder only (its output is cast back to
             float32), or None for float32. The prompt path always runs in float32: its scores
             are compared with thresholds.
@@ -51,12 +60,13 @@ class BoundedMaskGenerator:
         from segment_anything.utils.transforms import ResizeLongestSide
 
         self.sam = sam
-        self.config = config
+        # A grid side of 0 or crop layers of -1 left to resolve are the default mode's.
+        self.config = config.for_mode(False, sam.image_encoder.img_size)
         self.encoder_dtype = encoder_dtype
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self.point_grids = build_all_layer_point_grids(
-            config.grid_side(reference=False), config.crop_n_layers,
-            config.crop_n_points_downscale_factor)
+            self.config.points_per_side, self.config.crop_n_layers,
+            self.config.crop_n_points_downscale_factor)
 
     @property
     def device(self) -> torch.device:
@@ -82,8 +92,13 @@ class BoundedMaskGenerator:
             return {'masks': np.zeros((0, *size), bool), 'boxes_xyxy': np.zeros((0, 4), np.int64),
                     'iou_preds': np.zeros(0, np.float32), 'restorer': None}
         if len(crop_boxes) > 1:
-            _nms_filter(data, 1.0 / _crop_areas(crop_boxes, data['crop_index']),
+            # SAM keeps the smaller crop's mask of a duplicate pair; the default mode the whole
+            # image's (ProposalConfig.prefer_whole_image_masks).
+            areas = _crop_areas(crop_boxes, data['crop_index'])
+            _nms_filter(data, areas if self.config.prefer_whole_image_masks else 1.0 / areas,
                         CROP_NMS_THRESH)
+            if self.config.prefer_whole_image_masks:
+                _drop_crop_duplicates(data)
         if self.config.min_mask_region_area > 0:
             self._remove_small_regions(data, size)
         masks = np.unpackbits(data['packed'], axis=-1, count=size[1]).astype(bool)
@@ -272,6 +287,24 @@ def _nms_filter(data, scores: torch.Tensor, threshold: float) -> None:
     keep = batched_nms(boxes, scores.to(boxes.device),
                        torch.zeros(len(boxes), device=boxes.device), iou_threshold=threshold)
     data.filter(keep)
+
+
+def _drop_crop_duplicates(data) -> None:
+    """Drops the crops' masks that overlap a mask of the whole image (crop index 0) by a mask
+    IoU of ``CROP_DUPLICATE_IOU`` or more: the same object, with boxes too different for the
+    box NMS."""
+    whole = (data['crop_index'] == 0).cpu().numpy()
+    if whole.all() or not whole.any():
+        return
+    packed = data['packed']                       # bit-packed: counted without unpacking
+    areas = _BITS[packed].reshape(len(packed), -1).sum(1, dtype=np.int64)
+    keep = whole.copy()
+    for index in np.flatnonzero(~whole):
+        inter = _BITS[packed[whole] & packed[index]].reshape(int(whole.sum()), -1).sum(
+            1, dtype=np.int64)
+        union = areas[whole] + areas[index] - inter
+        keep[index] = not (inter >= CROP_DUPLICATE_IOU * np.maximum(union, 1)).any()
+    data.filter(torch.from_numpy(keep))
 
 
 def _crop_areas(crop_boxes: list[list[int]], crop_index: torch.Tensor) -> torch.Tensor:

@@ -93,8 +93,9 @@ class HybridGL:
                 LOG.info('%s runs under %s autocast (models.precision=%s; fp32 for exact '
                          'float32)', stage, str(dtype).replace('torch.', ''),
                          config.models.precision)
-        proposer = SamProposer(sam, config.proposals.for_mode(config.reference),
-                               dtypes.sam_encoder)
+        proposer = SamProposer(
+            sam, config.proposals.for_mode(config.reference, sam.image_encoder.img_size),
+            dtypes.sam_encoder)
         return cls(config, clip_model=clip_model, proposer=proposer, parser=parser)
 
     # ------------------------------------------------------------------------------ per frame

@@ -42,7 +42,7 @@ def evaluate_sam(sam, seed: int, count: int,
     from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
     generator = SamAutomaticMaskGenerator(sam, output_mode='binary_mask',
-                                          **config.generator_settings())
+                                          **config.generator_settings(sam.image_encoder.img_size))
     predictor = SamPredictor(sam)
     ious, point_ious, proposal_counts, seconds = [], [], [], 0.0
     with torch.inference_mode():

@@ -26,11 +26,31 @@ def test_the_prompt_grid_is_the_modes_unless_set():
     assert c.proposals.points_per_side == 0
     assert c.proposals.for_mode(reference=True).points_per_side == 8
     assert c.proposals.for_mode(reference=False).points_per_side == 12
-    assert c.proposals.generator_settings()['points_per_side'] == 12
+    assert c.proposals.generator_settings(1024)['points_per_side'] == 12
     set_16 = HybridGLConfig.from_flat({'proposals.points_per_side': 16}).proposals
     assert set_16.grid_side(reference=True) == set_16.grid_side(reference=False) == 16
     with pytest.raises(ConfigError, match='points_per_side'):
         HybridGLConfig.from_flat({'proposals.points_per_side': -1})
+
+
+def test_the_crop_layers_are_the_mode_and_models_unless_set():
+    """-1: one layer in the default mode for a SAM taking less than 512 px (the demo SAM's
+    256), none for the SAM checkpoints' 1024 nor in parity mode; a value set is used in both."""
+    proposals = HybridGLConfig().proposals
+    assert proposals.crop_n_layers == -1
+    assert proposals.for_mode(reference=False, input_side=256).crop_n_layers == 1
+    assert proposals.for_mode(reference=False, input_side=1024).crop_n_layers == 0
+    assert proposals.for_mode(reference=True, input_side=256).crop_n_layers == 0
+    assert proposals.generator_settings(256)['crop_n_layers'] == 1
+    assert proposals.generator_settings(1024)['crop_n_layers'] == 0
+    set_0 = HybridGLConfig.from_flat({'proposals.crop_n_layers': 0}).proposals
+    assert set_0.for_mode(False, 256).crop_n_layers == 0
+    set_2 = HybridGLConfig.from_flat({'proposals.crop_n_layers': 2}).proposals
+    assert set_2.for_mode(True, 1024).crop_n_layers == 2
+    with pytest.raises(ConfigError, match='crop_n_layers'):
+        HybridGLConfig.from_flat({'proposals.crop_n_layers': -2})
+    with pytest.raises(ConfigError, match='crop_n_points_downscale_factor'):
+        HybridGLConfig.from_flat({'proposals.crop_n_points_downscale_factor': 0})
 
 
 def test_flat_names_round_trip():

@@ -32,7 +32,7 @@ def test_the_bounded_generator_equals_segment_anythings_on_cuda():
     config = HybridGLConfig()
     sam = load_sam(config.models, CUDA)
     image = make_scene(5, 0).image_rgb
-    settings = config.proposals.generator_settings()
+    settings = config.proposals.generator_settings(sam.image_encoder.img_size)
     with torch.inference_mode():
         records = SamAutomaticMaskGenerator(sam, output_mode='binary_mask',
                                             **settings).generate(image)

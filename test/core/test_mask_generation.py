@@ -33,18 +33,21 @@ def reference_records(sam, config, image):
     """segment_anything's SamAutomaticMaskGenerator with the same settings."""
     from segment_anything import SamAutomaticMaskGenerator
 
-    settings = config.generator_settings()
+    settings = config.generator_settings(sam.image_encoder.img_size)
     with torch.inference_mode():
         return SamAutomaticMaskGenerator(sam, output_mode='binary_mask', **settings).generate(
             image)
 
 
 @pytest.mark.parametrize('config', [
-    ProposalConfig(),
-    ProposalConfig(pred_iou_thresh=0.0, stability_score_thresh=0.0, points_per_batch=20),
+    ProposalConfig(crop_n_layers=0),
+    ProposalConfig(crop_n_layers=0, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                   points_per_batch=20),
     ProposalConfig(points_per_side=8, crop_n_layers=1, crop_n_points_downscale_factor=2,
-                   pred_iou_thresh=0.5, min_mask_region_area=100),
-], ids=['spec', 'no-thresholds-odd-batches', 'crop-layer'])
+                   pred_iou_thresh=0.5, min_mask_region_area=100,
+                   prefer_whole_image_masks=False),
+    ProposalConfig(prefer_whole_image_masks=False),
+], ids=['whole-image', 'no-thresholds-odd-batches', 'crop-layer', 'defaults-sams-crop-nms'])
 def test_masks_boxes_scores_and_order_equal_segment_anythings_generator(demo_sam, config):
     image = scene(0)
     # segment_anything's generator as the project ran it before: 64 prompts at once
@@ -56,6 +59,30 @@ def test_masks_boxes_scores_and_order_equal_segment_anythings_generator(demo_sam
     xyxy[:, 2:] += xyxy[:, :2]
     assert np.array_equal(got['boxes_xyxy'], xyxy)
     assert np.array_equal(got['iou_preds'], np.float32([r['predicted_iou'] for r in expected]))
+
+
+def test_crops_add_to_the_whole_images_masks_when_it_is_preferred(demo_sam):
+    """The default mode's crop layer (the demo SAM's input is 256 px) keeps every mask of the
+    whole image bit for bit and adds the crops' others; SAM's generator replaces most of them
+    by the crops' duplicates."""
+    image = scene(0)
+    whole = BoundedMaskGenerator(demo_sam, ProposalConfig(crop_n_layers=0)).generate(image)
+    both = BoundedMaskGenerator(demo_sam, ProposalConfig()).generate(image)
+    sams = BoundedMaskGenerator(demo_sam, ProposalConfig(prefer_whole_image_masks=False)
+                                ).generate(image)
+
+    def kept(masks):
+        return sum(any(np.array_equal(mask, other) for other in masks)
+                   for mask in whole['masks'])
+
+    assert len(both['masks']) > len(whole['masks']) > 2
+    assert kept(both['masks']) == len(whole['masks'])
+    assert kept(sams['masks']) < len(whole['masks'])
+    added = [mask for mask in both['masks']
+             if not any(np.array_equal(mask, other) for other in whole['masks'])]
+    for mask in added:   # none duplicates a mask of the whole image
+        ious = [(mask & other).sum() / (mask | other).sum() for other in whole['masks']]
+        assert max(ious) < 0.5
 
 
 def test_an_image_without_masks_gives_empty_arrays(demo_sam):

@@ -75,7 +75,7 @@ class SegmentAnythingsGenerator:
     def __init__(self, sam, config):
         from segment_anything import SamAutomaticMaskGenerator
 
-        settings = config.generator_settings()
+        settings = config.generator_settings(sam.image_encoder.img_size)
         settings['points_per_batch'] = 64   # as the project ran it before
         self.generator = SamAutomaticMaskGenerator(sam, output_mode='binary_mask', **settings)
 
@@ -88,7 +88,10 @@ class SegmentAnythingsGenerator:
 
 
 def test_640x480_answers_equal_those_of_segment_anythings_generator(demo_models, parser):
-    full = {'proposals.max_working_pixels': 0}   # the mask path at the frame's own size
+    # the mask path at the frame's own size; the whole image only (segment_anything's generator
+    # costs ~10 s a scene here, five times that with a crop layer: test_mask_generation
+    # compares the crops)
+    full = {'proposals.max_working_pixels': 0, 'proposals.crop_n_layers': 0}
     ours = segmenter(demo_models, parser, **full)
     today = segmenter(demo_models, parser,
                       SegmentAnythingsGenerator(demo_models[1], ours.config.proposals), **full)
@@ -173,3 +176,13 @@ def test_the_pipeline_prompts_sam_with_the_modes_grid(demo_models, parser):
     assert prompts() == 144
     assert prompts(parity='reference') == 64
     assert prompts(parity='reference', **{'proposals.points_per_side': 16}) == 256
+
+
+def test_the_demo_sam_runs_one_crop_layer_in_the_default_mode_only(demo_models, parser):
+    """Its input is 256 px (below 512): the default mode adds a crop layer, whole-image masks
+    preferred; parity mode keeps spec §3's whole image."""
+    default = segmenter(demo_models, parser).proposer.config
+    assert (default.crop_n_layers, default.prefer_whole_image_masks) == (1, True)
+    parity = segmenter(demo_models, parser, parity='reference').proposer.config
+    assert (parity.crop_n_layers, parity.prefer_whole_image_masks) == (0, False)
+    assert parity.points_per_side == 8
