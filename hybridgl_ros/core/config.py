@@ -63,7 +63,8 @@ class ProposalConfig:
     0 = never downscale. Parity mode ignores it."""
     prefer_whole_image_masks: bool = True
     """Default mode, with crop layers: where a crop's mask and the whole image's duplicate each
-    other (box IoU above 0.7, or mask IoU 0.5 or more), the whole image's is kept, so the crops
+    other (box IoU above 0.7, or mask IoU 0.5 or more), the whole image's is kept, and a crop's
+    mask 80 % inside a whole-image mask at least twice its size (a part) is dropped: the crops
     add what the whole image missed. SAM's generator keeps the smaller crop's, by box IoU only
     (the demo SAM, which saw its objects at frame scale, lost masks the whole image had found;
     README "Small objects: one crop layer"). Parity mode: SAM's."""
@@ -232,37 +233,37 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.7405
+    presence_threshold: float = 0.7467
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
     each style of the tuning series). For a target phrase that names a colour ("the red
     cube", "the small red cube on the left"); the two forms below have their own."""
-    presence_threshold_plain: float = 0.6667
+    presence_threshold_plain: float = 0.6828
     """The threshold for a target phrase that names no colour ("the cube", "the cube on the
     left"): hybridgl calibrate lowers it below presence_threshold where that would reject more
     than the budget of such phrases' present targets in a style (README "One rejection budget
     per phrase form")."""
-    presence_threshold_anchored: float = 0.3825
+    presence_threshold_anchored: float = 0.3987
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.200426, 0.133747, -2.64104, -5.828011,
-                                           -0.015801, 0.011284, 0.033199, 0.058958,
-                                           -0.514009, 0.0, 0.019317, 0.02318, 0.018903,
-                                           -0.104344, -0.007735, -0.002823)
+    presence_weights: tuple[float, ...] = (0.19615, 0.135056, -2.583192, -5.718422,
+                                           -0.021369, 0.018557, 0.036175, 0.058001,
+                                           -0.503762, 0.0, 0.021961, 0.023621, 0.010697,
+                                           -0.104658, -0.010876, -0.005875)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor)."""
-    presence_bias: float = -7.647646
+    presence_bias: float = -7.362154
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.130217, -0.06748, -0.233426, 2.083291, 0.0, -0.067927, 0.076775)
+        0.130632, -0.052038, -0.381135, 2.322479, 0.0, -0.060405, 0.066446)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -4.872456
+    confidence_bias: float = -4.623605
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 9.8
+    ambiguity_margin: float = 10.2
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
     expressions without position or relation words of the tuning series)."""

@@ -5,7 +5,8 @@ The algorithm, its settings and its output order are those of segment_anything's
 point prompts, three masks per prompt, kept if their predicted IoU and stability pass the
 thresholds, then box NMS; across crops a second NMS (keeping the smaller crop's mask of a
 duplicate pair; with ``prefer_whole_image_masks``, the default mode's, the whole image's, and
-a crop's mask that overlaps one of the whole image by mask IoU ≥ 0.5 is dropped as well);
+a crop's mask that overlaps one of the whole image by mask IoU ≥ 0.5, or lies inside one at
+least twice its size, is dropped as well);
 then islands and holes below ``min_mask_region_area`` removed and a last NMS. It is written
 here on SAM's own parts (the image encoder, prompt encoder, mask decoder, ``postprocess_masks``
 and the helpers of ``segment_anything.utils.amg``) because the generator holds its
@@ -37,8 +38,11 @@ STABILITY_SCORE_OFFSET = 1.0
 CROP_NMS_THRESH = 0.7
 CROP_OVERLAP_RATIO = 512 / 1500
 #: Default mode (``prefer_whole_image_masks``): a crop's mask overlapping one of the whole image
-#: by this mask IoU or more duplicates it and is dropped.
+#: by this mask IoU or more duplicates it, and one lying this much inside a mask of the whole
+#: image at least 1 / CROP_PART_AREA times its size is a part of it; both are dropped.
 CROP_DUPLICATE_IOU = 0.5
+CROP_PART_INSIDE = 0.8
+CROP_PART_AREA = 0.5
 #: Set bits of each byte value.
 _BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1).astype(np.uint8)
 
@@ -98,7 +102,7 @@ class BoundedMaskGenerator:
             _nms_filter(data, areas if self.config.prefer_whole_image_masks else 1.0 / areas,
                         CROP_NMS_THRESH)
             if self.config.prefer_whole_image_masks:
-                _drop_crop_duplicates(data)
+                _keep_what_crops_add(data)
         if self.config.min_mask_region_area > 0:
             self._remove_small_regions(data, size)
         masks = np.unpackbits(data['packed'], axis=-1, count=size[1]).astype(bool)
@@ -289,10 +293,11 @@ def _nms_filter(data, scores: torch.Tensor, threshold: float) -> None:
     data.filter(keep)
 
 
-def _drop_crop_duplicates(data) -> None:
-    """Drops the crops' masks that overlap a mask of the whole image (crop index 0) by a mask
-    IoU of ``CROP_DUPLICATE_IOU`` or more: the same object, with boxes too different for the
-    box NMS."""
+def _keep_what_crops_add(data) -> None:
+    """Drops the crops' masks that the whole image (crop index 0) already has: those that
+    overlap one of its masks by a mask IoU of ``CROP_DUPLICATE_IOU`` or more (the same object,
+    with boxes too different for the box NMS), and parts (``CROP_PART_INSIDE`` of the mask or
+    more inside one of its masks, smaller than ``CROP_PART_AREA`` of that mask)."""
     whole = (data['crop_index'] == 0).cpu().numpy()
     if whole.all() or not whole.any():
         return
@@ -303,7 +308,10 @@ def _drop_crop_duplicates(data) -> None:
         inter = _BITS[packed[whole] & packed[index]].reshape(int(whole.sum()), -1).sum(
             1, dtype=np.int64)
         union = areas[whole] + areas[index] - inter
-        keep[index] = not (inter >= CROP_DUPLICATE_IOU * np.maximum(union, 1)).any()
+        duplicate = inter >= CROP_DUPLICATE_IOU * np.maximum(union, 1)
+        part = (inter >= CROP_PART_INSIDE * areas[index]) & (
+            areas[index] < CROP_PART_AREA * areas[whole])
+        keep[index] = not (duplicate | part).any()
     data.filter(torch.from_numpy(keep))
 
 

@@ -63,9 +63,12 @@ def test_masks_boxes_scores_and_order_equal_segment_anythings_generator(demo_sam
 
 def test_crops_add_to_the_whole_images_masks_when_it_is_preferred(demo_sam):
     """The default mode's crop layer (the demo SAM's input is 256 px) keeps every mask of the
-    whole image bit for bit and adds the crops' others; SAM's generator replaces most of them
-    by the crops' duplicates."""
-    image = scene(0)
+    whole image bit for bit and adds what it does not have (no duplicates, no parts); SAM's
+    generator replaces most of them by the crops' duplicates."""
+    small = make_scene(5, 2, 'flat', object_scale=0.5)   # objects at half their size
+    image = cv2.resize(small.image_rgb, (320, 240), interpolation=cv2.INTER_AREA)
+    objects = [cv2.resize(mask.astype(np.uint8), (320, 240), interpolation=cv2.INTER_NEAREST)
+               > 0 for mask in small.masks]
     whole = BoundedMaskGenerator(demo_sam, ProposalConfig(crop_n_layers=0)).generate(image)
     both = BoundedMaskGenerator(demo_sam, ProposalConfig()).generate(image)
     sams = BoundedMaskGenerator(demo_sam, ProposalConfig(prefer_whole_image_masks=False)
@@ -75,14 +78,36 @@ def test_crops_add_to_the_whole_images_masks_when_it_is_preferred(demo_sam):
         return sum(any(np.array_equal(mask, other) for other in masks)
                    for mask in whole['masks'])
 
-    assert len(both['masks']) > len(whole['masks']) > 2
+    assert len(both['masks']) > len(whole['masks']) >= 2
     assert kept(both['masks']) == len(whole['masks'])
     assert kept(sams['masks']) < len(whole['masks'])
     added = [mask for mask in both['masks']
              if not any(np.array_equal(mask, other) for other in whole['masks'])]
-    for mask in added:   # none duplicates a mask of the whole image
+    for mask in added:   # objects the whole image missed, not copies of its masks
         ious = [(mask & other).sum() / (mask | other).sum() for other in whole['masks']]
         assert max(ious) < 0.5
+        assert max((mask & obj).sum() / (mask | obj).sum() for obj in objects) >= 0.5
+
+
+def test_a_crops_copy_or_part_of_a_whole_image_mask_is_dropped():
+    from segment_anything.utils.amg import MaskData
+
+    from hybridgl_ros.core.mask_generation import _keep_what_crops_add
+
+    def square(x, y, side):
+        mask = np.zeros((64, 64), bool)
+        mask[y:y + side, x:x + side] = True
+        return mask
+
+    masks = [square(4, 4, 20),     # the whole image's
+             square(6, 6, 20),     # a crop's copy of it (IoU 0.68)
+             square(8, 8, 6),      # a crop's part of it (inside, 9 % of its area)
+             square(40, 40, 8),    # a crop's object the whole image missed
+             square(2, 2, 14)]     # a crop's mask half outside it: kept
+    data = MaskData(packed=np.packbits(np.stack(masks), axis=-1),
+                    crop_index=torch.tensor([0, 1, 2, 3, 4]))
+    _keep_what_crops_add(data)
+    assert data['crop_index'].tolist() == [0, 3, 4]
 
 
 def test_an_image_without_masks_gives_empty_arrays(demo_sam):
