@@ -303,14 +303,15 @@ def _keep_what_crops_add(data) -> None:
         return
     packed = data['packed']                       # bit-packed: counted without unpacking
     areas = _BITS[packed].reshape(len(packed), -1).sum(1, dtype=np.int64)
+    whole_packed, whole_areas = packed[whole], areas[whole]
     keep = whole.copy()
     for index in np.flatnonzero(~whole):
-        inter = _BITS[packed[whole] & packed[index]].reshape(int(whole.sum()), -1).sum(
+        inter = _BITS[whole_packed & packed[index]].reshape(len(whole_packed), -1).sum(
             1, dtype=np.int64)
-        union = areas[whole] + areas[index] - inter
+        union = whole_areas + areas[index] - inter
         duplicate = inter >= CROP_DUPLICATE_IOU * np.maximum(union, 1)
         part = (inter >= CROP_PART_INSIDE * areas[index]) & (
-            areas[index] < CROP_PART_AREA * areas[whole])
+            areas[index] < CROP_PART_AREA * whole_areas)
         keep[index] = not (duplicate | part).any()
     data.filter(torch.from_numpy(keep))
 

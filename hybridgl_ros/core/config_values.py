@@ -1,0 +1,105 @@
+"""A config dataclass's values by grouped name (``proposals.points_per_side``): the flat view
+the ROS parameters, ``--set FIELD=VALUE`` and the YAML files use, converted to each field's
+type (``core/config.py`` holds the fields).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, Collection, Mapping
+
+from hybridgl_ros.core.errors import ConfigError
+
+
+def flatten(config) -> dict[str, Any]:
+    """Flat grouped-name view of a config dataclass (tuples kept as tuples)."""
+    flat: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            for sub in fields(value):
+                flat[f'{f.name}.{sub.name}'] = getattr(value, sub.name)
+        else:
+            flat[f.name] = value
+    return flat
+
+
+def unflatten(values: Mapping[str, Any], base):
+    """Applies grouped-name values on top of ``base``, converting to each field's type."""
+    known = flatten(base)
+    groups: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in known:
+            raise ConfigError(f'unknown config field {name!r}')
+        value = _coerce(name, value, known[name])
+        if '.' in name:
+            group, key = name.split('.', 1)
+            groups.setdefault(group, {})[key] = value
+        else:
+            top[name] = value
+    for group, changes in groups.items():
+        top[group] = replace(getattr(base, group), **changes)
+    return replace(base, **top)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Converts a YAML/ROS value to the type of the field's default."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ('1', 'true', 'yes', 'on')
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError('not an integer')
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            items = tuple(float(v) for v in value)
+            if len(items) != len(default):
+                raise ValueError(f'needs {len(default)} values')
+            return items
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f'{name}: cannot use {value!r} ({exc})') from exc
+
+
+def load_yaml_values(path: str | Path, known: Collection[str]) -> dict[str, Any]:
+    """Grouped-name values from a YAML file with sections (``proposals: {points_per_side: 8}``).
+
+    A ROS parameter file (``/**: {ros__parameters: {...}}``, or keyed by a node name) is read
+    too: its first section with ``ros__parameters``; the node-only parameters in it (those not
+    in ``known``, the config's names) are ignored here.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'config file not found: {path}')
+    with path.open() as stream:
+        data = yaml.safe_load(stream) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path}: expected a mapping at the top level')
+    ros_file = False
+    for node_section in data.values():
+        if isinstance(node_section, dict) and 'ros__parameters' in node_section:
+            data, ros_file = node_section['ros__parameters'], True
+            break
+    flat = _flatten_mapping(data)
+    if ros_file:
+        flat = {k: v for k, v in flat.items() if k in known}
+    return flat
+
+
+def _flatten_mapping(data: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+            flat.update(_flatten_mapping(value, name + '.'))
+        else:
+            flat[name] = value
+    return flat
