@@ -209,10 +209,18 @@ class GuidanceConfig:
     """Judged among look-alikes, a position word compares every mask whose s for the head phrase
     without the position words is within this (logits) of the best, at most partner_count, in
     place of the top candidate_count by p (default mode; 0 = the top candidate_count)."""
+    anchor_by_words: bool = True
+    """q (spec §7.2) reads the anchor phrase's look words too: q = softmax((s_u + the mask's
+    standout for the anchor's weakest look word) / 2), so "the red star" is a star that is red,
+    not the big purple star the whole phrase fits best (default mode; README)."""
     use_relation: bool = True
     use_position: bool = True
     use_coherence: bool = True
 
+
+#: How many signals P(present) and P(right) read (``core/decision.py``).
+PRESENCE_SIGNALS = 18
+CONFIDENCE_SIGNALS = 7
 
 #: The decision's phrase forms (``core.decision.phrase_form``) and the field of each one's
 #: presence threshold.
@@ -233,35 +241,37 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.7467
+    presence_threshold: float = 0.7993
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
     each style of the tuning series). For a target phrase that names a colour ("the red
     cube", "the small red cube on the left"); the two forms below have their own."""
-    presence_threshold_plain: float = 0.6828
+    presence_threshold_plain: float = 0.6726
     """The threshold for a target phrase that names no colour ("the cube", "the cube on the
     left"): hybridgl calibrate lowers it below presence_threshold where that would reject more
     than the budget of such phrases' present targets in a style (README "One rejection budget
     per phrase form")."""
-    presence_threshold_anchored: float = 0.3987
+    presence_threshold_anchored: float = 0.558
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.19615, 0.135056, -2.583192, -5.718422,
-                                           -0.021369, 0.018557, 0.036175, 0.058001,
-                                           -0.503762, 0.0, 0.021961, 0.023621, 0.010697,
-                                           -0.104658, -0.010876, -0.005875)
+    presence_weights: tuple[float, ...] = (0.190493, 0.059489, -2.134838, -7.220438,
+                                           -0.022143, 0.01737, 0.041548, 0.065559,
+                                           -0.616742, 0.0, 0.019862, 0.023768, 0.013119,
+                                           -0.085255, -0.012791, -0.010476, 0.087571,
+                                           0.046397)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
-    colour; the same where the expression has an anchor)."""
-    presence_bias: float = -7.362154
+    colour; the same where the expression has an anchor; the anchor's colour contrast and
+    object contrast)."""
+    presence_bias: float = -7.126797
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.130632, -0.052038, -0.381135, 2.322479, 0.0, -0.060405, 0.066446)
+        0.140618, -0.041766, -0.152299, 2.017834, 0.0, -0.046609, 0.060105)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -4.623605
+    confidence_bias: float = -5.029085
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 10.2
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
@@ -387,6 +397,13 @@ class HybridGLConfig:
         if not 0.0 <= self.features.zoom_context <= 100.0:
             raise ConfigError('features.zoom_context must be in [0, 100] (0: off), not '
                               f'{self.features.zoom_context}')
+        for name, count in (('presence_weights', PRESENCE_SIGNALS),
+                            ('confidence_weights', CONFIDENCE_SIGNALS)):
+            if len(getattr(self.decision, name)) != count:
+                raise ConfigError(
+                    f'decision.{name} has {len(getattr(self.decision, name))} values; this '
+                    f'version reads {count} signals: fit them again with hybridgl calibrate '
+                    '(README "Calibrating for your weights") or leave them at the defaults')
         for name in PRESENCE_THRESHOLD_FIELDS.values():
             if not 0.0 <= getattr(self.decision, name) <= 1.0:
                 raise ConfigError(f'decision.{name} must be in [0, 1], not '

@@ -13,7 +13,8 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    relation fails, standout, word standout, colour contrast, object contrast, names a
    contrast colour, names a contrast object, and best s, standout and word standout again
    for a phrase naming a contrast colour and for an anchored expression: each phrase form its
-   own slopes; the signals are computed in ``core/presence.py``), s = 100·cos(v_n, t) as in
+   own slopes; then the anchor's colour and object contrasts, at its best mask by q; the
+   signals are computed in ``core/presence.py``), s = 100·cos(v_n, t) as in
    spec §6, the anchor's s with u (an anchor: an other noun phrase that is not a part of the
    picture — "the left
    side" of "the cube on the left side" is always there), standout = best s − the mean s of
@@ -27,7 +28,9 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    not what is there. The contrasts ask the mask that best fits the look phrase ("the red
    cube") whether another colour or object word fits it better ("the blue cube", "the red
    ball": ``decision.contrast_colours``, ``contrast_objects``): a comparison within one
-   mask, less tied than s's level to how a camera or renderer draws things. Below the
+   mask, less tied than s's level to how a camera or renderer draws things; the anchor's
+   contrasts ask the same of the anchor phrase ("the blue ball" of "the cube left of the blue
+   ball") at the anchor's best mask by q. Below the
    threshold of the expression's form (``presence_threshold`` for a target phrase naming a
    colour, ``presence_threshold_plain`` for one naming none, ``presence_threshold_anchored``
    with an anchor phrase: ``presence.phrase_form``) the answer is "not found" ("no
@@ -176,10 +179,13 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     look_top, look_standout = ps.look_presence(scores.class_similarities, view)
     contrasts, closer = ps.contrasts(v, text, config.text.logit_scale)
     word_standout = ps.capped(words, choice)
+    best_anchor = (int(scores.other_probs.argmax())
+                   if anchored and scores.other_probs is not None else -1)
     presence_x = [look_top, anchor_s, float(anchored), float(fails), look_standout,
                   word_standout, *contrasts,
                   *ps.form_slopes((look_top, look_standout, word_standout),
-                                names_colour=contrasts[2], anchored=float(anchored))]
+                                names_colour=contrasts[2], anchored=float(anchored)),
+                  *ps.anchor_contrasts(v, text, config.text.logit_scale, best_anchor)]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
@@ -197,10 +203,12 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     reject = cfg.reject_absent and not config.reference and (
         not text.names_known_word or unlikely)
     if reject:
-        # the anchor fits its best mask worse than the target's look fits its: it is the
-        # likelier one missing ("the star below the yellow triangle" among stars); a target
+        # the anchor fits its best mask worse than the target's look fits its, or another
+        # colour or object word fits that mask better: it is the likelier one missing ("the
+        # star below the yellow triangle" among stars and a red triangle); a target
         # phrase the text encoder has no word of is missing whatever its s
-        anchor_missing = anchored and text.names_known_word and anchor_s < look_top
+        anchor_missing = anchored and text.names_known_word and (
+            anchor_s < look_top or min(presence_x[-2:]) < 0)
         message = (absent_message(parse, scores.plan.relation, fails or anchor_missing, closer)
                    if text.names_known_word or _names_a_word(parse.head_phrase)
                    else f"'{parse.normalized}' names no object")
@@ -280,6 +288,7 @@ class _CandidateView:
         self._masks = frame.mask_tensor.reshape(len(self.s), -1)               # (N, HW)
         self._areas: torch.Tensor | None = None
         self._same: dict[int, torch.Tensor] = {}
+        self._inter: dict[int, torch.Tensor] = {}
         self.boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32)
 
     def by_f(self) -> list[int]:
@@ -296,33 +305,51 @@ class _CandidateView:
         return (holding[0], False) if holding else (order[0], True)
 
     def support(self, i: int) -> float:
-        """Share of the relation's partner weight (other than i) that i lies as said of."""
+        """Share of the relation's partner weight that i lies as said of. The weight of
+        partners that are i itself or a part of it counts against it: an object does not lie
+        left of itself, so the anchor never answers its own relation ("the ball right of the
+        cube" is not the cube, however little weight what lies left of it has)."""
         relation = self.scores.relation
         partners = relation.partners.cpu()
         weights = relation.partner_weights.detach().float().cpu()
-        keep = partners != i
-        if not bool(keep.any()) or float(weights[keep].sum()) <= 0:
+        total = float(weights.sum())
+        keep = ~self.itself(i)[partners]
+        if not bool(keep.any()) or total <= 0:
             return 0.0
         pair = g.pair_factor(self.scores.plan.relation, self.boxes[[i]],
                               self.boxes[partners[keep]]).float()[0]     # (P,)
-        return float((pair * weights[keep]).sum() / weights[keep].sum())
+        return float((pair * weights[keep]).sum() / total)
 
     def same(self, i: int) -> torch.Tensor:
         """(N,) bool: which masks are the same object as mask i (i itself included)."""
         if i not in self._same:
-            # in chunks of masks: all N masks at once as floats could take gigabytes
-            chunks = self._masks.split(SAME_OBJECT_CHUNK)
-            if self._areas is None:
-                self._areas = torch.cat([(c != 0).sum(dim=1) for c in chunks]).float().cpu()
-            mine = self._masks[i] != 0
-            inter = torch.cat([((c != 0) & mine).sum(dim=1) for c in chunks]).float().cpu()
-            area = self._areas
+            inter, area = self._overlaps(i)
             union = area + area[i] - inter
             smaller = torch.minimum(area, area[i])
             self._same[i] = (inter / union.clamp(min=1) > SAME_OBJECT_OVERLAP) | (
                 inter / smaller.clamp(min=1) > SAME_OBJECT_OVERLAP)
             self._same[i][i] = True
         return self._same[i]
+
+    def itself(self, i: int) -> torch.Tensor:
+        """(N,) bool: mask i and the masks that are mostly inside it (i or a part of i; not
+        the masks that hold i, such as the table it stands on)."""
+        inter, area = self._overlaps(i)
+        mine = inter / area.clamp(min=1) > SAME_OBJECT_OVERLAP
+        mine[i] = True
+        return mine
+
+    def _overlaps(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) pixels each mask shares with mask i, (N,) each mask's area (CPU floats)."""
+        if i not in self._inter:
+            # in chunks of masks: all N masks at once as floats could take gigabytes
+            chunks = self._masks.split(SAME_OBJECT_CHUNK)
+            if self._areas is None:
+                self._areas = torch.cat([(c != 0).sum(dim=1) for c in chunks]).float().cpu()
+            mine = self._masks[i] != 0
+            self._inter[i] = torch.cat([((c != 0) & mine).sum(dim=1)
+                                        for c in chunks]).float().cpu()
+        return self._inter[i], self._areas
 
     def distinct(self, i: int, among: list[int] | None = None) -> list[int]:
         """The masks (of ``among``, default all) that are not the same object as i."""

@@ -80,8 +80,15 @@ def word_standouts(v: torch.Tensor, text, logit_scale: float) -> torch.Tensor | 
     without look words. v: (N, D) the frame's L2-normalised mask features."""
     if text.words is None:
         return None
-    s = logit_scale * v @ F.normalize(text.words.float(), dim=-1).T       # (N, W)
-    return (s - s.mean(dim=0)).min(dim=1).values.cpu()
+    return weakest_word_standout(v, text.words, logit_scale).cpu()
+
+
+def weakest_word_standout(v: torch.Tensor, words: torch.Tensor, logit_scale: float
+                          ) -> torch.Tensor:
+    """(N,) on v's device: min over the (W, D) word features w of s(mask, w) − the mean s(n, w)
+    of the frame's masks. v: (N, D) the frame's L2-normalised mask features (float32)."""
+    s = logit_scale * v @ F.normalize(words.float(), dim=-1).T             # (N, W)
+    return (s - s.mean(dim=0)).min(dim=1).values
 
 
 def contrasts(v: torch.Tensor, text, logit_scale: float
@@ -110,6 +117,26 @@ def contrasts(v: torch.Tensor, text, logit_scale: float
               else '')
     colours, objects = text.contrast_counts
     return (margins[0], margins[1], float(colours > 0), float(objects > 0)), closer
+
+
+def anchor_contrasts(v: torch.Tensor, text, logit_scale: float, anchor: int
+                     ) -> tuple[float, float]:
+    """(colour contrast, object contrast) of the anchor phrase at mask ``anchor`` (the best by
+    q): its s for the anchor's look ("the blue ball") minus its best s for the look with the
+    colour word swapped, and with the object word swapped, each within ±CONTRAST_CAP; 0
+    without an anchor or without such a word (``TextFeatures.anchor_contrast``). "The cube
+    left of the blue ball" beside an orange ball and no blue one: the anchor's best mask is
+    more an orange ball than a blue one, so the relation is about something not there."""
+    if text.anchor_contrast is None or anchor < 0:
+        return 0.0, 0.0
+    rows = F.normalize(text.anchor_contrast.float(), dim=-1)
+    s = (logit_scale * v[anchor] @ rows.T).cpu()                              # (1 + C,)
+    margins, start = [], 1
+    for count in text.anchor_contrast_counts:
+        margin = float(s[0] - s[start:start + count].max()) if count else 0.0
+        margins.append(min(max(margin, -CONTRAST_CAP), CONTRAST_CAP))
+        start += count
+    return margins[0], margins[1]
 
 
 def capped(standouts: torch.Tensor | None, index: int) -> float:

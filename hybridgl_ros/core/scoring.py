@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.gem import coherence_input_map, resize_coherence_map
+from hybridgl_ros.core.presence import weakest_word_standout
 from hybridgl_ros.core.types import Explanation, Frame, ParsedExpression
 
 
@@ -45,6 +46,13 @@ class TextFeatures:
             any contrast.
         contrast_counts: how many of the contrasts swap a colour word, an object word.
         contrast_phrases: the contrasts' phrases, in the rows' order (after the look phrase).
+        anchor_contrast: (1 + C, D) E of the first anchor phrase's look ("the blue ball" of
+            "the cube left of the blue ball") and of its contrasts, as ``contrast`` is of the
+            target's; None without an anchor phrase or without a contrast word in it.
+        anchor_contrast_counts: how many of them swap a colour word, an object word.
+        other_words: per other noun phrase with look words, (W_k, D) E of each of them
+            ("red", "star" of "the red star"); empty unless ``guidance.anchor_by_words`` in
+            default mode (q then reads them, :func:`anchor_logits`).
     """
 
     sentence: torch.Tensor
@@ -58,6 +66,9 @@ class TextFeatures:
     contrast: torch.Tensor | None = None
     contrast_counts: tuple[int, int] = (0, 0)
     contrast_phrases: tuple[str, ...] = ()
+    anchor_contrast: torch.Tensor | None = None
+    anchor_contrast_counts: tuple[int, int] = (0, 0)
+    other_words: tuple[torch.Tensor, ...] = ()
 
 
 def _without(phrase: str, words: frozenset[str]) -> str:
@@ -118,12 +129,31 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
     colours = contrast_phrases(look, config.decision.contrast_colours, encoder.knows_a_word)
     objects = contrast_phrases(look, config.decision.contrast_objects, encoder.knows_a_word)
     contrast = [look, *colours, *objects] if colours or objects else []
+    anchor_look = (_without(parse.other_phrases[0], g.SIZE_WORDS | g.POSITION_WORDS)
+                   if parse.other_phrases else '')
+    anchor_colours = contrast_phrases(anchor_look, config.decision.contrast_colours,
+                                      encoder.knows_a_word) if anchor_look else []
+    anchor_objects = contrast_phrases(anchor_look, config.decision.contrast_objects,
+                                      encoder.knows_a_word) if anchor_look else []
+    anchor_contrast = ([anchor_look, *anchor_colours, *anchor_objects]
+                       if anchor_colours or anchor_objects else [])
+    by_words = config.guidance.anchor_by_words and not config.reference
+    anchor_words = [w for w in (encoder.content_words(o) for o in parse.other_phrases)
+                    if w] if by_words else []
     e = encoder.encode([parse.normalized, parse.head_phrase, gem_text, *others,
-                        *comparison, *words, *contrast])  # (B, D)
+                        *comparison, *words, *contrast, *anchor_contrast,
+                        *(w for phrase in anchor_words for w in phrase)])  # (B, D)
     w = cfg.sentence_weight
     other = e[3:3 + len(others)].mean(0) if others else None
     c = 3 + len(others)
     k = c + len(comparison) + len(words)
+    a = k + len(contrast)
+    anchor_rows = e[a:a + len(anchor_contrast)] if anchor_contrast else None
+    a += len(anchor_contrast)
+    other_words = []
+    for phrase in anchor_words:
+        other_words.append(e[a:a + len(phrase)])
+        a += len(phrase)
     return TextFeatures(sentence=e[0], head=e[1], target=w * e[0] + (1.0 - w) * e[1],
                         gem=e[2], other=other,
                         comparison=w * e[c] + (1.0 - w) * e[c + 1] if comparison else None,
@@ -131,7 +161,9 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
                         words=e[c + len(comparison):k] if words else None,
                         contrast=e[k:] if contrast else None,
                         contrast_counts=(len(colours), len(objects)),
-                        contrast_phrases=(*colours, *objects))
+                        contrast_phrases=(*colours, *objects), anchor_contrast=anchor_rows,
+                        anchor_contrast_counts=(len(anchor_colours), len(anchor_objects)),
+                        other_words=tuple(other_words))
 
 
 @dataclass(frozen=True)
@@ -200,7 +232,9 @@ class QueryScores:
             beta=self.plan.beta,
             text_features={'sentence': arr(text.sentence), 'head': arr(text.head),
                            'target': arr(text.target), 'gem': arr(text.gem),
-                           'other': arr(text.other)},
+                           'other': arr(text.other),
+                           'other_words': (np.concatenate([arr(w) for w in text.other_words])
+                                           if text.other_words else None)},
             similarities=arr(self.similarities), matching_probs=arr(self.matching_probs),
             other_probs=arr(self.other_probs),
             candidates=self.candidates.cpu().numpy().astype(np.int64),
@@ -231,7 +265,7 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     s = _similarities(frame.mask_features, text.target, config.text.logit_scale)
     p = torch.softmax(s, dim=0)
     q = (None if text.other is None else torch.softmax(
-        _similarities(frame.mask_features, text.other, config.text.logit_scale), dim=0))
+        anchor_logits(frame.mask_features, text, config.text.logit_scale), dim=0))
     plan = g.plan_guidance(parse, cfg, config.reference)
     candidates = g.select_candidates(p, cfg.candidate_count)
     boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32, device=p.device)
@@ -267,6 +301,23 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     final = g.final_scores(relation_probs, spatial[candidates], cfg.spatial_weight)
     return QueryScores(plan, s, p, q, candidates, relation, relation_probs, coherence_input,
                        coherence, ramp, weights, spatial, final, s_class)
+
+
+def anchor_logits(features: torch.Tensor, text: TextFeatures, logit_scale: float
+                  ) -> torch.Tensor:
+    """(N,) the logits of q: s_u = logit_scale·cos(v_n, u) (spec §7.2), or with the anchor
+    phrases' look words (``text.other_words``) (s_u + a_n) / 2, a_n = the mean over the anchor
+    phrases of mask n's standout for the phrase's weakest look word
+    (:func:`~hybridgl_ros.core.presence.weakest_word_standout`). The whole phrase's s follows
+    what the encoder sees most of ("star" on a big purple star for "the red star"); the weakest
+    word asks that every word fit."""
+    s_u = _similarities(features, text.other, logit_scale)
+    if not text.other_words:
+        return s_u
+    v = F.normalize(features.float(), dim=-1)
+    a = torch.stack([weakest_word_standout(v, words.to(v.device), logit_scale)
+                     for words in text.other_words]).mean(dim=0)
+    return (s_u + a.to(s_u.dtype)) / 2
 
 
 def _similarities(features: torch.Tensor, text_feature: torch.Tensor,

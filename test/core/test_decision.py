@@ -19,7 +19,7 @@ H, W = 40, 120
 #: Three disjoint 20x20 squares at x = 10, 50, 90 and a mask that is the first one's left half.
 BOXES = [[10, 10, 20, 20], [50, 10, 20, 20], [90, 10, 20, 20], [10, 10, 10, 20]]
 #: P(present) = σ(s_top − 40): present above s = 40; P(right) = σ(0.5·s margin).
-CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 12,
+CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 14,
                              presence_bias=-40.0,
                              confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0),
                              confidence_bias=0.0, ambiguity_margin=3.0,
@@ -187,6 +187,30 @@ def test_relation_choice_moves_to_the_candidate_the_relation_holds_for():
     assert d.signals['method_choice'] == 2
 
 
+def test_the_anchor_never_answers_its_own_relation():
+    """'the square right of the ring' where the ring (proposal 2, x 90, q ≈ 1) is also a
+    candidate: what little weight proposal 0 (x 10) has as a partner once lay left of the
+    ring, and the ring was 'right of' it. Its own weight counts against it now, and so does
+    that of its part (proposal 3 is proposal 0's left half: a part of 0 answers nothing
+    about 0 either)."""
+    parse = ParsedExpression('the square right of the ring', 'the square', ('the ring',),
+                             relation='right')
+    q = torch.tensor([1e-9, 0.0, 1.0, 0.0])
+    # candidates by s: 0, 2 (the ring, within match_margin), 1; F prefers 2
+    scores = _scores([60.0, 20.0, 55.0, 5.0], [0.2, 0.6, 0.1], relation='right', q=q,
+                     partners=torch.tensor([2, 0]), weights=torch.tensor([1.0, 1e-9]))
+    d = decide(scores, _frame(), parse, _text(other=True), _config(), calibrated=True)
+    assert d.signals['relation_fails'] and not d.found
+    assert d.message == "no 'square' right of 'ring' in view"
+    # the anchor is proposal 3, the left half of candidate 0: 0 lies right of its own half
+    # (centre x 20 > 15) but does not answer; candidate 2 (x 90) does
+    q = torch.tensor([0.0, 0.0, 1e-9, 1.0])
+    scores = _scores([60.0, 20.0, 55.0, 5.0], [0.6, 0.2, 0.1], relation='right', q=q,
+                     partners=torch.tensor([3, 2]), weights=torch.tensor([1.0, 1e-9]))
+    d = decide(scores, _frame(), parse, _text(other=True), _config(), calibrated=True)
+    assert d.found and d.index == 2 and d.rule == 'relation'
+
+
 def test_without_relation_must_hold_the_method_choice_stands():
     parse = ParsedExpression('the square left of the ring', 'the square', ('the ring',),
                              relation='left')
@@ -307,7 +331,7 @@ def test_a_phrase_naming_a_colour_and_an_anchored_expression_get_their_own_slope
                        contrast_counts=(1, 1))
     d = decide(scores, _frame(), PARSE, coloured, _config(), calibrated=True)
     x = d.signals['presence_x']
-    assert len(x) == 16 and x[8] == 1.0 and x[2] == 0.0
+    assert len(x) == 18 and x[8] == 1.0 and x[2] == 0.0
     assert x[10:13] == [pytest.approx(x[0]), pytest.approx(x[4]), pytest.approx(x[5])]
     assert x[13:16] == [0.0, 0.0, 0.0]
     anchored = ParsedExpression('the cube left of the ball', 'the cube', ('the ball',),
@@ -319,7 +343,7 @@ def test_a_phrase_naming_a_colour_and_an_anchored_expression_get_their_own_slope
     assert x[13:16] == [pytest.approx(x[0]), pytest.approx(x[4]), pytest.approx(x[5])]
     # their weights act: a negative slope on the coloured phrase's s rejects it
     config = _config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 6
-                     + (-1.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+                     + (-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
     assert decide(scores, _frame(), PARSE, _text(), config, calibrated=True).found
     assert not decide(scores, _frame(), PARSE, coloured, config, calibrated=True).found
 
@@ -351,10 +375,39 @@ def test_each_phrase_form_is_judged_by_its_own_presence_threshold():
         HybridGLConfig().decision.presence_threshold_plain)
 
 
+def test_an_anchor_whose_best_mask_another_colour_fits_better_is_the_one_missing():
+    """x[16:18] = the anchor phrase's colour and object contrasts at its best mask by q:
+    "the square left of the blue ring" beside an orange ring reads a negative colour
+    contrast, and rejected, the message names the relation (the anchor is the likelier one
+    missing)."""
+    e = torch.eye(8)
+    parse = ParsedExpression('the square left of the blue ring', 'the square',
+                             ('the blue ring',), relation='left')
+    q = torch.tensor([0.0, 0.0, 1.0, 0.0])                # the anchor's best mask: 2 (x 90)
+    scores = _scores([60.0, 59.0, 20.0, 5.0], [0.2, 0.6, 0.1], relation='left', q=q,
+                     partners=torch.tensor([2]), weights=torch.tensor([1.0]))
+    # rows: "the blue ring", then its colour swap "the orange ring" (mask 2's feature is e[2])
+    for look, swap, sign in ((e[2] + 0.2 * e[3], e[3], 1.0), (e[3], e[2] + 0.2 * e[3], -1.0)):
+        text = replace(_text(other=True), anchor_contrast=torch.stack([look, swap]),
+                       anchor_contrast_counts=(1, 0))
+        x = decide(scores, _frame(), parse, text, _config(), calibrated=True).signals[
+            'presence_x']
+        # ±100·(1/√1.04 − 0.2/√1.04) = ±78 logits, within ±CONTRAST_CAP
+        assert len(x) == 18 and x[17] == 0.0 and x[16] == sign * CONTRAST_CAP
+    # P(present) = σ(s_top − 40 + anchor colour contrast): rejected, the relation named
+    config = _config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 12 + (1.0, 0.0))
+    d = decide(scores, _frame(), parse, text, config, calibrated=True)
+    assert not d.found and d.message == "no 'square' left of 'blue ring' in view"
+    # no anchor: both 0
+    x = decide(scores, _frame(), PARSE, _text(), _config(), calibrated=True).signals[
+        'presence_x']
+    assert x[16:18] == [0.0, 0.0]
+
+
 def test_a_best_mask_another_object_word_fits_better_is_not_found():
     # P(present) = σ(s_top − 40 + object contrast); s_top = 60
     config = _config(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-                     + (0.0,) * 6)
+                     + (0.0,) * 8)
     e = torch.eye(8)
     scores = _scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
     fits = replace(_text(), contrast=torch.stack([e[0], e[1]]), contrast_counts=(0, 1))
@@ -398,7 +451,7 @@ def test_a_part_of_the_picture_is_no_anchor_for_presence():
     """"The left side" of "the cube on the left side" is always there: the presence test
     reads no anchor for it, as for "the cube on the left" (before, it read "has an anchor"
     and the anchor's s, and such queries were rejected more often)."""
-    config = _config(presence_weights=(1.0, 1.0, -30.0, -30.0) + (0.0,) * 12)
+    config = _config(presence_weights=(1.0, 1.0, -30.0, -30.0) + (0.0,) * 14)
     scores = _scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
     region = ParsedExpression('the cube on the left side', 'the cube', ('the left side',))
     plain = ParsedExpression('the cube on the left', 'the cube')

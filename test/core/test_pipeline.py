@@ -193,8 +193,37 @@ def test_explanation_holds_every_intermediate_consistently(make_segmenter, scene
     assert e.guidance_map.shape == (h, w) and abs(e.guidance_map.mean() - 1) < 1e-4
     np.testing.assert_allclose(e.final_scores, 0.4 * e.relation_probs
                                + 0.6 * e.spatial_scores[e.candidates], rtol=1e-5)
-    assert e.chosen == result.index and e.pure_index == result.pure_index
+    # the method's choice (argmax F); the answer is it, or the best candidate the relation
+    # holds for (the decision's relation rule)
+    assert e.chosen == e.decision['method_choice'] and result.index == e.decision['index']
+    assert (result.index == e.chosen) == (e.decision['rule'] == 'method')
+    assert result.index in e.candidates and e.pure_index == result.pure_index
     assert result.to_dict()['explanation']['candidates'] == list(result.candidate_indices)
+
+
+def test_q_reads_the_anchor_phrases_look_words_in_the_default_mode(make_segmenter, scene_rgb):
+    """``guidance.anchor_by_words``: q = softmax((s_u + the weakest word's standout) / 2) over
+    the anchor's look words ("blue", "disc"); parity mode keeps the spec's softmax(s_u)."""
+    import torch
+    import torch.nn.functional as F
+
+    for parity in ('default', 'reference'):
+        segmenter, _ = make_segmenter(parity=parity)
+        frame = segmenter.prepare(scene_rgb)
+        e = segmenter.query(frame, 'the square left of the blue disc', explain=True).explanation
+        v = F.normalize(frame.mask_features.float(), dim=-1)
+        u = torch.from_numpy(e.text_features['other'])
+        s_u = 100.0 * v @ F.normalize(u, dim=0)
+        if parity == 'reference':
+            assert e.text_features['other_words'] is None
+            np.testing.assert_allclose(e.other_probs, torch.softmax(s_u, 0).numpy(), atol=1e-6)
+            continue
+        words = torch.from_numpy(e.text_features['other_words'])
+        assert words.shape[0] == 2
+        sw = 100.0 * v @ F.normalize(words, dim=-1).T
+        weakest = (sw - sw.mean(dim=0)).min(dim=1).values
+        np.testing.assert_allclose(e.other_probs, torch.softmax((s_u + weakest) / 2, 0).numpy(),
+                                   atol=1e-5)
 
 
 def test_a_position_word_without_an_anchor_is_judged_among_look_alikes(make_segmenter,

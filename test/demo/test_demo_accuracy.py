@@ -195,3 +195,33 @@ def test_other_words_for_position_and_size_are_read_as_the_specs(capsys):
     assert total >= 30
     assert hits['on'] >= 0.85 * total
     assert hits['on'] >= hits['off'] + 0.2 * total
+
+
+def test_the_anchor_is_the_mask_every_word_of_its_phrase_fits():
+    """``guidance.anchor_by_words`` (README "The anchor: every word of its phrase"): on a flat
+    scene of the tuning series the whole phrase "the green star" fits the yellow star best (the
+    demo CLIP reads the shape over the colour there); q reading the weakest of "green" and
+    "star" too puts the anchor on the green star, and the relation is judged from there."""
+    scene = make_scene(4002, 9, 'flat')
+    star = next(k for k, o in enumerate(scene.objects) if (o.colour, o.shape) == ('green', 'star'))
+    pipelines = _demo_and_variant('off', 'guidance', anchor_by_words=False)
+    anchors = {}
+    for name, pipeline in pipelines.items():
+        frame = pipeline.prepare(scene.image_rgb)
+        e = pipeline.query(frame, 'the ring to the right of the green star',
+                           explain=True).explanation
+        anchor = frame.proposals.masks[int(e.other_probs.argmax())]
+        anchors[name] = mask_iou(pipeline_mask(frame, anchor, scene), scene.masks[star])
+    assert anchors['on'] >= IOU_HIT > anchors['off']
+    assert anchors['off'] < 0.1          # the yellow star, not a piece of the green one
+
+
+def pipeline_mask(frame, mask, scene):
+    """A proposal's mask at the scene's size (the frame may be at a working resolution)."""
+    import cv2
+
+    height, width = scene.image_rgb.shape[:2]
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask.astype('uint8'), (width, height),
+                      interpolation=cv2.INTER_NEAREST).astype(bool)

@@ -53,7 +53,7 @@ def _records(count=600, seed=1):
         margin = rng.normal(5, 5)
         right = present and rng.random() < 1 / (1 + np.exp(-(margin - 2)))
         out.append({'status': 'ok', 'no_target': not present, 'choice_iou': 0.9 if right else 0.1,
-                    'signals': {'presence_x': [s_top, 0.0, 0.0, 0.0, 10.0] + [0.0] * 11,
+                    'signals': {'presence_x': [s_top, 0.0, 0.0, 0.0, 10.0] + [0.0] * 13,
                                 'confidence_x': [s_top, margin, 0.0, 0.1, 0.0, 0.0, 5.0]}})
     return out
 
@@ -63,7 +63,7 @@ def test_calibration_separates_absent_targets_and_calibrates_the_confidence():
     assert fit['N_acc'] > 0.9 and fit['T_acc'] >= 0.95 - 1e-9
     assert fit['ECE'] < 0.06
     decision = fit['decision']
-    assert len(decision['presence_weights']) == 16 and len(decision['confidence_weights']) == 7
+    assert len(decision['presence_weights']) == 18 and len(decision['confidence_weights']) == 7
     assert decision['presence_weights'][0] > 0 and decision['confidence_weights'][1] > 0
 
 
@@ -200,7 +200,7 @@ def test_the_ambiguity_margin_flags_the_asked_share_of_multi_target_expressions(
         guided = 1.0 if k % 10 == 9 else 0.0                     # guided ones do not count
         multi.append({'status': 'ok', 'no_target': False, 'targets': 2, 'choice_iou': 0.9,
                       'signals': {'presence_x': [rng.normal(60, 6), 0.0, 0.0, 0.0, 10.0]
-                                  + [0.0] * 11,
+                                  + [0.0] * 13,
                                   'confidence_x': [60.0, margin, guided, 0.1, 0.0, 0.0, 5.0]}})
     unguided = sorted(r['signals']['confidence_x'][1] for r in multi
                       if not r['signals']['confidence_x'][2])

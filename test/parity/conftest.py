@@ -39,7 +39,12 @@ class ParityRun:
             'reference': HybridGLConfig.from_flat({
                 'parity': 'reference', 'text.spacy_model': ps.SPACY_MODEL}),
             'default': HybridGLConfig.from_flat({
-                'models.precision': 'fp32', 'text.spacy_model': ps.SPACY_MODEL})}
+                'models.precision': 'fp32', 'text.spacy_model': ps.SPACY_MODEL}),
+            # the default mode with the spec's q (guidance.anchor_by_words off): what the
+            # anchored queries' q, partners, R and choice are compared on
+            ps.SPEC_Q: HybridGLConfig.from_flat({
+                'models.precision': 'fp32', 'text.spacy_model': ps.SPACY_MODEL,
+                'guidance.anchor_by_words': False})}
         self.segmenters = {
             mode: HybridGL(config, clip_model=model, proposer=self.proposer,
                            parser=SpacyParser(ps.SPACY_MODEL, config.reference))

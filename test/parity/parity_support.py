@@ -108,6 +108,11 @@ def agreement_lines() -> list[str]:
     return lines
 
 
+#: The default mode with one departure off (``guidance.anchor_by_words``: q reads the anchor
+#: phrase's look words): the anchored queries' q, partners, R and choice are compared on it.
+SPEC_Q = 'default, spec q'
+
+
 @dataclass
 class CaseRun:
     """The project's values on one case: the frame, the mask images and every query's result."""
