@@ -41,7 +41,8 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    with any, the answer is ambiguous.
    Whatever the calibration, an expression whose target phrase has no content word the text
    encoder knows ("the the of", "?!.,;", for the demo CLIP a word outside its vocabulary) is
-   "not found" (``TextEncoder.knows_a_word``).
+   "not found" (``TextEncoder.knows_a_word``), and so is a relation to an anchor phrase with
+   none ("the ring left of the 🐘": the relation cannot be checked).
 4. **Confidence.** P(right) = σ(w·x + b) on x = (s, s margin to the best other object,
    guided, F margin, relation fails, word standout, standout) of the answer (its standout:
    its s − the mean s of the image's other masks); for "not found",
@@ -196,12 +197,22 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     signals = {'presence_x': presence_x, 'confidence_x': confidence_x[choice],
                'relation_verifiable': verifiable, 'relation_fails': fails,
                'method_choice': scores.chosen, 'choice': choice}
-    if not text.names_known_word and cfg.reject_absent and not config.reference:
+    # a relation to an anchor the text encoder has no word of ("the ring left of the 🐘")
+    # cannot be checked: like a target phrase naming nothing it knows, not found
+    unknown_anchor = (anchored and scores.plan.relation != 'none'
+                      and not text.anchor_names_known_word)
+    unknown = not text.names_known_word or unknown_anchor
+    if unknown and cfg.reject_absent and not config.reference:
         presence = 0.0 if calibrated else float('nan')   # names nothing the model knows
     form = ps.phrase_form(presence_x)
     unlikely = calibrated and presence < cfg.threshold_for(form)
-    reject = cfg.reject_absent and not config.reference and (
-        not text.names_known_word or unlikely)
+    reject = cfg.reject_absent and not config.reference and (unknown or unlikely)
+    if reject and unknown_anchor and text.names_known_word:
+        anchor = _bare(parse.other_phrases[0])
+        message = (f"the anchor '{anchor}' names no object the model knows: "
+                   f"the relation cannot be checked")
+        return Decision(-1, False, presence, 1.0 - presence, False, (), message, 'absent',
+                        signals)
     if reject:
         # the anchor fits its best mask worse than the target's look fits its, or another
         # colour or object word fits that mask better: it is the likelier one missing ("the

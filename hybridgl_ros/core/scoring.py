@@ -37,6 +37,7 @@ class TextFeatures:
         names_known_word: the target phrase has a content word the text encoder knows
             (``TextEncoder.knows_a_word``); "the the of", "?!" and, for the demo CLIP, words
             outside its vocabulary do not.
+        anchor_names_known_word: every other noun phrase has such a word (True without any).
         words: (W, D) E of each word of the target phrase that says what the object looks
             like (``TextEncoder.content_words``: "red", "ball"), or None without any; the
             decision reads how far the answer stands out for each of them.
@@ -62,6 +63,7 @@ class TextFeatures:
     other: torch.Tensor | None
     comparison: torch.Tensor | None = None
     names_known_word: bool = True
+    anchor_names_known_word: bool = True
     words: torch.Tensor | None = None
     contrast: torch.Tensor | None = None
     contrast_counts: tuple[int, int] = (0, 0)
@@ -158,6 +160,8 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
                         gem=e[2], other=other,
                         comparison=w * e[c] + (1.0 - w) * e[c + 1] if comparison else None,
                         names_known_word=encoder.knows_a_word(parse.head_phrase),
+                        anchor_names_known_word=all(encoder.knows_a_word(o)
+                                                    for o in parse.other_phrases),
                         words=e[c + len(comparison):k] if words else None,
                         contrast=e[k:] if contrast else None,
                         contrast_counts=(len(colours), len(objects)),

@@ -211,6 +211,28 @@ def test_the_anchor_never_answers_its_own_relation():
     assert d.found and d.index == 2 and d.rule == 'relation'
 
 
+def test_a_relation_to_an_anchor_naming_nothing_the_model_knows_is_not_found():
+    """"the square left of the 🐘": the relation cannot be checked; not found whatever the
+    calibration (as for a target phrase naming nothing), and parity mode answers."""
+    parse = ParsedExpression('the square left of the 🐘', 'the square', ('the 🐘',),
+                             relation='left')
+    text = replace(_text(other=True), anchor_names_known_word=False)
+    for calibrated in (True, False):
+        d = decide(_relation_query([0.2, 0.6, 0.1]), _frame(), parse, text, _config(),
+                   calibrated=calibrated)
+        assert not d.found and d.rule == 'absent'
+        assert d.message == ("the anchor '🐘' names no object the model knows: the relation "
+                             "cannot be checked")
+    reference = replace(_config(), parity='reference')
+    assert decide(_relation_query([0.2, 0.6, 0.1]), _frame(), parse, text, reference,
+                  calibrated=True).found
+    # without a relation word the anchor does not matter ("the square with the 🐘")
+    scores = _relation_query([0.2, 0.6, 0.1])
+    scores = replace(scores, plan=replace(scores.plan, relation='none'))
+    assert decide(scores, _frame(), replace(parse, relation='none'), text, _config(),
+                  calibrated=True).found
+
+
 def test_without_relation_must_hold_the_method_choice_stands():
     parse = ParsedExpression('the square left of the ring', 'the square', ('the ring',),
                              relation='left')

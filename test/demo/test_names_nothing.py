@@ -58,3 +58,28 @@ def test_the_contrasts_swap_the_look_phrases_colour_and_object_words_the_model_k
     assert none.contrast is None and none.contrast_counts == (0, 0)
     # the words of the other features are where they were
     assert torch.allclose(text.words, encoder.encode(['red', 'cube']))
+
+
+def test_the_anchors_look_words_and_contrasts_are_in_the_text_features(encoder):
+    """"the ring left of the blue ball": q reads "blue" and "ball" (default mode), P(present)
+    the anchor's look and its swaps; an anchor of unknown words is said to name nothing."""
+    from hybridgl_ros.core.scoring import text_features
+    from hybridgl_ros.core.types import ParsedExpression
+
+    config = HybridGLConfig()
+    parse = ParsedExpression('the ring left of the blue ball', 'the ring', ('the blue ball',),
+                             relation='left')
+    text = text_features(encoder, parse, config)
+    assert len(text.other_words) == 1
+    assert torch.allclose(text.other_words[0], encoder.encode(['blue', 'ball']))
+    assert text.anchor_contrast_counts == (5, 4) and text.anchor_contrast.shape[0] == 10
+    assert torch.allclose(text.anchor_contrast[0], encoder.encode(['the blue ball'])[0])
+    assert text.anchor_names_known_word
+    # parity mode keeps the spec's q: no anchor words
+    reference = HybridGLConfig.from_flat({'parity': 'reference'})
+    assert text_features(encoder, parse, reference).other_words == ()
+    unknown = ParsedExpression('the ring left of the elephant', 'the ring', ('the elephant',),
+                               relation='left')
+    text = text_features(encoder, unknown, config)
+    assert not text.anchor_names_known_word and text.other_words == ()
+    assert text.anchor_contrast is None
