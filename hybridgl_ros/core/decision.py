@@ -182,11 +182,12 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     word_standout = ps.capped(words, choice)
     best_anchor = (int(scores.other_probs.argmax())
                    if anchored and scores.other_probs is not None else -1)
+    anchor_contrasts = ps.anchor_contrasts(v, text, config.text.logit_scale, best_anchor)
     presence_x = [look_top, anchor_s, float(anchored), float(fails), look_standout,
                   word_standout, *contrasts,
                   *ps.form_slopes((look_top, look_standout, word_standout),
                                 names_colour=contrasts[2], anchored=float(anchored)),
-                  *ps.anchor_contrasts(v, text, config.text.logit_scale, best_anchor)]
+                  *anchor_contrasts]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     alternatives = view.near_ties(choice, cfg, guided, must_hold)
@@ -219,7 +220,7 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
         # star below the yellow triangle" among stars and a red triangle); a target
         # phrase the text encoder has no word of is missing whatever its s
         anchor_missing = anchored and text.names_known_word and (
-            anchor_s < look_top or min(presence_x[-2:]) < 0)
+            anchor_s < look_top or min(anchor_contrasts) < 0)
         message = (absent_message(parse, scores.plan.relation, fails or anchor_missing, closer)
                    if text.names_known_word or _names_a_word(parse.head_phrase)
                    else f"'{parse.normalized}' names no object")

@@ -106,11 +106,7 @@ def contrasts(v: torch.Tensor, text, logit_scale: float
         return (0.0, 0.0, 0.0, 0.0), ''
     s = logit_scale * v @ F.normalize(text.contrast.float(), dim=-1).T      # (N, 1 + C)
     row = s[int(s[:, 0].argmax())].cpu()
-    margins, start = [], 1
-    for count in text.contrast_counts:
-        margin = float(row[0] - row[start:start + count].max()) if count else 0.0
-        margins.append(min(max(margin, -CONTRAST_CAP), CONTRAST_CAP))
-        start += count
+    margins = _contrast_margins(row, text.contrast_counts)
     best = int(row[1:].argmax())
     closer = (text.contrast_phrases[best]
               if float(row[1 + best]) > float(row[0]) and best < len(text.contrast_phrases)
@@ -130,10 +126,17 @@ def anchor_contrasts(v: torch.Tensor, text, logit_scale: float, anchor: int
     if text.anchor_contrast is None or anchor < 0:
         return 0.0, 0.0
     rows = F.normalize(text.anchor_contrast.float(), dim=-1)
-    s = (logit_scale * v[anchor] @ rows.T).cpu()                              # (1 + C,)
+    row = (logit_scale * v[anchor] @ rows.T).cpu()                            # (1 + C,)
+    return _contrast_margins(row, text.anchor_contrast_counts)
+
+
+def _contrast_margins(row: torch.Tensor, counts: tuple[int, int]) -> tuple[float, float]:
+    """(colour, object) contrast of one mask's s ``row`` = (the look phrase, then ``counts``
+    colour swaps and object swaps): the phrase's s minus the best swap's of each group, within
+    ±CONTRAST_CAP; 0 for a group without swaps."""
     margins, start = [], 1
-    for count in text.anchor_contrast_counts:
-        margin = float(s[0] - s[start:start + count].max()) if count else 0.0
+    for count in counts:
+        margin = float(row[0] - row[start:start + count].max()) if count else 0.0
         margins.append(min(max(margin, -CONTRAST_CAP), CONTRAST_CAP))
         start += count
     return margins[0], margins[1]

@@ -96,6 +96,16 @@ def contrast_phrases(phrase: str, vocabulary: str, knows) -> list[str]:
             for other in group if other != word]
 
 
+def _contrast_rows(look: str, encoder, config: HybridGLConfig
+                   ) -> tuple[list[str], tuple[list[str], list[str]]]:
+    """([look, *colour swaps, *object swaps] or [] without any swap, (the colour swaps, the
+    object swaps)) of a look phrase (:func:`contrast_phrases` with the decision's
+    vocabularies)."""
+    colours = contrast_phrases(look, config.decision.contrast_colours, encoder.knows_a_word)
+    objects = contrast_phrases(look, config.decision.contrast_objects, encoder.knows_a_word)
+    return ([look, *colours, *objects] if colours or objects else []), (colours, objects)
+
+
 def comparison_phrases(parse: ParsedExpression, config: HybridGLConfig
                        ) -> tuple[str, str] | None:
     """T' and NP without the size or position words, when the query is judged among
@@ -127,18 +137,10 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
     comparison = comparison_phrases(parse, config) or ()
     gem_text = config.gem.prompt.format(parse.head_phrase)
     words = encoder.content_words(parse.head_phrase)
-    look = look_phrase(parse)
-    colours = contrast_phrases(look, config.decision.contrast_colours, encoder.knows_a_word)
-    objects = contrast_phrases(look, config.decision.contrast_objects, encoder.knows_a_word)
-    contrast = [look, *colours, *objects] if colours or objects else []
-    anchor_look = (_without(parse.other_phrases[0], g.SIZE_WORDS | g.POSITION_WORDS)
-                   if parse.other_phrases else '')
-    anchor_colours = contrast_phrases(anchor_look, config.decision.contrast_colours,
-                                      encoder.knows_a_word) if anchor_look else []
-    anchor_objects = contrast_phrases(anchor_look, config.decision.contrast_objects,
-                                      encoder.knows_a_word) if anchor_look else []
-    anchor_contrast = ([anchor_look, *anchor_colours, *anchor_objects]
-                       if anchor_colours or anchor_objects else [])
+    contrast, (colours, objects) = _contrast_rows(look_phrase(parse), encoder, config)
+    anchor_contrast, (anchor_colours, anchor_objects) = (
+        _contrast_rows(_without(parse.other_phrases[0], g.SIZE_WORDS | g.POSITION_WORDS),
+                       encoder, config) if parse.other_phrases else ([], ([], [])))
     by_words = config.guidance.anchor_by_words and not config.reference
     anchor_words = [w for w in (encoder.content_words(o) for o in parse.other_phrases)
                     if w] if by_words else []
@@ -149,7 +151,7 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
     other = e[3:3 + len(others)].mean(0) if others else None
     c = 3 + len(others)
     k = c + len(comparison) + len(words)
-    a = k + len(contrast)
+    a = k + len(contrast)                   # the anchor's contrasts, then its words
     anchor_rows = e[a:a + len(anchor_contrast)] if anchor_contrast else None
     a += len(anchor_contrast)
     other_words = []
