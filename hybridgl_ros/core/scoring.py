@@ -165,7 +165,7 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
                         anchor_names_known_word=all(encoder.knows_a_word(o)
                                                     for o in parse.other_phrases),
                         words=e[c + len(comparison):k] if words else None,
-                        contrast=e[k:] if contrast else None,
+                        contrast=e[k:k + len(contrast)] if contrast else None,
                         contrast_counts=(len(colours), len(objects)),
                         contrast_phrases=(*colours, *objects), anchor_contrast=anchor_rows,
                         anchor_contrast_counts=(len(anchor_colours), len(anchor_objects)),

@@ -75,6 +75,13 @@ def test_the_anchors_look_words_and_contrasts_are_in_the_text_features(encoder):
     assert text.anchor_contrast_counts == (5, 4) and text.anchor_contrast.shape[0] == 10
     assert torch.allclose(text.anchor_contrast[0], encoder.encode(['the blue ball'])[0])
     assert text.anchor_names_known_word
+    # the target's contrasts are its own rows only, not the anchor's after them in the batch
+    red = text_features(encoder, ParsedExpression(
+        'the red ring left of the blue ball', 'the red ring', ('the blue ball',),
+        relation='left'), config)
+    assert red.contrast_counts == (5, 4) and red.contrast.shape[0] == 10
+    assert torch.allclose(red.contrast[-1], encoder.encode(['the red star'])[0])
+    assert torch.allclose(red.anchor_contrast[0], encoder.encode(['the blue ball'])[0])
     # parity mode keeps the spec's q: no anchor words
     reference = HybridGLConfig.from_flat({'parity': 'reference'})
     assert text_features(encoder, parse, reference).other_words == ()
