@@ -171,6 +171,13 @@ class TextConfig:
     "left", "biggest" as "bigger", "upper"/"lower" as "top"/"bottom", "beneath" as "below",
     "large"/"tiny" as "big"/"small"; default mode; README). The spec's triggers are exact
     tokens; parity mode keeps them so."""
+    everyday_phrasing: bool = True
+    """Read everyday phrasing (default mode; README "Everyday phrasing"): a command or question
+    around the expression is dropped ("pick up the ring left of the ball", "where is the
+    star?"), a pronoun is no anchor ("the ring that is left of the ball"), and a negation
+    ("not", "without"), no target ("left of the ball") or a target that says nothing of its
+    look ("the one on the left") is answered not found with why. Parity mode: the spec's
+    parse."""
 
 
 @dataclass(frozen=True)

@@ -202,12 +202,16 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     # cannot be checked: like a target phrase naming nothing it knows, not found
     unknown_anchor = (anchored and scores.plan.relation != 'none'
                       and not text.anchor_names_known_word)
-    unknown = not text.names_known_word or unknown_anchor
+    # a negation, no target, a target without a look (default mode's parse): not checkable
+    unknown = not text.names_known_word or unknown_anchor or bool(parse.cannot_check)
     if unknown and cfg.reject_absent and not config.reference:
         presence = 0.0 if calibrated else float('nan')   # names nothing the model knows
     form = ps.phrase_form(presence_x)
     unlikely = calibrated and presence < cfg.threshold_for(form)
     reject = cfg.reject_absent and not config.reference and (unknown or unlikely)
+    if reject and parse.cannot_check:
+        return Decision(-1, False, presence, 1.0 - presence, False, (), parse.cannot_check,
+                        'absent', signals)
     if reject and unknown_anchor and text.names_known_word:
         anchor = _bare(parse.other_phrases[0])
         message = (f"the anchor '{anchor}' names no object the model knows: "

@@ -83,6 +83,43 @@ _NOT_AFTER = {'little': ('a',)}
 _WITH_THAN = {'higher': 'above', 'lower': 'below'}
 
 
+#: Default mode (``text.everyday_phrasing``): the words of a command or question an expression
+#: may come wrapped in ("pick up the ring left of the ball", "can you find the red ball",
+#: "where is the star?"). A lead of only these words, with at least one of the verbs, before
+#: the first noun phrase is dropped, and so are :data:`TRAILING_WORDS` at the end.
+COMMAND_VERBS = frozenset({
+    'pick', 'grab', 'get', 'find', 'fetch', 'bring', 'show', 'point', 'locate', 'segment',
+    'select', 'take', 'hand', 'give', 'pass', 'look', 'go', 'move', 'navigate', 'drive',
+    'approach', 'touch', 'push', 'hold', 'lift', 'grasp', 'highlight', 'detect', 'mark',
+    'track', 'follow', 'reach', 'identify', 'spot', 'tap', 'click', 'focus', 'where', 'want',
+    'need', 'see'})
+COMMAND_FILLERS = frozenset({
+    'please', 'up', 'me', 'us', 'to', 'at', 'on', 'for', 'towards', 'toward', 'can', 'could',
+    'would', 'will', 'you', 'i', 'we', 'like', "'d", "'ll", 'let', "'s", 'is', 'are', 'robot',
+    'now', 'kindly', 'try', 'and', 'hey', 'ok', 'okay', 'just', 'then', 'do', 'over', ','})
+TRAILING_WORDS = frozenset({'please', 'thanks', 'now', '?', '!', '.', ','})
+#: Default mode: an other noun phrase rooted in one of these names no object ("the ring that
+#: is left of the ball": "that" is no anchor; the spec drops "who", "what", "which" only).
+PRONOUNS = frozenset({
+    'that', 'which', 'who', 'whom', 'whose', 'what', 'it', 'its', 'this', 'these', 'those',
+    'them', 'they', 'me', 'you', 'i', 'we', 'us', 'he', 'she', 'him', 'her', 'there', 'here'})
+#: Nouns that stand for any object ("the red one"): they say nothing of its look.
+GENERIC_WORDS = frozenset({'one', 'ones', 'thing', 'things', 'object', 'objects', 'item',
+                           'items', 'something', 'anything', 'stuff'})
+#: Words that place or order an object without saying what it looks like.
+PLACE_WORDS = frozenset({
+    'big', 'small', 'first', 'second', 'third', 'last', 'other', 'far', 'near', 'nearest',
+    'closest', 'center', 'centre', 'bottom', 'next', 'between', 'side', 'of', 'on', 'in', 'at',
+    'to', 'by', 'the', 'a', 'an', 'this', 'that'})
+#: Words that begin an expression naming a place, not a target ("next to the ball").
+LEADING_PLACE_WORDS = frozenset({'next', 'on', 'in', 'at', 'between', 'near', 'beside', 'by',
+                                 'bottom', 'center', 'centre', 'far'})
+#: Default mode: words that negate. The method cannot check a negation (CLIP and the relation
+#: guidance read "the ring not left of the ball" as "the ring left of the ball"), so such an
+#: expression is not answered.
+NEGATIONS = frozenset({'not', "n't", 'never', 'no', 'nor', 'without', 'except', 'excluding'})
+
+
 def _by_token(table: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
     """Inverts a label -> triggers table into token -> label."""
     return {word: label for label, words in table.items() for word in words}
@@ -235,15 +272,88 @@ def direction_of(doc: 'Doc') -> str:
     return earliest_head_match(doc, _DIRECTION_BY_TOKEN)
 
 
-def parse_doc(doc: 'Doc', reference_parity: bool = False) -> ParsedExpression:
-    """Everything of spec §5.2, §5.3, §7.1 and §9 from one parse of T'."""
+def parse_doc(doc: 'Doc', reference_parity: bool = False,
+              everyday: bool = False) -> ParsedExpression:
+    """Everything of spec §5.2, §5.3, §7.1 and §9 from one parse of T'.
+
+    With ``everyday`` (default mode, ``text.everyday_phrasing``; README "Everyday phrasing")
+    an other noun phrase that is a pronoun is no anchor ("the ring that is left of the
+    ball"), and ``cannot_check`` says why the method cannot check the expression.
+    """
     chunk = head_chunk(doc)
     head_phrase = doc.text if chunk is None else chunk.text
     others = other_chunks(doc, head_phrase)
+    if reference_parity or not everyday:
+        return ParsedExpression(
+            normalized=doc.text, head_phrase=head_phrase,
+            other_phrases=tuple(other.text for other in others),
+            relation=relation_of(doc, others, reference_parity), direction=direction_of(doc))
+    others = [other for other in others if other.root.text not in PRONOUNS]
     return ParsedExpression(
         normalized=doc.text, head_phrase=head_phrase,
-        other_phrases=tuple(other.text for other in others),
-        relation=relation_of(doc, others, reference_parity), direction=direction_of(doc))
+        other_phrases=tuple(other.text for other in others), relation=relation_of(doc, others),
+        direction=direction_of(doc), cannot_check=cannot_check(doc, chunk))
+
+
+def cannot_check(doc: 'Doc', chunk: 'Span | None') -> str:
+    """Why the method cannot check an expression (default mode), or ''.
+
+    * a negation ("the ring not left of the ball", "the ball that isn't red"): CLIP and the
+      relation guidance would answer it as if the word were not there;
+    * no target before a relation ("left of the red ball"): NP would be the whole text;
+    * a target that says nothing of its look ("the one left of the ball", "the left thing"):
+      CLIP has no look to match.
+    """
+    negation = next((token.text for token in doc if token.text in NEGATIONS), '')
+    if negation:
+        word = 'not' if negation == "n't" else negation
+        return (f"'{word}' negates, which the method cannot check (it would answer as if the "
+                f"word were not there): name the object itself")
+    spatial = set(_RELATION_BY_TOKEN) | set(_DIRECTION_BY_TOKEN) | set(RELATION_WORDS)
+    if chunk is None and len(doc) and doc[0].text in spatial | LEADING_PLACE_WORDS:
+        return (f"'{doc.text}' names no target: say what it looks like (e.g. 'the cube "
+                f"{doc.text}')")
+    words = [token.text for token in (doc if chunk is None else chunk)
+             if not token.is_punct]
+    if (any(word in GENERIC_WORDS for word in words)
+            and all(word in GENERIC_WORDS or word in spatial or word in PLACE_WORDS
+                    for word in words)):
+        return (f"'{head_text(chunk, doc)}' says nothing of what the target looks like: name "
+                f"its colour or shape (e.g. 'the red cube')")
+    return ''
+
+
+def head_text(chunk: 'Span | None', doc: 'Doc') -> str:
+    """NP's text without a leading article."""
+    words = (doc if chunk is None else chunk).text.split()
+    if len(words) > 1 and words[0] in ('the', 'a', 'an'):
+        words = words[1:]
+    return ' '.join(words)
+
+
+def command_span(doc: 'Doc') -> tuple[int, int]:
+    """The tokens of the expression inside a command or question (``text.everyday_phrasing``).
+
+    "pick up the ring left of the ball" -> "the ring left of the ball", "where is the red
+    ball?" -> "the red ball": a lead of only :data:`COMMAND_VERBS` and :data:`COMMAND_FILLERS`
+    (one verb at least) before the first noun phrase that is not a pronoun or a command word,
+    and :data:`TRAILING_WORDS` at the end. Anything else keeps its words ("sitting on the
+    bench" is a referring expression, not a command).
+
+    Returns:
+        (start, end) token indices; (0, len(doc)) when nothing is dropped.
+    """
+    first = next((chunk.start for chunk in doc.noun_chunks
+                  if chunk.root.text not in PRONOUNS and chunk.root.text not in COMMAND_VERBS),
+                 0)
+    lead = [token.text for token in doc[:first]]
+    start = first if (lead and any(word in COMMAND_VERBS for word in lead)
+                      and all(word in COMMAND_VERBS or word in COMMAND_FILLERS
+                              for word in lead)) else 0
+    end = len(doc)
+    while end > start + 1 and doc[end - 1].text in TRAILING_WORDS:
+        end -= 1
+    return start, end
 
 
 class SpacyParser:
@@ -256,13 +366,18 @@ class SpacyParser:
         cache_size: parses kept, least recently used dropped beyond this.
         synonyms: read :data:`SPATIAL_SYNONYMS` as the spec's words (default mode; never with
             ``reference_parity``).
+        everyday: read everyday phrasing (``text.everyday_phrasing``: a command or question
+            around the expression is dropped, :func:`command_span`; a pronoun is no anchor;
+            ``cannot_check`` is set; default mode; never with ``reference_parity``).
     """
 
     def __init__(self, model_name: str = 'en_core_web_lg', reference_parity: bool = False,
-                 cache_size: int = 256, synonyms: bool = True) -> None:
+                 cache_size: int = 256, synonyms: bool = True,
+                 everyday: bool = True) -> None:
         self.model_name = model_name
         self.reference_parity = reference_parity
         self.synonyms = bool(synonyms) and not reference_parity
+        self.everyday = bool(everyday) and not reference_parity
         self.cache_size = max(0, int(cache_size))
         self._nlp: Language | None = None
         self._cache: OrderedDict[str, ParsedExpression] = OrderedDict()
@@ -272,7 +387,7 @@ class SpacyParser:
     def from_config(cls, config: 'HybridGLConfig') -> 'SpacyParser':
         """A parser for ``config.text`` and ``config.parity``."""
         return cls(config.text.spacy_model, config.reference, config.text.cache_size,
-                   config.text.spatial_synonyms)
+                   config.text.spatial_synonyms, config.text.everyday_phrasing)
 
     @property
     def nlp(self) -> 'Language':
@@ -296,7 +411,12 @@ class SpacyParser:
             normalized = normalize(self.nlp.tokenizer, text, self.reference_parity)
             if self.synonyms:
                 normalized = read_synonyms(normalized)
-            parsed = parse_doc(self.nlp(normalized), self.reference_parity)
+            doc = self.nlp(normalized)
+            if self.everyday:
+                start, end = command_span(doc)
+                if (start, end) != (0, len(doc)):
+                    doc = self.nlp(doc[start:end].text)
+            parsed = parse_doc(doc, self.reference_parity, self.everyday)
             if self.cache_size:
                 self._cache[text] = parsed
                 while len(self._cache) > self.cache_size:

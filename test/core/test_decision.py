@@ -233,6 +233,24 @@ def test_a_relation_to_an_anchor_naming_nothing_the_model_knows_is_not_found():
                   calibrated=True).found
 
 
+def test_an_expression_the_method_cannot_check_is_not_found_with_why():
+    """The default mode's parse says why ("the ring not left of the ring", text.everyday_
+    phrasing): not found whatever the calibration, the reason is the message; parity mode and
+    decision.reject_absent off answer."""
+    why = "'not' negates, which the method cannot check"
+    parse = ParsedExpression('the square not left of the ring', 'the square', ('the ring',),
+                             relation='left', cannot_check=why)
+    for calibrated in (True, False):
+        d = decide(_relation_query([0.2, 0.6, 0.1]), _frame(), parse, _text(other=True),
+                   _config(), calibrated=calibrated)
+        assert not d.found and d.rule == 'absent' and d.message == why
+    reference = replace(_config(), parity='reference')
+    assert decide(_relation_query([0.2, 0.6, 0.1]), _frame(), parse, _text(other=True),
+                  reference, calibrated=True).found
+    assert decide(_relation_query([0.2, 0.6, 0.1]), _frame(), parse, _text(other=True),
+                  _config(reject_absent=False), calibrated=True).found
+
+
 def test_without_relation_must_hold_the_method_choice_stands():
     parse = ParsedExpression('the square left of the ring', 'the square', ('the ring',),
                              relation='left')

@@ -67,8 +67,9 @@ SENTENCES = [
 
 @pytest.fixture(scope='module')
 def parser():
-    """The spec's rules alone (the default mode's synonyms are tested on their own below)."""
-    return SpacyParser(SMALL_MODEL, synonyms=False)
+    """The spec's rules alone (the default mode's synonyms and everyday phrasing are tested on
+    their own below)."""
+    return SpacyParser(SMALL_MODEL, synonyms=False, everyday=False)
 
 
 @pytest.fixture(scope='module')
@@ -280,3 +281,83 @@ def test_the_synonyms_follow_the_config_and_never_reach_parity_mode():
     assert not SpacyParser.from_config(off).synonyms
     assert not SpacyParser.from_config(parity).synonyms
     assert read_synonyms('the leftmost of the lowest cubes') == 'the left of the bottom cubes'
+
+
+# command or question, what is read (T'), NP, the other noun phrases, relation
+COMMANDS = [
+    ('pick up the ring right of the blue ball', 'the ring right of the blue ball', 'the ring',
+     ('the blue ball',), 'right'),
+    ('show me the star', 'the star', 'the star', (), 'none'),           # spec: NP 'me'
+    ('point to the green ring', 'the green ring', 'the green ring', (), 'none'),  # 'point'
+    ('where is the red ball?', 'the red ball', 'the red ball', (), 'none'),
+    ("where's the blue ball", 'the blue ball', 'the blue ball', (), 'none'),
+    ('Can you find the red ball, please', 'the red ball', 'the red ball', (), 'none'),
+    ('please hand me the cube left of the star', 'the cube left of the star', 'the cube',
+     ('the star',), 'left'),
+    ('go to the yellow star', 'the yellow star', 'the yellow star', (), 'none'),
+    ('i want the red ball', 'the red ball', 'the red ball', (), 'none'),
+    ('the red ball.', 'the red ball', 'the red ball', (), 'none'),
+]
+
+
+@pytest.mark.parametrize('sentence, normalized, head, others, relation', COMMANDS)
+def test_everyday_phrasing_reads_the_noun_phrase_a_command_or_question_asks_for(
+        default_parser, parity_parser, sentence, normalized, head, others, relation):
+    parsed = default_parser.parse(sentence)
+    assert (parsed.normalized, parsed.head_phrase, parsed.other_phrases, parsed.relation,
+            parsed.cannot_check) == (normalized, head, others, relation, '')
+    # the spec's parse (parity mode) reads every word
+    assert parity_parser.parse(sentence).normalized.startswith(sentence.lower()[:4])
+
+
+@pytest.mark.parametrize('sentence', [
+    'sitting on the bench',            # a referring expression, not a command
+    'the man holding the umbrella', 'left guy', 'the ring left of the ball',
+    'pick',                            # no noun phrase to ask for
+])
+def test_only_a_lead_of_command_words_is_dropped(default_parser, sentence):
+    assert default_parser.parse(sentence).normalized == sentence
+
+
+def test_a_pronoun_is_no_anchor(default_parser, parser, parity_parser):
+    sentence = "the ring that's left of the blue ball"
+    parsed = default_parser.parse(sentence)
+    assert (parsed.head_phrase, parsed.other_phrases, parsed.relation) == (
+        'the ring', ('the blue ball',), 'left')
+    assert parser.parse(sentence).other_phrases == ('that', 'the blue ball')   # the spec's
+    assert parity_parser.parse(sentence).other_phrases == ('that', 'the blue ball')
+
+
+@pytest.mark.parametrize('sentence, reason', [
+    ('the ring not left of the blue ball', "'not' negates"),
+    ("the ball that isn't red", "'not' negates"),
+    ('the star without points', "'without' negates"),
+    ('left of the red ball', "'left of the red ball' names no target"),
+    ('next to the blue ball', "'next to the blue ball' names no target"),
+    ('the one left of the blue ball', "'one' says nothing of what the target looks like"),
+    ('the object right of the ball', "'object' says nothing of what the target looks like"),
+    ('the left one', "'left one' says nothing of what the target looks like"),
+    ('something on the right', "'something' says nothing of what the target looks like"),
+])
+def test_what_the_method_cannot_check_is_said(default_parser, parser, parity_parser, sentence,
+                                              reason):
+    assert default_parser.parse(sentence).cannot_check.startswith(reason)
+    assert parser.parse(sentence).cannot_check == ''
+    assert parity_parser.parse(sentence).cannot_check == ''
+
+
+@pytest.mark.parametrize('sentence', [
+    'the red one', 'the purple thing', 'the ball', 'the second ring from the left',
+    'the ring left of the ring', 'the bigger star', 'top left corner'])
+def test_expressions_with_a_look_can_be_checked(default_parser, sentence):
+    assert default_parser.parse(sentence).cannot_check == ''
+
+
+def test_everyday_phrasing_follows_the_config_and_never_reaches_parity_mode():
+    from hybridgl_ros.core.config import HybridGLConfig
+
+    off = HybridGLConfig.from_flat({'text.everyday_phrasing': False})
+    parity = HybridGLConfig.from_flat({'parity': 'reference'})
+    assert SpacyParser.from_config(HybridGLConfig()).everyday
+    assert not SpacyParser.from_config(off).everyday
+    assert not SpacyParser.from_config(parity).everyday

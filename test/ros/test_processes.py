@@ -107,6 +107,16 @@ def test_installed_node_segments_the_publisher_frames_with_the_demo_models(
             again = call(client, SegmentByText.Request(text=text), timeout=60.0)
             round_trips.append((time.perf_counter() - start) * 1000.0)
             assert again.success and again.result.prepare_s == 0.0
+        # everyday phrasing (README): the same answer inside a command; a negation is refused
+        wrapped = call(client, SegmentByText.Request(text=f'can you pick up {text}?'),
+                       timeout=60.0)
+        assert wrapped.success and wrapped.result.found, wrapped.message
+        assert (wrapped.result.interior_x_px, wrapped.result.interior_y_px) == (
+            result.interior_x_px, result.interior_y_px)
+        negated = call(client, SegmentByText.Request(text=f'{text} that is not blue'),
+                       timeout=60.0)
+        assert negated.success and not negated.result.found
+        assert "'not' negates" in negated.message, negated.message
         print(f'\ndemo models, 640x480, {text!r}: IoU {iou:.2f}; first query '
               f'{result.elapsed_s:.2f} s in the node (prepare {result.prepare_s:.2f} s); repeat '
               f'round trip median {statistics.median(round_trips):.0f} ms')
