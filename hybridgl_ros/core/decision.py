@@ -250,14 +250,30 @@ def absent_message(parse: ParsedExpression, relation: str, name_relation: bool,
     or position words ("no 'cube' in view" for "the left cube": those words pick among
     look-alikes, and an absent answer means the look is not there). ``name_relation``: the
     relation held for no candidate, or the anchor is the likelier one missing: the message
-    names the target with its relation and anchor, which is true whichever is missing."""
+    names the target with its relation and anchor, which is true whichever is missing (a
+    relation the guidance has no word for, "next to", "near", is named by the expression's
+    own words: "no 'ball' next to 'star' in view")."""
     head = _bare(look_phrase(parse))
-    if name_relation and parse.other_phrases and relation in RELATION_PHRASES:
-        return (f"no '{head}' {RELATION_PHRASES[relation]} "
-                f"'{_bare(parse.other_phrases[0])}' in view")
+    if name_relation and parse.other_phrases:
+        link = RELATION_PHRASES.get(relation) or _words_between(parse)
+        if link:
+            return f"no '{head}' {link} '{_bare(parse.other_phrases[0])}' in view"
     if closer:
         return f"no '{head}' in view (the closest looks more like '{_bare(closer)}')"
     return f"no '{head}' in view"
+
+
+def _words_between(parse: ParsedExpression, most: int = 4) -> str:
+    """The words of T' between NP and the first other noun phrase ("next to" of "the ball
+    next to the star"), or '' when they are not found or more than ``most``."""
+    text = parse.normalized
+    start = text.find(parse.head_phrase)
+    if start < 0:
+        return ''
+    start += len(parse.head_phrase)
+    end = text.find(parse.other_phrases[0], start)
+    words = text[start:end].split() if end >= 0 else []
+    return ' '.join(words) if 0 < len(words) <= most else ''
 
 
 def _names_a_word(phrase: str) -> bool:

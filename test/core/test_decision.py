@@ -280,6 +280,19 @@ def test_absent_message_drops_the_determiner_and_names_the_relation():
             f"no '{look}' in view")
 
 
+def test_absent_message_names_a_relation_without_a_word_of_the_guidance_by_its_own_words():
+    """"next to", "near": the anchor may be the one missing; the message says both."""
+    parse = ParsedExpression('the ball next to the red star', 'the ball', ('the red star',))
+    assert absent_message(parse, 'none', True) == "no 'ball' next to 'red star' in view"
+    assert absent_message(parse, 'none', False) == "no 'ball' in view"
+    near = ParsedExpression('the ball near the star', 'the ball', ('the star',))
+    assert absent_message(near, 'none', True) == "no 'ball' near 'star' in view"
+    # words not found between them, or too many: the target alone
+    odd = ParsedExpression('the ball , which is very close to the star', 'the ball',
+                           ('the star',))
+    assert absent_message(odd, 'none', True) == "no 'ball' in view"
+
+
 def test_the_fingerprint_tells_weights_apart(tiny_clip):
     first = clip_fingerprint(tiny_clip)
     assert len(first) == 16 and first == clip_fingerprint(tiny_clip)
