@@ -290,6 +290,11 @@ class DecisionConfig:
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
+    look_margin: float = 30.0
+    """Never answer with a candidate whose s is more than this below the best mask's (logits;
+    0 = off; default mode): a position or size word picks among objects that look like the
+    target, not a mask that does not ("the ring on the left" answered by a triangle because it
+    lies leftmost). README "A position word never picks another look"."""
     contrast_colours: str = 'red orange yellow green blue purple pink brown black white gray'
     """Colour words that exclude one another: "the red cube" is contrasted with "the blue
     cube", ... at its best mask (P(present)'s colour contrast); words the text encoder does

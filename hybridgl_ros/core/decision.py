@@ -106,7 +106,8 @@ class Decision:
         alternatives: (proposal index, confidence) of each near tie, best F first.
         message: why not found, in words ('' when found).
         rule: what made the answer: 'method' (argmax F), 'relation' (the best candidate the
-            relation holds for), 'absent' (judged absent).
+            relation holds for), 'look' (the best F among the candidates that look like the
+            target, ``decision.look_margin``), 'absent' (judged absent).
         signals: the raw signals, for eval records and ``hybridgl calibrate``.
     """
 
@@ -169,17 +170,22 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
         calibrated: whether ``config.decision``'s coefficients fit the loaded CLIP.
     """
     cfg = config.decision
-    view = _CandidateView(scores, frame, config.decision.match_margin)
+    view = _CandidateView(scores, frame, cfg.match_margin,
+                          0.0 if config.reference else cfg.look_margin)
     verifiable = scores.plan.relation != 'none' and scores.other_probs is not None
     must_hold = verifiable and cfg.relation_must_hold and not config.reference
     choice, fails = view.choose(must_hold)
+    # P(present) reads the answer the method itself points at (without the look margin, as
+    # it was fitted): a position word that points at a mask which does not look like the
+    # target says the target is not where it should be ("the ball at the top", no ball)
+    pointed, _ = view.choose(must_hold, by_look=False)
     v = F.normalize(frame.mask_features.float(), dim=-1)                # (N, D)
     anchored = has_anchor(parse, text)
     anchor_s = ps.anchor_top(v, text, config.text.logit_scale) if anchored else 0.0
     words = ps.word_standouts(v, text, config.text.logit_scale)
     look_top, look_standout = ps.look_presence(scores.class_similarities, view)
     contrasts, closer = ps.contrasts(v, text, config.text.logit_scale)
-    word_standout = ps.capped(words, choice)
+    word_standout = ps.capped(words, pointed)
     best_anchor = (int(scores.other_probs.argmax())
                    if anchored and scores.other_probs is not None else -1)
     anchor_contrasts = ps.anchor_contrasts(v, text, config.text.logit_scale, best_anchor)
@@ -230,7 +236,8 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
                    else f"'{parse.normalized}' names no object")
         return Decision(-1, False, presence, 1.0 - presence, False, (), message, 'absent',
                         signals)
-    rule = 'method' if choice == scores.chosen else 'relation'
+    rule = ('method' if choice == scores.chosen else 'relation' if must_hold and not fails
+            else 'look')
     return Decision(choice, True, presence, confidences[choice], bool(alternatives),
                     tuple((i, confidences[i]) for i in alternatives), '', rule, signals)
 
@@ -306,12 +313,13 @@ class _CandidateView:
     not be among the top K when parts of the answer fill those places.
     """
 
-    def __init__(self, scores, frame, match_margin: float) -> None:
+    def __init__(self, scores, frame, match_margin: float, look_margin: float = 0.0) -> None:
         self.scores = scores
         self.candidates = [int(c) for c in scores.candidates]
         s = scores.similarities.detach().float().cpu()
         self.s = s.tolist()
         self.s_top = float(s.max())
+        self.look_margin = look_margin
         self._s_sum = math.fsum(self.s)
         self.standout = self.standout_of(int(s.argmax()))     # the best mask's
         final = scores.final.detach().float().cpu()
@@ -323,14 +331,18 @@ class _CandidateView:
         self._inter: dict[int, torch.Tensor] = {}
         self.boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32)
 
-    def by_f(self) -> list[int]:
-        """The candidates, highest F first (ties keep the candidates' order)."""
-        return sorted(self.candidates, key=lambda i: -self.f[i])
+    def by_f(self, by_look: bool = True) -> list[int]:
+        """The candidates, highest F first (ties keep the candidates' order); with a look
+        margin (and ``by_look``), those whose s is within it of the best mask's (the best mask
+        is a candidate, so one always is)."""
+        plausible = [i for i in self.candidates if not by_look or self.look_margin <= 0
+                     or self.s[i] >= self.s_top - self.look_margin]
+        return sorted(plausible or self.candidates, key=lambda i: -self.f[i])
 
-    def choose(self, must_hold: bool) -> tuple[int, bool]:
+    def choose(self, must_hold: bool, by_look: bool = True) -> tuple[int, bool]:
         """(answer, relation fails): the best-F candidate, or the best one the relation holds
-        for when it must hold."""
-        order = self.by_f()
+        for when it must hold; ``by_look``: among those within the look margin."""
+        order = self.by_f(by_look)
         if not must_hold:
             return order[0], False
         holding = [i for i in order if i in self.eligible and self.support(i) >= 0.5]

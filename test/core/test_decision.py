@@ -251,6 +251,28 @@ def test_an_expression_the_method_cannot_check_is_not_found_with_why():
                   _config(reject_absent=False), calibrated=True).found
 
 
+def test_a_position_word_never_picks_a_candidate_that_does_not_look_like_the_target():
+    """"the ring on the left": the method's F prefers candidate 2 (leftmost) whose s is 43
+    below the best; with decision.look_margin (30) the answer is the best F among the
+    candidates that look like the target (1, s 38); off (0) and parity mode keep argmax F."""
+    parse = ParsedExpression('the ring on the left', 'the ring', relation='left',
+                             direction='left')
+    scores = _scores([50.0, 38.0, 7.0, -1.0], [-0.3, 0.0, 0.12], relation='left',
+                     direction='left')
+    assert scores.chosen == 2
+    d = decide(scores, _frame(), parse, _text(), _config(), calibrated=True)
+    assert d.found and d.index == 1 and d.rule == 'look'
+    assert decide(scores, _frame(), parse, _text(), _config(look_margin=0.0),
+                  calibrated=True).index == 2
+    reference = replace(_config(), parity='reference')
+    assert decide(scores, _frame(), parse, _text(), reference, calibrated=True).index == 2
+    # within the margin the method's choice stands
+    close = _scores([50.0, 38.0, 30.0, -1.0], [-0.3, 0.0, 0.12], relation='left',
+                    direction='left')
+    d = decide(close, _frame(), parse, _text(), _config(), calibrated=True)
+    assert d.index == 2 and d.rule == 'method'
+
+
 def test_without_relation_must_hold_the_method_choice_stands():
     parse = ParsedExpression('the square left of the ring', 'the square', ('the ring',),
                              relation='left')
