@@ -72,6 +72,7 @@ from hybridgl_ros.core import presence as ps
 from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
 from hybridgl_ros.core.geometry import interior_point, mask_centroid
 from hybridgl_ros.core.scoring import look_phrase
+from hybridgl_ros.core.text import names_a_look
 from hybridgl_ros.core.types import (
     Alternative, ParsedExpression, Segmentation, json_number)
 
@@ -260,24 +261,31 @@ def absent_message(parse: ParsedExpression, relation: str, name_relation: bool,
     names the target with its relation and anchor, which is true whichever is missing (a
     relation the guidance has no word for, "next to", "near", is named by the expression's
     own words: "no 'ball' next to 'star' in view")."""
-    head = _bare(look_phrase(parse))
-    if name_relation and parse.other_phrases:
+    # a target phrase without a look ("the one left of the ball"): "no object", placed
+    looks = names_a_look(parse.head_phrase)
+    head = f"'{_bare(look_phrase(parse))}'" if looks else 'object'
+    if (name_relation or not looks) and parse.other_phrases:
         link = RELATION_PHRASES.get(relation) or _words_between(parse)
         if link:
-            return f"no '{head}' {link} '{_bare(parse.other_phrases[0])}' in view"
+            return f"no {head} {link} '{_bare(parse.other_phrases[0])}' in view"
+    if not looks:
+        return (f"'{_bare(parse.head_phrase)}' does not say what the target looks like: name "
+                f"its colour or shape (e.g. 'the red cube')")
     if closer:
-        return f"no '{head}' in view (the closest looks more like '{_bare(closer)}')"
-    return f"no '{head}' in view"
+        return f"no {head} in view (the closest looks more like '{_bare(closer)}')"
+    return f"no {head} in view"
 
 
 def _words_between(parse: ParsedExpression, most: int = 4) -> str:
     """The words of T' between NP and the first other noun phrase ("next to" of "the ball
-    next to the star"), or '' when they are not found or more than ``most``."""
+    next to the star"; before it when NP is the whole text: "next to the star"), or '' when
+    they are not found or more than ``most``."""
     text = parse.normalized
     start = text.find(parse.head_phrase)
     if start < 0:
         return ''
-    start += len(parse.head_phrase)
+    if parse.head_phrase != text:         # NP is the whole text: no target word before
+        start += len(parse.head_phrase)
     end = text.find(parse.other_phrases[0], start)
     words = text[start:end].split() if end >= 0 else []
     return ' '.join(words) if 0 < len(words) <= most else ''

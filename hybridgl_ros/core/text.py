@@ -278,7 +278,8 @@ def parse_doc(doc: 'Doc', reference_parity: bool = False,
 
     With ``everyday`` (default mode, ``text.everyday_phrasing``; README "Everyday phrasing")
     an other noun phrase that is a pronoun is no anchor ("the ring that is left of the
-    ball"), and ``cannot_check`` says why the method cannot check the expression.
+    ball"), and ``cannot_check`` says why the method cannot check the expression (a
+    negation, no target before the place it names).
     """
     chunk = head_chunk(doc)
     head_phrase = doc.text if chunk is None else chunk.text
@@ -292,43 +293,37 @@ def parse_doc(doc: 'Doc', reference_parity: bool = False,
     return ParsedExpression(
         normalized=doc.text, head_phrase=head_phrase,
         other_phrases=tuple(other.text for other in others), relation=relation_of(doc, others),
-        direction=direction_of(doc), cannot_check=cannot_check(doc, chunk))
+        direction=direction_of(doc), cannot_check=cannot_check(doc, chunk, others))
 
 
-def cannot_check(doc: 'Doc', chunk: 'Span | None') -> str:
-    """Why the method cannot check an expression (default mode), or ''.
+def cannot_check(doc: 'Doc', chunk: 'Span | None', others: list['Span']) -> str:
+    """Why the method cannot check an expression (default mode), or '':
 
-    * a negation ("the ring not left of the ball", "the ball that isn't red"): CLIP and the
-      relation guidance would answer it as if the word were not there;
-    * no target before a relation ("left of the red ball"): NP would be the whole text;
-    * a target that says nothing of its look ("the one left of the ball", "the left thing"):
-      CLIP has no look to match.
+    * a negation ("the ring not left of the ball", "the ball that isn't red", "the star
+      without points"): CLIP and the relation guidance would answer it as if the word were
+      not there;
+    * no target before the place it names ("left of the red ball", "next to the blue ball"):
+      NP is the whole text, which CLIP matches to the anchor itself. A place alone ("left",
+      "on the left") is answered by the position guidance, as the spec does.
     """
     negation = next((token.text for token in doc if token.text in NEGATIONS), '')
     if negation:
         word = 'not' if negation == "n't" else negation
         return (f"'{word}' negates, which the method cannot check (it would answer as if the "
                 f"word were not there): name the object itself")
-    spatial = set(_RELATION_BY_TOKEN) | set(_DIRECTION_BY_TOKEN) | set(RELATION_WORDS)
-    if chunk is None and len(doc) and doc[0].text in spatial | LEADING_PLACE_WORDS:
+    if chunk is None and others and not names_a_look(doc[:others[0].start].text):
         return (f"'{doc.text}' names no target: say what it looks like (e.g. 'the cube "
                 f"{doc.text}')")
-    words = [token.text for token in (doc if chunk is None else chunk)
-             if not token.is_punct]
-    if (any(word in GENERIC_WORDS for word in words)
-            and all(word in GENERIC_WORDS or word in spatial or word in PLACE_WORDS
-                    for word in words)):
-        return (f"'{head_text(chunk, doc)}' says nothing of what the target looks like: name "
-                f"its colour or shape (e.g. 'the red cube')")
     return ''
 
 
-def head_text(chunk: 'Span | None', doc: 'Doc') -> str:
-    """NP's text without a leading article."""
-    words = (doc if chunk is None else chunk).text.split()
-    if len(words) > 1 and words[0] in ('the', 'a', 'an'):
-        words = words[1:]
-    return ' '.join(words)
+def names_a_look(phrase: str) -> bool:
+    """Whether a phrase says anything of what an object looks like: "the one on the left",
+    "something", "left of the" do not; "the red one", "left cube" do."""
+    spatial = set(_RELATION_BY_TOKEN) | set(_DIRECTION_BY_TOKEN) | set(RELATION_WORDS)
+    place = spatial | PLACE_WORDS | LEADING_PLACE_WORDS | GENERIC_WORDS
+    words = [word for word in phrase.split() if word.isalnum()]
+    return not words or not all(word in place for word in words)
 
 
 def command_span(doc: 'Doc') -> tuple[int, int]:

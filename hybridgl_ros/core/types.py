@@ -54,9 +54,9 @@ class ParsedExpression:
         other_phrases: O_k, the other noun phrases in sentence order.
         relation: one of RELATIONS.
         direction: one of DIRECTIONS.
-        cannot_check: default mode: why the method cannot check this expression (a negation,
-            no target named, a target that says nothing of its look), '' when it can; such
-            an expression is answered "not found" with this as the message.
+        cannot_check: default mode: why the method cannot check this expression (a
+            negation, no target before the place it names), '' when it can; such an
+            expression is answered "not found" with this as the message.
     """
 
     normalized: str

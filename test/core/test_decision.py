@@ -315,6 +315,17 @@ def test_absent_message_names_a_relation_without_a_word_of_the_guidance_by_its_o
     assert absent_message(odd, 'none', True) == "no 'ball' in view"
 
 
+def test_absent_message_of_a_target_without_a_look_says_so():
+    """"the one left of the ball": no object is placed so (not "no 'one' in view", which
+    reads as if nothing were there); "the thing" alone says what to say instead."""
+    placed = ParsedExpression('the one left of the ball', 'the one', ('the ball',),
+                              relation='left')
+    assert absent_message(placed, 'left', False) == "no object left of 'ball' in view"
+    assert absent_message(ParsedExpression('the thing', 'the thing'), 'none', False) == (
+        "'thing' does not say what the target looks like: name its colour or shape (e.g. "
+        "'the red cube')")
+
+
 def test_the_fingerprint_tells_weights_apart(tiny_clip):
     first = clip_fingerprint(tiny_clip)
     assert len(first) == 16 and first == clip_fingerprint(tiny_clip)
