@@ -175,8 +175,8 @@ class TextConfig:
     """Read everyday phrasing (default mode; README "Everyday phrasing"): a command or question
     around the expression is dropped ("pick up the ring left of the ball", "where is the
     star?"), a pronoun is no anchor ("the ring that is left of the ball"), and a negation
-    ("not", "without") or no target before the place it names ("left of the ball") is
-    answered not found with why. Parity mode: the spec's parse."""
+    ("not", "without"), a count ("the second ring") or no target before the place it names
+    ("left of the ball") is answered not found with why. Parity mode: the spec's parse."""
 
 
 @dataclass(frozen=True)

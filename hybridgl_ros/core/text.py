@@ -118,6 +118,10 @@ LEADING_PLACE_WORDS = frozenset({'next', 'on', 'in', 'at', 'between', 'near', 'b
 #: guidance read "the ring not left of the ball" as "the ring left of the ball"), so such an
 #: expression is not answered.
 NEGATIONS = frozenset({'not', "n't", 'never', 'no', 'nor', 'without', 'except', 'excluding'})
+#: Default mode: words that count objects. The method cannot count ("the second ring from the
+#: left" would be answered as "the left ring"), so such an expression is not answered.
+COUNTING_WORDS = frozenset({'second', 'third', 'fourth', 'fifth', 'sixth', '2nd', '3rd', '4th',
+                            '5th', '6th'})
 
 
 def _by_token(table: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
@@ -300,8 +304,8 @@ def cannot_check(doc: 'Doc', chunk: 'Span | None', others: list['Span']) -> str:
     """Why the method cannot check an expression (default mode), or '':
 
     * a negation ("the ring not left of the ball", "the ball that isn't red", "the star
-      without points"): CLIP and the relation guidance would answer it as if the word were
-      not there;
+      without points") or a count ("the second ring from the left"): CLIP and the guidance
+      would answer it as if the word were not there;
     * no target before the place it names ("left of the red ball", "next to the blue ball"):
       NP is the whole text, which CLIP matches to the anchor itself. A place alone ("left",
       "on the left") is answered by the position guidance, as the spec does.
@@ -311,6 +315,10 @@ def cannot_check(doc: 'Doc', chunk: 'Span | None', others: list['Span']) -> str:
         word = 'not' if negation == "n't" else negation
         return (f"'{word}' negates, which the method cannot check (it would answer as if the "
                 f"word were not there): name the object itself")
+    counting = next((token.text for token in doc if token.text in COUNTING_WORDS), '')
+    if counting:
+        return (f"'{counting}' counts objects, which the method cannot check (it would answer "
+                f"as if the word were not there): name the object by its look and place")
     if chunk is None and others and not names_a_look(doc[:others[0].start].text):
         return (f"'{doc.text}' names no target: say what it looks like (e.g. 'the cube "
                 f"{doc.text}')")

@@ -334,6 +334,8 @@ def test_a_pronoun_is_no_anchor(default_parser, parser, parity_parser):
     ('the star without points', "'without' negates"),
     ('left of the red ball', "'left of the red ball' names no target"),
     ('next to the blue ball', "'next to the blue ball' names no target"),
+    ('the second ring from the left', "'second' counts objects"),
+    ('the 3rd ball', "'3rd' counts objects"),
 ])
 def test_what_the_method_cannot_check_is_said(default_parser, parser, parity_parser, sentence,
                                               reason):
@@ -343,7 +345,7 @@ def test_what_the_method_cannot_check_is_said(default_parser, parser, parity_par
 
 
 @pytest.mark.parametrize('sentence', [
-    'the red one', 'the purple thing', 'the ball', 'the second ring from the left',
+    'the red one', 'the purple thing', 'the ball', 'the first ring from the left',
     'the ring left of the ring', 'the bigger star', 'top left corner',
     # a place alone is answered by the position guidance, as the spec does
     'left', 'the left one', 'the one on the left', 'the one left of the blue ball'])
