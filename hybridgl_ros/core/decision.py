@@ -209,7 +209,7 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     # cannot be checked: like a target phrase naming nothing it knows, not found
     unknown_anchor = (anchored and scores.plan.relation != 'none'
                       and not text.anchor_names_known_word)
-    # a negation, no target, a target without a look (default mode's parse): not checkable
+    # a negation, a count, no target before the place (default mode's parse): not checkable
     unknown = not text.names_known_word or unknown_anchor or bool(parse.cannot_check)
     if unknown and cfg.reject_absent and not config.reference:
         presence = 0.0 if calibrated else float('nan')   # names nothing the model knows

@@ -109,11 +109,8 @@ GENERIC_WORDS = frozenset({'one', 'ones', 'thing', 'things', 'object', 'objects'
 #: Words that place or order an object without saying what it looks like.
 PLACE_WORDS = frozenset({
     'big', 'small', 'first', 'second', 'third', 'last', 'other', 'far', 'near', 'nearest',
-    'closest', 'center', 'centre', 'bottom', 'next', 'between', 'side', 'of', 'on', 'in', 'at',
-    'to', 'by', 'the', 'a', 'an', 'this', 'that'})
-#: Words that begin an expression naming a place, not a target ("next to the ball").
-LEADING_PLACE_WORDS = frozenset({'next', 'on', 'in', 'at', 'between', 'near', 'beside', 'by',
-                                 'bottom', 'center', 'centre', 'far'})
+    'closest', 'center', 'centre', 'bottom', 'next', 'between', 'beside', 'side', 'of', 'on',
+    'in', 'at', 'to', 'by', 'the', 'a', 'an', 'this', 'that'})
 #: Default mode: words that negate. The method cannot check a negation (CLIP and the relation
 #: guidance read "the ring not left of the ball" as "the ring left of the ball"), so such an
 #: expression is not answered.
@@ -134,6 +131,10 @@ _RELATION_BY_TOKEN = _by_token(RELATION_TRIGGERS)
 _PARITY_RELATION_BY_TOKEN = _by_token(
     {label: words for label, words in RELATION_TRIGGERS.items() if label != 'right'})
 _DIRECTION_BY_TOKEN = _by_token(DIRECTION_TRIGGERS)
+#: Words that say where an object is or how it relates, not what it looks like.
+SPATIAL_WORDS = frozenset(RELATION_WORDS).union(_RELATION_BY_TOKEN, _DIRECTION_BY_TOKEN)
+#: Words that say nothing of what an object looks like (:func:`names_a_look`).
+_NO_LOOK_WORDS = SPATIAL_WORDS | PLACE_WORDS | GENERIC_WORDS
 
 
 def load_spacy(name: str, fallbacks: tuple[str, ...] = FALLBACK_MODELS) -> 'Language':
@@ -285,19 +286,17 @@ def parse_doc(doc: 'Doc', reference_parity: bool = False,
     ball"), and ``cannot_check`` says why the method cannot check the expression (a
     negation, no target before the place it names).
     """
+    everyday = everyday and not reference_parity
     chunk = head_chunk(doc)
     head_phrase = doc.text if chunk is None else chunk.text
     others = other_chunks(doc, head_phrase)
-    if reference_parity or not everyday:
-        return ParsedExpression(
-            normalized=doc.text, head_phrase=head_phrase,
-            other_phrases=tuple(other.text for other in others),
-            relation=relation_of(doc, others, reference_parity), direction=direction_of(doc))
-    others = [other for other in others if other.root.text not in PRONOUNS]
+    if everyday:
+        others = [other for other in others if other.root.text not in PRONOUNS]
     return ParsedExpression(
         normalized=doc.text, head_phrase=head_phrase,
-        other_phrases=tuple(other.text for other in others), relation=relation_of(doc, others),
-        direction=direction_of(doc), cannot_check=cannot_check(doc, chunk, others))
+        other_phrases=tuple(other.text for other in others),
+        relation=relation_of(doc, others, reference_parity), direction=direction_of(doc),
+        cannot_check=cannot_check(doc, chunk, others) if everyday else '')
 
 
 def cannot_check(doc: 'Doc', chunk: 'Span | None', others: list['Span']) -> str:
@@ -328,10 +327,8 @@ def cannot_check(doc: 'Doc', chunk: 'Span | None', others: list['Span']) -> str:
 def names_a_look(phrase: str) -> bool:
     """Whether a phrase says anything of what an object looks like: "the one on the left",
     "something", "left of the" do not; "the red one", "left cube" do."""
-    spatial = set(_RELATION_BY_TOKEN) | set(_DIRECTION_BY_TOKEN) | set(RELATION_WORDS)
-    place = spatial | PLACE_WORDS | LEADING_PLACE_WORDS | GENERIC_WORDS
     words = [word for word in phrase.split() if word.isalnum()]
-    return not words or not all(word in place for word in words)
+    return not words or not all(word in _NO_LOOK_WORDS for word in words)
 
 
 def command_span(doc: 'Doc') -> tuple[int, int]:

@@ -5,17 +5,13 @@ import string
 from collections import OrderedDict
 from typing import Sequence
 
-from hybridgl_ros.core.text import (
-    DIRECTION_TRIGGERS, GENERIC_WORDS, RELATION_TRIGGERS, RELATION_WORDS)
+from hybridgl_ros.core.text import GENERIC_WORDS, SPATIAL_WORDS
 
 PUNCTUATION = string.punctuation + '“”‘’'
 #: Words that name nothing on their own (an expression of only these names no object).
 FUNCTION_WORDS = frozenset({
     'the', 'a', 'an', 'this', 'that', 'these', 'those', 'of', 'to', 'in', 'on', 'at', 'by',
     'and', 'or', 'it', 'its', 'is', 'with', 'for', 'from', 'please', 'me', 'my'})
-#: Words that say where an object is or how it relates, not what it looks like.
-SPATIAL_WORDS = frozenset(RELATION_WORDS).union(*DIRECTION_TRIGGERS.values(),
-                                                *RELATION_TRIGGERS.values())
 
 
 def named_words(text: str) -> list[str]:

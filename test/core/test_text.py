@@ -272,14 +272,20 @@ def test_default_mode_reads_other_position_and_size_words_as_the_specs(
     assert parity_parser.parse(sentence).normalized == sentence.lower()
 
 
-def test_the_synonyms_follow_the_config_and_never_reach_parity_mode():
+@pytest.mark.parametrize('field, attribute', [('spatial_synonyms', 'synonyms'),
+                                               ('everyday_phrasing', 'everyday')])
+def test_the_default_modes_reading_follows_the_config_and_never_reaches_parity_mode(
+        field, attribute):
     from hybridgl_ros.core.config import HybridGLConfig
 
-    off = HybridGLConfig.from_flat({'text.spatial_synonyms': False})
+    off = HybridGLConfig.from_flat({f'text.{field}': False})
     parity = HybridGLConfig.from_flat({'parity': 'reference'})
-    assert SpacyParser.from_config(HybridGLConfig()).synonyms
-    assert not SpacyParser.from_config(off).synonyms
-    assert not SpacyParser.from_config(parity).synonyms
+    assert getattr(SpacyParser.from_config(HybridGLConfig()), attribute)
+    assert not getattr(SpacyParser.from_config(off), attribute)
+    assert not getattr(SpacyParser.from_config(parity), attribute)
+
+
+def test_synonyms_are_read_word_by_word():
     assert read_synonyms('the leftmost of the lowest cubes') == 'the left of the bottom cubes'
 
 
@@ -359,13 +365,3 @@ def test_what_the_method_can_check_is_answered(default_parser, sentence):
     ('left of', False), ('next to the', False), ('left cube', True), ('the bottom one', False)])
 def test_a_target_phrase_names_a_look_or_not(phrase, looks):
     assert names_a_look(phrase) == looks
-
-
-def test_everyday_phrasing_follows_the_config_and_never_reaches_parity_mode():
-    from hybridgl_ros.core.config import HybridGLConfig
-
-    off = HybridGLConfig.from_flat({'text.everyday_phrasing': False})
-    parity = HybridGLConfig.from_flat({'parity': 'reference'})
-    assert SpacyParser.from_config(HybridGLConfig()).everyday
-    assert not SpacyParser.from_config(off).everyday
-    assert not SpacyParser.from_config(parity).everyday
