@@ -215,6 +215,18 @@ class GuidanceConfig:
     """Judged among look-alikes, a position word compares every mask whose s for the head phrase
     without the position words is within this (logits) of the best, at most partner_count, in
     place of the top candidate_count by p (default mode; 0 = the top candidate_count)."""
+    lookalike_reach: float = 30.0
+    """Judged among look-alikes, a position word also compares every mask whose s for the
+    head phrase is within this (logits) of the best and that reads as the look phrase: more
+    than half of the softmax of its s over "the star" and the phrase with its object word
+    swapped ("the ball", "the cube", ... of ``decision.contrast_objects``) and its colour word
+    swapped; a star the CLIP scores low is still a star (default mode; at most
+    lookalike_margin: off; README "Which look-alike lies there")."""
+    positions_by_geometry: bool = True
+    """Judged among two or more look-alikes, a position word's R weighs each by how much it
+    reads as the look phrase rather than a swap, not by p of the whole phrase: p differs
+    between twins by their look (5 logits are a factor of 150), not by "left" (default mode,
+    when the look phrase names a word of ``decision.contrast_objects``; README)."""
     anchor_by_words: bool = True
     """q (spec §7.2) reads the anchor phrase's look words too: q = softmax((s_u + the mask's
     standout for the anchor's weakest look word) / 2), so "the red star" is a star that is red,
@@ -400,6 +412,9 @@ class HybridGLConfig:
         _check_choice('models.precision', self.models.precision, PRECISIONS)
         if self.guidance.candidate_count < 1 or self.guidance.partner_count < 1:
             raise ConfigError('guidance.candidate_count and partner_count must be >= 1')
+        if not self.guidance.lookalike_reach >= 0.0:
+            raise ConfigError('guidance.lookalike_reach must be >= 0, not '
+                              f'{self.guidance.lookalike_reach}')
         if not self.guidance.lookalike_margin >= 0.0:
             raise ConfigError('guidance.lookalike_margin must be >= 0, not '
                               f'{self.guidance.lookalike_margin}')

@@ -138,10 +138,12 @@ def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def lookalike_candidates(s_class: torch.Tensor, p: torch.Tensor, margin: float, limit: int,
-                         top: torch.Tensor) -> torch.Tensor:
+                         top: torch.Tensor, reads_as_named: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, bool]:
     """The masks a position word is judged among (default mode): every mask whose s^c (the
-    head phrase without its position words) is within ``margin`` of the best s^c, the highest
-    p first, at most ``limit``; ``top`` (the top-K by p) when fewer than two are.
+    head phrase without its position words) is within ``margin`` of the best s^c, or that
+    ``reads_as_named``, the highest p first, at most ``limit``; ``top`` (the top-K by p) when
+    fewer than two are.
 
     "The bottom triangle" among five triangles: the top 3 by p of the whole phrase are three
     triangles the CLIP happens to prefer, often not the bottom one; all five look alike to
@@ -153,11 +155,19 @@ def lookalike_candidates(s_class: torch.Tensor, p: torch.Tensor, margin: float, 
         margin: logits below the best s^c still counted as a look-alike.
         limit: the most look-alikes compared.
         top: (K,) the spec's candidates, the fallback.
+        reads_as_named: (N,) bool, masks counted as look-alikes whatever their s^c (further
+            below the best, but read as the named look rather than another; None: none).
+
+    Returns:
+        The candidates, and whether they are look-alikes (False: the fallback).
     """
-    near = torch.nonzero(s_class >= s_class.max() - margin).flatten()
+    inside = s_class >= s_class.max() - margin
+    if reads_as_named is not None:
+        inside = inside | reads_as_named
+    near = torch.nonzero(inside).flatten()
     if len(near) < 2:
-        return top
-    return near[select_candidates(p[near], max(2, int(limit)))]
+        return top, False
+    return near[select_candidates(p[near], max(2, int(limit)))], True
 
 
 def lookalikes_among(s_class: torch.Tensor, candidates: torch.Tensor,
@@ -271,7 +281,8 @@ def comparative_totals(relation: str, p: torch.Tensor, p_class: torch.Tensor,
 
     Args:
         relation: 'big', 'small', 'left', 'right', 'up' or 'down'.
-        p: (N,) matching probabilities of the whole phrase.
+        p: (N,) matching probabilities of the whole phrase (or, for a position word among
+            look-alikes, each mask's reading as the look phrase: ``positions_by_geometry``).
         p_class: (N,) matching probabilities of the phrase without the size or position words.
         candidates: (K,) int64 mask indices (the partners too).
         boxes_xywh: (N, 4) boxes in pixels.

@@ -279,10 +279,18 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     if text.comparison is not None and plan.lookalike_relation != 'none':
         s_class = _similarities(frame.mask_features, text.comparison, config.text.logit_scale)
         p_class = torch.softmax(s_class, dim=0)
+        first = p
         if plan.lookalike_relation in g.POSITION_RELATIONS and cfg.lookalike_margin > 0:
-            candidates = g.lookalike_candidates(s_class, p, cfg.lookalike_margin,
-                                                cfg.partner_count, candidates)
-        relation = g.comparative_totals(plan.lookalike_relation, p, p_class, candidates, boxes)
+            reading = _look_readings(frame, text, config)
+            named = None
+            if reading is not None and cfg.lookalike_reach > cfg.lookalike_margin:
+                named = (reading > 0.5) & (s_class >= s_class.max() - cfg.lookalike_reach)
+            candidates, among = g.lookalike_candidates(
+                s_class, p, cfg.lookalike_margin, cfg.partner_count, candidates, named)
+            if among and reading is not None and cfg.positions_by_geometry:
+                first = reading
+        relation = g.comparative_totals(plan.lookalike_relation, first, p_class, candidates,
+                                        boxes)
         if plan.size_comparative:
             near = g.lookalikes_among(s_class, candidates, cfg.size_lookalike_margin)
             # with one look-alike there is nothing to compare: S tells it from the others
@@ -324,6 +332,19 @@ def anchor_logits(features: torch.Tensor, text: TextFeatures, logit_scale: float
     a = torch.stack([weakest_word_standout(v, words.to(v.device), logit_scale)
                      for words in text.other_words]).mean(dim=0)
     return (s_u + a.to(s_u.dtype)) / 2
+
+
+def _look_readings(frame: Frame, text: TextFeatures, config: HybridGLConfig
+                   ) -> torch.Tensor | None:
+    """(N,) how much each mask reads as the look phrase ("the star") rather than as one of its
+    swaps ("the ball", "the cube", ...; and other colours when it names one): the softmax of
+    its s over the phrase and its swaps, at the phrase. None when the phrase has no object
+    swap."""
+    if text.contrast is None or text.contrast_counts[1] == 0:
+        return None
+    v = F.normalize(frame.mask_features, dim=-1)
+    s = config.text.logit_scale * (v @ F.normalize(text.contrast.to(v.dtype), dim=-1).T)
+    return torch.softmax(s, dim=1)[:, 0]
 
 
 def _similarities(features: torch.Tensor, text_feature: torch.Tensor,

@@ -460,10 +460,16 @@ def test_look_alike_candidates_are_every_mask_within_the_margin_best_p_first():
     p = torch.tensor([0.05, 0.3, 0.2, 0.1, 0.3, 0.05])
     top = torch.tensor([1, 4, 2])
     # within 10 of the best s^c (45): masks 0, 2, 3, 4, ordered by p (ties keep index order)
-    assert lookalike_candidates(s_class, p, 10.0, 6, top).tolist() == [4, 2, 3, 0]
-    assert lookalike_candidates(s_class, p, 10.0, 2, top).tolist() == [4, 2]
+    candidates, among = lookalike_candidates(s_class, p, 10.0, 6, top)
+    assert candidates.tolist() == [4, 2, 3, 0] and among
+    assert lookalike_candidates(s_class, p, 10.0, 2, top)[0].tolist() == [4, 2]
     # fewer than two look-alikes: the spec's candidates
-    assert lookalike_candidates(s_class, p, 4.0, 6, top).tolist() == [1, 4, 2]
+    candidates, among = lookalike_candidates(s_class, p, 4.0, 6, top)
+    assert candidates.tolist() == [1, 4, 2] and not among
+    # a mask read as the named look (mask 1, 25 below the best) is one whatever its s^c
+    reads = torch.tensor([False, True, False, False, False, False])
+    assert lookalike_candidates(s_class, p, 10.0, 6, top, reads)[0].tolist() == [1, 4, 2, 3, 0]
+    assert lookalike_candidates(s_class, p, 4.0, 6, top, reads)[0].tolist() == [1, 3]
 
 
 def test_look_alike_margin_is_checked():

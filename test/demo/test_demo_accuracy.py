@@ -228,3 +228,21 @@ def pipeline_mask(frame, mask, scene):
         return mask
     return cv2.resize(mask.astype('uint8'), (width, height),
                       interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def test_a_position_word_reads_which_masks_are_the_named_look(capsys):
+    """``guidance.lookalike_reach`` and ``positions_by_geometry`` (README "Which look-alike
+    lies there"): a look-alike the demo CLIP scores low (a small star 12 logits under a big one)
+    is still compared when "the star" is its best reading among the object words, and R among
+    the look-alikes weighs each by that reading, not by p of the whole phrase, which differs
+    between twins by a factor of 100 for 5 logits and says nothing of "left"."""
+    pipelines = _demo_and_variant('off', 'guidance', lookalike_reach=0.0,
+                                  positions_by_geometry=False)
+    hits, total = _right_per_pipeline(
+        pipelines, _held_out_queries(pipelines['on'], ('position',), ('shaded', 'flat')))
+    with capsys.disabled():
+        print(f"\nposition expressions, {total} on {_SCENES} shaded and {_SCENES} flat scenes: "
+              f"p-weighted {hits['off'] / total:.3f} -> read as the named look "
+              f"{hits['on'] / total:.3f}")
+    assert total >= 100
+    assert hits['on'] > hits['off']
