@@ -342,7 +342,7 @@ class _CandidateView:
     def by_f(self, by_look: bool = True) -> list[int]:
         """The candidates, highest F first (ties keep the candidates' order); with a look
         margin (and ``by_look``), those whose s is within it of the best mask's (the best mask
-        is a candidate, so one always is)."""
+        is a candidate unless look-alikes replaced the top K; with none within it, all)."""
         plausible = [i for i in self.candidates if not by_look or self.look_margin <= 0
                      or self.s[i] >= self.s_top - self.look_margin]
         return sorted(plausible or self.candidates, key=lambda i: -self.f[i])

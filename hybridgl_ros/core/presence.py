@@ -91,6 +91,14 @@ def weakest_word_standout(v: torch.Tensor, words: torch.Tensor, logit_scale: flo
     return (s - s.mean(dim=0)).min(dim=1).values
 
 
+def contrast_similarities(v: torch.Tensor, text, logit_scale: float) -> torch.Tensor | None:
+    """(N, 1 + C) s of every mask for the look phrase (column 0) and for each of its contrasts
+    (``TextFeatures.contrast``), or None without any. v: (N, D) L2-normalised mask features."""
+    if text.contrast is None:
+        return None
+    return logit_scale * v @ F.normalize(text.contrast.float(), dim=-1).T
+
+
 def contrasts(v: torch.Tensor, text, logit_scale: float
                ) -> tuple[tuple[float, float, float, float], str]:
     """((colour contrast, object contrast, names a colour, names an object), closer): at the
@@ -102,9 +110,9 @@ def contrasts(v: torch.Tensor, text, logit_scale: float
     answers "the red cube" with a negative object contrast: it is more a red ball than a red
     cube, and ``closer`` is "the red ball" (the best-fitting swap when it fits that mask
     better than the phrase, else ''). v: (N, D) the frame's L2-normalised mask features."""
-    if text.contrast is None:
+    s = contrast_similarities(v, text, logit_scale)
+    if s is None:
         return (0.0, 0.0, 0.0, 0.0), ''
-    s = logit_scale * v @ F.normalize(text.contrast.float(), dim=-1).T      # (N, 1 + C)
     row = s[int(s[:, 0].argmax())].cpu()
     margins = _contrast_margins(row, text.contrast_counts)
     best = int(row[1:].argmax())

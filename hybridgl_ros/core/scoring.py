@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.gem import coherence_input_map, resize_coherence_map
-from hybridgl_ros.core.presence import weakest_word_standout
+from hybridgl_ros.core.presence import contrast_similarities, weakest_word_standout
 from hybridgl_ros.core.types import Explanation, Frame, ParsedExpression
 
 
@@ -342,9 +342,8 @@ def _look_readings(frame: Frame, text: TextFeatures, config: HybridGLConfig
     swap."""
     if text.contrast is None or text.contrast_counts[1] == 0:
         return None
-    v = F.normalize(frame.mask_features, dim=-1)
-    s = config.text.logit_scale * (v @ F.normalize(text.contrast.to(v.dtype), dim=-1).T)
-    return torch.softmax(s, dim=1)[:, 0]
+    v = F.normalize(frame.mask_features.float(), dim=-1)
+    return torch.softmax(contrast_similarities(v, text, config.text.logit_scale), dim=1)[:, 0]
 
 
 def _similarities(features: torch.Tensor, text_feature: torch.Tensor,
