@@ -7,9 +7,15 @@ waiting and running call ("shutting down", success = false), the executor gets a
 those answers, then ROS shuts down. Work still running in torch is abandoned: the process exits
 without waiting for it. Further signals during shutdown are ignored (no KeyboardInterrupt
 traceback, exit code 0).
+
+The shutdown itself is bounded: if it has not ended ``EXIT_BOUND_S`` after the signal, the
+process writes every thread's stack to stderr and exits with code 1. Destroying DDS entities
+can deadlock inside Fast DDS (eProsima/Fast-DDS#6502, open), in C++ where no Python code runs
+again; :mod:`faulthandler`'s watchdog is a C thread, so it still ends the process.
 """
 from __future__ import annotations
 
+import faulthandler
 import inspect
 import os
 import signal
@@ -24,6 +30,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 ANSWER_GRACE_S = 1.0  # for the executor to hand the answers to DDS
 SEND_GRACE_S = 0.1  # for DDS to deliver them before the participant goes
 THREAD_GRACE_S = 0.3  # for idle executor threads to finish
+EXIT_BOUND_S = 10.0  # from the signal to the process's end, whatever blocks (it takes ~2 s)
 
 
 class StopSignal:
@@ -65,6 +72,7 @@ def run_until_stopped(node, stop: StopSignal, num_threads: int = 4) -> bool:
     spinner.start()
     while spinner.is_alive() and not stop.event.wait(0.5):
         pass
+    faulthandler.dump_traceback_later(EXIT_BOUND_S, exit=True)  # a deadlock cannot keep it
     reason = f'the node is shutting down ({stop.name or "ROS shut down"})'
     still_running = node.stop_serving(reason)
     node.wait_answered(ANSWER_GRACE_S)

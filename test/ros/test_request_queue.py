@@ -1,6 +1,7 @@
 """Calls under load and at shutdown, the node as its own process over DDS: nothing a client
 sends vanishes. A burst is served in order up to max_queued_requests and the rest answered
-'busy'; SIGINT during a long query answers every pending call and exits at once."""
+'busy'; SIGINT during a long query answers every pending call and exits at once; a shutdown
+that blocks (a DDS deadlock) still ends the process, with its stacks."""
 import os
 import signal
 import time
@@ -11,6 +12,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 from hybridgl_ros.ros.conversions import numpy_to_image
+from hybridgl_ros.ros.shutdown import EXIT_BOUND_S
 from hybridgl_ros.srv import SegmentByText
 from ros_helpers import (Spinner, call_all, stamp_header, start_small_node, stop_process,
                          wait_until_active)
@@ -93,3 +95,18 @@ def test_sigint_during_a_long_query_answers_every_call_and_exits_at_once(small_n
         assert future.done(), 'a call was left without an answer'
         response = future.result()
         assert not response.success and 'shutting down (SIGINT)' in response.message
+
+
+def test_a_shutdown_that_blocks_in_c_ends_the_process_with_its_stacks_at_the_bound(
+        small_node, tmp_path):
+    process, client = small_node('--block-in-destroy')
+    assert call_all(client, _requests(1))[0].success
+    start = time.monotonic()
+    os.killpg(process.popen.pid, signal.SIGINT)
+    rc = process.popen.wait(timeout=EXIT_BOUND_S + 20.0)
+    exit_s = time.monotonic() - start
+    log = (tmp_path / 'node.log').read_text()
+    print(f'\nSIGINT, destroy_node blocked in C: exit code {rc} after {exit_s:.1f} s')
+    assert rc == 1 and EXIT_BOUND_S - 1.0 < exit_s < EXIT_BOUND_S + 3.0, log[-3000:]
+    assert f'Timeout (0:00:{EXIT_BOUND_S:02.0f})!' in log, log[-3000:]
+    assert 'in destroy_node_blocked' in log and 'in run_until_stopped' in log, log[-3000:]
