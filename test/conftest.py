@@ -6,6 +6,8 @@ import pytest
 
 from tiny_models import TINY_CLIP_CONFIG
 
+pytest_plugins = ['hang_guard']  # a hung test ends its process with every stack (see there)
+
 
 def pytest_configure(config):
     """One torch thread: the tests' models are small, and on the 2-core CI machine other
