@@ -3,6 +3,7 @@
 Importing ros_helpers first sets the ROS environment (loopback-only DDS, own domain, temporary
 logs) before anything calls rclpy.init.
 """
+import gc
 import os
 import sys
 from pathlib import Path
@@ -16,11 +17,19 @@ from ros_helpers import REPO, Harness, Spinner, rclpy  # noqa: E402
 
 @pytest.fixture
 def ros_context():
-    """A fresh, initialised rclpy context, shut down after the test."""
+    """A fresh, initialised rclpy context, shut down after the test.
+
+    The collection after the shutdown frees the test's nodes and executors, so the context's
+    DDS participant is deleted here, in the main thread, not by a later garbage collection in
+    any thread while other participants exist (Fast DDS can deadlock with several participants
+    in one process, eProsima/Fast-DDS#6193). Measured through test/ros: the test process's
+    native threads stay at 10-22, against 43-109 without it (2-9 participants alive at once).
+    """
     context = rclpy.context.Context()
     rclpy.init(context=context)
     yield context
     rclpy.try_shutdown(context=context)
+    gc.collect()
 
 
 @pytest.fixture
