@@ -139,12 +139,15 @@ class RosAsker:
     def __exit__(self, *exc) -> None:
         import rclpy
 
+        from hybridgl_ros.ros.shutdown import exit_bound
+
         for process in (self.player, self.node_process):
             if process is not None:
                 process.stop()
-        self.executor.shutdown(timeout_sec=5.0)
-        self.client_node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        with exit_bound():  # a deadlock in Fast DDS's teardown cannot keep the demo
+            self.executor.shutdown(timeout_sec=5.0)
+            self.client_node.destroy_node()
+            rclpy.try_shutdown(context=self.context)
 
     def _wait_until_ready(self) -> None:
         """Until the node answers with something other than 'still loading'."""

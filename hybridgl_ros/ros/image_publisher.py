@@ -25,6 +25,7 @@ from std_msgs.msg import Header
 
 from hybridgl_ros.core.errors import InvalidInputError
 from hybridgl_ros.ros.conversions import numpy_to_image
+from hybridgl_ros.ros.shutdown import exit_bound
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 DEPTH_SUFFIXES = ('.png', '.tif', '.tiff', '.npy')
@@ -206,8 +207,9 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        with exit_bound():  # a deadlock in Fast DDS's teardown cannot keep the process
+            node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 

@@ -8,13 +8,16 @@ those answers, then ROS shuts down. Work still running in torch is abandoned: th
 without waiting for it. Further signals during shutdown are ignored (no KeyboardInterrupt
 traceback, exit code 0).
 
-The shutdown itself is bounded: if it has not ended ``EXIT_BOUND_S`` after the signal, the
-process writes every thread's stack to stderr and exits with code 1. Destroying DDS entities
-can deadlock inside Fast DDS (eProsima/Fast-DDS#6502, open), in C++ where no Python code runs
-again; :mod:`faulthandler`'s watchdog is a C thread, so it still ends the process.
+The shutdown itself is bounded (:func:`exit_bound`): if it has not ended ``EXIT_BOUND_S``
+after the signal, the process writes every thread's stack to stderr and exits with code 1.
+Destroying DDS entities can deadlock inside Fast DDS (eProsima/Fast-DDS#6502, open), in C++
+where no Python code runs again; :mod:`faulthandler`'s watchdog is a C thread, so it still
+ends the process. The image publisher and the demo's client bound their ROS teardown the same
+way.
 """
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import inspect
 import os
@@ -72,7 +75,7 @@ def run_until_stopped(node, stop: StopSignal, num_threads: int = 4) -> bool:
     spinner.start()
     while spinner.is_alive() and not stop.event.wait(0.5):
         pass
-    faulthandler.dump_traceback_later(EXIT_BOUND_S, exit=True)  # a deadlock cannot keep it
+    arm_exit_bound()  # until the process ends: a deadlock cannot keep it
     reason = f'the node is shutting down ({stop.name or "ROS shut down"})'
     still_running = node.stop_serving(reason)
     node.wait_answered(ANSWER_GRACE_S)
@@ -88,6 +91,23 @@ def run_until_stopped(node, stop: StopSignal, num_threads: int = 4) -> bool:
         context.destroy()
         return True
     return False
+
+
+def arm_exit_bound(seconds: float = EXIT_BOUND_S) -> None:
+    """In ``seconds`` the process writes every thread's stack to stderr and exits with code 1,
+    even while a thread blocks in C with the GIL held (faulthandler's watchdog is a C thread).
+    One bound at a time: arming again replaces it."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
+
+
+@contextlib.contextmanager
+def exit_bound(seconds: float = EXIT_BOUND_S):
+    """:func:`arm_exit_bound` for the block: the process ends if the block has not."""
+    arm_exit_bound(seconds)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def exit_now(code: int = 0) -> None:

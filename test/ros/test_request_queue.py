@@ -4,6 +4,8 @@ sends vanishes. A burst is served in order up to max_queued_requests and the res
 that blocks (a DDS deadlock) still ends the process, with its stacks."""
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 
@@ -110,3 +112,22 @@ def test_a_shutdown_that_blocks_in_c_ends_the_process_with_its_stacks_at_the_bou
     assert rc == 1 and EXIT_BOUND_S - 1.0 < exit_s < EXIT_BOUND_S + 3.0, log[-3000:]
     assert f'Timeout (0:00:{EXIT_BOUND_S:02.0f})!' in log, log[-3000:]
     assert 'in destroy_node_blocked' in log and 'in run_until_stopped' in log, log[-3000:]
+
+
+def test_exit_bound_ends_a_process_blocked_in_c_and_lets_a_finished_block_go(tmp_path):
+    """The bound the image publisher and the demo's client put on their ROS teardown."""
+    run = ('import ctypes, sys, time\n'
+           'from hybridgl_ros.ros.shutdown import exit_bound\n'
+           'with exit_bound(1.0):\n'
+           '    if sys.argv[1] == "block":\n'
+           '        ctypes.PyDLL(None).sleep(30)\n'
+           'time.sleep(1.5)\n'
+           'print("left the block")\n')
+    for what, code, seconds in (('block', 1, (0.9, 5.0)), ('pass', 0, (1.4, 8.0))):
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, '-c', run, what], capture_output=True, text=True,
+                              timeout=30, cwd=tmp_path)
+        took = time.monotonic() - start
+        assert done.returncode == code and seconds[0] < took < seconds[1], (what, took, done)
+        assert ('Timeout (0:00:01)!' in done.stderr) == (what == 'block'), done.stderr
+        assert ('left the block' in done.stdout) == (what == 'pass')
