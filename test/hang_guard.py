@@ -31,9 +31,8 @@ class HangGuard:
 
     def __init__(self, limit_s: float, folder: Path | None) -> None:
         self.limit_s = limit_s
-        self.folder = folder
-        self.finished: set[str] = set()
         if folder is None:
+            self.finished: set[str] = set()
             self.dump = os.fdopen(os.dup(2), 'w')  # the real stderr, before any capture
             self.progress = None
         else:

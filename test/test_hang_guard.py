@@ -31,8 +31,8 @@ def _suite(tmp_path, source):
 
 
 def _run(command, hang_s=2, progress=None):
-    env = dict(os.environ, HYBRIDGL_TEST_HANG_S=str(hang_s),
-               PYTHONPATH=os.pathsep.join([str(REPO / 'test'), os.environ.get('PYTHONPATH', '')]))
+    env = dict(os.environ, HYBRIDGL_TEST_HANG_S=str(hang_s), PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO / 'test'), os.environ.get('PYTHONPATH')])))
     env.pop('HYBRIDGL_TEST_PROGRESS', None)
     if progress is not None:
         env['HYBRIDGL_TEST_PROGRESS'] = str(progress)

@@ -248,7 +248,7 @@ def test_a_position_word_reads_which_masks_are_the_named_look(capsys):
     lies there"): a look-alike the demo CLIP scores low (a small star 12 logits under a big one)
     is still compared when "the star" is its best reading among the object words, and R among
     the look-alikes weighs each by that reading, not by p of the whole phrase, which differs
-    between twins by a factor of 100 for 5 logits and says nothing of "left"."""
+    between twins by a factor of about 150 for 5 logits and says nothing of "left"."""
     pipelines = _demo_and_variant('off', 'guidance', lookalike_reach=0.0,
                                   positions_by_geometry=False)
     _gain(capsys, pipelines,
