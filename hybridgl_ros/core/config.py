@@ -291,12 +291,18 @@ class DecisionConfig:
     standout) of the answer."""
     confidence_bias: float = -5.029085
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 10.2
+    ambiguity_margin: float = 30.1
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
-    (fitted by hybridgl calibrate: the smallest margin that flags 95 % of the multi-target
-    expressions without position or relation words of the tuning series)."""
+    (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
+    single-target expressions of each style of the tuning series; it flags 99.5 % of the
+    multi-target ones there)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""
+    size_apart_ratio: float = 1.6
+    """A size word of the target phrase ("the small red ball", "the big cube") tells the
+    answer from another object when their masks' areas differ by more than this factor in the
+    word's direction (the answer the smaller for "small"): that object is then no near tie
+    (0 = off; default mode). README "A size word tells look-alikes apart"."""
     match_margin: float = 10.0
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
@@ -418,6 +424,9 @@ class HybridGLConfig:
         if not self.guidance.lookalike_margin >= 0.0:
             raise ConfigError('guidance.lookalike_margin must be >= 0, not '
                               f'{self.guidance.lookalike_margin}')
+        if not (self.decision.size_apart_ratio == 0.0 or self.decision.size_apart_ratio >= 1.0):
+            raise ConfigError('decision.size_apart_ratio must be >= 1 (a factor between two '
+                              f'areas), or 0 for off, not {self.decision.size_apart_ratio}')
         if self.features.mask_batch_size < 1:
             raise ConfigError('features.mask_batch_size must be >= 1')
         if not 0.0 <= self.features.zoom_context <= 100.0:

@@ -38,7 +38,10 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
 3. **Near ties.** Other objects (not overlapping the answer) whose s is within
    ``ambiguity_margin`` of the answer's — and, when a relation or position word should have
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;
-   with any, the answer is ambiguous.
+   with any, the answer is ambiguous. A size word of the target phrase ("the small red
+   ball") tells the answer from an object whose mask is more than ``size_apart_ratio`` times
+   larger (smaller for "big"): no tie. The s margin to the nearest object that may tie is
+   the ``tie_margin`` signal ``hybridgl calibrate`` fits ``ambiguity_margin`` on.
    Whatever the calibration, an expression whose target phrase has no content word the text
    encoder knows ("the the of", "?!.,;", for the demo CLIP a word outside its vocabulary) is
    "not found" (``TextEncoder.knows_a_word``), and so is a relation to an anchor phrase with
@@ -86,12 +89,16 @@ RELATION_PHRASES = {'left': 'left of', 'right': 'right of', 'up': 'above', 'down
 #: Capped s and F margins of a candidate with no other distinct candidate.
 S_MARGIN_CAP = 20.0
 F_MARGIN_CAP = 1.0
+#: Recorded s margin to the nearest possible near tie of an answer with none (logits).
+TIE_MARGIN_CAP = 100.0
 #: Two masks are the same object when their IoU or their overlap over the smaller one is
 #: above this.
 SAME_OBJECT_OVERLAP = 0.5
 #: Masks compared with one mask at a time when telling objects apart (bounds the memory).
 SAME_OBJECT_CHUNK = 16
 DETERMINERS = ('the', 'a', 'an', 'this', 'that')
+#: The size words a target phrase says its size with (after ``text.spatial_synonyms``).
+SIZE_ADJECTIVES = ('small', 'big')
 
 
 @dataclass(frozen=True)
@@ -197,12 +204,14 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
                   *anchor_contrasts]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
-    alternatives = view.near_ties(choice, cfg, guided, must_hold)
+    word = size_word(parse) if cfg.size_apart_ratio > 0 and not config.reference else ''
+    alternatives, tie_margin = view.near_ties(choice, cfg, guided, must_hold, word)
     confidence_x = {i: view.confidence_x(i, guided, fails and i == choice)
                     + [ps.capped(words, i), view.standout_of(i)] for i in (choice, *alternatives)}
     confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias, x, calibrated)
                    for i, x in confidence_x.items()}
     signals = {'presence_x': presence_x, 'confidence_x': confidence_x[choice],
+               'tie_margin': max(tie_margin, 0.0),
                'relation_verifiable': verifiable, 'relation_fails': fails,
                'method_choice': scores.chosen, 'choice': choice}
     # a relation to an anchor the text encoder has no word of ("the ring left of the 🐘")
@@ -241,6 +250,13 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
             else 'look')
     return Decision(choice, True, presence, confidences[choice], bool(alternatives),
                     tuple((i, confidences[i]) for i in alternatives), '', rule, signals)
+
+
+def size_word(parse: ParsedExpression) -> str:
+    """'small' or 'big' when the target phrase says its size with one of them ("the small red
+    ball"; "little", "tiny", "large", "huge" are read as them in default mode), else ''."""
+    words = set(parse.head_phrase.split()) & set(SIZE_ADJECTIVES)
+    return words.pop() if len(words) == 1 else ''
 
 
 def has_anchor(parse: ParsedExpression, text) -> bool:
@@ -395,13 +411,10 @@ class _CandidateView:
         """(N,) pixels each mask shares with mask i, (N,) each mask's area (CPU floats)."""
         if i not in self._inter:
             # in chunks of masks: all N masks at once as floats could take gigabytes
-            chunks = self._masks.split(SAME_OBJECT_CHUNK)
-            if self._areas is None:
-                self._areas = torch.cat([(c != 0).sum(dim=1) for c in chunks]).float().cpu()
             mine = self._masks[i] != 0
-            self._inter[i] = torch.cat([((c != 0) & mine).sum(dim=1)
-                                        for c in chunks]).float().cpu()
-        return self._inter[i], self._areas
+            self._inter[i] = torch.cat([((c != 0) & mine).sum(dim=1) for c in
+                                        self._masks.split(SAME_OBJECT_CHUNK)]).float().cpu()
+        return self._inter[i], self._mask_areas()
 
     def distinct(self, i: int, among: list[int] | None = None) -> list[int]:
         """The masks (of ``among``, default all) that are not the same object as i."""
@@ -409,24 +422,59 @@ class _CandidateView:
         pool = range(len(self.s)) if among is None else among
         return [j for j in pool if not bool(same[j])]
 
-    def near_ties(self, choice: int, cfg, guided: bool, must_hold: bool) -> list[int]:
-        """Other objects as good as the answer: by s among all masks (one mask per object,
-        its best) or, when a position or relation word should have told them apart, by s
-        and F among the candidates."""
+    def near_ties(self, choice: int, cfg, guided: bool, must_hold: bool,
+                  size_word: str = '') -> tuple[list[int], float]:
+        """(other objects as good as the answer, the s margin to the nearest one that may be).
+
+        By s among all masks (one mask per object, its best; highest s first) or, when a
+        position or relation word should have told them apart, among the candidates whose F
+        is within ``cfg.guided_ambiguity_margin`` (highest F first); a near tie's s is within
+        ``cfg.ambiguity_margin`` of the answer's. Objects that ``size_word`` tells from the
+        answer (:meth:`size_apart`) are none. The margin (capped at TIE_MARGIN_CAP) is the
+        smallest ``ambiguity_margin`` that would flag the answer: ``hybridgl calibrate`` fits
+        it on the single-target answers."""
+        def apart(j: int) -> bool:
+            return bool(size_word) and self.size_apart(choice, j, size_word,
+                                                       cfg.size_apart_ratio)
+
         if guided:
-            ties = [j for j in self.distinct(choice, self.candidates)
-                    if self.s[choice] - self.s[j] <= cfg.ambiguity_margin
-                    and self.f[choice] - self.f[j] <= cfg.guided_ambiguity_margin
-                    and not (must_hold and (j not in self.eligible or self.support(j) < 0.5))]
-            return sorted(ties, key=lambda j: -self.f[j])
-        close = sorted((j for j in self.distinct(choice)
-                        if self.s[choice] - self.s[j] <= cfg.ambiguity_margin),
-                       key=lambda j: -self.s[j])
+            pool = sorted((j for j in self.distinct(choice, self.candidates)
+                           if self.f[choice] - self.f[j] <= cfg.guided_ambiguity_margin
+                           and not (must_hold and (j not in self.eligible
+                                                   or self.support(j) < 0.5))
+                           and not apart(j)), key=lambda j: -self.f[j])
+        else:
+            pool = sorted((j for j in self.distinct(choice) if not apart(j)),
+                          key=lambda j: -self.s[j])
+        margin = min([TIE_MARGIN_CAP, *(self.s[choice] - self.s[j] for j in pool)])
+        close = [j for j in pool if self.s[choice] - self.s[j] <= cfg.ambiguity_margin]
+        if guided:
+            return close, margin
         ties: list[int] = []
         for j in close:
             if not any(bool(self.same(k)[j]) for k in ties):
                 ties.append(j)
-        return ties
+        return ties, margin
+
+    def area(self, i: int) -> float:
+        """Mask i's area in pixels."""
+        return float(self._mask_areas()[i])
+
+    def _mask_areas(self) -> torch.Tensor:
+        """(N,) each mask's area (CPU floats; counted once, in chunks of masks)."""
+        if self._areas is None:
+            self._areas = torch.cat([(c != 0).sum(dim=1) for c in
+                                     self._masks.split(SAME_OBJECT_CHUNK)]).float().cpu()
+        return self._areas
+
+    def size_apart(self, i: int, j: int, word: str, ratio: float) -> bool:
+        """Whether the size word ('small', 'big' or '') tells answer i from object j: i's mask
+        is more than ``ratio`` times smaller than j's for 'small', larger for 'big'."""
+        if word == 'small':
+            return self.area(i) * ratio < self.area(j)
+        if word == 'big':
+            return self.area(i) > ratio * self.area(j)
+        return False
 
     def standout_of(self, i: int) -> float:
         """Mask i's s minus the mean s of the frame's other masks (0 for a lone mask)."""

@@ -18,10 +18,13 @@ each set of weights needs its own fit. The fit:
    budget as one asking "the red cube";
 3. P(right) by logistic regression of "the chosen mask is a target" on ``confidence_x`` over
    the answers that threshold keeps (a rejected answer's confidence is 1 − P(present));
-4. the ambiguity margin, when the data has expressions with several targets (gRefCOCO's
-   multi-target expressions, the generated look-alike queries): the smallest s margin that
-   flags ``flag_share`` of those that no position or relation word tells apart (their answer's
-   s margin to the best other object, ``confidence_x[1]``, is at most it).
+4. the ambiguity margin: the widest s margin that flags at most ``max_flagged`` of the
+   expressions with one target (a "which one?" where there is no question; in each group with
+   ``--budget-per``), so the most answers with a look-alike as good within that budget: an
+   answer is flagged when its ``tie_margin`` signal (the s margin to the nearest object that
+   may tie with it: ``core.decision``) is at most the margin. The fit also reports the share
+   of the expressions with several targets (gRefCOCO's multi-target expressions, the
+   generated look-alike queries) it flags.
 
 Fit on a run whose expressions resemble the robot's (gRefCOCO val with real weights; the
 generated scenes for the demo models); the result is a ``decision:`` YAML section to pass with
@@ -43,8 +46,8 @@ from hybridgl_ros.eval.grounding import IOU_HIT, calibration_bins
 _LOG = logging.getLogger(__name__)
 #: L2 penalty on the standardised coefficients (keeps a separating signal finite).
 L2_PENALTY = 1e-3
-#: Fewest unguided multi-target expressions to fit the ambiguity margin on.
-MIN_MULTI_TARGET = 10
+#: Fewest single-target expressions (in each group) to fit the ambiguity margin on.
+MIN_SINGLE_TARGET = 10
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2_PENALTY,
@@ -93,15 +96,16 @@ def _usable(record: Mapping) -> bool:
 
 
 def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
-              flag_share: float = 0.95, groups: Sequence[str] | None = None) -> dict:
+              max_flagged: float = 0.05, groups: Sequence[str] | None = None) -> dict:
     """Fits the ``decision`` coefficients; returns them with the fit's figures.
 
     Args:
         records: eval records (those without the decision's signals are left out).
         max_rejected: share of the present targets the threshold may reject.
-        flag_share: share of the unguided multi-target expressions the margin should flag.
+        max_flagged: share of the single-target expressions the ambiguity margin may flag.
         groups: one name per record (its camera, renderer or data set): the threshold then
-            keeps within ``max_rejected`` in every group, not only overall; None: overall.
+            keeps within ``max_rejected`` and the margin within ``max_flagged`` in every
+            group, not only overall; None: overall.
 
     Raises:
         ConfigError: no usable records, or no expression without (or with) a target.
@@ -148,30 +152,60 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
               'presence_bias': round(b_p, 6),
               'confidence_weights': [round(float(v), 6) for v in w_c],
               'confidence_bias': round(b_c, 6)}
-    margin = ambiguity_margin(records, flag_share)
+    fit = {'decision': fields, 'queries': len(records), 'group_thresholds': by_group,
+           'N_acc': float((~kept[~present]).mean()), 'T_acc': float(kept[present].mean()),
+           'right': float(answer_right.mean()), 'ECE': ece}
+    margin = ambiguity_margin(records, kept, max_flagged, names)
     if margin is not None:
         fields['ambiguity_margin'] = margin
-    return {'decision': fields, 'queries': len(records), 'group_thresholds': by_group,
-            'N_acc': float((~kept[~present]).mean()), 'T_acc': float(kept[present].mean()),
-            'right': float(answer_right.mean()), 'ECE': ece}
+        fit['flagged'] = flagged_shares(records, kept, margin)
+    return fit
 
 
-def ambiguity_margin(records: Sequence[Mapping], flag_share: float) -> float | None:
-    """The smallest s margin (rounded up to 0.1) within which ``flag_share`` of the answered
-    multi-target expressions without position or relation words have another object; None
-    with fewer than MIN_MULTI_TARGET of them. Margins at the cap (no other distinct
-    candidate: no margin flags them) count as not flagged."""
-    from hybridgl_ros.core.decision import S_MARGIN_CAP
+def tie_margins(records: Sequence[Mapping], kept: np.ndarray) -> np.ndarray | None:
+    """(N,) each record's ``tie_margin`` signal (inf where the answer is not kept or has no
+    object that may tie: no margin flags it); None when the records lack the signal (runs of
+    a version before it)."""
+    from hybridgl_ros.core.decision import TIE_MARGIN_CAP
 
-    margins = np.array([r['signals']['confidence_x'][1] for r in records
-                        if r.get('targets', 1) > 1 and not r['signals']['confidence_x'][2]])
-    if len(margins) < MIN_MULTI_TARGET:
+    if not all('tie_margin' in r['signals'] for r in records):
         return None
-    margins = np.where(margins >= S_MARGIN_CAP, np.inf, np.maximum(margins, 0.0))
-    value = float(np.quantile(margins, flag_share, method='higher'))
-    if not math.isfinite(value):
-        value = float(margins[np.isfinite(margins)].max(initial=0.0))
-    return math.ceil(value * 10.0 - 1e-9) / 10.0
+    margins = np.array([float(r['signals']['tie_margin']) for r in records])
+    return np.where(kept & (margins < TIE_MARGIN_CAP), np.maximum(margins, 0.0), np.inf)
+
+
+def ambiguity_margin(records: Sequence[Mapping], kept: np.ndarray, max_flagged: float,
+                     groups: np.ndarray) -> float | None:
+    """The widest s margin (rounded down to 0.1) that flags at most ``max_flagged`` of the
+    single-target expressions, in every group; None when the records lack ``tie_margin`` or a
+    group has fewer than MIN_SINGLE_TARGET of them."""
+    margins = tie_margins(records, kept)
+    single = np.array([not r.get('no_target') and r.get('targets', 1) <= 1 for r in records])
+    if margins is None:
+        return None
+    widest = math.inf
+    for name in sorted(set(groups)):
+        mine = np.sort(margins[single & (groups == name)])
+        if len(mine) < MIN_SINGLE_TARGET:
+            return None
+        allowed = int(math.floor(max_flagged * len(mine) + 1e-9))
+        if allowed < len(mine) and math.isfinite(mine[allowed]):
+            # below the first margin the budget has no room for
+            widest = min(widest, math.floor(mine[allowed] * 10.0 - 1e-6) / 10.0)
+    from hybridgl_ros.core.decision import TIE_MARGIN_CAP
+
+    return float(min(widest, TIE_MARGIN_CAP))
+
+
+def flagged_shares(records: Sequence[Mapping], kept: np.ndarray, margin: float
+                   ) -> dict[str, float]:
+    """Share of the single-target and of the multi-target expressions ``margin`` flags."""
+    flagged = tie_margins(records, kept) <= margin
+    present = np.array([not r.get('no_target') for r in records])
+    multi = present & np.array([r.get('targets', 1) > 1 for r in records])
+    single = present & ~multi
+    return {'single': float(flagged[single].mean()) if single.any() else float('nan'),
+            'multi': float(flagged[multi].mean()) if multi.any() else float('nan')}
 
 
 def group_thresholds(p_present: np.ndarray, mine: np.ndarray, groups: np.ndarray,
@@ -205,6 +239,10 @@ def snippet(fit: Mapping, fingerprint: str, sources: Sequence[str]) -> str:
             f'# on this data: N-acc {100 * fit["N_acc"]:.1f} %, T-acc {100 * fit["T_acc"]:.1f} %,'
             f' right {100 * fit["right"]:.1f} %, ECE {100 * fit["ECE"]:.1f} %',
             '# use: hybridgl ... --config this.yaml (or merge into the node\'s parameters)']
+    if fit.get('flagged'):
+        head.insert(2, f'# ambiguity margin flags {100 * fit["flagged"]["single"]:.1f} % of the '
+                       f'single-target, {100 * fit["flagged"]["multi"]:.1f} % of the '
+                       f'multi-target expressions')
     if fit.get('group_thresholds'):
         head.insert(2, '# threshold within the budget in every group: ' + ', '.join(
             f'{name} {value:.4f}' for name, value in fit['group_thresholds'].items()))
@@ -235,7 +273,7 @@ def run_calibrate(args) -> int:
                           f'found {sorted(fingerprints)}')
     if words and set(groups) != set(words):
         raise ConfigError(f'--budget-per: no run path names {sorted(set(words) - set(groups))}')
-    fit = calibrate(records, args.max_rejected, args.flag_share, groups if words else None)
+    fit = calibrate(records, args.max_rejected, args.max_flagged, groups if words else None)
     text = snippet(fit, fingerprints.pop(), [str(p) for p in files])
     if args.out:
         Path(args.out).write_text(text)
@@ -260,7 +298,8 @@ def register(subparsers) -> None:
                         help='hold the --max-rejected budget in each group of runs whose path '
                              'names the word (a camera, a renderer: "shaded,flat"), not only '
                              'over all of them')
-    parser.add_argument('--flag-share', type=float, default=0.95,
-                        help='share of the multi-target expressions without position or '
-                             'relation words the ambiguity margin should flag')
+    parser.add_argument('--max-flagged', type=float, default=0.05,
+                        help='share of the single-target expressions the ambiguity margin may '
+                             'flag (it flags the most look-alikes within it; in each group '
+                             'with --budget-per)')
     parser.set_defaults(func=run_calibrate)

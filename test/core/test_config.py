@@ -63,7 +63,9 @@ def test_flat_names_round_trip():
 @pytest.mark.parametrize('values', [{'proposals.points_per_sid': 8}, {'parity': 'exact'},
                                     {'features.mode': 'GL'}, {'proposals.points_per_side': 1.5},
                                     {'features.image_mean': [0.5]}, {'features.zoom_context': -1},
-                                    {'features.zoom_context': float('nan')}])
+                                    {'features.zoom_context': float('nan')},
+                                    {'decision.size_apart_ratio': 0.8},
+                                    {'decision.size_apart_ratio': float('nan')}])
 def test_bad_values_are_config_errors(values):
     with pytest.raises(ConfigError):
         HybridGLConfig.from_flat(values)

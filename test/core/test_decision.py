@@ -77,6 +77,46 @@ def test_a_position_word_that_does_not_separate_them_is_ambiguous():
     assert d.ambiguous and [i for i, _ in d.alternatives] == [1]
 
 
+SMALL_BALL = ParsedExpression('the small red ball', 'the small red ball')
+#: Mask 0 a 20 x 20 square, mask 1 a 30 x 30 one (2.25 times its area), mask 2 a 22 x 22 one.
+SIZES = [[10, 5, 20, 20], [45, 5, 30, 30], [90, 5, 22, 22], [10, 5, 10, 20]]
+
+
+@pytest.mark.parametrize('text, answer, ambiguous, tie_margin', [
+    ('the small red ball', 0, False, 50.0),    # the answer is the smaller: told apart
+    ('the big red ball', 1, False, 100.0),     # the bigger, 1.86 times mask 2 too: the cap
+    ('the small red ball', 1, True, 1.0),      # the word favours the other one: a tie
+    ('the red ball', 0, True, 1.0),            # no size word: a tie
+])
+def test_a_size_word_tells_look_alikes_of_other_sizes_apart(text, answer, ambiguous,
+                                                            tie_margin):
+    s = [60.0, 59.0, 10.0, 5.0] if answer == 0 else [59.0, 60.0, 10.0, 5.0]
+    d = decide(dc.scores(s, [0.5, 0.45, 0.1]), dc.frame(SIZES), ParsedExpression(text, text),
+               dc.text(), dc.config(), calibrated=True)
+    assert d.found and d.index == answer and d.ambiguous == ambiguous
+    # the s margin to the nearest object that may tie (mask 2 at s 10 when the other is told
+    # apart; none but parts of other sizes: the cap), for hybridgl calibrate
+    assert d.signals['tie_margin'] == pytest.approx(tie_margin)
+
+
+def test_look_alikes_of_about_one_size_stay_a_tie_and_the_ratio_can_be_off():
+    # masks 0 and 2: 400 and 484 pixels (1.21 times): "small" does not tell them apart
+    d = decide(dc.scores([60.0, 10.0, 59.0, 5.0], [0.5, 0.45, 0.1]), dc.frame(SIZES),
+               SMALL_BALL, dc.text(), dc.config(), calibrated=True)
+    assert d.ambiguous and [i for i, _ in d.alternatives] == [2]
+    # size_apart_ratio 0: the size word tells nothing apart
+    d = decide(dc.scores([60.0, 59.0, 10.0, 5.0], [0.5, 0.45, 0.1]), dc.frame(SIZES),
+               SMALL_BALL, dc.text(), dc.config(size_apart_ratio=0.0), calibrated=True)
+    assert d.ambiguous and [i for i, _ in d.alternatives] == [1]
+
+
+def test_the_tie_margin_skips_a_part_of_the_answer():
+    # mask 3 (s 59) is the answer's left half: the nearest other object is mask 1 (s 10)
+    d = decide(dc.scores([60.0, 10.0, 5.0, 59.0], [0.5, 0.45, 0.1]), dc.frame(), PARSE,
+               dc.text(), dc.config(), calibrated=True)
+    assert not d.ambiguous and d.signals['tie_margin'] == pytest.approx(50.0)
+
+
 def _relation_query(final):
     """'the square left of the ring': candidates 0 (x 10) and 1 (x 50) match the target, the
     anchor (q = 1) is proposal 2 at x 90."""

@@ -192,21 +192,55 @@ def test_runs_of_different_signal_lengths_are_refused():
         calibrate(records)
 
 
-def test_the_ambiguity_margin_flags_the_asked_share_of_multi_target_expressions():
-    rng = np.random.default_rng(3)
-    multi = []
-    for k in range(40):
-        margin = float(k) / 4.0 if k < 38 else 20.0              # 0 .. 9.25; two have no tie
-        guided = 1.0 if k % 10 == 9 else 0.0                     # guided ones do not count
-        multi.append({'status': 'ok', 'no_target': False, 'targets': 2, 'choice_iou': 0.9,
-                      'signals': {'presence_x': [rng.normal(60, 6), 0.0, 0.0, 0.0, 10.0]
-                                  + [0.0] * 13,
-                                  'confidence_x': [60.0, margin, guided, 0.1, 0.0, 0.0, 5.0]}})
-    unguided = sorted(r['signals']['confidence_x'][1] for r in multi
-                      if not r['signals']['confidence_x'][2])
-    fit = calibrate(_records() + multi, flag_share=0.9)
+def _with_ties(records, seed=3):
+    """``records`` with a tie_margin each: single-target ones spread over 0-60 logits (a third
+    with no object that may tie), look-alike (two-target) ones over 0-25; s of the best mask
+    ≥ 50 when present, ≤ 40 when not, so that no present target is rejected."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in records:
+        multi = not r['no_target'] and rng.random() < 0.3
+        tie = (rng.uniform(0, 25) if multi else
+               100.0 if rng.random() < 1 / 3 else rng.uniform(0, 60))
+        x = list(r['signals']['presence_x'])
+        x[0] = min(x[0], 40.0) if r['no_target'] else max(x[0], 50.0)
+        out.append(dict(r, targets=2 if multi else 1,
+                        signals=dict(r['signals'], presence_x=x, tie_margin=float(tie))))
+    return out
+
+
+def _flagged(records, margin, multi):
+    chosen = [r for r in records if not r['no_target'] and (r['targets'] > 1) == multi]
+    return np.mean([r['signals']['tie_margin'] <= margin for r in chosen])
+
+
+def test_the_ambiguity_margin_is_the_widest_within_the_false_flag_budget():
+    records = _with_ties(_records())
+    fit = calibrate(records, max_flagged=0.05)
     margin = fit['decision']['ambiguity_margin']
-    assert np.mean([m <= margin for m in unguided]) >= 0.9
-    assert np.mean([m <= margin - 0.25 for m in unguided]) < 0.9     # the smallest such
-    # too few multi-target expressions: the margin is left as it is
-    assert 'ambiguity_margin' not in calibrate(_records() + multi[:5])['decision']
+    assert _flagged(records, margin, multi=False) <= 0.05
+    assert _flagged(records, margin + 0.2, multi=False) > 0.05 - 0.01     # the widest such
+    assert fit['flagged']['single'] <= 0.05 and fit['flagged']['multi'] > 0.05
+    assert 'ambiguity margin flags' in snippet(fit, 'f' * 16, ['run'])
+    wider = calibrate(records, max_flagged=0.2)['decision']['ambiguity_margin']
+    assert wider > margin
+
+
+def test_the_ambiguity_margin_keeps_its_budget_in_every_group():
+    records = _with_ties(_records(count=900))
+    # the second group's single-target answers have their look-alikes nearer
+    groups = ['a' if k % 2 else 'b' for k in range(len(records))]
+    for r, g in zip(records, groups):
+        if g == 'b' and r['signals']['tie_margin'] < 100:
+            r['signals']['tie_margin'] /= 2
+    margin = calibrate(records, groups=groups)['decision']['ambiguity_margin']
+    mine = [r for r, g in zip(records, groups) if g == 'b']
+    assert _flagged(mine, margin, multi=False) <= 0.05
+    assert margin < calibrate(records)['decision']['ambiguity_margin']
+
+
+def test_runs_without_tie_margins_leave_the_ambiguity_margin_as_it_is():
+    assert 'ambiguity_margin' not in calibrate(_records())['decision']
+    few = _with_ties(_records(count=12, seed=5))
+    few[0]['no_target'], few[1]['no_target'] = True, False    # both kinds of expression
+    assert 'ambiguity_margin' not in calibrate(few)['decision']
