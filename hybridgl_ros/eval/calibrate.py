@@ -159,6 +159,10 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     if margin is not None:
         fields['ambiguity_margin'] = margin
         fit['flagged'] = flagged_shares(records, kept, margin)
+    else:
+        _LOG.warning('ambiguity margin not fitted (left as it is): the runs record no '
+                     'tie_margin (run hybridgl eval again with this version) or have fewer than '
+                     '%d single-target expressions in a group', MIN_SINGLE_TARGET)
     return fit
 
 
