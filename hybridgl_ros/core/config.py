@@ -301,8 +301,10 @@ class DecisionConfig:
     size_apart_ratio: float = 1.6
     """A size word of the target phrase ("the small red ball", "the big cube") tells the
     answer from another object when their masks' areas differ by more than this factor in the
-    word's direction (the answer the smaller for "small"): that object is then no near tie
-    (0 = off; default mode). README "A size word tells look-alikes apart"."""
+    word's direction (the answer the smaller for "small"): that object is then no near tie;
+    a candidate the word favours so over the answer, within guidance.size_lookalike_margin
+    of its s, answers instead when no position or relation word is there (0 = off; default
+    mode). README "A size word tells look-alikes apart"."""
     match_margin: float = 10.0
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True

@@ -40,8 +40,11 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    told them apart, whose F is within ``guided_ambiguity_margin`` — are the alternatives;
    with any, the answer is ambiguous. A size word of the target phrase ("the small red
    ball") tells the answer from an object whose mask is more than ``size_apart_ratio`` times
-   larger (smaller for "big"): no tie. The s margin to the nearest object that may tie is
-   the ``tie_margin`` signal ``hybridgl calibrate`` fits ``ambiguity_margin`` on.
+   larger (smaller for "big"): no tie; when a candidate it favours so over the answer is a
+   look-alike (s within ``guidance.size_lookalike_margin``) and no position or relation word
+   is there, that candidate is the answer (rule 'size'). The s margin to the nearest object
+   that may tie is the ``tie_margin`` signal ``hybridgl calibrate`` fits
+   ``ambiguity_margin`` on.
    Whatever the calibration, an expression whose target phrase has no content word the text
    encoder knows ("the the of", "?!.,;", for the demo CLIP a word outside its vocabulary) is
    "not found" (``TextEncoder.knows_a_word``), and so is a relation to an anchor phrase with
@@ -115,7 +118,8 @@ class Decision:
         message: why not found, in words ('' when found).
         rule: what made the answer: 'method' (argmax F), 'relation' (the best candidate the
             relation holds for), 'look' (the best F among the candidates that look like the
-            target, ``decision.look_margin``), 'absent' (judged absent).
+            target, ``decision.look_margin``), 'size' (the look-alike a size word of the
+            target phrase favours, ``decision.size_apart_ratio``), 'absent' (judged absent).
         signals: the raw signals, for eval records and ``hybridgl calibrate``.
     """
 
@@ -206,6 +210,17 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     word = size_word(parse) if cfg.size_apart_ratio > 0 and not config.reference else ''
     alternatives, tie_margin = view.near_ties(choice, cfg, guided, must_hold, word)
+    # "the small red ball" answered by the bigger of two red balls: the size word picks the
+    # look-alike it favours (a candidate within guidance.size_lookalike_margin of the
+    # answer's s, as a size comparative's look-alikes are), with no position or relation
+    # word to weigh against it
+    reach = config.guidance.size_lookalike_margin
+    favoured = [j for j in alternatives if j in view.f and view.s[choice] - view.s[j] <= reach
+                and view.size_apart(j, choice, word, cfg.size_apart_ratio)]
+    by_size = bool(word) and not guided and bool(favoured)
+    if by_size:
+        choice = favoured[0]
+        alternatives, tie_margin = view.near_ties(choice, cfg, guided, must_hold, word)
     confidence_x = {i: view.confidence_x(i, guided, fails and i == choice)
                     + [ps.capped(words, i), view.standout_of(i)] for i in (choice, *alternatives)}
     confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias, x, calibrated)
@@ -246,8 +261,8 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
                    else f"'{parse.normalized}' names no object")
         return Decision(-1, False, presence, 1.0 - presence, False, (), message, 'absent',
                         signals)
-    rule = ('method' if choice == scores.chosen else 'relation' if must_hold and not fails
-            else 'look')
+    rule = ('size' if by_size else 'method' if choice == scores.chosen
+            else 'relation' if must_hold and not fails else 'look')
     return Decision(choice, True, presence, confidences[choice], bool(alternatives),
                     tuple((i, confidences[i]) for i in alternatives), '', rule, signals)
 

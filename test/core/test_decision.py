@@ -82,18 +82,19 @@ SMALL_BALL = ParsedExpression('the small red ball', 'the small red ball')
 SIZES = [[10, 5, 20, 20], [45, 5, 30, 30], [90, 5, 22, 22], [10, 5, 10, 20]]
 
 
-@pytest.mark.parametrize('text, answer, ambiguous, tie_margin', [
-    ('the small red ball', 0, False, 50.0),    # the answer is the smaller: told apart
-    ('the big red ball', 1, False, 100.0),     # the bigger, 1.86 times mask 2 too: the cap
-    ('the small red ball', 1, True, 1.0),      # the word favours the other one: a tie
-    ('the red ball', 0, True, 1.0),            # no size word: a tie
+@pytest.mark.parametrize('text, best_f, answer, ambiguous, tie_margin', [
+    ('the small red ball', 0, 0, False, 50.0),    # F's pick is the smaller: told apart
+    ('the big red ball', 1, 1, False, 100.0),     # the bigger, 1.86 times mask 2 too: the cap
+    ('the small red ball', 1, 0, False, 49.0),    # the word favours the look-alike: it answers
+    ('the red ball', 0, 0, True, 1.0),            # no size word: a tie
 ])
-def test_a_size_word_tells_look_alikes_of_other_sizes_apart(text, answer, ambiguous,
+def test_a_size_word_tells_look_alikes_of_other_sizes_apart(text, best_f, answer, ambiguous,
                                                             tie_margin):
-    s = [60.0, 59.0, 10.0, 5.0] if answer == 0 else [59.0, 60.0, 10.0, 5.0]
+    s = [60.0, 59.0, 10.0, 5.0] if best_f == 0 else [59.0, 60.0, 10.0, 5.0]
     d = decide(dc.scores(s, [0.5, 0.45, 0.1]), dc.frame(SIZES), ParsedExpression(text, text),
                dc.text(), dc.config(), calibrated=True)
     assert d.found and d.index == answer and d.ambiguous == ambiguous
+    assert d.rule == ('size' if answer != best_f else 'method')
     # the s margin to the nearest object that may tie (mask 2 at s 10 when the other is told
     # apart; none but parts of other sizes: the cap), for hybridgl calibrate
     assert d.signals['tie_margin'] == pytest.approx(tie_margin)
@@ -108,6 +109,21 @@ def test_look_alikes_of_about_one_size_stay_a_tie_and_the_ratio_can_be_off():
     d = decide(dc.scores([60.0, 59.0, 10.0, 5.0], [0.5, 0.45, 0.1]), dc.frame(SIZES),
                SMALL_BALL, dc.text(), dc.config(size_apart_ratio=0.0), calibrated=True)
     assert d.ambiguous and [i for i, _ in d.alternatives] == [1]
+
+
+def test_a_size_word_picks_only_look_alikes_among_the_candidates():
+    # mask 0 small, 1 and 2 big, 3 a copy of 1: top-3 by s are 1, 3, 2; the small twin (0)
+    # that "small" favours has no F, so the answer stays (and says which ones may be meant)
+    boxes = [[10, 5, 20, 20], [45, 5, 30, 30], [90, 5, 30, 30], [45, 5, 30, 30]]
+    d = decide(dc.scores([50.0, 60.0, 58.0, 59.0], [0.5, 0.45, 0.4]), dc.frame(boxes),
+               SMALL_BALL, dc.text(), dc.config(ambiguity_margin=30.0), calibrated=True)
+    assert d.found and d.index == 1 and d.rule == 'method'
+    assert d.ambiguous and [i for i, _ in d.alternatives] == [2, 0]
+    # a smaller candidate more than guidance.size_lookalike_margin (20) below the answer is
+    # another look ("the small orange ball" answered by a small orange star): no pick
+    d = decide(dc.scores([35.0, 60.0, 10.0, 5.0], [0.5, 0.3, 0.1]), dc.frame(SIZES),
+               SMALL_BALL, dc.text(), dc.config(ambiguity_margin=30.0), calibrated=True)
+    assert d.index == 1 and d.rule == 'method' and [i for i, _ in d.alternatives] == [0]
 
 
 def test_the_tie_margin_skips_a_part_of_the_answer():
