@@ -155,10 +155,11 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     fit = {'decision': fields, 'queries': len(records), 'group_thresholds': by_group,
            'N_acc': float((~kept[~present]).mean()), 'T_acc': float(kept[present].mean()),
            'right': float(answer_right.mean()), 'ECE': ece}
-    margin = ambiguity_margin(records, kept, max_flagged, names)
+    ties = tie_margins(records, kept)
+    margin = None if ties is None else ambiguity_margin(records, ties, max_flagged, names)
     if margin is not None:
         fields['ambiguity_margin'] = margin
-        fit['flagged'] = flagged_shares(records, kept, margin)
+        fit['flagged'] = flagged_shares(records, ties, margin)
     else:
         _LOG.warning('ambiguity margin not fitted (left as it is): the runs record no '
                      'tie_margin (run hybridgl eval again with this version) or have fewer than '
@@ -170,7 +171,7 @@ def tie_margins(records: Sequence[Mapping], kept: np.ndarray) -> np.ndarray | No
     """(N,) each record's ``tie_margin`` signal (inf where the answer is not kept or has no
     object that may tie: no margin flags it); None when the records lack the signal (runs of
     a version before it)."""
-    from hybridgl_ros.core.decision import TIE_MARGIN_CAP
+    from hybridgl_ros.core.candidates import TIE_MARGIN_CAP
 
     if not all('tie_margin' in r['signals'] for r in records):
         return None
@@ -178,15 +179,14 @@ def tie_margins(records: Sequence[Mapping], kept: np.ndarray) -> np.ndarray | No
     return np.where(kept & (margins < TIE_MARGIN_CAP), np.maximum(margins, 0.0), np.inf)
 
 
-def ambiguity_margin(records: Sequence[Mapping], kept: np.ndarray, max_flagged: float,
+def ambiguity_margin(records: Sequence[Mapping], margins: np.ndarray, max_flagged: float,
                      groups: np.ndarray) -> float | None:
     """The widest s margin (rounded down to 0.1) that flags at most ``max_flagged`` of the
-    single-target expressions, in every group; None when the records lack ``tie_margin`` or a
+    single-target expressions, in every group, given their :func:`tie_margins`; None when a
     group has fewer than MIN_SINGLE_TARGET of them."""
-    margins = tie_margins(records, kept)
+    from hybridgl_ros.core.candidates import TIE_MARGIN_CAP
+
     single = np.array([not r.get('no_target') and r.get('targets', 1) <= 1 for r in records])
-    if margins is None:
-        return None
     widest = math.inf
     for name in sorted(set(groups)):
         mine = np.sort(margins[single & (groups == name)])
@@ -196,15 +196,14 @@ def ambiguity_margin(records: Sequence[Mapping], kept: np.ndarray, max_flagged: 
         if allowed < len(mine) and math.isfinite(mine[allowed]):
             # below the first margin the budget has no room for
             widest = min(widest, math.floor(mine[allowed] * 10.0 - 1e-6) / 10.0)
-    from hybridgl_ros.core.decision import TIE_MARGIN_CAP
-
     return float(min(widest, TIE_MARGIN_CAP))
 
 
-def flagged_shares(records: Sequence[Mapping], kept: np.ndarray, margin: float
+def flagged_shares(records: Sequence[Mapping], margins: np.ndarray, margin: float
                    ) -> dict[str, float]:
-    """Share of the single-target and of the multi-target expressions ``margin`` flags."""
-    flagged = tie_margins(records, kept) <= margin
+    """Share of the single-target and of the multi-target expressions ``margin`` flags, given
+    their :func:`tie_margins`."""
+    flagged = margins <= margin
     present = np.array([not r.get('no_target') for r in records])
     multi = present & np.array([r.get('targets', 1) > 1 for r in records])
     single = present & ~multi
