@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from hybridgl_ros.core.errors import HybridGLError
+from hybridgl_ros.core.errors import HybridGLError, InvalidInputError
 
 #: Modules that add subcommands with ``register(subparsers)``.
 SUBCOMMAND_MODULES = ('hybridgl_ros.bench', 'hybridgl_ros.demo.showcase', 'hybridgl_ros.demo.cli',
@@ -68,12 +68,14 @@ def _parse_value(text: str):
 
 
 def read_image_rgb(path: str | Path):
-    """(H, W, 3) uint8 RGB from an image file (HybridGLError if unreadable)."""
+    """(H, W, 3) uint8 RGB from an image file (InvalidInputError if missing or unreadable)."""
     import cv2
 
+    if not Path(path).is_file():
+        raise InvalidInputError(f'no such image file: {path}')
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise HybridGLError(f'cannot read image {path}')
+        raise InvalidInputError(f'cannot read image {path} (not an image format OpenCV reads)')
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

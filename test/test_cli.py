@@ -56,7 +56,11 @@ def test_segment_prints_json_and_writes_an_overlay(model_files, scene_rgb, tmp_p
 
 def test_missing_image_is_a_clean_error(model_files, tmp_path, capsys):
     status = main(['segment', str(tmp_path / 'nope.png'), 'a cup'] + model_args(model_files))
-    assert status == 2 and 'nope.png' in capsys.readouterr().err
+    assert status == 2 and 'no such image file' in capsys.readouterr().err
+    (tmp_path / 'junk.png').write_bytes(b'not an image')
+    status = main(['segment', str(tmp_path / 'junk.png'), 'a cup'] + model_args(model_files))
+    err = capsys.readouterr().err
+    assert status == 2 and 'cannot read image' in err and 'junk.png' in err
 
 
 def test_missing_checkpoint_names_the_file(model_files, scene_rgb, tmp_path, capsys):

@@ -47,13 +47,10 @@ def image_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file (InvalidInputError if unreadable)."""
-    import cv2
+    """(H, W, 3) uint8 RGB of an image file (InvalidInputError if missing or unreadable)."""
+    from hybridgl_ros.cli import read_image_rgb
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InvalidInputError(f'cannot read image {path}')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return read_image_rgb(path)
 
 
 def read_depth(path: Path) -> tuple[np.ndarray, str]:
