@@ -140,8 +140,12 @@ class ToppedUpProposer:
         self.drop_split = drop_split
         self.sam_count = 0
 
-    def propose(self, image_rgb: np.ndarray):
-        found = self.proposer.propose(image_rgb)
+    @property
+    def crop_layers(self) -> int:
+        return getattr(self.proposer, 'crop_layers', 0)
+
+    def propose(self, image_rgb: np.ndarray, **told):
+        found = self.proposer.propose(image_rgb, **told)
         if self.drop_split:
             from hybridgl_ros.core.proposals import drop_split_masks
 

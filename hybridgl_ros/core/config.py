@@ -56,6 +56,10 @@ class ProposalConfig:
     """Prompt points per side shrink by this per crop layer (2: SAM's dense recipe and the
     spec's PhraseCut settings; the default grid of 12 gives 6 x 6 per crop)."""
     min_mask_region_area: int = 800
+    """SAM's clean-up: islands and holes smaller than this many pixels are removed (spec §3).
+    Default mode, on a frame downscaled to the working size: holes count in the camera's
+    pixels (an object's hole, a ring's, is the object's), islands (SAM's artefacts) in the
+    working image's (README "Holes the camera sees")."""
     max_working_pixels: int = -1
     """Frames with more pixels run downscaled to this many (aspect kept); the answer's mask is
     restored at the frame's size. Bounds memory and time; -1 = SAM's input area (its image
@@ -64,10 +68,10 @@ class ProposalConfig:
     prefer_whole_image_masks: bool = True
     """Default mode, with crop layers: where a crop's mask and the whole image's duplicate each
     other (box IoU above 0.7, or mask IoU 0.5 or more), the whole image's is kept, and a crop's
-    mask 80 % inside a whole-image mask at least twice its size (a part) is dropped: the crops
-    add what the whole image missed. SAM's generator keeps the smaller crop's, by box IoU only
-    (the demo SAM, which saw its objects at frame scale, lost masks the whole image had found;
-    README "Small objects: one crop layer"). Parity mode: SAM's."""
+    mask 80 % inside one piece of a whole-image mask, a piece at least twice its size (a part),
+    is dropped: the crops add what the whole image missed. SAM's generator keeps the smaller
+    crop's, by box IoU only (the demo SAM, which saw its objects at frame scale, lost masks the
+    whole image had found; README "Small objects: one crop layer"). Parity mode: SAM's."""
     drop_split_masks: bool = True
     """Default mode: a mask in two or more pieces after the small-region clean-up (two
     objects SAM returned as one) is not a proposal. Parity mode keeps every mask."""
@@ -259,39 +263,39 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.7993
+    presence_threshold: float = 0.8025
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
     each style of the tuning series). For a target phrase that names a colour ("the red
     cube", "the small red cube on the left"); the two forms below have their own."""
-    presence_threshold_plain: float = 0.6726
+    presence_threshold_plain: float = 0.6774
     """The threshold for a target phrase that names no colour ("the cube", "the cube on the
     left"): hybridgl calibrate lowers it below presence_threshold where that would reject more
     than the budget of such phrases' present targets in a style (README "One rejection budget
     per phrase form")."""
-    presence_threshold_anchored: float = 0.558
+    presence_threshold_anchored: float = 0.6495
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.190493, 0.059489, -2.134838, -7.220438,
-                                           -0.022143, 0.01737, 0.041548, 0.065559,
-                                           -0.616742, 0.0, 0.019862, 0.023768, 0.013119,
-                                           -0.085255, -0.012791, -0.010476, 0.087571,
-                                           0.046397)
+    presence_weights: tuple[float, ...] = (0.189564, 0.056682, -2.173837, -7.320634,
+                                           -0.023287, 0.018018, 0.040934, 0.064623,
+                                           -0.596185, 0.0, 0.020788, 0.023799, 0.01103,
+                                           -0.085072, -0.015153, -0.004542, 0.089601,
+                                           0.048307)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast and
     object contrast)."""
-    presence_bias: float = -7.126797
+    presence_bias: float = -7.042937
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.140618, -0.041766, -0.152299, 2.017834, 0.0, -0.046609, 0.060105)
+        0.163596, -0.05908, 0.029041, 1.929313, 0.0, -0.067651, 0.067247)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -5.029085
+    confidence_bias: float = -5.674011
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 30.1
+    ambiguity_margin: float = 30.8
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
     single-target expressions of each style of the tuning series; it flags 99.5 % of the

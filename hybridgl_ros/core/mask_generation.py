@@ -19,6 +19,10 @@ encoded and decoded again. Here:
 * surviving masks are kept bit-packed (H·W/8 bytes each) until the final list is known;
 * each kept mask's 256×256 logits stay with it, so that :class:`LogitRestorer` can rebuild the
   mask at another resolution (the camera's, when the frame was processed downscaled).
+
+For a frame processed downscaled (the default mode's working size) the holes its clean-up
+fills can have an area of their own (``min_hole_area``: the camera's 800 px in the working
+image's pixels), so that an object's hole the camera sees is kept.
 """
 from __future__ import annotations
 
@@ -77,8 +81,13 @@ class BoundedMaskGenerator:
         return self.sam.device
 
     @torch.inference_mode()
-    def generate(self, image_rgb: np.ndarray) -> dict:
+    def generate(self, image_rgb: np.ndarray, min_hole_area: float | None = None) -> dict:
         """Masks of an (H, W, 3) uint8 RGB image, in SAM's output order.
+
+        Args:
+            image_rgb: the image the masks are made for.
+            min_hole_area: holes below this many of ``image_rgb``'s pixels are filled; None:
+                ``min_mask_region_area``, as islands (SAM's clean-up).
 
         Returns:
             ``masks`` (N, H, W) bool, ``boxes_xyxy`` (N, 4) int64 (SAM's: last column and row
@@ -87,6 +96,8 @@ class BoundedMaskGenerator:
         from segment_anything.utils.amg import MaskData, generate_crop_boxes
 
         size = image_rgb.shape[:2]
+        area = self.config.min_mask_region_area
+        holes = area if min_hole_area is None or area <= 0 else min_hole_area
         crop_boxes, layers = generate_crop_boxes(size, self.config.crop_n_layers,
                                                  CROP_OVERLAP_RATIO)
         data = MaskData()
@@ -102,15 +113,15 @@ class BoundedMaskGenerator:
             _nms_filter(data, areas if self.config.prefer_whole_image_masks else 1.0 / areas,
                         CROP_NMS_THRESH)
             if self.config.prefer_whole_image_masks:
-                _keep_what_crops_add(data)
-        if self.config.min_mask_region_area > 0:
-            self._remove_small_regions(data, size)
+                _keep_what_crops_add(data, size[1])
+        if area > 0:
+            self._remove_small_regions(data, size, area, holes)
         masks = np.unpackbits(data['packed'], axis=-1, count=size[1]).astype(bool)
         return {'masks': masks, 'boxes_xyxy': data['boxes'].cpu().numpy().astype(np.int64),
                 'iou_preds': data['iou_preds'].float().cpu().numpy(),
                 'restorer': LogitRestorer(self.sam, data['logits'], data['crop_index'],
-                                          crop_boxes, data['input_sizes'], size,
-                                          self.config.min_mask_region_area)}
+                                          crop_boxes, data['input_sizes'], size, area,
+                                          holes)}
 
     def _crop(self, image_rgb: np.ndarray, crop_box: list[int], layer: int, index: int):
         """The masks of one crop after the per-crop NMS, in the image's frame."""
@@ -207,16 +218,16 @@ class BoundedMaskGenerator:
         data['packed'] = np.packbits(full.cpu().numpy(), axis=-1)
         return data
 
-    def _remove_small_regions(self, data, size: tuple[int, int]) -> None:
+    def _remove_small_regions(self, data, size: tuple[int, int], area: float,
+                              holes: float) -> None:
         """Islands and holes below the minimum area removed, then NMS preferring masks that
         needed no change; changed masks that survive take their new mask and box."""
         from segment_anything.utils.amg import batched_mask_to_box
 
-        area = self.config.min_mask_region_area
         packed, boxes, unchanged = [], [], []
         for row in data['packed']:
             mask = np.unpackbits(row, axis=-1, count=size[1]).astype(bool)
-            mask, same = remove_islands_and_holes(mask, area)
+            mask, same = remove_islands_and_holes(mask, area, holes)
             packed.append(row if same else np.packbits(mask, axis=-1))
             boxes.append(batched_mask_to_box(torch.as_tensor(mask)[None])[0])
             unchanged.append(float(same))
@@ -226,17 +237,19 @@ class BoundedMaskGenerator:
                     max(self.config.box_nms_thresh, CROP_NMS_THRESH))
 
 
-def remove_islands_and_holes(mask: np.ndarray, area: float) -> tuple[np.ndarray, bool]:
-    """SAM's small-region clean-up: holes, then islands, below ``area`` pixels.
+def remove_islands_and_holes(mask: np.ndarray, area: float,
+                             holes: float | None = None) -> tuple[np.ndarray, bool]:
+    """SAM's small-region clean-up: holes (below ``holes`` pixels, ``area`` if None), then
+    islands below ``area`` pixels.
 
     Returns:
         The (H, W) bool mask and whether it is unchanged.
     """
     from segment_anything.utils.amg import remove_small_regions
 
-    mask, holes = remove_small_regions(mask, area, mode='holes')
-    mask, islands = remove_small_regions(mask, area, mode='islands')
-    return mask, not (holes or islands)
+    mask, filled = remove_small_regions(mask, area if holes is None else holes, mode='holes')
+    mask, removed = remove_small_regions(mask, area, mode='islands')
+    return mask, not (filled or removed)
 
 
 class LogitRestorer:
@@ -250,10 +263,12 @@ class LogitRestorer:
         input_sizes: (N, 2) int64, SAM's resized input (h, w) of each mask's crop.
         image_size: (h, w) the generator's image.
         min_area: SAM's small-region area in that image's pixels (0 = off).
+        min_hole_area: holes below this many of that image's pixels are filled (None:
+            ``min_area``).
     """
 
     def __init__(self, sam, logits, crop_index, crop_boxes, input_sizes, image_size,
-                 min_area: int) -> None:
+                 min_area: float, min_hole_area: float | None = None) -> None:
         self.sam = sam
         self.logits = logits
         self.crop_index = crop_index
@@ -261,6 +276,7 @@ class LogitRestorer:
         self.crop_boxes = [list(box) for box in crop_boxes]
         self.image_size = tuple(image_size)
         self.min_area = min_area
+        self.min_hole_area = min_area if min_hole_area is None else min_hole_area
 
     def __len__(self) -> int:
         return int(self.logits.shape[0])
@@ -279,7 +295,8 @@ class LogitRestorer:
         mask = np.zeros((height, width), bool)
         mask[y0:y1, x0:x1] = (crop > self.sam.mask_threshold).cpu().numpy()
         if self.min_area > 0:
-            mask, _ = remove_islands_and_holes(mask, self.min_area * scale_x * scale_y)
+            mask, _ = remove_islands_and_holes(mask, self.min_area * scale_x * scale_y,
+                                               self.min_hole_area * scale_x * scale_y)
         return mask
 
 
@@ -293,26 +310,40 @@ def _nms_filter(data, scores: torch.Tensor, threshold: float) -> None:
     data.filter(keep)
 
 
-def _keep_what_crops_add(data) -> None:
+def _keep_what_crops_add(data, width: int) -> None:
     """Drops the crops' masks that the whole image (crop index 0) already has: those that
     overlap one of its masks by a mask IoU of ``CROP_DUPLICATE_IOU`` or more (the same object,
     with boxes too different for the box NMS), and parts (``CROP_PART_INSIDE`` of the mask or
-    more inside one of its masks, smaller than ``CROP_PART_AREA`` of that mask)."""
+    more inside one piece of one of its masks, smaller than ``CROP_PART_AREA`` of that piece).
+    A whole-image mask in pieces is several objects SAM returned as one (dropped later as
+    such, ``ProposalConfig.drop_split_masks``): an object of its own inside one of them is no
+    part. ``width``: the masks' width in pixels (they are bit-packed)."""
+    import cv2
+
     whole = (data['crop_index'] == 0).cpu().numpy()
     if whole.all() or not whole.any():
         return
     packed = data['packed']                       # bit-packed: counted without unpacking
     areas = _BITS[packed].reshape(len(packed), -1).sum(1, dtype=np.int64)
     whole_packed, whole_areas = packed[whole], areas[whole]
+    pieces = [cv2.connectedComponents(np.unpackbits(row, axis=-1, count=width).astype(np.uint8),
+                                      connectivity=8)[1] for row in whole_packed]
+    piece_areas = [np.bincount(labels.ravel()) for labels in pieces]
     keep = whole.copy()
     for index in np.flatnonzero(~whole):
         inter = _BITS[whole_packed & packed[index]].reshape(len(whole_packed), -1).sum(
             1, dtype=np.int64)
         union = whole_areas + areas[index] - inter
-        duplicate = inter >= CROP_DUPLICATE_IOU * np.maximum(union, 1)
-        part = (inter >= CROP_PART_INSIDE * areas[index]) & (
-            areas[index] < CROP_PART_AREA * whole_areas)
-        keep[index] = not (duplicate | part).any()
+        duplicate = (inter >= CROP_DUPLICATE_IOU * np.maximum(union, 1)).any()
+        mask = np.unpackbits(packed[index], axis=-1, count=width).astype(bool)
+        part = False
+        for labels, sizes in zip(pieces, piece_areas):
+            inside = np.bincount(labels[mask], minlength=len(sizes))
+            inside[0] = 0                         # the background of that mask
+            piece = int(inside.argmax())
+            part |= bool(inside[piece] >= CROP_PART_INSIDE * areas[index]
+                         and areas[index] < CROP_PART_AREA * sizes[piece])
+        keep[index] = not (duplicate or part)
     data.filter(torch.from_numpy(keep))
 
 

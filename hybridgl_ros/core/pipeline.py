@@ -135,7 +135,7 @@ class HybridGL:
             working = downscale(image_rgb, size)
         checkpoints = sam_checkpoints(getattr(self.proposer, 'sam', None))
         with _timed(timings, 'proposals', self.device), checked_during(checkpoints, cancel):
-            proposals = self.proposer.propose(working)
+            proposals = self.proposer.propose(working, **self._downscaled(image_rgb, size))
             if self.drops_split_masks:
                 proposals = drop_split_masks(proposals)
         with _timed(timings, 'features', self.device):
@@ -219,6 +219,19 @@ class HybridGL:
     def zoom_context(self) -> float:
         """The zoomed look's margin (``features.zoom_context``; default mode only, 0 = off)."""
         return 0.0 if self.config.reference else self.config.features.zoom_context
+
+    def _downscaled(self, image_rgb: np.ndarray, size: tuple[int, int]) -> dict:
+        """What SAM's proposer is told of a frame it sees downscaled: the holes its clean-up
+        fills are those below ``proposals.min_mask_region_area`` of the camera's pixels, as in
+        parity mode, which works at the camera's size (an object's hole is the object's; its
+        islands, SAM's artefacts, are measured at the working size as before). Nothing for a
+        frame at its own size, or a proposer that takes the image only (one without
+        ``crop_layers``)."""
+        height, width = image_rgb.shape[:2]
+        if tuple(size) == (height, width) or not hasattr(self.proposer, 'crop_layers'):
+            return {}
+        return {'min_hole_area': (self.config.proposals.min_mask_region_area
+                                  * size[0] * size[1] / float(height * width))}
 
     @property
     def working_pixels(self) -> int:

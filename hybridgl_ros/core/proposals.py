@@ -13,7 +13,11 @@ class MaskProposer(Protocol):
     """Anything that turns an image into mask proposals."""
 
     def propose(self, image_rgb: np.ndarray) -> Proposals:
-        """(H, W, 3) uint8 RGB -> proposals in a stable order, masks (N, H, W) bool."""
+        """(H, W, 3) uint8 RGB -> proposals in a stable order, masks (N, H, W) bool.
+
+        A proposer with a ``crop_layers`` attribute (:class:`SamProposer`) also takes, for an
+        image downscaled from the camera's, ``min_hole_area=``: the holes its clean-up fills,
+        in the image's pixels."""
 
 
 class SamProposer:
@@ -38,12 +42,19 @@ class SamProposer:
         self.config = config
         self._generator = BoundedMaskGenerator(sam, config, encoder_dtype)
 
-    def propose(self, image_rgb: np.ndarray) -> Proposals:
+    @property
+    def crop_layers(self) -> int:
+        """SAM's crop layers as this proposer runs them (0: the whole image only)."""
+        return self._generator.config.crop_n_layers
+
+    def propose(self, image_rgb: np.ndarray, min_hole_area: float | None = None) -> Proposals:
+        """Proposals of ``image_rgb``; ``min_hole_area``: holes below this many of its pixels
+        are filled (None: SAM's clean-up area, ``min_mask_region_area``)."""
         from hybridgl_ros.core.pipeline import check_aspect_ratio
 
         height, width = image_rgb.shape[:2]
         check_aspect_ratio(height, width, self._generator.transform.target_length)
-        generated = self._generator.generate(image_rgb)
+        generated = self._generator.generate(image_rgb, min_hole_area)
         if len(generated['masks']) == 0:
             return Proposals.empty(height, width)
         xyxy = generated['boxes_xyxy']

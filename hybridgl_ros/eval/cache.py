@@ -36,7 +36,8 @@ from hybridgl_ros.core.types import Frame, Proposals
 
 _LOG = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # 2: files named by image content, not by file name
+CACHE_FORMAT = 3  # 2: files named by image content, not by file name; 3: SAM's clean-up area
+#                   in camera pixels and crops' parts by piece (proposals differ from 2's)
 #: Model settings that do not change a frame's numbers.
 _IRRELEVANT_MODEL_FIELDS = ('torch_threads',)
 
@@ -202,15 +203,21 @@ class CachingProposer:
         finally:
             self.image_name = None
 
-    def propose(self, image_rgb: np.ndarray) -> Proposals:
-        """Cached proposals of the current image if stored, else the inner proposer's."""
+    @property
+    def crop_layers(self) -> int:
+        return getattr(self.inner, 'crop_layers', 0)
+
+    def propose(self, image_rgb: np.ndarray, **told) -> Proposals:
+        """Cached proposals of the current image if stored, else the inner proposer's (what
+        the pipeline tells of a downscaled frame, ``min_hole_area``, passed on: it follows
+        from the image's size and the settings the cache key holds)."""
         if self.image_name is None:
-            return self.inner.propose(image_rgb)
+            return self.inner.propose(image_rgb, **told)
         cached = self._store.read(self.image_name, _proposals_from_arrays)
         if cached is not None and cached.masks.shape[1:] == image_rgb.shape[:2]:
             self.hits += 1
             return cached
-        proposals = self.inner.propose(image_rgb)
+        proposals = self.inner.propose(image_rgb, **told)
         self._store.write(self.image_name, _proposals_to_arrays(proposals))
         return proposals
 

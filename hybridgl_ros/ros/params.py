@@ -33,7 +33,6 @@ _FALLBACK_DESCRIPTIONS = {
     'proposals.pred_iou_thresh': "Keep SAM masks whose predicted IoU is at least this",
     'proposals.stability_score_thresh': 'Keep SAM masks whose stability score is at least this',
     'proposals.box_nms_thresh': 'Box IoU above which NMS drops duplicate SAM masks',
-    'proposals.min_mask_region_area': 'SAM removes islands and holes smaller than this [px]',
     'features.blur_kernel_px': 'Gaussian blur kernel side of the global mask image [px]',
     'features.blur_sigma_px': 'Gaussian blur sigma of the global mask image [px]',
     'features.image_std': 'Per-channel std (RGB, [0,1] scale) normalising the two mask images',

@@ -106,8 +106,31 @@ def test_a_crops_copy_or_part_of_a_whole_image_mask_is_dropped():
              square(2, 2, 14)]     # a crop's mask half outside it: kept
     data = MaskData(packed=np.packbits(np.stack(masks), axis=-1),
                     crop_index=torch.tensor([0, 1, 2, 3, 4]))
-    _keep_what_crops_add(data)
+    _keep_what_crops_add(data, 64)
     assert data['crop_index'].tolist() == [0, 3, 4]
+
+
+def test_an_object_inside_a_whole_image_mask_in_pieces_is_no_part():
+    """A whole-image mask of two objects (SAM returned them as one; dropped later as split):
+    a crop's mask of one of them is an object, not a part of the whole-image mask."""
+    from segment_anything.utils.amg import MaskData
+
+    from hybridgl_ros.core.mask_generation import _keep_what_crops_add
+
+    def square(x, y, side):
+        mask = np.zeros((64, 64), bool)
+        mask[y:y + side, x:x + side] = True
+        return mask
+
+    two = square(2, 2, 24) | square(40, 40, 10)   # a big object and a small one, as one mask
+    masks = [two,
+             square(40, 40, 10),   # a crop's mask of the small one: 100 % inside the mask,
+                                   # 15 % of its area, but the whole of its piece: kept
+             square(4, 4, 6)]      # a crop's part of the big object's piece: dropped
+    data = MaskData(packed=np.packbits(np.stack(masks), axis=-1),
+                    crop_index=torch.tensor([0, 1, 2]))
+    _keep_what_crops_add(data, 64)
+    assert data['crop_index'].tolist() == [0, 1]
 
 
 def test_an_image_without_masks_gives_empty_arrays(demo_sam):
@@ -189,3 +212,18 @@ def test_points_per_batch_does_not_change_the_masks(demo_sam):
     small = BoundedMaskGenerator(demo_sam, ProposalConfig(points_per_batch=16))
     large = BoundedMaskGenerator(demo_sam, ProposalConfig(points_per_batch=64))
     assert np.array_equal(small.generate(image)['masks'], large.generate(image)['masks'])
+
+
+def test_holes_have_an_area_of_their_own():
+    from hybridgl_ros.core.mask_generation import remove_islands_and_holes
+
+    yy, xx = np.mgrid[0:80, 0:80]
+    r2 = (yy - 30) ** 2 + (xx - 30) ** 2
+    ring = (r2 <= 20 ** 2) & (r2 > 8 ** 2)          # a hole of ~200 px
+    island = np.zeros_like(ring)
+    island[60:72, 60:72] = True                      # an island of 144 px
+    filled, same = remove_islands_and_holes(ring | island, 300)
+    assert not same and filled[30, 30] and not filled[65, 65]
+    kept, _ = remove_islands_and_holes(ring | island, 300, holes=100)
+    assert np.array_equal(kept, ring)
+

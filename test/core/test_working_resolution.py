@@ -186,3 +186,51 @@ def test_the_demo_sam_runs_one_crop_layer_in_the_default_mode_only(demo_models, 
     parity = segmenter(demo_models, parser, parity='reference').proposer.config
     assert (parity.crop_n_layers, parity.prefer_whole_image_masks) == (0, False)
     assert parity.points_per_side == 8
+
+
+def flat_ring_scene(height=480, width=640):
+    """A flat blue ring (outer radius 40 px, hole 22 px: 1,520 px of hole) and an orange
+    square on grey: its hole is over SAM's 800-px clean-up area in the camera's pixels, under
+    it at the demo SAM's 295x221 working size (323 px)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.full((height, width, 3), 200, np.uint8)
+    r2 = (yy - 200) ** 2 + (xx - 200) ** 2
+    ring = (r2 <= 40 ** 2) & (r2 > 22 ** 2)
+    image[ring] = (40, 90, 220)
+    image[280:360, 400:480] = (245, 130, 20)
+    return image, ring
+
+
+class RecordingProposer:
+    """SAM's proposer, recording what the pipeline tells it of each frame."""
+
+    def __init__(self, inner):
+        self.inner, self.crop_layers, self.told = inner, inner.crop_layers, []
+        self.sam = inner.sam
+
+    def propose(self, image_rgb, **told):
+        self.told.append(told)
+        return self.inner.propose(image_rgb, **told)
+
+
+def test_a_downscaled_frame_keeps_the_holes_the_camera_sees(demo_models, parser):
+    """``proposals.min_mask_region_area`` is in the camera's pixels: at the working size SAM's
+    clean-up fills holes below 800 × 221·295 / 480·640 = 170 px only (islands: 800 working
+    px, as before), so the ring keeps its hole and the answer's interior point is on the
+    ring."""
+    image, ring = flat_ring_scene()
+    made = segmenter(demo_models, parser)
+    made.proposer = RecordingProposer(made.proposer)
+    frame = made.prepare(image)
+    assert made.proposer.told == [{'min_hole_area': 800 * 221 * 295 / (480 * 640)}]
+    result = made.query(frame, 'the blue ring')
+    assert result.found
+    # before: the hole filled, IoU 0.60, the interior point (200, 201) in the hole
+    assert (result.mask & ring).sum() / (result.mask | ring).sum() > 0.7     # 0.74
+    assert not result.mask[200, 200]          # the hole
+    x, y = result.interior_xy
+    assert ring[y, x]
+    # at the frame's own size nothing is scaled: the proposer is told nothing
+    made.proposer.told.clear()
+    made.prepare(image[:221, :295])
+    assert made.proposer.told == [{}]

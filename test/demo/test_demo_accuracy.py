@@ -107,14 +107,18 @@ def test_a_position_relation_word_without_an_anchor_sets_the_ramp(capsys):
     the spec's direction words only they got no ramp, and S preferred the bigger look-alike.
     Measured as it was built, with R among the look-alikes weighed by p of the whole phrase:
     since R weighs them by their reading (``positions_by_geometry``, README "Which look-alike
-    lies there") these 12 queries are all right either way."""
+    lies there") these queries are all right either way. In the shaded and flat scenes alone
+    (11 -> 12 of 12 before) the one it missed was right without the ramp too once SAM's
+    clean-up kept the holes the camera sees (README "Holes the camera sees"): all five
+    styles, 22 -> 25 of 25 then."""
     pipelines = _demo_and_variant('off', 'guidance', direction_from_relation=False,
                                   common={'positions_by_geometry': False,
                                           'lookalike_reach': 0.0})
 
     def said_with_a_relation_word():
         for frame, sentence, truth in _held_out_queries(
-                pipelines['on'], ('position', 'spatial'), ('shaded', 'flat')):
+                pipelines['on'], ('position', 'spatial'),
+                ('shaded', 'flat', 'poster', 'isometric', 'varied')):
             # the generator's templates say a place both ways ("at the bottom", "in front")
             place = re.fullmatch(
                 r'(the \w+(?: \w+)?) at the (top|bottom)|the (top|bottom) (.+)', sentence)
@@ -124,8 +128,8 @@ def test_a_position_relation_word_without_an_anchor_sets_the_ramp(capsys):
                 yield frame, phrase + (' at the back' if back else ' in front'), truth
 
     _gain(capsys, pipelines, said_with_a_relation_word(),
-          f"'in front' / 'at the back' on {_SCENES} scenes x 2 styles",
-          'direction_from_relation off', 'on', 10)
+          f"'in front' / 'at the back' on {_SCENES} scenes x 5 styles",
+          'direction_from_relation off', 'on', 20)
 
 
 def test_a_position_word_compares_the_look_alikes_not_the_top_three():
