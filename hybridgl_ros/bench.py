@@ -141,8 +141,8 @@ class ToppedUpProposer:
         self.sam_count = 0
 
     @property
-    def crop_layers(self) -> int:
-        return getattr(self.proposer, 'crop_layers', 0)
+    def takes_hole_area(self) -> bool:
+        return getattr(self.proposer, 'takes_hole_area', False)
 
     def propose(self, image_rgb: np.ndarray, **told):
         found = self.proposer.propose(image_rgb, **told)

@@ -87,7 +87,7 @@ class BoundedMaskGenerator:
         Args:
             image_rgb: the image the masks are made for.
             min_hole_area: holes below this many of ``image_rgb``'s pixels are filled; None:
-                ``min_mask_region_area``, as islands (SAM's clean-up).
+                ``min_mask_region_area``, as islands (SAM's clean-up; neither when that is 0).
 
         Returns:
             ``masks`` (N, H, W) bool, ``boxes_xyxy`` (N, 4) int64 (SAM's: last column and row
@@ -97,7 +97,7 @@ class BoundedMaskGenerator:
 
         size = image_rgb.shape[:2]
         area = self.config.min_mask_region_area
-        holes = area if min_hole_area is None or area <= 0 else min_hole_area
+        holes = area if min_hole_area is None else min_hole_area
         crop_boxes, layers = generate_crop_boxes(size, self.config.crop_n_layers,
                                                  CROP_OVERLAP_RATIO)
         data = MaskData()
@@ -238,16 +238,16 @@ class BoundedMaskGenerator:
 
 
 def remove_islands_and_holes(mask: np.ndarray, area: float,
-                             holes: float | None = None) -> tuple[np.ndarray, bool]:
-    """SAM's small-region clean-up: holes (below ``holes`` pixels, ``area`` if None), then
-    islands below ``area`` pixels.
+                             holes: float) -> tuple[np.ndarray, bool]:
+    """SAM's small-region clean-up: holes below ``holes`` pixels, then islands below ``area``
+    pixels.
 
     Returns:
         The (H, W) bool mask and whether it is unchanged.
     """
     from segment_anything.utils.amg import remove_small_regions
 
-    mask, filled = remove_small_regions(mask, area if holes is None else holes, mode='holes')
+    mask, filled = remove_small_regions(mask, holes, mode='holes')
     mask, removed = remove_small_regions(mask, area, mode='islands')
     return mask, not (filled or removed)
 
@@ -263,12 +263,11 @@ class LogitRestorer:
         input_sizes: (N, 2) int64, SAM's resized input (h, w) of each mask's crop.
         image_size: (h, w) the generator's image.
         min_area: SAM's small-region area in that image's pixels (0 = off).
-        min_hole_area: holes below this many of that image's pixels are filled (None:
-            ``min_area``).
+        min_hole_area: holes below this many of that image's pixels are filled.
     """
 
     def __init__(self, sam, logits, crop_index, crop_boxes, input_sizes, image_size,
-                 min_area: float, min_hole_area: float | None = None) -> None:
+                 min_area: float, min_hole_area: float) -> None:
         self.sam = sam
         self.logits = logits
         self.crop_index = crop_index
@@ -276,7 +275,7 @@ class LogitRestorer:
         self.crop_boxes = [list(box) for box in crop_boxes]
         self.image_size = tuple(image_size)
         self.min_area = min_area
-        self.min_hole_area = min_area if min_hole_area is None else min_hole_area
+        self.min_hole_area = min_hole_area
 
     def __len__(self) -> int:
         return int(self.logits.shape[0])

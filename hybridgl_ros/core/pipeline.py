@@ -225,10 +225,11 @@ class HybridGL:
         fills are those below ``proposals.min_mask_region_area`` of the camera's pixels, as in
         parity mode, which works at the camera's size (an object's hole is the object's; its
         islands, SAM's artefacts, are measured at the working size as before). Nothing for a
-        frame at its own size, or a proposer that takes the image only (one without
-        ``crop_layers``)."""
+        frame at its own size, or a proposer that takes the image only (``takes_hole_area``
+        false or absent)."""
         height, width = image_rgb.shape[:2]
-        if tuple(size) == (height, width) or not hasattr(self.proposer, 'crop_layers'):
+        if tuple(size) == (height, width) or not getattr(self.proposer, 'takes_hole_area',
+                                                         False):
             return {}
         return {'min_hole_area': (self.config.proposals.min_mask_region_area
                                   * size[0] * size[1] / float(height * width))}

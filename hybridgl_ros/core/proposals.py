@@ -15,7 +15,7 @@ class MaskProposer(Protocol):
     def propose(self, image_rgb: np.ndarray) -> Proposals:
         """(H, W, 3) uint8 RGB -> proposals in a stable order, masks (N, H, W) bool.
 
-        A proposer with a ``crop_layers`` attribute (:class:`SamProposer`) also takes, for an
+        A proposer whose ``takes_hole_area`` is true (:class:`SamProposer`) also takes, for an
         image downscaled from the camera's, ``min_hole_area=``: the holes its clean-up fills,
         in the image's pixels."""
 
@@ -42,10 +42,8 @@ class SamProposer:
         self.config = config
         self._generator = BoundedMaskGenerator(sam, config, encoder_dtype)
 
-    @property
-    def crop_layers(self) -> int:
-        """SAM's crop layers as this proposer runs them (0: the whole image only)."""
-        return self._generator.config.crop_n_layers
+    #: ``propose`` takes ``min_hole_area`` (see :class:`MaskProposer`).
+    takes_hole_area = True
 
     def propose(self, image_rgb: np.ndarray, min_hole_area: float | None = None) -> Proposals:
         """Proposals of ``image_rgb``; ``min_hole_area``: holes below this many of its pixels

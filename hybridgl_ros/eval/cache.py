@@ -204,8 +204,8 @@ class CachingProposer:
             self.image_name = None
 
     @property
-    def crop_layers(self) -> int:
-        return getattr(self.inner, 'crop_layers', 0)
+    def takes_hole_area(self) -> bool:
+        return getattr(self.inner, 'takes_hole_area', False)
 
     def propose(self, image_rgb: np.ndarray, **told) -> Proposals:
         """Cached proposals of the current image if stored, else the inner proposer's (what

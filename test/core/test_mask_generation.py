@@ -222,7 +222,7 @@ def test_holes_have_an_area_of_their_own():
     ring = (r2 <= 20 ** 2) & (r2 > 8 ** 2)          # a hole of ~200 px
     island = np.zeros_like(ring)
     island[60:72, 60:72] = True                      # an island of 144 px
-    filled, same = remove_islands_and_holes(ring | island, 300)
+    filled, same = remove_islands_and_holes(ring | island, 300, 300)
     assert not same and filled[30, 30] and not filled[65, 65]
     kept, _ = remove_islands_and_holes(ring | island, 300, holes=100)
     assert np.array_equal(kept, ring)

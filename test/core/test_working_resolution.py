@@ -205,7 +205,7 @@ class RecordingProposer:
     """SAM's proposer, recording what the pipeline tells it of each frame."""
 
     def __init__(self, inner):
-        self.inner, self.crop_layers, self.told = inner, inner.crop_layers, []
+        self.inner, self.takes_hole_area, self.told = inner, inner.takes_hole_area, []
         self.sam = inner.sam
 
     def propose(self, image_rgb, **told):
