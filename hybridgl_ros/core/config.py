@@ -1,6 +1,7 @@
 """Configuration of the HybridGL method: frozen dataclasses whose defaults are the spec's values.
 
-Every tunable of the method lives here once. The ROS parameters (``proposals.points_per_side``
+Every tunable of the method lives here once (the ``tracking`` section's fields in
+``core/tracking_config.py``). The ROS parameters (``proposals.points_per_side``
 ...), ``config/hybridgl.yaml`` and the README table mirror these fields one to one; a test
 checks that they agree.
 """
@@ -10,14 +11,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from hybridgl_ros.core.config_values import flatten, load_yaml_values, unflatten
+from hybridgl_ros.core.config_values import check_choice, flatten, load_yaml_values, unflatten
 from hybridgl_ros.core.errors import ConfigError
+from hybridgl_ros.core.tracking_config import TrackingConfig, check_tracking
 
 FEATURE_MODES = ('G2L', 'L2G', 'G2L+L2G', 'L', 'G', 'G+L')
 PARITY_MODES = ('default', 'reference')
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
-ON_LOST = ('report', 'redetect')
 
 
 #: Spec §3's prompt grid side (parity mode) and the default mode's (README "A denser prompt grid").
@@ -360,50 +361,6 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
-    """Following the chosen object on new frames (core/tracking.py): SAM prompted with the
-    flow-moved previous mask, checked against the motion and the chosen object's look."""
-
-    use_flow: bool = True
-    """Move the previous mask by sparse optical flow before prompting SAM (else: last motion)."""
-    flow_points: int = 64
-    """Most corners tracked by optical flow in and around the previous mask."""
-    box_prompt: bool = True
-    """Prompt SAM with the moved mask's box as well as its interior point (SAM ViT-H/L/B were
-    trained with boxes; the embedded demo SAM was not: config/demo_scenes.yaml turns it off)."""
-    box_margin: float = 0.1
-    """The prompt box is the moved mask's box grown by this fraction of its size on each side."""
-    search_margin: float = 0.05
-    """SAM's mask is cut to the moved mask grown by this fraction of its size: the object cannot
-    jump further in one frame, and a neighbour SAM leaks into is cut off."""
-    min_sam_score: float = 0.5
-    """SAM's mask is not believed if its predicted IoU is lower."""
-    min_agreement: float = 0.7
-    """SAM's mask is not believed if it overlaps the flow-moved mask less than this (IoU)."""
-    max_area_change: float = 1.5
-    """SAM's mask is not believed if its area differs from the moved mask's by more than this
-    factor."""
-    max_growth: float = 1.25
-    """A SAM mask larger than this times the chosen object's area (times the zoom since,
-    squared) is not believed: it has merged with something."""
-    min_area_px: int = 150
-    """Fewer mask pixels than this in view: the object has left the view (lost at once)."""
-    appearance_every: int = 1
-    """Compare the mask's CLIP feature with the chosen object's every n-th frame; 0 = never."""
-    min_appearance: float = 0.7
-    """A frame is uncertain if its mask's hybrid CLIP feature (on a crop around the mask) has a
-    lower cosine similarity to the chosen object's (0.9 until the demo CLIP's fourth stage, whose
-    crop features vary more from frame to frame; 0.7 chosen of 0.9 / 0.8 / 0.7 on the generated
-    clips of seed 6002, README "Following the object")."""
-    lost_after: int = 5
-    """Consecutive uncertain frames after which the object is reported lost."""
-    on_lost: str = 'report'
-    """report: end the track as lost; redetect: run the whole method again on the next frames."""
-    redetect_attempts: int = 3
-    """Frames on which on_lost = redetect runs the whole method before reporting the loss."""
-
-
-@dataclass(frozen=True)
 class HybridGLConfig:
     """The whole configuration. ``parity='reference'`` reproduces the released code (spec §12)."""
 
@@ -418,10 +375,10 @@ class HybridGLConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
-        _check_choice('parity', self.parity, PARITY_MODES)
-        _check_choice('features.mode', self.features.mode, FEATURE_MODES)
-        _check_choice('models.device', self.models.device, DEVICES)
-        _check_choice('models.precision', self.models.precision, PRECISIONS)
+        check_choice('parity', self.parity, PARITY_MODES)
+        check_choice('features.mode', self.features.mode, FEATURE_MODES)
+        check_choice('models.device', self.models.device, DEVICES)
+        check_choice('models.precision', self.models.precision, PRECISIONS)
         if self.guidance.candidate_count < 1 or self.guidance.partner_count < 1:
             raise ConfigError('guidance.candidate_count and partner_count must be >= 1')
         if not self.guidance.lookalike_reach >= 0.0:
@@ -462,7 +419,7 @@ class HybridGLConfig:
             raise ConfigError('proposals.max_working_pixels must be -1 (SAM\'s input area), 0 '
                               f'(off) or at least 4096 (64x64), not '
                               f'{self.proposals.max_working_pixels}')
-        _check_tracking(self.tracking)
+        check_tracking(self.tracking)
 
     @property
     def reference(self) -> bool:
@@ -483,19 +440,3 @@ class HybridGLConfig:
     def from_yaml(cls, path: str | Path) -> 'HybridGLConfig':
         """Reads a YAML file of grouped sections (see ``config/hybridgl.yaml``)."""
         return cls.from_flat(load_yaml_values(path, known=flatten(cls())))
-
-
-def _check_tracking(t: TrackingConfig) -> None:
-    _check_choice('tracking.on_lost', t.on_lost, ON_LOST)
-    if t.lost_after < 1 or t.flow_points < 4 or t.redetect_attempts < 0:
-        raise ConfigError('tracking.lost_after must be >= 1, tracking.flow_points >= 4 and '
-                          'tracking.redetect_attempts >= 0')
-    if (min(t.max_area_change, t.max_growth) < 1.0 or min(t.box_margin, t.search_margin) < 0
-            or t.appearance_every < 0):
-        raise ConfigError('tracking.max_area_change and max_growth must be >= 1, box_margin, '
-                          'search_margin and appearance_every >= 0')
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f'{name} must be one of {", ".join(choices)}, not {value!r}')

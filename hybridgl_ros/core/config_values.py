@@ -103,3 +103,9 @@ def _flatten_mapping(data: Mapping[str, Any], prefix: str = '') -> dict[str, Any
         else:
             flat[name] = value
     return flat
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """ConfigError unless ``value`` is one of ``choices`` (``name``: the field, for messages)."""
+    if value not in choices:
+        raise ConfigError(f'{name} must be one of {", ".join(choices)}, not {value!r}')

@@ -38,7 +38,7 @@ import numpy as np
 from hybridgl_ros.core import mask_ops, motion
 from hybridgl_ros.core.cancel import CancelToken, checked_during, sam_checkpoints
 from hybridgl_ros.core.cancel import check as check_cancel
-from hybridgl_ros.core.config import TrackingConfig
+from hybridgl_ros.core.tracking_config import TrackingConfig
 from hybridgl_ros.core.errors import InvalidInputError
 from hybridgl_ros.core.geometry import interior_point, mask_box_xywh, mask_centroid
 from hybridgl_ros.core.pipeline import check_image
