@@ -23,6 +23,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from hybridgl_ros.cli import read_image_rgb
 from hybridgl_ros.core.errors import InvalidInputError
 from hybridgl_ros.ros.conversions import numpy_to_image
 from hybridgl_ros.ros.shutdown import exit_bound
@@ -44,13 +45,6 @@ PARAMETERS = {
 def image_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """The files of ``folder`` with one of ``suffixes``, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file (InvalidInputError if missing or unreadable)."""
-    from hybridgl_ros.cli import read_image_rgb
-
-    return read_image_rgb(path)
 
 
 def read_depth(path: Path) -> tuple[np.ndarray, str]:
@@ -97,7 +91,7 @@ class FrameSource:
         if self._files:
             if self.index >= len(self._files):
                 return None
-            frame = read_rgb(self._files[self.index])
+            frame = read_image_rgb(self._files[self.index])
         else:
             import cv2
 
