@@ -54,7 +54,8 @@ def image_file_name(image_id: int) -> str:
 
 
 def write_dataset(out_dir: str | Path, count: int, seed: int, jpeg_quality: int = 95,
-                  style: str = 'shaded', split: str = '', object_scale: float = 1.0) -> dict:
+                  style: str = 'shaded', split: str = '', object_scale: float = 1.0,
+                  any_angle: bool = False) -> dict:
     """Generates ``count`` scenes of series ``seed`` and writes them in the RefCOCO and
     gRefCOCO layouts.
 
@@ -62,6 +63,7 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, jpeg_quality: int 
         style: the rendering style (``scenes.STYLES``).
         split: put every image in this split; '' = 7 train, 1 val, 1 testA, 1 testB of 10.
         object_scale: every object's size times this (``scenes.make_scene``).
+        any_angle: every object at an angle from the whole circle (``scenes.make_scene``).
 
     Returns:
         A summary: ``{'images': n, 'annotations': n, 'refs': n, 'sentences': n,
@@ -70,6 +72,7 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, jpeg_quality: int 
     out = Path(out_dir)
     (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     scale = '' if object_scale == 1.0 else f', objects at {object_scale:g} times their size'
+    scale += ', objects at any angle' if any_angle else ''
     coco = {'info': {'description': f'hybridgl_ros demo scenes, seed {seed}, style {style}'
                                     f'{scale}'},
             'images': [], 'annotations': [], 'categories': [
@@ -78,7 +81,7 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, jpeg_quality: int 
     grefs: list[dict] = []
     sent_count = 0
     for index in range(count):
-        scene = make_scene(seed, index, style, object_scale)
+        scene = make_scene(seed, index, style, object_scale, any_angle)
         image_id = index + 1
         name = image_file_name(image_id)
         cv2.imwrite(str(out / IMAGES_DIR / name), scene.image_rgb[..., ::-1],

@@ -77,24 +77,29 @@ class Scene:
     objects: tuple[SceneObject, ...]
 
 
-def make_scene(seed: int, index: int, style: str = 'shaded', object_scale: float = 1.0
-               ) -> Scene:
+def make_scene(seed: int, index: int, style: str = 'shaded', object_scale: float = 1.0,
+               any_angle: bool = False) -> Scene:
     """Renders scene ``index`` of the series ``seed`` in ``style`` (deterministic).
 
     ``object_scale`` multiplies every object's size (the canvas stays): another camera distance
     or another renderer's proportions. At 1 the scene is the series' own, to the last pixel.
+    ``any_angle`` turns every object by an angle of its own, drawn from the whole circle (a
+    camera looking down on objects that lie any way round; the series' own angles are within
+    ±18°); the angles come from a generator of their own, so all else stays the series' own.
     """
     if style not in STYLES:
         raise ValueError(f'unknown scene style {style!r}; expected one of {STYLES}')
     if not 0.2 <= object_scale <= 2.0:
         raise ValueError(f'object_scale must be within 0.2-2, not {object_scale}')
     rng = np.random.default_rng([seed, index])
+    turn = np.random.default_rng([seed, index, 11]) if any_angle else None
     if style != 'shaded':
         from hybridgl_ros.demo.styles import render_plain
 
-        return render_plain(rng, style, object_scale)
+        return render_plain(rng, style, object_scale, turn)
     specs = sample_specs(rng)
-    objects = place(rng, specs, (WIDTH_PX, HEIGHT_PX), scaled(RADIUS_RANGE_PX, object_scale))
+    objects = place(rng, specs, (WIDTH_PX, HEIGHT_PX), scaled(RADIUS_RANGE_PX, object_scale),
+                    turn)
     image = background(rng)
     masks = render_objects(image, objects, rng)
     image += 3.0 * rng.standard_normal(image.shape, dtype=np.float32)
@@ -165,13 +170,15 @@ def scaled(radius_range: dict[str, tuple[float, float]], factor: float
 
 
 def place(rng: np.random.Generator, specs: list[tuple[str, str, str]],
-          canvas_wh: tuple[int, int], radius_range_px: dict[str, tuple[float, float]]
-          ) -> list[SceneObject]:
+          canvas_wh: tuple[int, int], radius_range_px: dict[str, tuple[float, float]],
+          turn: np.random.Generator | None = None) -> list[SceneObject]:
     """Non-overlapping positions; big objects first; an object that does not fit is dropped.
 
     Args:
         canvas_wh: (width, height) of the image in pixels.
         radius_range_px: size class -> (low, high) radius of the bounding circle in pixels.
+        turn: if given, each object is turned further by an angle drawn from it in [0, 360)
+            (``make_scene``'s ``any_angle``); ``rng``'s draws stay the same.
     """
     width, height = canvas_wh
     order = sorted(range(len(specs)), key=lambda i: specs[i][2] != 'big')
@@ -185,6 +192,8 @@ def place(rng: np.random.Generator, specs: list[tuple[str, str, str]],
             if all(np.hypot(x - o.center_xy[0], y - o.center_xy[1])
                    > radius + o.radius_px + _MIN_GAP_PX for o in placed.values()):
                 angle = float(rng.uniform(-18, 18))
+                if turn is not None:
+                    angle += float(turn.uniform(0.0, 360.0))
                 placed[i] = SceneObject(shape, colour, size, (x, y), radius, angle)
                 break
     return [placed[i] for i in sorted(placed)]

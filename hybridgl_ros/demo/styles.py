@@ -94,18 +94,20 @@ VARIED_HUES = {
     'purple': ((265, 305), (0.45, 1.0), (0.4, 0.9))}
 
 
-def render_plain(rng: np.random.Generator, style: str, object_scale: float = 1.0) -> Scene:
+def render_plain(rng: np.random.Generator, style: str, object_scale: float = 1.0,
+                 turn: np.random.Generator | None = None) -> Scene:
     """Renders one scene of a plain style ('flat', 'poster', 'varied' or 'isometric') from
-    ``rng``, every object's size times ``object_scale``."""
+    ``rng``, every object's size times ``object_scale``, each turned further by an angle drawn
+    from ``turn`` if given (``scenes.place``)."""
     if style == 'varied':
-        return _render_varied(rng, object_scale)
+        return _render_varied(rng, object_scale, turn)
     if style == 'isometric':
-        return _render_isometric(rng, object_scale)
+        return _render_isometric(rng, object_scale, turn)
     poster = style == 'poster'
     canvases = POSTER_CANVASES if poster else FLAT_CANVASES
     width, height = canvases[rng.integers(len(canvases))]
     radius_range = scaled(RADIUS_FRACTION, min(width, height) * object_scale)
-    objects = place(rng, sample_specs(rng), (width, height), radius_range)
+    objects = place(rng, sample_specs(rng), (width, height), radius_range, turn)
     objects = [_with_form(rng, obj, poster) for obj in objects]
     image = _plain_background(rng, (height, width), POSTER_BACKGROUNDS if poster
                               else FLAT_BACKGROUNDS)
@@ -122,11 +124,12 @@ def render_plain(rng: np.random.Generator, style: str, object_scale: float = 1.0
     return Scene(np.clip(image, 0, 255).astype(np.uint8), masks, tuple(objects))
 
 
-def _render_varied(rng: np.random.Generator, object_scale: float) -> Scene:
+def _render_varied(rng: np.random.Generator, object_scale: float,
+                   turn: np.random.Generator | None) -> Scene:
     """The ``varied`` style (module docstring): every rendering choice drawn anew."""
     width, height = (int(16 * rng.integers(30, 57)), int(16 * rng.integers(25, 45)))
     radius_range = scaled(RADIUS_FRACTION, min(width, height) * object_scale)
-    objects = place(rng, sample_specs(rng), (width, height), radius_range)
+    objects = place(rng, sample_specs(rng), (width, height), radius_range, turn)
     objects = [_with_form(rng, obj, False) for obj in objects]
     image = _varied_background(rng, (height, width))
     star_inner, ring_hole = float(rng.uniform(0.38, 0.62)), float(rng.uniform(0.38, 0.66))
@@ -144,12 +147,13 @@ def _render_varied(rng: np.random.Generator, object_scale: float) -> Scene:
     return Scene(np.clip(image, 0, 255).astype(np.uint8), masks, tuple(objects))
 
 
-def _render_isometric(rng: np.random.Generator, object_scale: float) -> Scene:
+def _render_isometric(rng: np.random.Generator, object_scale: float,
+                      turn: np.random.Generator | None) -> Scene:
     """The held-out ``isometric`` style (module docstring), drawn at ``_SUPERSAMPLE`` times
     the canvas and averaged down; a mask is the pixels its object covers more than half of."""
     width, height = ISOMETRIC_CANVASES[rng.integers(len(ISOMETRIC_CANVASES))]
     radius_range = scaled(ISOMETRIC_RADIUS_FRACTION, min(width, height) * object_scale)
-    objects = place(rng, sample_specs(rng), (width, height), radius_range)
+    objects = place(rng, sample_specs(rng), (width, height), radius_range, turn)
     background = ISOMETRIC_BACKGROUNDS[rng.integers(len(ISOMETRIC_BACKGROUNDS))]
     big = np.empty((height * _SUPERSAMPLE, width * _SUPERSAMPLE, 3), np.float32)
     big[:] = np.array(background, np.float32)

@@ -152,6 +152,29 @@ def test_object_scale_sizes_every_object_and_keeps_the_canvas(style):
         make_scene(7, 2, style, object_scale=3.0)
 
 
+@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster', 'varied', 'isometric'])
+def test_any_angle_turns_each_object_and_keeps_all_else(style):
+    own, turned = make_scene(7, 4, style), make_scene(7, 4, style, any_angle=True)
+    assert np.array_equal(make_scene(7, 4, style, any_angle=False).image_rgb, own.image_rgb)
+    assert turned.image_rgb.shape == own.image_rgb.shape
+    assert [(o.shape, o.colour, o.size, o.center_xy, o.radius_px, o.form)
+            for o in turned.objects] == [(o.shape, o.colour, o.size, o.center_xy, o.radius_px,
+                                          o.form) for o in own.objects]
+    turns = [(t.angle_deg - o.angle_deg) for o, t in zip(own.objects, turned.objects)]
+    assert all(0.0 <= a < 360.0 for a in turns) and len(set(turns)) == len(turns)
+    # each mask is its object's, turned: the same area within the edge pixels
+    assert np.allclose(turned.masks.sum((1, 2)), own.masks.sum((1, 2)), rtol=0.12)
+    again = make_scene(7, 4, style, any_angle=True)
+    assert np.array_equal(again.image_rgb, turned.image_rgb)
+
+
+def test_any_angle_draws_angles_from_the_whole_circle():
+    turns = [t.angle_deg - o.angle_deg for i in range(40)
+             for o, t in zip(make_scene(9, i, 'flat').objects,
+                             make_scene(9, i, 'flat', any_angle=True).objects)]
+    assert np.histogram(turns, bins=4, range=(0, 360))[0].min() > len(turns) / 8
+
+
 def test_the_held_out_styles_differ_from_the_trained_ones():
     from hybridgl_ros.demo.scenes import HELD_OUT_STYLES, STYLES, TRAINING_STYLES
     from hybridgl_ros.demo.styles import ISOMETRIC_CANVASES, POSTER_CANVASES
