@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scenes.add_argument('--object-scale', type=float, default=1.0,
                         help='every object\'s size times this, 0.2-2 (another camera distance '
                              'or renderer; the demo models trained on 0.55-1.3)')
+    scenes.add_argument('--any-angle', action='store_true',
+                        help='every object turned by an angle from the whole circle (objects '
+                             'lying any way round; the series\' own angles are within ±18°)')
     scenes.add_argument('--split', default='',
                         help='put every image in this split (default: 7 train, 1 val, '
                              '1 testA, 1 testB of 10)')
@@ -47,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument('--seed', type=int, default=0, help='training seed')
     train.add_argument('--clip-from', default='',
                        help='run only the CLIP\'s later (fine-tuning) stages, second to '
-                            'fifth, from these weights (e.g. the first stage\'s clip.pt)')
+                            'sixth, from these weights (e.g. the first stage\'s clip.pt)')
     train.add_argument('--sam-from', default='',
                        help='run only the SAM\'s later (fine-tuning) stages, second to '
                             'fourth, from these weights (e.g. the first stage\'s sam.pth)')
@@ -73,7 +76,8 @@ def make_scenes_command(args: argparse.Namespace) -> int:
     if not 0.2 <= args.object_scale <= 2.0:
         raise HybridGLError(f'--object-scale must be within 0.2-2, not {args.object_scale}')
     summary = write_dataset(args.out, args.count, args.seed, style=args.style,
-                            split=args.split, object_scale=args.object_scale)
+                            split=args.split, object_scale=args.object_scale,
+                            any_angle=args.any_angle)
     print(json.dumps(summary))
     return 0
 

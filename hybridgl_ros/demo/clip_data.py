@@ -166,7 +166,8 @@ def scene_regions(scene: Scene) -> np.ndarray:
 
 
 def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
-               working_pixels: int = 0, object_scale: float = 1.0) -> PooledScene:
+               working_pixels: int = 0, object_scale: float = 1.0,
+               any_angle: bool = False) -> PooledScene:
     """Builds the inputs of scene ``index`` of series ``seed`` with the pipeline's code.
 
     Args:
@@ -175,11 +176,13 @@ def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
         working_pixels: build them from the frame downscaled to this many pixels, as the
             pipeline does before SAM and CLIP see it (0: the full frame).
         object_scale: every object's size times this (``scenes.make_scene``).
+        any_angle: every object at an angle from the whole circle (``scenes.make_scene``).
     """
     from hybridgl_ros.core.config import GemConfig
     from hybridgl_ros.core.gem import preprocess_image
 
-    scene = at_working_size(make_scene(seed, index, style, object_scale), working_pixels)
+    scene = at_working_size(make_scene(seed, index, style, object_scale, any_angle),
+                            working_pixels)
     with torch.no_grad():
         inputs = encoder.input_builder(scene.image_rgb).build(
             torch.from_numpy(scene_regions(scene)))

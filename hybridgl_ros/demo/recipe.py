@@ -23,6 +23,16 @@ class ScaledScenes:
     """Share of the training scenes drawn at an object size from ``object_scales`` (the
     others at the series' own sizes)."""
 
+    turned_share: float = 0.0
+    """Share of the training scenes with every object at an angle from the whole circle
+    (``scenes.make_scene``'s ``any_angle``; the others at the series' own ±18°)."""
+
+    def any_angle(self, index: int) -> bool:
+        """Whether training scene ``index`` has its objects at any angle: for a
+        ``turned_share`` of the scenes (seeded by the index alone, as ``object_scale``)."""
+        return self.turned_share > 0 and np.random.default_rng([index, 6]).random() < \
+            self.turned_share
+
     def object_scale(self, index: int) -> float:
         """Object size factor of training scene ``index`` (``scenes.make_scene``): 1, or for
         a ``scaled_share`` of the scenes one drawn log-uniformly from ``object_scales``

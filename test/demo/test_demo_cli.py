@@ -33,6 +33,11 @@ def test_make_scenes_scales_the_objects_and_refuses_a_scale_out_of_range(tmp_pat
     assert args.func(args) == 0
     info = json.loads((tmp_path / 'instances.json').read_text())['info']
     assert 'objects at 0.7 times their size' in info['description']
+    args = _parser().parse_args(['make-scenes', '--out', str(tmp_path / 'turned'), '--count',
+                                 '1', '--seed', '4', '--style', 'flat', '--any-angle'])
+    assert args.func(args) == 0
+    info = json.loads((tmp_path / 'turned' / 'instances.json').read_text())['info']
+    assert info['description'].endswith('objects at any angle')
     args = _parser().parse_args(['make-scenes', '--out', str(tmp_path / 'x'),
                                  '--object-scale', '5'])
     with pytest.raises(HybridGLError, match='--object-scale must be within 0.2-2, not 5'):

@@ -24,16 +24,16 @@ def test_sam_smoke_training_writes_a_checkpoint_sam_loads(tmp_path):
     assert 0.0 <= metrics['recall_iou_0.5'] <= 1.0
 
 
-def test_the_clip_is_trained_in_five_stages_each_from_the_one_before(tmp_path):
+def test_the_clip_is_trained_in_six_stages_each_from_the_one_before(tmp_path):
     from hybridgl_ros.demo.train_clip import (
         DEMO_WORKING_PIXELS, UPSCALE_POOL_SCENES, UPSCALED_IMAGE_SIZE, train_demo_clip)
 
     metrics = train_demo_clip(tmp_path, smoke=True)
-    for number in range(1, 5):
+    for number in range(1, 6):
         assert (tmp_path / f'stage{number}' / 'clip.pt').is_file()
         assert metrics[f'stage{number}']['init_weights'] == (
             str(tmp_path / f'stage{number - 1}' / 'clip.pt') if number > 1 else '')
-    assert metrics['init_weights'] == str(tmp_path / 'stage4' / 'clip.pt')
+    assert metrics['init_weights'] == str(tmp_path / 'stage5' / 'clip.pt')
     assert metrics['stage2']['recipe']['presence_weight'] == 1.0
     saved = json.loads((tmp_path / 'clip_metrics.json').read_text())
     assert saved['stage1']['steps'] == 2 and saved['stage3']['train_styles'] == 'shaded,flat,flat'
@@ -46,9 +46,15 @@ def test_the_clip_is_trained_in_five_stages_each_from_the_one_before(tmp_path):
     assert all(saved[stage]['recipe']['working_pixels'] == 0 for stage in ('stage1', 'stage2',
                                                                           'stage3'))
     # the fifth: the fourth's recipe on scenes neither pooled, half of them in the varied style
-    assert saved['train_styles'].split(',').count('varied') == 2
-    assert saved['recipe']['working_pixels'] == DEMO_WORKING_PIXELS
-    assert saved['recipe']['first_scene'] == 2 * UPSCALE_POOL_SCENES
+    fifth = saved['stage5']
+    assert fifth['train_styles'].split(',').count('varied') == 2
+    assert fifth['recipe']['working_pixels'] == DEMO_WORKING_PIXELS
+    assert fifth['recipe']['first_scene'] == 2 * UPSCALE_POOL_SCENES
+    assert fifth['recipe']['turned_share'] == 0
+    # the sixth: the fifth's on scenes none pooled, half of them with objects at any angle
+    assert saved['train_styles'] == fifth['train_styles']
+    assert saved['recipe']['first_scene'] == 3 * UPSCALE_POOL_SCENES
+    assert saved['recipe']['turned_share'] == 0.5
     # the first two stages at 64 px, the later ones at the bigger input: loading the 64 px
     # weights resampled the positional embedding to its token grid
     config = json.loads((tmp_path / 'clip_config.json').read_text())
@@ -76,6 +82,18 @@ def test_a_share_of_the_later_stages_scenes_is_drawn_at_other_object_sizes():
     assert abs(len(scaled) / len(scales) - SCALED_SHARE) < 0.05
     assert OBJECT_SCALES[0] <= min(scaled) and max(scaled) <= OBJECT_SCALES[1]
     assert min(scaled) < 0.6 and max(scaled) > 1.2
+
+
+def test_a_share_of_the_last_stages_scenes_has_objects_at_any_angle():
+    from hybridgl_ros.demo.train_clip import TURNED_SHARE, ClipRecipe
+
+    assert not any(ClipRecipe.other_renderers('w.pt').any_angle(i) for i in range(500))
+    sixth = ClipRecipe.at_any_angle('w.pt')
+    turned = [sixth.any_angle(i) for i in range(2000)]
+    assert turned == [sixth.any_angle(i) for i in range(2000)]       # seeded by the index
+    assert abs(sum(turned) / len(turned) - TURNED_SHARE) < 0.05
+    # the scene's size draw is its own: a turned scene is not always a scaled one
+    assert {sixth.object_scale(i) == 1.0 for i, t in enumerate(turned) if t} == {True, False}
 
 
 def test_the_last_stage_trains_at_the_working_size_of_the_embedded_sam():
