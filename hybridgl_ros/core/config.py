@@ -264,43 +264,44 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.8025
+    presence_threshold: float = 0.7446
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
-    --budget-per shaded,flat: the highest that rejects at most 5 % of the present targets of
-    each style of the tuning series). For a target phrase that names a colour ("the red
-    cube", "the small red cube on the left"); the two forms below have their own."""
-    presence_threshold_plain: float = 0.6774
+    --budget-per on the tuning series' shaded, flat and objects-at-any-angle runs: the highest
+    that rejects at most 5 % of the present targets of each). For a target phrase that names a
+    colour ("the red cube", "the small red cube on the left"); the two forms below have their
+    own."""
+    presence_threshold_plain: float = 0.6603
     """The threshold for a target phrase that names no colour ("the cube", "the cube on the
     left"): hybridgl calibrate lowers it below presence_threshold where that would reject more
     than the budget of such phrases' present targets in a style (README "One rejection budget
     per phrase form")."""
-    presence_threshold_anchored: float = 0.6495
+    presence_threshold_anchored: float = 0.4922
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.189564, 0.056682, -2.173837, -7.320634,
-                                           -0.023287, 0.018018, 0.040934, 0.064623,
-                                           -0.596185, 0.0, 0.020788, 0.023799, 0.01103,
-                                           -0.085072, -0.015153, -0.004542, 0.089601,
-                                           0.048307)
+    presence_weights: tuple[float, ...] = (0.220786, 0.061247, -2.478991, -6.960388,
+                                           -0.024624, 0.016898, 0.035452, 0.065261,
+                                           0.089693, 0.0, 0.018276, 0.017837, 0.017773,
+                                           -0.088778, 0.009363, 0.007065, 0.071196,
+                                           0.042175)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast and
     object contrast)."""
-    presence_bias: float = -7.042937
+    presence_bias: float = -8.020465
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.163596, -0.05908, 0.029041, 1.929313, 0.0, -0.067651, 0.067247)
+        0.156059, -0.042692, 0.123255, 2.078193, 0.0, -0.068406, 0.071853)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -5.674011
+    confidence_bias: float = -5.705504
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 30.8
+    ambiguity_margin: float = 27.8
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
-    single-target expressions of each style of the tuning series; it flags 99.5 % of the
-    multi-target ones there)."""
+    single-target expressions of each group of runs of the tuning series; it flags 98.8 % of
+    the multi-target ones there)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""
     size_apart_ratio: float = 1.6
@@ -327,7 +328,7 @@ class DecisionConfig:
     """Object words that exclude one another (no synonyms: "cube" beside "box" would contrast
     a cube with itself), for P(present)'s object contrast: "the red cube" against "the red
     ball", ... Add your robot's objects ("mug bottle bowl") and calibrate; '' = none."""
-    calibrated_for: str = '355cc4011d572949'
+    calibrated_for: str = '67946b0c5e171f9b'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 
     def threshold_for(self, form: str) -> float:

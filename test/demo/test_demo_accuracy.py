@@ -252,13 +252,18 @@ def test_a_position_word_reads_which_masks_are_the_named_look(capsys):
     lies there"): a look-alike the demo CLIP scores low (a small star 12 logits under a big one)
     is still compared when "the star" is its best reading among the object words, and R among
     the look-alikes weighs each by that reading, not by p of the whole phrase, which differs
-    between twins by a factor of about 150 for 5 logits and says nothing of "left"."""
+    between twins by a factor of about 150 for 5 logits and says nothing of "left".
+
+    With the CLIP's sixth stage (objects at any angle) the shaded and flat scenes alone gave
+    128 against 129 of 134 (one flat scene's "the cube on the left" lost, one shaded star won);
+    with the `varied` ones too, 192 against 191 of 198; over the 15 held-out runs (README
+    "Objects at any angle") position expressions right 2,315 → 2,354 of 2,598 with it."""
     pipelines = _demo_and_variant('off', 'guidance', lookalike_reach=0.0,
                                   positions_by_geometry=False)
     _gain(capsys, pipelines,
-          _held_out_queries(pipelines['on'], ('position',), ('shaded', 'flat')),
-          f'position expressions on {_SCENES} shaded and {_SCENES} flat scenes',
-          'p-weighted', 'read as the named look', 100)
+          _held_out_queries(pipelines['on'], ('position',), ('shaded', 'flat', 'varied')),
+          f'position expressions on {_SCENES} shaded, flat and varied scenes',
+          'p-weighted', 'read as the named look', 150)
 
 
 def test_a_size_word_tells_look_alikes_of_other_sizes_apart(capsys):
