@@ -30,8 +30,9 @@ class ScaledScenes:
     def any_angle(self, index: int) -> bool:
         """Whether training scene ``index`` has its objects at any angle: for a
         ``turned_share`` of the scenes (seeded by the index alone, as ``object_scale``)."""
-        return self.turned_share > 0 and np.random.default_rng([index, 6]).random() < \
-            self.turned_share
+        if self.turned_share <= 0:
+            return False
+        return bool(np.random.default_rng([index, 6]).random() < self.turned_share)
 
     def object_scale(self, index: int) -> float:
         """Object size factor of training scene ``index`` (``scenes.make_scene``): 1, or for

@@ -71,10 +71,10 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, jpeg_quality: int 
     """
     out = Path(out_dir)
     (out / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-    scale = '' if object_scale == 1.0 else f', objects at {object_scale:g} times their size'
-    scale += ', objects at any angle' if any_angle else ''
+    variant = '' if object_scale == 1.0 else f', objects at {object_scale:g} times their size'
+    variant += ', objects at any angle' if any_angle else ''
     coco = {'info': {'description': f'hybridgl_ros demo scenes, seed {seed}, style {style}'
-                                    f'{scale}'},
+                                    f'{variant}'},
             'images': [], 'annotations': [], 'categories': [
                 {'id': category_id(s), 'name': s, 'supercategory': 'toy'} for s in SHAPES]}
     refs: list[dict] = []

@@ -86,6 +86,7 @@ def make_scene(seed: int, index: int, style: str = 'shaded', object_scale: float
     ``any_angle`` turns every object by an angle of its own, drawn from the whole circle (a
     camera looking down on objects that lie any way round; the series' own angles are within
     ±18°); the angles come from a generator of their own, so all else stays the series' own.
+    The ``isometric`` style's cubes stay as drawn (their lit faces say which way is up).
     """
     if style not in STYLES:
         raise ValueError(f'unknown scene style {style!r}; expected one of {STYLES}')
