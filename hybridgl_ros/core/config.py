@@ -26,6 +26,11 @@ SPEC_POINTS_PER_SIDE = 8
 DEFAULT_MODE_POINTS_PER_SIDE = 12
 #: The image encoder's input side of the SAM checkpoints (vit_b/l/h).
 SAM_CHECKPOINT_INPUT_SIDE = 1024
+#: Spec §3's SAM score filters (``pred_iou_thresh``, ``stability_score_thresh``) and the
+#: default mode's for a SAM whose masks come on a coarse grid (README "Small objects: SAM's
+#: score filters").
+SPEC_SCORE_THRESH = 0.7
+COARSE_GRID_SCORE_THRESH = 0.4
 #: Default mode: a SAM taking a smaller input than this runs one crop layer (its masks come on a
 #: grid of a quarter of its input side; the embedded demo SAM's 256 px give 64 x 64).
 AUTO_CROP_BELOW_INPUT_SIDE = 512
@@ -44,8 +49,16 @@ class ProposalConfig:
     points_per_batch: int = 16
     """SAM prompts decoded together: bounds memory (64: 1.8 GB at the peak, 16: 0.5 GB), not the
     result (16 and 64 give bit-identical masks on the CPU measured)."""
-    pred_iou_thresh: float = 0.7
-    stability_score_thresh: float = 0.7
+    pred_iou_thresh: float = -1.0
+    """Keep SAM's masks whose predicted IoU is above this. -1 = the mode's and the model's: the
+    spec's 0.7, but 0.4 in the default mode for a SAM whose masks come on a coarse grid, an
+    input side below 512 px (the embedded demo SAM: an object 1/15 of a frame wide spans 4 of
+    its 64 x 64 cells, and SAM scores so small a mask low however well it fits; README "Small
+    objects: SAM's score filters"). Any value set is used in both modes."""
+    stability_score_thresh: float = -1.0
+    """Keep SAM's masks whose stability score (the IoU of the mask at logit +1 and at -1) is at
+    least this. -1 = the mode's and the model's, as ``pred_iou_thresh``: 0.7, or 0.4 in the
+    default mode for a SAM with a coarse mask grid (a mask a few cells wide is mostly edge)."""
     box_nms_thresh: float = 0.7
     crop_n_layers: int = -1
     """Extra SAM crop layers (layer k: 4^k overlapping crops, each run at SAM's input size).
@@ -90,24 +103,36 @@ class ProposalConfig:
             return self.crop_n_layers
         return 1 if not reference and input_side < AUTO_CROP_BELOW_INPUT_SIDE else 0
 
+    def score_threshold(self, value: float, reference: bool, input_side: int) -> float:
+        """``pred_iou_thresh`` or ``stability_score_thresh`` (``value``) in a mode for a SAM
+        whose image encoder takes ``input_side`` px: the value, or the mode's and the model's
+        when -1."""
+        if value >= 0:
+            return value
+        coarse = not reference and input_side < AUTO_CROP_BELOW_INPUT_SIDE
+        return COARSE_GRID_SCORE_THRESH if coarse else SPEC_SCORE_THRESH
+
     def for_mode(self, reference: bool,
                  input_side: int = SAM_CHECKPOINT_INPUT_SIDE) -> 'ProposalConfig':
-        """These settings with the prompt grid's side and the crop layers resolved for the
-        mode and a SAM whose image encoder takes ``input_side`` px."""
+        """These settings with the prompt grid's side, the crop layers and the score
+        thresholds resolved for the mode and a SAM whose image encoder takes ``input_side``
+        px."""
         return replace(self, points_per_side=self.grid_side(reference),
                        crop_n_layers=self.crop_layers(reference, input_side),
+                       pred_iou_thresh=self.score_threshold(self.pred_iou_thresh, reference,
+                                                            input_side),
+                       stability_score_thresh=self.score_threshold(
+                           self.stability_score_thresh, reference, input_side),
                        prefer_whole_image_masks=self.prefer_whole_image_masks and not reference)
 
     def generator_settings(self, input_side: int) -> dict[str, Any]:
         """The fields that are arguments of segment_anything's SamAutomaticMaskGenerator (a
         grid side of 0 and crop layers of -1 as the default mode's for a SAM of that input
-        side; :meth:`for_mode` resolves them for a mode)."""
-        settings = {f.name: getattr(self, f.name) for f in fields(self)
-                    if f.name not in ('max_working_pixels', 'drop_split_masks',
-                                      'prefer_whole_image_masks')}
-        settings['points_per_side'] = self.grid_side(reference=False)
-        settings['crop_n_layers'] = self.crop_layers(False, input_side)
-        return settings
+        side, score thresholds of -1 likewise; :meth:`for_mode` resolves them for a mode)."""
+        resolved = self.for_mode(False, input_side)
+        return {f.name: getattr(resolved, f.name) for f in fields(resolved)
+                if f.name not in ('max_working_pixels', 'drop_split_masks',
+                                  'prefer_whole_image_masks')}
 
 
 #: SAM's dense recipe, used for PhraseCut (spec §3), its crop layer as SAM's generator runs it.
@@ -410,6 +435,12 @@ class HybridGLConfig:
         if self.proposals.points_per_side < 0:
             raise ConfigError('proposals.points_per_side must be >= 1, or 0 for the mode\'s '
                               f'(12, parity mode 8), not {self.proposals.points_per_side}')
+        for name in ('pred_iou_thresh', 'stability_score_thresh'):
+            value = getattr(self.proposals, name)
+            if value < 0 and value != -1:
+                raise ConfigError(f'proposals.{name} must be >= 0, or -1 for the mode\'s and the '
+                                  f'model\'s (0.7; 0.4 in the default mode for a SAM of input '
+                                  f'side below 512), not {value}')
         if self.proposals.crop_n_layers < -1:
             raise ConfigError('proposals.crop_n_layers must be >= 0, or -1 for the mode\'s and '
                               f'the model\'s, not {self.proposals.crop_n_layers}')

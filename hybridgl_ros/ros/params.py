@@ -30,8 +30,6 @@ RELIABILITIES = ('best_effort', 'reliable')
 _FALLBACK_DESCRIPTIONS = {
     'parity': "default | reference: 'reference' reproduces the authors' released code (spec §12)",
     'proposals.points_per_batch': 'SAM prompts decoded together (memory, not the result)',
-    'proposals.pred_iou_thresh': "Keep SAM masks whose predicted IoU is at least this",
-    'proposals.stability_score_thresh': 'Keep SAM masks whose stability score is at least this',
     'proposals.box_nms_thresh': 'Box IoU above which NMS drops duplicate SAM masks',
     'features.blur_kernel_px': 'Gaussian blur kernel side of the global mask image [px]',
     'features.blur_sigma_px': 'Gaussian blur sigma of the global mask image [px]',

@@ -7,9 +7,9 @@ from hybridgl_ros.core.errors import ConfigError
 
 def test_defaults_are_the_spec_values():
     c = HybridGLConfig()
-    assert (c.proposals.grid_side(reference=True), c.proposals.pred_iou_thresh,
-            c.proposals.stability_score_thresh, c.proposals.box_nms_thresh,
-            c.proposals.min_mask_region_area) == (8, 0.7, 0.7, 0.7, 800)
+    spec = c.proposals.for_mode(reference=True)
+    assert (spec.points_per_side, spec.pred_iou_thresh, spec.stability_score_thresh,
+            spec.box_nms_thresh, spec.min_mask_region_area) == (8, 0.7, 0.7, 0.7, 800)
     assert (c.features.mode, c.features.fusion_weight, c.features.blur_kernel_px,
             c.features.blur_sigma_px) == ('G2L', 2.0, 15, 2.6)
     assert (c.guidance.candidate_count, c.guidance.partner_count, c.guidance.spatial_weight,
@@ -51,6 +51,26 @@ def test_the_crop_layers_are_the_mode_and_models_unless_set():
         HybridGLConfig.from_flat({'proposals.crop_n_layers': -2})
     with pytest.raises(ConfigError, match='crop_n_points_downscale_factor'):
         HybridGLConfig.from_flat({'proposals.crop_n_points_downscale_factor': 0})
+
+
+def test_the_score_filters_are_the_mode_and_models_unless_set():
+    """-1: the spec's 0.7, but 0.4 in the default mode for a SAM taking less than 512 px (its
+    masks on a coarse grid, README "Small objects: SAM's score filters"); a value set is used
+    in both modes; below 0 only -1."""
+    proposals = HybridGLConfig().proposals
+    assert proposals.pred_iou_thresh == proposals.stability_score_thresh == -1
+    for reference, side, expected in ((False, 256, 0.4), (False, 1024, 0.7), (True, 256, 0.7),
+                                      (True, 1024, 0.7)):
+        resolved = proposals.for_mode(reference, side)
+        assert resolved.pred_iou_thresh == resolved.stability_score_thresh == expected
+    assert proposals.generator_settings(256)['pred_iou_thresh'] == 0.4
+    assert proposals.generator_settings(1024)['stability_score_thresh'] == 0.7
+    set_0 = HybridGLConfig.from_flat({'proposals.pred_iou_thresh': 0.0}).proposals
+    assert set_0.for_mode(True, 1024).pred_iou_thresh == 0.0
+    assert set_0.for_mode(False, 256).stability_score_thresh == 0.4
+    for name in ('pred_iou_thresh', 'stability_score_thresh'):
+        with pytest.raises(ConfigError, match=name):
+            HybridGLConfig.from_flat({f'proposals.{name}': -0.5})
 
 
 def test_flat_names_round_trip():
