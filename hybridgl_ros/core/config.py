@@ -31,9 +31,10 @@ SAM_CHECKPOINT_INPUT_SIDE = 1024
 #: score filters").
 SPEC_SCORE_THRESH = 0.7
 COARSE_GRID_SCORE_THRESH = 0.4
-#: Default mode: a SAM taking a smaller input than this runs one crop layer (its masks come on a
-#: grid of a quarter of its input side; the embedded demo SAM's 256 px give 64 x 64).
-AUTO_CROP_BELOW_INPUT_SIDE = 512
+#: Default mode: a SAM taking a smaller input than this has its masks on a coarse grid (a
+#: quarter of its input side; the embedded demo SAM's 256 px give 64 x 64); it runs one crop
+#: layer and the coarse grid's score filters (``ProposalConfig.coarse_grid``).
+COARSE_GRID_BELOW_INPUT_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,18 @@ class ProposalConfig:
             return self.points_per_side
         return SPEC_POINTS_PER_SIDE if reference else DEFAULT_MODE_POINTS_PER_SIDE
 
+    @staticmethod
+    def coarse_grid(reference: bool, input_side: int) -> bool:
+        """Whether the mode's values for a coarse mask grid apply: the default mode, and a SAM
+        whose image encoder takes less than ``COARSE_GRID_BELOW_INPUT_SIDE`` px."""
+        return not reference and input_side < COARSE_GRID_BELOW_INPUT_SIDE
+
     def crop_layers(self, reference: bool, input_side: int) -> int:
         """The crop layers in a mode for a SAM whose image encoder takes ``input_side`` px:
         ``crop_n_layers``, or the mode's and the model's when -1."""
         if self.crop_n_layers >= 0:
             return self.crop_n_layers
-        return 1 if not reference and input_side < AUTO_CROP_BELOW_INPUT_SIDE else 0
+        return 1 if self.coarse_grid(reference, input_side) else 0
 
     def score_threshold(self, value: float, reference: bool, input_side: int) -> float:
         """``pred_iou_thresh`` or ``stability_score_thresh`` (``value``) in a mode for a SAM
@@ -109,8 +116,9 @@ class ProposalConfig:
         when -1."""
         if value >= 0:
             return value
-        coarse = not reference and input_side < AUTO_CROP_BELOW_INPUT_SIDE
-        return COARSE_GRID_SCORE_THRESH if coarse else SPEC_SCORE_THRESH
+        if self.coarse_grid(reference, input_side):
+            return COARSE_GRID_SCORE_THRESH
+        return SPEC_SCORE_THRESH
 
     def for_mode(self, reference: bool,
                  input_side: int = SAM_CHECKPOINT_INPUT_SIDE) -> 'ProposalConfig':
@@ -439,8 +447,9 @@ class HybridGLConfig:
             value = getattr(self.proposals, name)
             if value < 0 and value != -1:
                 raise ConfigError(f'proposals.{name} must be >= 0, or -1 for the mode\'s and the '
-                                  f'model\'s (0.7; 0.4 in the default mode for a SAM of input '
-                                  f'side below 512), not {value}')
+                                  f'model\'s ({SPEC_SCORE_THRESH}; {COARSE_GRID_SCORE_THRESH} in '
+                                  f'the default mode for a SAM of input side below '
+                                  f'{COARSE_GRID_BELOW_INPUT_SIDE}), not {value}')
         if self.proposals.crop_n_layers < -1:
             raise ConfigError('proposals.crop_n_layers must be >= 0, or -1 for the mode\'s and '
                               f'the model\'s, not {self.proposals.crop_n_layers}')

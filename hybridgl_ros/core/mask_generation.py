@@ -68,7 +68,8 @@ class BoundedMaskGenerator:
         from segment_anything.utils.transforms import ResizeLongestSide
 
         self.sam = sam
-        # A grid side of 0 or crop layers of -1 left to resolve are the default mode's.
+        # A grid side of 0, crop layers or score thresholds of -1 left to resolve are the
+        # default mode's.
         self.config = config.for_mode(False, sam.image_encoder.img_size)
         self.encoder_dtype = encoder_dtype
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)

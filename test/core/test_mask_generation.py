@@ -96,14 +96,14 @@ def test_the_coarse_grids_score_filters_keep_small_objects(demo_sam):
     "Small objects: SAM's score filters"): objects at 0.35 of the series' size, the frame at
     the working size, are all found; the spec's 0.7 drops the masks of most of them (SAM
     scores a mask a few cells wide low however well it fits)."""
+    from hybridgl_ros.core.motion import mask_iou
     from hybridgl_ros.demo.scenes import at_working_size
 
     small = at_working_size(make_scene(5, 0, 'flat', object_scale=0.35), 256 * 256)
 
     def found(config):
         masks = BoundedMaskGenerator(demo_sam, config).generate(small.image_rgb)['masks']
-        return sum(max((mask & obj).sum() / (mask | obj).sum() for mask in masks) >= 0.5
-                   for obj in small.masks)
+        return sum(max(mask_iou(mask, obj) for mask in masks) >= 0.5 for obj in small.masks)
 
     assert found(ProposalConfig()) == len(small.masks) == 6
     assert found(ProposalConfig(pred_iou_thresh=0.7, stability_score_thresh=0.7)) <= 3
