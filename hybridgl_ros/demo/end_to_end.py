@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from hybridgl_ros.demo.expressions import KINDS, MULTI_TARGET_KINDS, NO_TARGET_KINDS
+from hybridgl_ros.demo.expressions import (
+    KINDS, MULTI_TARGET_KINDS, NO_TARGET_KINDS, SHAPE_KINDS)
 from hybridgl_ros.demo.gref_expressions import general_expressions
 from hybridgl_ros.demo.scenes import make_scene
 from hybridgl_ros.eval.grounding import spatial_word
@@ -22,7 +23,8 @@ from hybridgl_ros.eval.grounding import spatial_word
 #: Scene series for end-to-end checks (never used in training).
 END_TO_END_SEED = 3001
 IOU_HIT = 0.5
-ALL_KINDS = KINDS + NO_TARGET_KINDS + MULTI_TARGET_KINDS
+SINGLE_TARGET_KINDS = KINDS + SHAPE_KINDS
+ALL_KINDS = SINGLE_TARGET_KINDS + NO_TARGET_KINDS + MULTI_TARGET_KINDS
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,7 +63,7 @@ def evaluate_pipeline(pipeline, seed: int = END_TO_END_SEED, count: int = 20,
             'spatial_words': {w: _summary([r for r in rows
                                            if r['kind'] == 'spatial' and r['word'] == w])
                               for w in spatial},
-            'single_target': _summary([r for r in rows if r['kind'] in KINDS]),
+            'single_target': _summary([r for r in rows if r['kind'] in SINGLE_TARGET_KINDS]),
             'overall': _summary(rows),
             'prepare_seconds_per_image': round(prepare_s / max(1, count), 3),
             'query_ms': round(1000 * query_s / max(1, len(rows)), 2)}

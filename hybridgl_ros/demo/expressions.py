@@ -24,6 +24,9 @@ import numpy as np
 from hybridgl_ros.demo.scenes import SceneObject
 
 KINDS = ('attribute', 'position', 'relation', 'spatial')
+#: Single-target expressions of the gRefCOCO layout only (``gref_expressions``): an object named
+#: by its shape alone ("the star", "the small star").
+SHAPE_KINDS = ('shape',)
 #: Expressions whose target is not in the scene (gRefCOCO's no-target expressions): a colour and
 #: shape combination that is not on the table, a relation that holds for nothing, or a shape
 #: that is not there placed by a position word.

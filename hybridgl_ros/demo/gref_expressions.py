@@ -9,6 +9,9 @@ A robot must hear "not there" and "which one?" as answers; these expressions mea
   on the left" with no star): judged among look-alikes, the presence test reads the bare shape.
 * ``absent_relation`` — the object is there but the relation holds for nothing ("the cube to
   the left of the blue ball" when every cube is to its right), or the anchor is not there.
+* ``shape`` (one target) — an object named by its shape alone, with its size word where
+  another object of that shape has the other size ("the star" when one star is there, "the
+  small star" beside a big one): a user names no colour where the shape says enough.
 * ``ambiguous`` — a look (colour and shape) that two or more objects share, named without what
   tells them apart ("the red ball" beside two red balls): every look-alike is a target.
 
@@ -51,13 +54,15 @@ def general_expressions(objects: tuple[SceneObject, ...], seed: int, index: int,
     """Every expression of scene ``index`` of series ``seed``: the single-target ones of
     :func:`~hybridgl_ros.demo.expressions.scene_expressions` (unchanged), then the
     no-target and multi-target ones (seeded on their own, so adding them changed nothing),
-    then the absent position expressions (seeded on their own again, added later)."""
+    then the absent position expressions and the shape expressions (each seeded on its own
+    again, added later)."""
     refs = [GeneralRef.of(r) for r in scene_expressions(objects, seed, index, per_ref)]
     rng = np.random.default_rng([seed, index, 2])
     refs += absent_expressions(objects, rng, per_ref)
     refs += ambiguous_expressions(objects, rng, per_ref)
     refs += absent_position_expressions(objects, np.random.default_rng([seed, index, 3]),
                                         per_ref)
+    refs += shape_expressions(objects, np.random.default_rng([seed, index, 4]), per_ref)
     return refs
 
 
@@ -92,6 +97,27 @@ def absent_position_expressions(objects: tuple[SceneObject, ...], rng: np.random
                 f'the left {shape}', f'the right {shape}', f'the top {shape}',
                 f'the bottom {shape}']
     return [_ref((), 'absent_position', variants, rng, per_ref)]
+
+
+#: At most this many shape expressions per scene (the other kinds keep their share).
+SHAPE_REFS_PER_SCENE = 2
+
+
+def shape_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generator,
+                      per_ref: int = 2) -> list[GeneralRef]:
+    """Single-target expressions naming the shape alone: "the star" for the only star, "the
+    small star" for a star whose every other star is big (and "the big star" the other way
+    round); at most ``SHAPE_REFS_PER_SCENE`` per scene, drawn at random, in scene order."""
+    candidates = []
+    for t, target in enumerate(objects):
+        same_shape = [o for i, o in enumerate(objects) if i != t and o.shape == target.shape]
+        if not same_shape:
+            candidates.append((t, [f'the {target.shape}', f'a {target.shape}']))
+        elif all(o.size != target.size for o in same_shape):
+            name = f'{target.size} {target.shape}'
+            candidates.append((t, [f'the {name}', name]))
+    keep = sorted(rng.permutation(len(candidates))[:SHAPE_REFS_PER_SCENE])
+    return [_ref((candidates[i][0],), 'shape', candidates[i][1], rng, per_ref) for i in keep]
 
 
 def ambiguous_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generator,

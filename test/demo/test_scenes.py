@@ -258,3 +258,26 @@ def test_grefcoco_layout_marks_no_target_and_multi_target_refs(dataset):
             assert len(ref['ann_id']) >= 2
     sent_ids = [s['sent_id'] for r in grefs for s in r['sentences']]
     assert sent_ids == list(range(len(sent_ids)))
+
+
+def test_shape_expressions_name_one_object_by_its_shape_and_size_alone():
+    from hybridgl_ros.demo.gref_expressions import SHAPE_REFS_PER_SCENE, general_expressions
+
+    seen = {'plain': 0, 'sized': 0}
+    for index in range(30):
+        objects = make_scene(4, index).objects
+        refs = [ref for ref in general_expressions(objects, 4, index) if ref.kind == 'shape']
+        assert len(refs) <= SHAPE_REFS_PER_SCENE
+        for ref in refs:
+            (t,) = ref.targets
+            target, words = objects[t], ref.sentences[0].split()
+            assert words[-1] == target.shape and not set(words) & set(COLOURS)
+            same_shape = [o for o in objects if o.shape == target.shape]
+            if len(words) == 2:                                   # "the star": the only one
+                assert same_shape == [target]
+                seen['plain'] += 1
+            else:                                                 # "the small star"
+                assert words[1] == target.size
+                assert [o.size for o in same_shape].count(target.size) == 1
+                seen['sized'] += 1
+    assert seen['plain'] and seen['sized']
