@@ -289,9 +289,10 @@ class DecisionConfig:
     """Answers a planner can trust (core/decision.py): "not there", "which one?", a confidence.
 
     The coefficients are fitted per CLIP weights by ``hybridgl calibrate``; the defaults are the
-    embedded demo models' (fitted on 360 generated scenes of the tuning series, seeds
-    4001-4006, 30 shaded and 30 flat each: README "Answers a planner can trust"). Parity mode
-    never rejects or changes the choice.
+    embedded demo models' (fitted on 540 generated scenes of the tuning series: seeds
+    4001-4006, 30 shaded and 30 flat each, and seeds 4001-4003 with every object at any angle,
+    with every kind of expression ``hybridgl make-scenes`` writes: README "Answers a planner
+    can trust"). Parity mode never rejects or changes the choice.
     """
 
     reject_absent: bool = True
