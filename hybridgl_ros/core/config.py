@@ -298,42 +298,42 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.6769
+    presence_threshold: float = 0.6673
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per on the tuning series' shaded, flat and objects-at-any-angle runs: the highest
     that rejects at most 5 % of the present targets of each). For a target phrase that names a
     colour ("the red cube", "the small red cube on the left"); the two forms below have their
     own."""
-    presence_threshold_plain: float = 0.551
+    presence_threshold_plain: float = 0.5529
     """The threshold for a target phrase that names no colour ("the cube", "the small cube",
     "the cube on the left"): hybridgl calibrate lowers it below presence_threshold where that
     would reject more than the budget of such phrases' present targets in a style (README "One
     rejection budget per phrase form")."""
-    presence_threshold_anchored: float = 0.4412
+    presence_threshold_anchored: float = 0.3529
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.164409, 0.058614, -2.60378, -7.129297,
-                                           -0.005075, -0.003562, 0.051368, 0.080012,
-                                           -1.405289, 0.0, 0.024435, 0.005016, 0.031172,
-                                           -0.092599, -0.004193, 0.022086, 0.072789, 0.043801)
+    presence_weights: tuple[float, ...] = (0.166945, 0.068042, -1.8177, -7.894086,
+                                           0.001355, -0.006943, 0.048462, 0.070237,
+                                           -0.831449, 0.0, 0.004199, 0.004635, 0.028304,
+                                           -0.103434, -0.012795, 0.026231, 0.060041, 0.04839)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast and
     object contrast)."""
-    presence_bias: float = -5.448076
+    presence_bias: float = -5.607209
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.189012, -0.040704, -0.273604, 1.726493, 0.0, -0.069945, 0.065781)
+        0.163671, -0.041396, -0.413792, 1.704092, -10.232763, -0.058194, 0.061977)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -6.58689
+    confidence_bias: float = -5.645102
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 19.9
+    ambiguity_margin: float = 21.0
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
-    single-target expressions of each group of runs of the tuning series; it flags 98.6 % of
+    single-target expressions of each group of runs of the tuning series; it flags 98.9 % of
     the multi-target ones there)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""

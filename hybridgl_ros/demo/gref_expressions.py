@@ -9,6 +9,11 @@ A robot must hear "not there" and "which one?" as answers; these expressions mea
   on the left" with no star): judged among look-alikes, the presence test reads the bare shape.
 * ``absent_relation`` — the object is there but the relation holds for nothing ("the cube to
   the left of the blue ball" when every cube is to its right), or the anchor is not there.
+* ``relation`` and ``absent_relation`` again in the phrasings the RefCOCO layout does not write
+  (its relations name the target's shape and the anchor's colour and shape): the target named
+  with its colour ("the yellow star above the cube"), the anchor by its shape alone where it is
+  the only one of its shape ("the star left of the cube"); one that holds for its target only
+  and one that holds for nothing, or whose anchor is a shape not on the table.
 * ``shape`` (one target) — an object named by its shape alone, with its size word where
   another object of that shape has the other size ("the star" when one star is there, "the
   small star" beside a big one): a user names no colour where the shape says enough.
@@ -54,8 +59,8 @@ def general_expressions(objects: tuple[SceneObject, ...], seed: int, index: int,
     """Every expression of scene ``index`` of series ``seed``: the single-target ones of
     :func:`~hybridgl_ros.demo.expressions.scene_expressions` (unchanged), then the
     no-target and multi-target ones (seeded on their own, so adding them changed nothing),
-    then the absent position expressions and the shape expressions (each seeded on its own
-    again, added later)."""
+    then the absent position expressions, the shape expressions and the relations in other
+    phrasings (each seeded on its own again, added later)."""
     refs = [GeneralRef.of(r) for r in scene_expressions(objects, seed, index, per_ref)]
     rng = np.random.default_rng([seed, index, 2])
     refs += absent_expressions(objects, rng, per_ref)
@@ -63,6 +68,8 @@ def general_expressions(objects: tuple[SceneObject, ...], seed: int, index: int,
     refs += absent_position_expressions(objects, np.random.default_rng([seed, index, 3]),
                                         per_ref)
     refs += shape_expressions(objects, np.random.default_rng([seed, index, 4]), per_ref)
+    refs += phrased_relation_expressions(objects, np.random.default_rng([seed, index, 5]),
+                                         per_ref)
     return refs
 
 
@@ -118,6 +125,67 @@ def shape_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generator
             candidates.append((t, [f'the {name}', name]))
     keep = sorted(rng.permutation(len(candidates))[:SHAPE_REFS_PER_SCENE])
     return [_ref((candidates[i][0],), 'shape', candidates[i][1], rng, per_ref) for i in keep]
+
+
+def phrased_relation_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generator,
+                                 per_ref: int = 2) -> list[GeneralRef]:
+    """A relation that holds for its target only (kind ``relation``) and one that holds for
+    nothing (``absent_relation``), each drawn at random among those the scene allows, with the
+    target named by its shape or its colour and shape and the anchor by its shape alone (the
+    only one of its shape) or its colour and shape (the only one of its look), never both as
+    the RefCOCO layout names them ("the star left of the red cube"). One time in four the
+    no-target one has an anchor shape that is not on the table ("the star left of the ring")."""
+    present, absent = [], []
+    for t, target in enumerate(objects):
+        for t_name in (target.shape, f'{target.colour} {target.shape}'):
+            matches = [i for i, o in enumerate(objects) if _named(o, t_name)]
+            for anchor in objects:
+                if anchor.shape == target.shape:
+                    continue
+                for a_name in _anchor_names(objects, anchor):
+                    if t_name == target.shape and a_name != anchor.shape:
+                        continue                          # the RefCOCO layout's phrasing
+                    for place in ('left', 'right', 'top', 'bottom'):
+                        phrasings = [s.format(s=t_name, a=a_name)
+                                     for s in RELATION_TEMPLATES[place]]
+                        if _offset(anchor, target, place) > RELATION_MARGIN_PX and all(
+                                _offset(anchor, objects[i], place) < -RELATION_MARGIN_PX
+                                for i in matches if i != t):
+                            present.append((t, phrasings))
+                        # listed once per name: at the first object the name fits
+                        if matches[0] == t and all(
+                                _offset(anchor, objects[i], place) < -RELATION_MARGIN_PX
+                                for i in matches):
+                            absent.append(phrasings)
+    refs = []
+    if present:
+        t, phrasings = present[rng.integers(len(present))]
+        refs.append(_ref((t,), 'relation', phrasings, rng, per_ref))
+    missing = sorted(set(SHAPES) - {o.shape for o in objects})
+    if missing and rng.random() < 0.25:
+        target = objects[rng.integers(len(objects))]
+        t_name = (target.shape, f'{target.colour} {target.shape}')[rng.integers(2)]
+        place = ('left', 'right', 'top', 'bottom')[rng.integers(4)]
+        anchor = missing[rng.integers(len(missing))]
+        refs.append(_ref((), 'absent_relation', [s.format(s=t_name, a=anchor)
+                                                 for s in RELATION_TEMPLATES[place]],
+                         rng, per_ref))
+    elif absent:
+        refs.append(_ref((), 'absent_relation', absent[rng.integers(len(absent))], rng,
+                         per_ref))
+    return refs
+
+
+def _named(obj: SceneObject, name: str) -> bool:
+    """Whether ``name`` ("star" or "red star") fits ``obj``."""
+    return name in (obj.shape, f'{obj.colour} {obj.shape}')
+
+
+def _anchor_names(objects: tuple[SceneObject, ...], anchor: SceneObject) -> list[str]:
+    """The names that single ``anchor`` out: its shape alone when it is the only one of its
+    shape, its colour and shape when it is the only one of its look."""
+    return [name for name in (anchor.shape, f'{anchor.colour} {anchor.shape}')
+            if sum(_named(o, name) for o in objects) == 1]
 
 
 def ambiguous_expressions(objects: tuple[SceneObject, ...], rng: np.random.Generator,

@@ -281,3 +281,50 @@ def test_shape_expressions_name_one_object_by_its_shape_and_size_alone():
                 assert [o.size for o in same_shape].count(target.size) == 1
                 seen['sized'] += 1
     assert seen['plain'] and seen['sized']
+
+
+def test_phrased_relations_hold_for_their_target_only_or_for_nothing():
+    import re
+
+    from hybridgl_ros.demo.expressions import RELATION_MARGIN_PX, RELATION_TEMPLATES
+    from hybridgl_ros.demo.gref_expressions import phrased_relation_expressions
+
+    def side(anchor, obj, place):          # > margin: clearly there; < -margin: clearly not
+        dx = anchor.center_xy[0] - obj.center_xy[0]
+        dy = anchor.center_xy[1] - obj.center_xy[1]
+        return {'left': dx, 'right': -dx, 'top': dy, 'bottom': -dy}[place]
+
+    def named(objects, name):
+        return [o for o in objects if name in (o.shape, f'{o.colour} {o.shape}')]
+
+    patterns = [(place, re.compile('^' + t.format(s='(.+)', a='(.+)') + '$'))
+                for place, templates in RELATION_TEMPLATES.items() for t in templates]
+    seen = {'relation': 0, 'absent_relation': 0, 'coloured target': 0, 'plain anchor': 0,
+            'missing anchor': 0}
+    for index in range(40):
+        objects = make_scene(4, index).objects
+        refs = phrased_relation_expressions(objects, np.random.default_rng([4, index, 5]))
+        assert len(refs) <= 2 and len({ref.kind for ref in refs}) == len(refs)
+        for ref in refs:
+            seen[ref.kind] += 1
+            for sentence in ref.sentences:
+                place, t_name, a_name = next((place, *m.groups()) for place, p in patterns
+                                             if (m := p.match(sentence)))
+                matches, anchors = named(objects, t_name), named(objects, a_name)
+                seen['coloured target'] += ' ' in t_name
+                seen['plain anchor'] += ' ' not in a_name
+                # never the RefCOCO layout's phrasing (target's shape, anchor's colour and shape)
+                assert ' ' in t_name or ' ' not in a_name
+                if not anchors:                     # an anchor shape not on the table
+                    assert ref.kind == 'absent_relation' and ' ' not in a_name
+                    seen['missing anchor'] += 1
+                    continue
+                (anchor,) = anchors                 # the anchor's name singles it out
+                holds = [o for o in matches if side(anchor, o, place) > RELATION_MARGIN_PX]
+                assert all(abs(side(anchor, o, place)) > RELATION_MARGIN_PX for o in matches)
+                if ref.kind == 'relation':
+                    (t,) = ref.targets
+                    assert holds == [objects[t]]
+                else:
+                    assert ref.targets == () and matches and not holds
+    assert all(seen.values()), seen
