@@ -162,7 +162,7 @@ def _relation_variants(objects: tuple[SceneObject, ...], t: int,
                                         a.center_xy[1] - target.center_xy[1]))
     for anchor in anchors:
         for place in ('left', 'right', 'top', 'bottom'):
-            if _only_one_in_place(target, same_shape, anchor, place):
+            if only_one_in_place(target, same_shape, anchor, place):
                 a_name = f'{anchor.colour} {anchor.shape}'
                 return [s.format(s=target.shape, a=a_name) for s in RELATION_TEMPLATES[place]]
     return []
@@ -176,13 +176,15 @@ def unique_anchors(objects: tuple[SceneObject, ...], t: int) -> list[SceneObject
             if i != t and o.shape != target.shape and looks.count((o.colour, o.shape)) == 1]
 
 
-def _only_one_in_place(target: SceneObject, same_shape: list[SceneObject], anchor: SceneObject,
-                       place: str) -> bool:
+def only_one_in_place(target: SceneObject, same_shape: list[SceneObject], anchor: SceneObject,
+                      place: str) -> bool:
     """True if the target lies clearly ``place`` of the anchor and no look-alike shape does."""
-    def offset(o: SceneObject) -> float:
-        dx = anchor.center_xy[0] - o.center_xy[0]
-        dy = anchor.center_xy[1] - o.center_xy[1]
-        return {'left': dx, 'right': -dx, 'top': dy, 'bottom': -dy}[place]
+    return (relation_offset(anchor, target, place) > RELATION_MARGIN_PX
+            and all(relation_offset(anchor, o, place) < -RELATION_MARGIN_PX for o in same_shape))
 
-    return (offset(target) > RELATION_MARGIN_PX
-            and all(offset(o) < -RELATION_MARGIN_PX for o in same_shape))
+
+def relation_offset(anchor: SceneObject, obj: SceneObject, place: str) -> float:
+    """How far ``obj`` lies in ``place`` of ``anchor`` (pixels; negative = the other side)."""
+    dx = anchor.center_xy[0] - obj.center_xy[0]
+    dy = anchor.center_xy[1] - obj.center_xy[1]
+    return {'left': dx, 'right': -dx, 'top': dy, 'bottom': -dy}[place]

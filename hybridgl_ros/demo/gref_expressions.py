@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hybridgl_ros.demo.expressions import (
-    RELATION_MARGIN_PX, Referring, RELATION_TEMPLATES, unique_anchors, scene_expressions)
+    RELATION_MARGIN_PX, Referring, RELATION_TEMPLATES, only_one_in_place, relation_offset,
+    scene_expressions, unique_anchors)
 from hybridgl_ros.demo.scenes import COLOURS, SHAPES, SceneObject
 
 
@@ -148,13 +149,12 @@ def phrased_relation_expressions(objects: tuple[SceneObject, ...], rng: np.rando
                     for place in ('left', 'right', 'top', 'bottom'):
                         phrasings = [s.format(s=t_name, a=a_name)
                                      for s in RELATION_TEMPLATES[place]]
-                        if _offset(anchor, target, place) > RELATION_MARGIN_PX and all(
-                                _offset(anchor, objects[i], place) < -RELATION_MARGIN_PX
-                                for i in matches if i != t):
+                        if only_one_in_place(target, [objects[i] for i in matches if i != t],
+                                             anchor, place):
                             present.append((t, phrasings))
                         # listed once per name: at the first object the name fits
                         if matches[0] == t and all(
-                                _offset(anchor, objects[i], place) < -RELATION_MARGIN_PX
+                                relation_offset(anchor, objects[i], place) < -RELATION_MARGIN_PX
                                 for i in matches):
                             absent.append(phrasings)
     refs = []
@@ -233,15 +233,9 @@ def _false_relation(objects: tuple[SceneObject, ...], rng: np.random.Generator) 
                 return [s.format(s=target.shape, a=look) for s in RELATION_TEMPLATES[place]]
         for anchor in unique_anchors(objects, int(t)):
             for place in rng.permutation(['left', 'right', 'top', 'bottom']):
-                if all(_offset(anchor, o, place) < -RELATION_MARGIN_PX for o in same_shape):
+                if all(relation_offset(anchor, o, place) < -RELATION_MARGIN_PX
+                       for o in same_shape):
                     a_name = f'{anchor.colour} {anchor.shape}'
                     return [s.format(s=target.shape, a=a_name)
                             for s in RELATION_TEMPLATES[place]]
     return []
-
-
-def _offset(anchor: SceneObject, obj: SceneObject, place: str) -> float:
-    """How far ``obj`` lies in ``place`` of ``anchor`` (pixels; negative = the other side)."""
-    dx = anchor.center_xy[0] - obj.center_xy[0]
-    dy = anchor.center_xy[1] - obj.center_xy[1]
-    return {'left': dx, 'right': -dx, 'top': dy, 'bottom': -dy}[place]
