@@ -159,15 +159,35 @@ class PooledScene:
     sentences: list[list[tuple[str, str]]]
 
 
-def scene_regions(scene: Scene) -> np.ndarray:
-    """(R, H, W) bool: the object masks, then the table (the pixels of no object)."""
+def scene_regions(scene: Scene, mask_grid: int = 0) -> np.ndarray:
+    """(R, H, W) bool: the object masks, then the table (the pixels of no object); with
+    ``mask_grid`` > 0 each object's mask as SAM draws it (:func:`as_sam_draws`)."""
     table = ~scene.masks.any(axis=0)
-    return np.concatenate([scene.masks, table[None]])
+    objects = as_sam_draws(scene.masks, mask_grid) if mask_grid > 0 else scene.masks
+    return np.concatenate([objects, table[None]])
+
+
+def as_sam_draws(masks: np.ndarray, grid: int) -> np.ndarray:
+    """(K, H, W) bool: each mask as SAM draws it: SAM predicts a mask as logits on a ``grid``-
+    cell grid over its input's longer side (64 for the embedded SAM: 4 x its 16 x 16 token
+    grid) and upsamples them bilinearly, so a small object's mask comes out a blob (a cube's
+    corners cut round, a star without its points). Here: the mask's share of each cell, read
+    back bilinearly, kept where it is at least half. A mask that would vanish stays as it is
+    (SAM proposes nothing there; a training region needs its pixels)."""
+    h, w = masks.shape[1:]
+    cell = max(h, w) / grid
+    small = (max(1, round(w / cell)), max(1, round(h / cell)))
+    out = []
+    for mask in masks:
+        share = cv2.resize(mask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+        blob = cv2.resize(share, (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+        out.append(blob if blob.any() else mask)
+    return np.stack(out)
 
 
 def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
                working_pixels: int = 0, object_scale: float = 1.0,
-               any_angle: bool = False) -> PooledScene:
+               any_angle: bool = False, mask_grid: int = 0) -> PooledScene:
     """Builds the inputs of scene ``index`` of series ``seed`` with the pipeline's code.
 
     Args:
@@ -177,22 +197,24 @@ def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
             pipeline does before SAM and CLIP see it (0: the full frame).
         object_scale: every object's size times this (``scenes.make_scene``).
         any_angle: every object at an angle from the whole circle (``scenes.make_scene``).
+        mask_grid: the objects' masks as SAM draws them on this grid (``as_sam_draws``; 0:
+            the exact masks).
     """
     from hybridgl_ros.core.config import GemConfig
     from hybridgl_ros.core.gem import preprocess_image
 
     scene = at_working_size(make_scene(seed, index, style, object_scale, any_angle),
                             working_pixels)
+    regions = scene_regions(scene, mask_grid)
     with torch.no_grad():
-        inputs = encoder.input_builder(scene.image_rgb).build(
-            torch.from_numpy(scene_regions(scene)))
+        inputs = encoder.input_builder(scene.image_rgb).build(torch.from_numpy(regions))
     gem = GemConfig()
     gem_hw = tuple(gem.input_scale * side for side in encoder.input_hw)
     gem_image = preprocess_image(scene.image_rgb, gem_hw, gem.image_mean, gem.image_std)
     grid = tuple(gem.input_scale * side for side in encoder.grid_hw)
     coverage = np.stack([cv2.resize(region.astype(np.float32), grid[::-1],
                                     interpolation=cv2.INTER_AREA)
-                         for region in scene_regions(scene)])
+                         for region in regions])
     refs = scene_expressions(scene.objects, seed, index, per_ref=3)
     sentences: list[list[tuple[str, str]]] = [[] for _ in scene.objects]
     for ref in refs:

@@ -130,3 +130,34 @@ def test_the_sam_is_trained_in_four_stages_the_later_on_other_renderers_too(tmp_
     sam = build_sam(str(tmp_path / 'sam_arch.json'))
     state = torch.load(tmp_path / 'sam.pth', weights_only=True)
     sam.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+
+
+def test_masks_as_sam_draws_them_lose_a_small_objects_corners_not_a_big_ones():
+    import numpy as np
+
+    from hybridgl_ros.demo.clip_data import as_sam_draws
+    from hybridgl_ros.demo.train_clip import SAM_MASK_GRID, ClipRecipe
+
+    assert SAM_MASK_GRID == 64                 # the embedded SAM's 64 x 64 mask logits
+    assert ClipRecipe.at_any_angle('w.pt').mask_grid == 0      # the shipped stages: exact
+    masks = np.zeros((3, 240, 320), bool)
+    masks[0, 20:120, 20:120] = True            # big square: 100 px, 20 cells of 5 px
+    masks[1, 150:162, 200:212] = True          # small square: 12 px, about 2.4 cells
+    masks[2, 230:232, 300:302] = True          # a dot SAM's grid cannot draw
+    drawn = as_sam_draws(masks, SAM_MASK_GRID)
+    iou = [(m & d).sum() / (m | d).sum() for m, d in zip(masks, drawn)]
+    assert iou[0] > 0.95
+    assert 0.3 < iou[1] < 0.9                  # a blob where the square was
+    assert not drawn[1, 150, 200] and drawn[1, 156, 206]   # its corner cut, its middle kept
+    assert (drawn[2] == masks[2]).all()        # kept as it is rather than lost
+
+
+def test_a_recipe_with_a_mask_grid_trains_on_masks_as_sam_draws_them(tmp_path):
+    from dataclasses import replace
+
+    from hybridgl_ros.demo.train_clip import SAM_MASK_GRID
+
+    metrics = train_clip(tmp_path, replace(ClipRecipe.smoke(), mask_grid=SAM_MASK_GRID))
+    assert metrics['recipe']['mask_grid'] == SAM_MASK_GRID
+    model, _ = build_clip(str(tmp_path / 'clip_config.json'))
+    load_clip_weights(model, tmp_path / 'clip.pt')
