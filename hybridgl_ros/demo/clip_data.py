@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hybridgl_ros.demo.expressions import scene_expressions
+from hybridgl_ros.demo.recipe import low_res_shares
 from hybridgl_ros.demo.scenes import (
     COLOURS, SHAPES, SIZES, Scene, SceneObject, at_working_size, make_scene)
 
@@ -175,12 +176,10 @@ def as_sam_draws(masks: np.ndarray, grid: int) -> np.ndarray:
     back bilinearly, kept where it is at least half. A mask that would vanish stays as it is
     (SAM proposes nothing there; a training region needs its pixels)."""
     h, w = masks.shape[1:]
-    cell = max(h, w) / grid
-    small = (max(1, round(w / cell)), max(1, round(h / cell)))
     out = []
     for mask in masks:
-        share = cv2.resize(mask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
-        blob = cv2.resize(share, (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+        blob = cv2.resize(low_res_shares(mask, grid), (w, h),
+                          interpolation=cv2.INTER_LINEAR) >= 0.5
         out.append(blob if blob.any() else mask)
     return np.stack(out)
 

@@ -1,9 +1,10 @@
 """What the demo-model trainers share: the ``--steps``/``--seed`` overrides, the lr schedule,
-the object sizes of the training scenes and training in stages."""
+the object sizes of the training scenes, training in stages and SAM's low-res mask grid."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 #: The later stages' object sizes: ``SCALED_SHARE`` of their scenes at a factor in this range
@@ -100,3 +101,11 @@ def train_in_stages(out_dir, first, later, train, weights_file: str, metrics_fil
     metrics.update(earlier)
     write_json(out / metrics_file, metrics)
     return metrics
+
+
+def low_res_shares(mask: np.ndarray, side: int) -> np.ndarray:
+    """(rows, cols) float32: the share of each cell of SAM's low-res mask grid (``side`` cells
+    over the longer side of its padded, square input; the image's part of it) that the (H, W)
+    bool ``mask`` covers, by area averaging."""
+    rows, cols = (max(1, round(side * n / max(mask.shape))) for n in mask.shape)
+    return cv2.resize(mask.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA)

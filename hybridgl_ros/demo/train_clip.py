@@ -85,7 +85,7 @@ ANY_ANGLE_STEPS = 800
 TURNED_SHARE = 0.5
 #: The grid the embedded SAM draws its masks on (4 x its token grid), for ``ClipRecipe.
 #: mask_grid`` (no shipped stage uses it: the seventh stages tried, model card).
-SAM_MASK_GRID = 4 * DEMO_SAM_ARCH.img_size // DEMO_SAM_ARCH.patch_size
+SAM_MASK_GRID = 4 * DEMO_SAM_ARCH.embedding_side
 EVAL_SCENE_SEED = 2001
 #: What ``ClipRecipe.smoke`` (and a smoke run of either stage) changes: a few tiny steps.
 SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_steps': 1,

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from hybridgl_ros.core.sam_arch import SamArchitecture, build_sam
 from hybridgl_ros.demo.recipe import (
-    OBJECT_SCALES, SCALED_SHARE, ScaledScenes, TrainingRecipe, train_in_stages)
+    OBJECT_SCALES, SCALED_SHARE, ScaledScenes, TrainingRecipe, low_res_shares, train_in_stages)
 from hybridgl_ros.demo.scenes import make_scene
 
 LOGGER = logging.getLogger(__name__)
@@ -243,11 +243,9 @@ def _low_res_loss(low_res: torch.Tensor, label: np.ndarray, under: np.ndarray
                   ) -> torch.Tensor:
     """BCE + dice of the low-res logits (P, M, h, w) against each region's pixel fraction per
     low-res cell (the image part of the padded grid only)."""
-    side = low_res.shape[-1]
-    rows, cols = (round(side * n / max(label.shape)) for n in label.shape)
+    cover = np.stack([low_res_shares(label == k, low_res.shape[-1]) for k in under])
+    rows, cols = cover.shape[1:]
     logits = low_res[..., :rows, :cols]
-    cover = np.stack([cv2.resize((label == k).astype(np.float32), (cols, rows),
-                                 interpolation=cv2.INTER_AREA) for k in under])
     truth = torch.from_numpy(cover)[:, None].expand_as(logits)
     bce = F.binary_cross_entropy_with_logits(logits, truth)
     prob = logits.sigmoid()

@@ -136,6 +136,7 @@ def test_masks_as_sam_draws_them_lose_a_small_objects_corners_not_a_big_ones():
     import numpy as np
 
     from hybridgl_ros.demo.clip_data import as_sam_draws
+    from hybridgl_ros.demo.end_to_end import mask_iou
     from hybridgl_ros.demo.train_clip import SAM_MASK_GRID, ClipRecipe
 
     assert SAM_MASK_GRID == 64                 # the embedded SAM's 64 x 64 mask logits
@@ -145,7 +146,7 @@ def test_masks_as_sam_draws_them_lose_a_small_objects_corners_not_a_big_ones():
     masks[1, 150:162, 200:212] = True          # small square: 12 px, about 2.4 cells
     masks[2, 230:232, 300:302] = True          # a dot SAM's grid cannot draw
     drawn = as_sam_draws(masks, SAM_MASK_GRID)
-    iou = [(m & d).sum() / (m | d).sum() for m, d in zip(masks, drawn)]
+    iou = [mask_iou(m, d) for m, d in zip(masks, drawn)]
     assert iou[0] > 0.95
     assert 0.3 < iou[1] < 0.9                  # a blob where the square was
     assert not drawn[1, 150, 200] and drawn[1, 156, 206]   # its corner cut, its middle kept
