@@ -176,6 +176,12 @@ class FeatureConfig:
     much of it on each side (1.5: the object spans a quarter of the window, the middle of the
     sizes the demo CLIP trained on), so a small object reaches the CLIP at a size it can name.
     0: the whole frame only, as the authors' method."""
+    mirror_view: bool = True
+    """Default mode: each mask's feature is the sum of its features on the frame and on the
+    frame's mirror image (the frame and the mask flipped left to right): a colour or a shape
+    reads the same in a mirror, the CLIP's reading of one view's pixels does not, and the sum
+    of two readings is the surer one (README "Two views of each mask"); twice the CLIP work of
+    the mask features. False: one view, as the authors' method."""
 
 
 @dataclass(frozen=True)
@@ -298,42 +304,42 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.6673
+    presence_threshold: float = 0.683
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per on the tuning series' shaded, flat and objects-at-any-angle runs: the highest
     that rejects at most 5 % of the present targets of each). For a target phrase that names a
     colour ("the red cube", "the small red cube on the left"); the two forms below have their
     own."""
-    presence_threshold_plain: float = 0.5529
+    presence_threshold_plain: float = 0.555
     """The threshold for a target phrase that names no colour ("the cube", "the small cube",
     "the cube on the left"): hybridgl calibrate lowers it below presence_threshold where that
     would reject more than the budget of such phrases' present targets in a style (README "One
     rejection budget per phrase form")."""
-    presence_threshold_anchored: float = 0.3529
+    presence_threshold_anchored: float = 0.1752
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.166945, 0.068042, -1.8177, -7.894086,
-                                           0.001355, -0.006943, 0.048462, 0.070237,
-                                           -0.831449, 0.0, 0.004199, 0.004635, 0.028304,
-                                           -0.103434, -0.012795, 0.026231, 0.060041, 0.04839)
+    presence_weights: tuple[float, ...] = (0.173121, 0.06299, -1.508663, -7.839292, 0.000963,
+                                           -0.003187, 0.040327, 0.074796, -0.858895, 0.0,
+                                           0.009932, 0.003679, 0.02794, -0.106377, -0.021808,
+                                           0.035048, 0.063619, 0.056805)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast and
     object contrast)."""
-    presence_bias: float = -5.607209
+    presence_bias: float = -5.866348
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.163671, -0.041396, -0.413792, 1.704092, -10.232763, -0.058194, 0.061977)
+        0.153602, -0.030774, -0.520999, 1.745633, -9.424035, -0.057868, 0.058083)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -5.645102
+    confidence_bias: float = -5.083487
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 21.0
+    ambiguity_margin: float = 17.5
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
-    single-target expressions of each group of runs of the tuning series; it flags 98.9 % of
+    single-target expressions of each group of runs of the tuning series; it flags 98.6 % of
     the multi-target ones there)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""

@@ -137,7 +137,8 @@ class HybridEncoder:
         return self.config.mode != 'L'
 
     def encode(self, image_rgb: np.ndarray, masks: np.ndarray,
-               cancel: CancelToken | None = None, zoom_context: float = 0.0) -> torch.Tensor:
+               cancel: CancelToken | None = None, zoom_context: float = 0.0,
+               mirror: bool = False) -> torch.Tensor:
         """Features v_n of the masks of one image.
 
         Args:
@@ -148,6 +149,8 @@ class HybridEncoder:
             zoom_context: > 0: the default mode's feature, the sum of the normalised features
                 on the whole image and on each mask's window (:meth:`zoomed_features`), the
                 image normalised and blurred once for both; 0: the spec's.
+            mirror: the default mode's two views: the sum of this feature on the image and on
+                its mirror image (image and masks flipped left to right); False: the spec's.
 
         Returns:
             (N, D) float32 on the device, not normalised; (0, D) when N = 0.
@@ -156,12 +159,21 @@ class HybridEncoder:
         if masks.shape[0] == 0:
             return self._no_features()
         with torch.no_grad():
-            builder = self.input_builder(image_rgb)
-            features = self._chunked(masks, cancel,
-                                     lambda chunk: builder.build(self._upload(chunk)))
-            if zoom_context > 0:
-                zoomed = self.zoomed_features(builder, masks, zoom_context, cancel)
-                features = F.normalize(features, dim=-1) + F.normalize(zoomed, dim=-1)
+            features = self._one_view(image_rgb, masks, cancel, zoom_context)
+            if mirror:
+                features = features + self._one_view(
+                    np.ascontiguousarray(image_rgb[:, ::-1]),
+                    np.ascontiguousarray(masks[:, :, ::-1]), cancel, zoom_context)
+        return features
+
+    def _one_view(self, image_rgb: np.ndarray, masks: np.ndarray, cancel: CancelToken | None,
+                  zoom_context: float) -> torch.Tensor:
+        """:meth:`encode`'s feature of the masks on one view of the image (no mirror)."""
+        builder = self.input_builder(image_rgb)
+        features = self._chunked(masks, cancel, lambda chunk: builder.build(self._upload(chunk)))
+        if zoom_context > 0:
+            zoomed = self.zoomed_features(builder, masks, zoom_context, cancel)
+            features = F.normalize(features, dim=-1) + F.normalize(zoomed, dim=-1)
         return features
 
     def zoomed_features(self, builder: MaskInputBuilder, masks: np.ndarray, context: float,

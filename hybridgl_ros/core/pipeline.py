@@ -140,7 +140,7 @@ class HybridGL:
                 proposals = drop_split_masks(proposals)
         with _timed(timings, 'features', self.device):
             features = self.encoder.encode(working, proposals.masks, cancel,
-                                           self.zoom_context)   # (N, D)
+                                           self.zoom_context, self.mirror_view)   # (N, D)
         gem_tokens, grid = None, (0, 0)
         check_cancel(cancel)
         if self.config.guidance.use_coherence and len(proposals):
@@ -219,6 +219,12 @@ class HybridGL:
     def zoom_context(self) -> float:
         """The zoomed look's margin (``features.zoom_context``; default mode only, 0 = off)."""
         return 0.0 if self.config.reference else self.config.features.zoom_context
+
+    @property
+    def mirror_view(self) -> bool:
+        """Whether mask features sum the frame's and its mirror image's
+        (``features.mirror_view``; default mode only)."""
+        return self.config.features.mirror_view and not self.config.reference
 
     def _downscaled(self, image_rgb: np.ndarray, size: tuple[int, int]) -> dict:
         """What SAM's proposer is told of a frame it sees downscaled: the holes its clean-up

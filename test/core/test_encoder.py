@@ -352,3 +352,17 @@ def test_masks_of_another_size_than_the_image_are_rejected(tiny_clip, scene_rgb)
 def test_fusion_start_beyond_the_depth_is_rejected(tiny_clip):
     with pytest.raises(ConfigError):
         HybridEncoder(tiny_clip.visual, CONFIG, 13, 'cpu')
+
+
+def test_the_mirror_view_adds_the_features_of_the_flipped_image_and_masks(tiny_clip, scene_rgb,
+                                                                          scene_masks):
+    encoder = _encoder(tiny_clip)
+    flipped_rgb = np.ascontiguousarray(scene_rgb[:, ::-1])
+    flipped_masks = np.ascontiguousarray(scene_masks[:, :, ::-1])
+    for context in (0.0, 1.5):
+        both = encoder.encode(scene_rgb, scene_masks, zoom_context=context, mirror=True)
+        torch.testing.assert_close(
+            both, encoder.encode(scene_rgb, scene_masks, zoom_context=context)
+            + encoder.encode(flipped_rgb, flipped_masks, zoom_context=context),
+            atol=1e-5, rtol=1e-5)
+    assert encoder.encode(scene_rgb, scene_masks[:0], mirror=True).shape == (0, 32)

@@ -140,8 +140,8 @@ def test_default_mode_adds_the_zoomed_look_and_reference_mode_does_not(make_segm
     import torch
     import torch.nn.functional as F
 
-    zoomed, _ = make_segmenter()
-    whole, _ = make_segmenter(**{'features.zoom_context': 0.0})
+    zoomed, _ = make_segmenter(**{'features.mirror_view': False})
+    whole, _ = make_segmenter(**{'features.zoom_context': 0.0, 'features.mirror_view': False})
     parity, _ = make_segmenter(parity='reference')
     masks = scene_masks()
     frame = zoomed.prepare(scene_rgb)
@@ -153,6 +153,29 @@ def test_default_mode_adds_the_zoomed_look_and_reference_mode_does_not(make_segm
     for plain in (whole, parity):
         other = plain.prepare(scene_rgb)
         torch.testing.assert_close(other.mask_features, plain.encoder.encode(scene_rgb, masks))
+
+
+def test_default_mode_adds_the_mirror_view_and_reference_mode_does_not(make_segmenter,
+                                                                       scene_rgb):
+    import torch
+    import torch.nn.functional as F
+
+    default, _ = make_segmenter()
+    parity, _ = make_segmenter(parity='reference')
+    masks = scene_masks()
+    encoder = default.encoder
+    one_view = encoder.encode(scene_rgb, masks, zoom_context=1.5)
+    mirrored = encoder.encode(np.ascontiguousarray(scene_rgb[:, ::-1]),
+                              np.ascontiguousarray(masks[:, :, ::-1]), zoom_context=1.5)
+    frame = default.prepare(scene_rgb)
+    torch.testing.assert_close(frame.mask_features, one_view + mirrored, atol=1e-5, rtol=1e-5)
+    # the two views differ (the CLIP's positions are not mirror-symmetric), so the sum is not
+    # the one view's feature again
+    assert not torch.allclose(F.normalize(one_view, dim=-1), F.normalize(mirrored, dim=-1),
+                              atol=1e-3)
+    torch.testing.assert_close(parity.prepare(scene_rgb).mask_features,
+                               parity.encoder.encode(scene_rgb, masks))
+    assert default.mirror_view and not parity.mirror_view
 
 
 def test_ablation_without_coherence_skips_gem(make_segmenter, scene_rgb):
