@@ -331,10 +331,10 @@ class DecisionConfig:
     presence_bias: float = -5.866348
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.153602, -0.030774, -0.520999, 1.745633, -9.424035, -0.057868, 0.058083)
+        0.15448, -0.03083, -0.517192, 1.741242, 0.0, -0.058245, 0.058496)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -5.083487
+    confidence_bias: float = -5.125875
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 17.5
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
@@ -354,6 +354,11 @@ class DecisionConfig:
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
+    relation_fails_absent: bool = True
+    """With relation_must_hold, answer "not found" when the relation holds for no candidate
+    that looks like the target ("the cube left of the blue ball" with every cube to its
+    right), whatever P(present) says (default mode; hybridgl calibrate counts these present
+    targets in the rejection budget). README "A relation that holds for nothing"."""
     look_margin: float = 30.0
     """Never answer with a candidate whose s is more than this below the best mask's (logits;
     0 = off; default mode): a position or size word picks among objects that look like the

@@ -8,7 +8,8 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    relation must hold: the answer is the best-F candidate that matches the target about as
    well as the best match (``match_margin``) and lies as the relation says of its anchors
    (probability-weighted over the relation's partners, spec §7.2); if none does, the relation
-   *fails*.
+   *fails*, and the answer is "not found" whatever P(present) says
+   (``decision.relation_fails_absent``: what the expression refers to is not there).
 2. **Presence.** P(target present) = σ(w·x + b) on x = (best s, best anchor s, has anchor,
    relation fails, standout, word standout, colour contrast, object contrast, names a
    contrast colour, names a contrast object, and best s, standout and word standout again
@@ -215,9 +216,14 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
                     + [ps.capped(words, i), view.standout_of(i)] for i in (choice, *alternatives)}
     confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias, x, calibrated)
                    for i, x in confidence_x.items()}
+    # the relation holds for nothing that looks like the target: what the expression refers
+    # to is not there, however well its target and anchor phrases fit ("the cube left of the
+    # blue ball" with every cube to its right)
+    relation_absent = fails and cfg.relation_fails_absent and cfg.reject_absent
     signals = {'presence_x': presence_x, 'confidence_x': confidence_x[choice],
                'tie_margin': max(tie_margin, 0.0),
                'relation_verifiable': verifiable, 'relation_fails': fails,
+               'relation_absent': relation_absent,
                'method_choice': scores.chosen, 'choice': choice}
     # a relation to an anchor the text encoder has no word of ("the ring left of the 🐘")
     # cannot be checked: like a target phrase naming nothing it knows, not found
@@ -229,7 +235,8 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
         presence = 0.0 if calibrated else float('nan')   # names nothing the model knows
     form = ps.phrase_form(presence_x)
     unlikely = calibrated and presence < cfg.threshold_for(form)
-    reject = cfg.reject_absent and not config.reference and (unknown or unlikely)
+    reject = cfg.reject_absent and not config.reference and (unknown or unlikely
+                                                              or relation_absent)
     if reject and parse.cannot_check:
         return Decision(-1, False, presence, 1.0 - presence, False, (), parse.cannot_check,
                         'absent', signals)

@@ -16,6 +16,9 @@ each set of weights needs its own fit. The fit:
    group), to the highest that keeps within it: the forms' present targets reach different
    P(present) levels, and a planner asking "the cube left of the ball" is owed the same
    budget as one asking "the red cube";
+   an answer the relation rule makes "not found" (``decision.relation_fails_absent``: the
+   record's ``relation_absent`` signal) counts as rejected whatever its P(present), so its
+   present targets take their share of the budget first;
 3. P(right) by logistic regression of "the chosen mask is a target" on ``confidence_x`` over
    the answers that threshold keeps (a rejected answer's confidence is 1 − P(present));
 4. the ambiguity margin: the widest s margin that flags at most ``max_flagged`` of the
@@ -128,17 +131,21 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     x_p = np.array([r['signals']['presence_x'] for r in records])
     w_p, b_p = fit_logistic(x_p, present)
     p_present = _sigmoid(x_p, w_p, b_p)
-    threshold = presence_threshold(p_present[present], max_rejected, p_present[~present])
+    # answers the relation rule makes "not found" whatever P(present) says (decision.
+    # relation_fails_absent): below every threshold, so their present targets use the budget
+    ruled = np.array([bool(r['signals'].get('relation_absent', False)) for r in records])
+    p_ruled = np.where(ruled, -1.0, p_present)
+    threshold = presence_threshold(p_ruled[present], max_rejected, p_ruled[~present])
     names = np.array(groups if groups is not None else [''] * len(records))
     by_group = {}
     if groups is not None:
-        by_group = group_thresholds(p_present, present, names, max_rejected)
+        by_group = group_thresholds(p_ruled, present, names, max_rejected)
         threshold = min([threshold, *by_group.values()])
     forms = np.array([phrase_form(r['signals']['presence_x']) for r in records])
-    by_form = {form: min([threshold, *group_thresholds(p_present, present & (forms == form),
-                                                       names, max_rejected).values()])
+    by_form = {form: max(0.0, min([threshold, *group_thresholds(
+                   p_ruled, present & (forms == form), names, max_rejected).values()]))
                for form in PRESENCE_THRESHOLD_FIELDS}
-    kept = p_present >= np.array([by_form[form] for form in forms])
+    kept = ~ruled & (p_present >= np.array([by_form[form] for form in forms]))
     right = present & np.array([r.get('choice_iou', 0.0) >= IOU_HIT for r in records])
     x_c = np.array([r['signals']['confidence_x'] for r in records])
     w_c, b_c = fit_logistic(x_c[kept], right[kept])

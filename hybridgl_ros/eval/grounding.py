@@ -42,7 +42,7 @@ SPATIAL_WORDS.update({word: SPATIAL_WORDS[base] for word, base in SPATIAL_SYNONY
 
 #: Decision signals kept in the records (what ``hybridgl calibrate`` fits on).
 SIGNAL_FIELDS = ('presence_x', 'confidence_x', 'tie_margin', 'presence', 'rule', 'relation_fails',
-                 'choice')
+                 'relation_absent', 'choice')
 
 
 def target_masks(query: Query, height: int, width: int, rule: str = 'union'

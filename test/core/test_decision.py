@@ -161,6 +161,28 @@ def test_a_relation_that_holds_for_no_candidate_is_not_found_and_says_so():
     assert d.message == "no 'square' right of 'ring' in view"
 
 
+def test_a_relation_that_holds_for_nothing_is_not_found_whatever_p_present_says():
+    """decision.relation_fails_absent: with a calibration that does not weigh "relation
+    fails" (its weight 0 here), P(present) is high, yet no square lies right of the ring: not
+    found. Off, the best F answers (as do parity mode and reject_absent off)."""
+    parse = ParsedExpression('the square right of the ring', 'the square', ('the ring',),
+                             relation='right')
+    scores = _relation_query([0.2, 0.6, 0.1])
+    scores = replace(scores, plan=replace(scores.plan, relation='right'))
+    blind = dict(presence_weights=(1.0,) + (0.0,) * 17)
+    d = decide(scores, dc.frame(), parse, dc.text(other=True), dc.config(**blind),
+               calibrated=True)
+    assert d.presence > 0.99 and not d.found and d.rule == 'absent'
+    assert d.signals['relation_fails'] and d.signals['relation_absent']
+    assert d.message == "no 'square' right of 'ring' in view"
+    assert d.confidence == pytest.approx(1.0 - d.presence)
+    for config in (dc.config(relation_fails_absent=False, **blind),
+                   dc.config(reject_absent=False, **blind),
+                   replace(dc.config(**blind), parity='reference')):
+        d = decide(scores, dc.frame(), parse, dc.text(other=True), config, calibrated=True)
+        assert d.found and d.index == 1 and not d.signals['relation_absent']
+
+
 def test_a_rejected_expression_names_the_anchor_when_it_is_the_likelier_one_missing():
     """'the square below the ring' rejected: the anchor's best s (100 / sqrt(8) = 35.4 here)
     below the target look's best says the ring is the likelier one missing, above it the

@@ -165,6 +165,31 @@ def test_a_phrase_form_whose_present_targets_score_lower_gets_its_own_threshold(
     assert config.decision.presence_threshold_anchored == d['presence_threshold_anchored']
 
 
+def test_answers_the_relation_rule_rejects_take_their_share_of_the_budget_first():
+    """Records whose relation held for nothing (signal relation_absent: decision.
+    relation_fails_absent) are "not found" whatever their P(present): 3 % of the present
+    targets here, so the threshold may reject only about 2 % more, and they count as
+    rejected (N-acc, T-acc, the confidence fit) however high their P(present)."""
+    records = _records(1000, seed=3)
+    present = [r for r in records if not r['no_target']]
+    for r in present[:int(0.03 * len(present))]:
+        r['signals']['relation_absent'] = True
+    for r in [r for r in records if r['no_target']][:40]:
+        r['signals']['presence_x'][0] = 90.0              # looks present, but ruled out
+        r['signals']['relation_absent'] = True
+    plain = calibrate(_records(1000, seed=3))
+    ruled = calibrate(records)
+    d = ruled['decision']
+    w, b = np.array(d['presence_weights']), d['presence_bias']
+    x = np.array([r['signals']['presence_x'] for r in present])
+    rule = np.array([bool(r['signals'].get('relation_absent')) for r in present])
+    below = 1.0 / (1.0 + np.exp(-(x @ w + b))) < d['presence_threshold']
+    assert (below | rule).mean() <= 0.05 and (below & ~rule).mean() <= 0.021
+    assert d['presence_threshold'] < plain['decision']['presence_threshold']
+    assert ruled['T_acc'] >= 0.95 - 1e-9 and ruled['T_acc'] <= 0.97 + 1e-9
+    assert ruled['N_acc'] > 0.9
+
+
 def test_the_command_groups_runs_by_a_word_of_their_path(tmp_path, capsys):
     for name, records in (('cam_sure', _camera(300, 60.0, 6)),
                           ('cam_unsure', _camera(200, 48.0, 7))):

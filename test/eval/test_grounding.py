@@ -109,3 +109,23 @@ def test_evaluating_a_grefcoco_split_reports_the_generalised_metrics(tmp_path):
     assert {r['query_kind'] for r in records} == {'attribute', 'ambiguous', 'absent'}
     table = (tmp_path / 'out' / 'table.md').read_text()
     assert 'N-acc (%)' in table and 'right: absent (%)' in table
+
+
+def test_a_record_keeps_every_decision_signal_the_calibration_reads():
+    """``hybridgl calibrate`` reads the records' signals: the relation rule's verdict
+    (relation_absent) among them, or a fit would count the present targets it rejects as kept."""
+    from types import SimpleNamespace
+
+    from hybridgl_ros.eval.datasets import Query
+    from hybridgl_ros.eval.grounding import SIGNAL_FIELDS, answer_fields
+
+    decision = {'presence_x': [1.0] * 18, 'confidence_x': [0.5] * 7, 'tie_margin': 3.0,
+                'presence': 0.9, 'rule': 'absent', 'relation_fails': True,
+                'relation_absent': True, 'choice': 0, 'method_choice': 1}
+    seg = SimpleNamespace(mask=np.zeros((4, 4), bool), index=-1, confidence=0.2,
+                          explanation=SimpleNamespace(decision=decision))
+    query = Query('0:0', 'the cube left of the ball', '0', (), True, 'absent_relation')
+    fields = answer_fields(seg, query, [], np.zeros((1, 4, 4), bool), (0, 0))
+    assert set(fields['signals']) == set(SIGNAL_FIELDS)
+    assert fields['signals']['relation_absent'] is True
+    assert 'method_choice' not in fields['signals']
