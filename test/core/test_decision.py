@@ -150,12 +150,17 @@ def test_the_relation_must_hold_for_the_answer():
     assert d.found and d.index == 1 and d.rule == 'method'
 
 
-def test_a_relation_that_holds_for_no_candidate_is_not_found_and_says_so():
+def _nothing_right_of_the_ring():
+    """(parse, scores) of 'the square right of the ring' on :func:`_relation_query`'s scene:
+    nothing but the anchor itself lies right of x = 90, so the relation fails."""
     parse = ParsedExpression('the square right of the ring', 'the square', ('the ring',),
                              relation='right')
     scores = _relation_query([0.2, 0.6, 0.1])
-    scores = replace(scores, plan=replace(scores.plan, relation='right'))
-    # nothing but the anchor itself lies right of x = 90: the relation fails
+    return parse, replace(scores, plan=replace(scores.plan, relation='right'))
+
+
+def test_a_relation_that_holds_for_no_candidate_is_not_found_and_says_so():
+    parse, scores = _nothing_right_of_the_ring()
     d = decide(scores, dc.frame(), parse, dc.text(other=True), dc.config(), calibrated=True)
     assert not d.found and d.rule == 'absent'
     assert d.message == "no 'square' right of 'ring' in view"
@@ -165,10 +170,7 @@ def test_a_relation_that_holds_for_nothing_is_not_found_whatever_p_present_says(
     """decision.relation_fails_absent: with a calibration that does not weigh "relation
     fails" (its weight 0 here), P(present) is high, yet no square lies right of the ring: not
     found. Off, the best F answers (as do parity mode and reject_absent off)."""
-    parse = ParsedExpression('the square right of the ring', 'the square', ('the ring',),
-                             relation='right')
-    scores = _relation_query([0.2, 0.6, 0.1])
-    scores = replace(scores, plan=replace(scores.plan, relation='right'))
+    parse, scores = _nothing_right_of_the_ring()
     blind = dict(presence_weights=(1.0,) + (0.0,) * 17)
     d = decide(scores, dc.frame(), parse, dc.text(other=True), dc.config(**blind),
                calibrated=True)

@@ -107,16 +107,20 @@ def _camera(count, present_s, seed):
     return records
 
 
+def _p_present(records, decision):
+    """P(present) of each record with a target under a fit's ``decision`` section."""
+    x = np.array([r['signals']['presence_x'] for r in records if not r['no_target']])
+    return 1.0 / (1.0 + np.exp(-(x @ np.array(decision['presence_weights'])
+                                 + decision['presence_bias'])))
+
+
 def test_a_budget_per_group_keeps_each_cameras_rejections_within_it():
     sure, unsure = _camera(800, 60.0, 4), _camera(400, 48.0, 5)
     pooled = calibrate(sure + unsure)
     grouped = calibrate(sure + unsure, groups=['sure'] * 800 + ['unsure'] * 400)
-    w = np.array(grouped['decision']['presence_weights'])
-    b = grouped['decision']['presence_bias']
 
     def rejected(records, threshold):
-        x = np.array([r['signals']['presence_x'] for r in records if not r['no_target']])
-        return np.mean(1.0 / (1.0 + np.exp(-(x @ w + b))) < threshold)
+        return np.mean(_p_present(records, grouped['decision']) < threshold)
 
     # the same P(present) fit; pooled, the unsure camera pays for the sure one
     assert grouped['decision']['presence_weights'] == pooled['decision']['presence_weights']
@@ -146,11 +150,9 @@ def test_a_phrase_form_whose_present_targets_score_lower_gets_its_own_threshold(
         r['signals']['presence_x'][2] = 1.0
     fit = calibrate(coloured + anchored)
     d = fit['decision']
-    w, b = np.array(d['presence_weights']), d['presence_bias']
 
     def rejected(records, threshold):
-        x = np.array([r['signals']['presence_x'] for r in records if not r['no_target']])
-        return np.mean(1.0 / (1.0 + np.exp(-(x @ w + b))) < threshold)
+        return np.mean(_p_present(records, d) < threshold)
 
     # one threshold held to the budget over all present targets rejects more of the
     # anchored ones; the anchored form's own keeps within the budget, the others' stay
@@ -180,10 +182,8 @@ def test_answers_the_relation_rule_rejects_take_their_share_of_the_budget_first(
     plain = calibrate(_records(1000, seed=3))
     ruled = calibrate(records)
     d = ruled['decision']
-    w, b = np.array(d['presence_weights']), d['presence_bias']
-    x = np.array([r['signals']['presence_x'] for r in present])
     rule = np.array([bool(r['signals'].get('relation_absent')) for r in present])
-    below = 1.0 / (1.0 + np.exp(-(x @ w + b))) < d['presence_threshold']
+    below = _p_present(present, d) < d['presence_threshold']
     assert (below | rule).mean() <= 0.05 and (below & ~rule).mean() <= 0.021
     assert d['presence_threshold'] < plain['decision']['presence_threshold']
     assert ruled['T_acc'] >= 0.95 - 1e-9 and ruled['T_acc'] <= 0.97 + 1e-9
