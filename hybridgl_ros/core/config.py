@@ -281,7 +281,7 @@ class GuidanceConfig:
 
 
 #: How many signals P(present) and P(right) read (``core/decision.py``).
-PRESENCE_SIGNALS = 18
+PRESENCE_SIGNALS = 19
 CONFIDENCE_SIGNALS = 7
 
 #: The decision's phrase forms (``core.decision.phrase_form``) and the field of each one's
@@ -304,37 +304,37 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.683
+    presence_threshold: float = 0.6935
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per on the tuning series' shaded, flat and objects-at-any-angle runs: the highest
     that rejects at most 5 % of the present targets of each). For a target phrase that names a
     colour ("the red cube", "the small red cube on the left"); the two forms below have their
     own."""
-    presence_threshold_plain: float = 0.555
+    presence_threshold_plain: float = 0.5538
     """The threshold for a target phrase that names no colour ("the cube", "the small cube",
     "the cube on the left"): hybridgl calibrate lowers it below presence_threshold where that
     would reject more than the budget of such phrases' present targets in a style (README "One
     rejection budget per phrase form")."""
-    presence_threshold_anchored: float = 0.1752
+    presence_threshold_anchored: float = 0.3009
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.173121, 0.06299, -1.508663, -7.839292, 0.000963,
-                                           -0.003187, 0.040327, 0.074796, -0.858895, 0.0,
-                                           0.009932, 0.003679, 0.02794, -0.106377, -0.021808,
-                                           0.035048, 0.063619, 0.056805)
+    presence_weights: tuple[float, ...] = (0.173619, 0.051021, -1.74021, -8.052284, 0.000134,
+                                           -0.003129, 0.0409, 0.075661, -0.875161, 0.0,
+                                           0.008633, 0.004766, 0.027548, -0.105651, -0.03366,
+                                           0.026972, 0.053421, 0.056392, 0.073049)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
-    colour; the same where the expression has an anchor; the anchor's colour contrast and
-    object contrast)."""
-    presence_bias: float = -5.866348
+    colour; the same where the expression has an anchor; the anchor's colour contrast,
+    object contrast and word standout)."""
+    presence_bias: float = -5.857789
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.15448, -0.03083, -0.517192, 1.741242, 0.0, -0.058245, 0.058496)
+        0.175881, -0.030202, -0.420181, 1.568514, 0.0, -0.05838, 0.05743)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -5.125875
+    confidence_bias: float = -5.877955
     """Intercept of the P(right) logistic."""
     ambiguity_margin: float = 17.5
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie

@@ -14,8 +14,8 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    relation fails, standout, word standout, colour contrast, object contrast, names a
    contrast colour, names a contrast object, and best s, standout and word standout again
    for a phrase naming a contrast colour and for an anchored expression: each phrase form its
-   own slopes; then the anchor's colour and object contrasts, at its best mask by q; the
-   signals are computed in ``core/presence.py``), s = 100·cos(v_n, t) as in
+   own slopes; then the anchor's colour and object contrasts and its word standout, at its
+   best mask by q; the signals are computed in ``core/presence.py``), s = 100·cos(v_n, t) as in
    spec §6, the anchor's s with u (an anchor: an other noun phrase that is not a part of the
    picture — "the left
    side" of "the cube on the left side" is always there), standout = best s − the mean s of
@@ -31,7 +31,8 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    ball": ``decision.contrast_colours``, ``contrast_objects``): a comparison within one
    mask, less tied than s's level to how a camera or renderer draws things; the anchor's
    contrasts ask the same of the anchor phrase ("the blue ball" of "the cube left of the blue
-   ball") at the anchor's best mask by q. Below the
+   ball") at the anchor's best mask by q, and the anchor's word standout asks that mask
+   whether it stands out for each of the anchor's look words ("blue" and "ball"). Below the
    threshold of the expression's form (``presence_threshold`` for a target phrase naming a
    colour, ``presence_threshold_plain`` for one naming none, ``presence_threshold_anchored``
    with an anchor phrase: ``presence.phrase_form``) the answer is "not found" ("no
@@ -196,7 +197,8 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
                   word_standout, *contrasts,
                   *ps.form_slopes((look_top, look_standout, word_standout),
                                 names_colour=contrasts[2], anchored=float(anchored)),
-                  *anchor_contrasts]
+                  *anchor_contrasts,
+                  ps.anchor_word_standout(v, text, config.text.logit_scale, best_anchor)]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     word = size_word(parse) if cfg.size_apart_ratio > 0 and not config.reference else ''

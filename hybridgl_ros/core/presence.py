@@ -138,6 +138,19 @@ def anchor_contrasts(v: torch.Tensor, text, logit_scale: float, anchor: int
     return _contrast_margins(row, text.anchor_contrast_counts)
 
 
+def anchor_word_standout(v: torch.Tensor, text, logit_scale: float, anchor: int) -> float:
+    """The anchor's word standout: at mask ``anchor`` (the best by q), its s for the anchor
+    phrase's weakest look word minus the mean s of the frame's masks for that word, within
+    ±WORD_STANDOUT_CAP; 0 without an anchor or its look words (``TextFeatures.other_words``,
+    the first other phrase's). What the target's word standout asks of the answer, asked of
+    the anchor: "the cube left of the blue ring" beside orange rings and a blue ball has no
+    mask that stands out for both "blue" and "ring"."""
+    if not text.other_words or anchor < 0:
+        return 0.0
+    words = text.other_words[0].to(v.device)
+    return capped(weakest_word_standout(v, words, logit_scale).cpu(), anchor)
+
+
 def _contrast_margins(row: torch.Tensor, counts: tuple[int, int]) -> tuple[float, float]:
     """(colour, object) contrast of one mask's s ``row`` = (the look phrase, then ``counts``
     colour swaps and object swaps): the phrase's s minus the best swap's of each group, within

@@ -15,7 +15,7 @@ H, W = 40, 120
 #: Three disjoint 20x20 squares at x = 10, 50, 90 and a mask that is the first one's left half.
 BOXES = [[10, 10, 20, 20], [50, 10, 20, 20], [90, 10, 20, 20], [10, 10, 10, 20]]
 #: P(present) = σ(s_top − 40): present above s = 40; P(right) = σ(0.5·s margin).
-CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 14,
+CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 15,
                              presence_bias=-40.0,
                              confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0),
                              confidence_bias=0.0, ambiguity_margin=3.0,

@@ -106,7 +106,7 @@ def test_a_phrase_naming_a_colour_and_an_anchored_expression_get_their_own_slope
                        contrast_counts=(1, 1))
     d = decide(scores, dc.frame(), PARSE, coloured, dc.config(), calibrated=True)
     x = d.signals['presence_x']
-    assert len(x) == 18 and x[8] == 1.0 and x[2] == 0.0
+    assert len(x) == 19 and x[8] == 1.0 and x[2] == 0.0
     assert x[10:13] == [pytest.approx(x[0]), pytest.approx(x[4]), pytest.approx(x[5])]
     assert x[13:16] == [0.0, 0.0, 0.0]
     anchored = ParsedExpression('the cube left of the ball', 'the cube', ('the ball',),
@@ -118,7 +118,7 @@ def test_a_phrase_naming_a_colour_and_an_anchored_expression_get_their_own_slope
     assert x[13:16] == [pytest.approx(x[0]), pytest.approx(x[4]), pytest.approx(x[5])]
     # their weights act: a negative slope on the coloured phrase's s rejects it
     config = dc.config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 6
-                     + (-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+                     + (-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
     assert decide(scores, dc.frame(), PARSE, dc.text(), config, calibrated=True).found
     assert not decide(scores, dc.frame(), PARSE, coloured, config, calibrated=True).found
 
@@ -168,9 +168,9 @@ def test_an_anchor_whose_best_mask_another_colour_fits_better_is_the_one_missing
         x = decide(scores, dc.frame(), parse, text, dc.config(), calibrated=True).signals[
             'presence_x']
         # ±100·(1/√1.04 − 0.2/√1.04) = ±78 logits, within ±CONTRAST_CAP
-        assert len(x) == 18 and x[17] == 0.0 and x[16] == sign * CONTRAST_CAP
+        assert len(x) == 19 and x[17] == 0.0 and x[16] == sign * CONTRAST_CAP
     # P(present) = σ(s_top − 40 + anchor colour contrast): rejected, the relation named
-    config = dc.config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 12 + (1.0, 0.0))
+    config = dc.config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 12 + (1.0, 0.0, 0.0))
     d = decide(scores, dc.frame(), parse, text, config, calibrated=True)
     assert not d.found and d.message == "no 'square' left of 'blue ring' in view"
     # no anchor: both 0
@@ -179,10 +179,38 @@ def test_an_anchor_whose_best_mask_another_colour_fits_better_is_the_one_missing
     assert x[16:18] == [0.0, 0.0]
 
 
+def test_the_anchor_reads_how_far_its_best_mask_stands_out_for_its_weakest_word():
+    """x[18] = the anchor's word standout at its best mask by q: "the square left of the blue
+    ring" where that mask stands out for "blue" but not for "ring" reads low, and its weight
+    rejects; with every word of the anchor on that mask, the answer stands."""
+    e = torch.eye(8)
+    parse = ParsedExpression('the square left of the blue ring', 'the square',
+                             ('the blue ring',), relation='left')
+    q = torch.tensor([0.0, 0.0, 1.0, 0.0])                # the anchor's best mask: 2
+    scores = dc.scores([60.0, 59.0, 20.0, 5.0], [0.2, 0.6, 0.1], relation='left', q=q,
+                     partners=torch.tensor([2]), weights=torch.tensor([1.0]))
+    # word rows: "blue", "ring"; mask n's feature is e[n], s(n, w) = 100·cos
+    blue_ring = replace(dc.text(other=True), other_words=(torch.stack([e[2], e[2]]),))
+    blue_ball = replace(dc.text(other=True), other_words=(torch.stack([e[2], e[1]]),))
+    present = decide(scores, dc.frame(), parse, blue_ring, dc.config(), calibrated=True)
+    missing = decide(scores, dc.frame(), parse, blue_ball, dc.config(), calibrated=True)
+    # mask 2: 100 − mean 25 for both words (capped); "ring" on mask 1: 0 − 25 at mask 2
+    assert present.signals['presence_x'][18] == WORD_STANDOUT_CAP
+    assert missing.signals['presence_x'][18] == pytest.approx(-25.0)
+    # P(present) = σ(s_top − 40 + 2 · anchor word standout): 60 − 40 − 50 < 0
+    config = dc.config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 14 + (2.0,))
+    assert decide(scores, dc.frame(), parse, blue_ring, config, calibrated=True).found
+    assert not decide(scores, dc.frame(), parse, blue_ball, config, calibrated=True).found
+    # no anchor, or no look words of it: 0
+    for text, p in ((dc.text(), PARSE), (dc.text(other=True), parse)):
+        assert decide(scores, dc.frame(), p, text, dc.config(), calibrated=True).signals[
+            'presence_x'][18] == 0.0
+
+
 def test_a_best_mask_another_object_word_fits_better_is_not_found():
     # P(present) = σ(s_top − 40 + object contrast); s_top = 60
     config = dc.config(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-                     + (0.0,) * 8)
+                     + (0.0,) * 9)
     e = torch.eye(8)
     scores = dc.scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
     fits = replace(dc.text(), contrast=torch.stack([e[0], e[1]]), contrast_counts=(0, 1))
@@ -201,7 +229,7 @@ def test_a_part_of_the_picture_is_no_anchor_for_presence():
     """"The left side" of "the cube on the left side" is always there: the presence test
     reads no anchor for it, as for "the cube on the left" (before, it read "has an anchor"
     and the anchor's s, and such queries were rejected more often)."""
-    config = dc.config(presence_weights=(1.0, 1.0, -30.0, -30.0) + (0.0,) * 14)
+    config = dc.config(presence_weights=(1.0, 1.0, -30.0, -30.0) + (0.0,) * 15)
     scores = dc.scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
     region = ParsedExpression('the cube on the left side', 'the cube', ('the left side',))
     plain = ParsedExpression('the cube on the left', 'the cube')

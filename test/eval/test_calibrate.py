@@ -53,7 +53,7 @@ def _records(count=600, seed=1):
         margin = rng.normal(5, 5)
         right = present and rng.random() < 1 / (1 + np.exp(-(margin - 2)))
         out.append({'status': 'ok', 'no_target': not present, 'choice_iou': 0.9 if right else 0.1,
-                    'signals': {'presence_x': [s_top, 0.0, 0.0, 0.0, 10.0] + [0.0] * 13,
+                    'signals': {'presence_x': [s_top, 0.0, 0.0, 0.0, 10.0] + [0.0] * 14,
                                 'confidence_x': [s_top, margin, 0.0, 0.1, 0.0, 0.0, 5.0]}})
     return out
 
@@ -63,7 +63,7 @@ def test_calibration_separates_absent_targets_and_calibrates_the_confidence():
     assert fit['N_acc'] > 0.9 and fit['T_acc'] >= 0.95 - 1e-9
     assert fit['ECE'] < 0.06
     decision = fit['decision']
-    assert len(decision['presence_weights']) == 18 and len(decision['confidence_weights']) == 7
+    assert len(decision['presence_weights']) == 19 and len(decision['confidence_weights']) == 7
     assert decision['presence_weights'][0] > 0 and decision['confidence_weights'][1] > 0
 
 

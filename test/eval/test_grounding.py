@@ -119,7 +119,7 @@ def test_a_record_keeps_every_decision_signal_the_calibration_reads():
     from hybridgl_ros.eval.datasets import Query
     from hybridgl_ros.eval.grounding import SIGNAL_FIELDS, answer_fields
 
-    decision = {'presence_x': [1.0] * 18, 'confidence_x': [0.5] * 7, 'tie_margin': 3.0,
+    decision = {'presence_x': [1.0] * 19, 'confidence_x': [0.5] * 7, 'tie_margin': 3.0,
                 'presence': 0.9, 'rule': 'absent', 'relation_fails': True,
                 'relation_absent': True, 'choice': 0, 'method_choice': 1}
     seg = SimpleNamespace(mask=np.zeros((4, 4), bool), index=-1, confidence=0.2,
