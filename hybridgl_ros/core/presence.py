@@ -141,8 +141,9 @@ def anchor_contrasts(v: torch.Tensor, text, logit_scale: float, anchor: int
 def anchor_word_standout(v: torch.Tensor, text, logit_scale: float, anchor: int) -> float:
     """The anchor's word standout: at mask ``anchor`` (the best by q), its s for the anchor
     phrase's weakest look word minus the mean s of the frame's masks for that word, within
-    ±WORD_STANDOUT_CAP; 0 without an anchor or its look words (``TextFeatures.other_words``,
-    the first other phrase's). What the target's word standout asks of the answer, asked of
+    ±WORD_STANDOUT_CAP; 0 without an anchor or its look words (``TextFeatures.other_words``:
+    of the first other phrase that has look words; q averages the same reading over all of
+    them, ``scoring.anchor_logits``). What the target's word standout asks of the answer, asked of
     the anchor: "the cube left of the blue ring" beside orange rings and a blue ball has no
     mask that stands out for both "blue" and "ring"."""
     if not text.other_words or anchor < 0:
