@@ -7,15 +7,26 @@ import numpy as np
 import torch
 
 from hybridgl_ros.core import guidance as g
-from hybridgl_ros.core.config import DecisionConfig, HybridGLConfig
+from hybridgl_ros.core.config import PRESENCE_SIGNALS, DecisionConfig, HybridGLConfig
 from hybridgl_ros.core.scoring import QueryScores, TextFeatures
 from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals
 
 H, W = 40, 120
 #: Three disjoint 20x20 squares at x = 10, 50, 90 and a mask that is the first one's left half.
 BOXES = [[10, 10, 20, 20], [50, 10, 20, 20], [90, 10, 20, 20], [10, 10, 10, 20]]
+
+
+def presence_weights(values: dict[int, float]) -> tuple[float, ...]:
+    """P(present) weights for every signal: ``values`` at their signals' positions in
+    ``presence_x``, 0 elsewhere."""
+    weights = [0.0] * PRESENCE_SIGNALS
+    for index, value in values.items():
+        weights[index] = value
+    return tuple(weights)
+
+
 #: P(present) = σ(s_top − 40): present above s = 40; P(right) = σ(0.5·s margin).
-CALIBRATION = DecisionConfig(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 15,
+CALIBRATION = DecisionConfig(presence_weights=presence_weights({0: 1.0, 3: -30.0}),
                              presence_bias=-40.0,
                              confidence_weights=(0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0),
                              confidence_bias=0.0, ambiguity_margin=3.0,

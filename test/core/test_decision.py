@@ -171,7 +171,7 @@ def test_a_relation_that_holds_for_nothing_is_not_found_whatever_p_present_says(
     fails" (its weight 0 here), P(present) is high, yet no square lies right of the ring: not
     found. Off, the best F answers (as do parity mode and reject_absent off)."""
     parse, scores = _nothing_right_of_the_ring()
-    blind = dict(presence_weights=(1.0,) + (0.0,) * 18)
+    blind = dict(presence_weights=dc.presence_weights({0: 1.0}))
     d = decide(scores, dc.frame(), parse, dc.text(other=True), dc.config(**blind),
                calibrated=True)
     assert d.presence > 0.99 and not d.found and d.rule == 'absent'

@@ -117,8 +117,7 @@ def test_a_phrase_naming_a_colour_and_an_anchored_expression_get_their_own_slope
     assert x[2] == 1.0 and x[8] == 0.0 and x[10:13] == [0.0, 0.0, 0.0]
     assert x[13:16] == [pytest.approx(x[0]), pytest.approx(x[4]), pytest.approx(x[5])]
     # their weights act: a negative slope on the coloured phrase's s rejects it
-    config = dc.config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 6
-                     + (-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    config = dc.config(presence_weights=dc.presence_weights({0: 1.0, 3: -30.0, 10: -1.0}))
     assert decide(scores, dc.frame(), PARSE, dc.text(), config, calibrated=True).found
     assert not decide(scores, dc.frame(), PARSE, coloured, config, calibrated=True).found
 
@@ -170,7 +169,7 @@ def test_an_anchor_whose_best_mask_another_colour_fits_better_is_the_one_missing
         # ±100·(1/√1.04 − 0.2/√1.04) = ±78 logits, within ±CONTRAST_CAP
         assert len(x) == 19 and x[17] == 0.0 and x[16] == sign * CONTRAST_CAP
     # P(present) = σ(s_top − 40 + anchor colour contrast): rejected, the relation named
-    config = dc.config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 12 + (1.0, 0.0, 0.0))
+    config = dc.config(presence_weights=dc.presence_weights({0: 1.0, 3: -30.0, 16: 1.0}))
     d = decide(scores, dc.frame(), parse, text, config, calibrated=True)
     assert not d.found and d.message == "no 'square' left of 'blue ring' in view"
     # no anchor: both 0
@@ -198,7 +197,7 @@ def test_the_anchor_reads_how_far_its_best_mask_stands_out_for_its_weakest_word(
     assert present.signals['presence_x'][18] == WORD_STANDOUT_CAP
     assert missing.signals['presence_x'][18] == pytest.approx(-25.0)
     # P(present) = σ(s_top − 40 + 2 · anchor word standout): 60 − 40 − 50 < 0
-    config = dc.config(presence_weights=(1.0, 0.0, 0.0, -30.0) + (0.0,) * 14 + (2.0,))
+    config = dc.config(presence_weights=dc.presence_weights({0: 1.0, 3: -30.0, 18: 2.0}))
     assert decide(scores, dc.frame(), parse, blue_ring, config, calibrated=True).found
     assert not decide(scores, dc.frame(), parse, blue_ball, config, calibrated=True).found
     # no anchor, or no look words of it: 0
@@ -209,8 +208,7 @@ def test_the_anchor_reads_how_far_its_best_mask_stands_out_for_its_weakest_word(
 
 def test_a_best_mask_another_object_word_fits_better_is_not_found():
     # P(present) = σ(s_top − 40 + object contrast); s_top = 60
-    config = dc.config(presence_weights=(1.0, 0.0, 0.0, -30.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-                     + (0.0,) * 9)
+    config = dc.config(presence_weights=dc.presence_weights({0: 1.0, 3: -30.0, 7: 1.0}))
     e = torch.eye(8)
     scores = dc.scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
     fits = replace(dc.text(), contrast=torch.stack([e[0], e[1]]), contrast_counts=(0, 1))
@@ -229,7 +227,7 @@ def test_a_part_of_the_picture_is_no_anchor_for_presence():
     """"The left side" of "the cube on the left side" is always there: the presence test
     reads no anchor for it, as for "the cube on the left" (before, it read "has an anchor"
     and the anchor's s, and such queries were rejected more often)."""
-    config = dc.config(presence_weights=(1.0, 1.0, -30.0, -30.0) + (0.0,) * 15)
+    config = dc.config(presence_weights=dc.presence_weights({0: 1.0, 1: 1.0, 2: -30.0, 3: -30.0}))
     scores = dc.scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
     region = ParsedExpression('the cube on the left side', 'the cube', ('the left side',))
     plain = ParsedExpression('the cube on the left', 'the cube')

@@ -4,7 +4,7 @@ import argparse
 import numpy as np
 import pytest
 
-from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.config import PRESENCE_SIGNALS, HybridGLConfig
 from hybridgl_ros.core.errors import ConfigError
 from hybridgl_ros.eval.calibrate import (
     calibrate, fit_logistic, presence_threshold, register, snippet)
@@ -53,7 +53,8 @@ def _records(count=600, seed=1):
         margin = rng.normal(5, 5)
         right = present and rng.random() < 1 / (1 + np.exp(-(margin - 2)))
         out.append({'status': 'ok', 'no_target': not present, 'choice_iou': 0.9 if right else 0.1,
-                    'signals': {'presence_x': [s_top, 0.0, 0.0, 0.0, 10.0] + [0.0] * 14,
+                    'signals': {'presence_x': [s_top, 0.0, 0.0, 0.0, 10.0]
+                                              + [0.0] * (PRESENCE_SIGNALS - 5),
                                 'confidence_x': [s_top, margin, 0.0, 0.1, 0.0, 0.0, 5.0]}})
     return out
 

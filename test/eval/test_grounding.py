@@ -116,11 +116,12 @@ def test_a_record_keeps_every_decision_signal_the_calibration_reads():
     (relation_absent) among them, or a fit would count the present targets it rejects as kept."""
     from types import SimpleNamespace
 
+    from hybridgl_ros.core.config import PRESENCE_SIGNALS
     from hybridgl_ros.eval.datasets import Query
     from hybridgl_ros.eval.grounding import SIGNAL_FIELDS, answer_fields
 
-    decision = {'presence_x': [1.0] * 19, 'confidence_x': [0.5] * 7, 'tie_margin': 3.0,
-                'presence': 0.9, 'rule': 'absent', 'relation_fails': True,
+    decision = {'presence_x': [1.0] * PRESENCE_SIGNALS, 'confidence_x': [0.5] * 7,
+                'tie_margin': 3.0, 'presence': 0.9, 'rule': 'absent', 'relation_fails': True,
                 'relation_absent': True, 'choice': 0, 'method_choice': 1}
     seg = SimpleNamespace(mask=np.zeros((4, 4), bool), index=-1, confidence=0.2,
                           explanation=SimpleNamespace(decision=decision))
