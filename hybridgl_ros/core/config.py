@@ -281,7 +281,7 @@ class GuidanceConfig:
 
 
 #: How many signals P(present) and P(right) read (``core/decision.py``).
-PRESENCE_SIGNALS = 19
+PRESENCE_SIGNALS = 20
 CONFIDENCE_SIGNALS = 7
 
 #: The decision's phrase forms (``core.decision.phrase_form``) and the field of each one's
@@ -304,42 +304,43 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.6935
+    presence_threshold: float = 0.7109
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per on the tuning series' shaded, flat and objects-at-any-angle runs: the highest
     that rejects at most 5 % of the present targets of each). For a target phrase that names a
     colour ("the red cube", "the small red cube on the left"); the two forms below have their
     own."""
-    presence_threshold_plain: float = 0.5538
+    presence_threshold_plain: float = 0.5211
     """The threshold for a target phrase that names no colour ("the cube", "the small cube",
     "the cube on the left"): hybridgl calibrate lowers it below presence_threshold where that
     would reject more than the budget of such phrases' present targets in a style (README "One
     rejection budget per phrase form")."""
-    presence_threshold_anchored: float = 0.3009
+    presence_threshold_anchored: float = 0.4242
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.173619, 0.051021, -1.74021, -8.052284, 0.000134,
-                                           -0.003129, 0.0409, 0.075661, -0.875161, 0.0,
-                                           0.008633, 0.004766, 0.027548, -0.105651, -0.03366,
-                                           0.026972, 0.053421, 0.056392, 0.073049)
+    presence_weights: tuple[float, ...] = (0.139753, 0.049057, -1.338328, -7.534596, -0.002168,
+                                           -0.002586, 0.026801, 0.046009, -1.352489, 0.0,
+                                           0.033421, 0.007557, 0.029223, -0.090061, -0.043745,
+                                           0.04101, 0.050133, 0.051536, 0.068983, 0.101417)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast,
-    object contrast and word standout)."""
-    presence_bias: float = -5.857789
+    object contrast and word standout; the object contrast where the target phrase names no
+    contrast colour and has no anchor)."""
+    presence_bias: float = -4.637751
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.175881, -0.030202, -0.420181, 1.568514, 0.0, -0.05838, 0.05743)
+        0.173068, -0.024181, -0.402645, 1.451629, 0.0, -0.049681, 0.049206)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -5.877955
+    confidence_bias: float = -5.602637
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 17.5
+    ambiguity_margin: float = 17.3
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
-    single-target expressions of each group of runs of the tuning series; it flags 98.6 % of
+    single-target expressions of each group of runs of the tuning series; it flags 98.7 % of
     the multi-target ones there)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""

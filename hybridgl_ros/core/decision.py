@@ -15,7 +15,9 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    contrast colour, names a contrast object, and best s, standout and word standout again
    for a phrase naming a contrast colour and for an anchored expression: each phrase form its
    own slopes; then the anchor's colour and object contrasts and its word standout, at its
-   best mask by q; the signals are computed in ``core/presence.py``), s = 100·cos(v_n, t) as in
+   best mask by q; last the object contrast again for a plain target phrase, naming no
+   contrast colour and with no anchor: its own slope; the signals are computed in
+   ``core/presence.py``), s = 100·cos(v_n, t) as in
    spec §6, the anchor's s with u (an anchor: an other noun phrase that is not a part of the
    picture — "the left
    side" of "the cube on the left side" is always there), standout = best s − the mean s of
@@ -198,7 +200,8 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
                   *ps.form_slopes((look_top, look_standout, word_standout),
                                 names_colour=contrasts[2], anchored=float(anchored)),
                   *anchor_contrasts,
-                  ps.anchor_word_standout(v, text, config.text.logit_scale, best_anchor)]
+                  ps.anchor_word_standout(v, text, config.text.logit_scale, best_anchor),
+                  ps.plain_object_contrast(contrasts, float(anchored))]
     presence = _logistic(cfg.presence_weights, cfg.presence_bias, presence_x, calibrated)
     guided = scores.plan.relation != 'none' or scores.plan.direction != 'none'
     word = size_word(parse) if cfg.size_apart_ratio > 0 and not config.reference else ''

@@ -47,6 +47,19 @@ def form_slopes(levels: tuple[float, float, float], names_colour: float,
     return [*(v * names_colour for v in levels), *(v * anchored for v in levels)]
 
 
+def plain_object_contrast(contrast_values: tuple[float, float, float, float],
+                          anchored: float) -> float:
+    """The last signal of P(present): the object contrast again where the target phrase is
+    plain, naming no contrast colour and with no anchor phrase ("the ball", "the small cube
+    on the left"), else 0, so that form gets its own slope on it. With no colour word the
+    object word is all that says what is looked for, and its contrast (the best mask's s for
+    "the ball" minus its best s for "the cube", "the star", ...) is what tells a ball that is
+    there from a cube that most resembles one; weighed once for every form it counts as much
+    where a colour contrast also speaks as where it alone does. ``contrast_values``: the four
+    values of :func:`contrasts`."""
+    return contrast_values[1] * (1.0 - contrast_values[2]) * (1.0 - anchored)
+
+
 def look_presence(s_class: torch.Tensor | None, view) -> tuple[float, float]:
     """(best s, its standout) for P(present): of the phrase without its size or position words
     (``QueryScores.class_similarities``) when the query is judged among look-alikes ("the

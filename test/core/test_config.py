@@ -111,5 +111,5 @@ def test_unknown_yaml_field_is_an_error(tmp_path):
 
 
 def test_decision_weights_of_the_wrong_length_are_refused():
-    with pytest.raises(ConfigError, match=r'presence_weights.*needs 19 values'):
+    with pytest.raises(ConfigError, match=r'presence_weights.*needs 20 values'):
         HybridGLConfig.from_flat({'decision.presence_weights': [1.0, 0.0, 0.0, 0.0]})

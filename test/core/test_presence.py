@@ -106,7 +106,7 @@ def test_a_phrase_naming_a_colour_and_an_anchored_expression_get_their_own_slope
                        contrast_counts=(1, 1))
     d = decide(scores, dc.frame(), PARSE, coloured, dc.config(), calibrated=True)
     x = d.signals['presence_x']
-    assert len(x) == 19 and x[8] == 1.0 and x[2] == 0.0
+    assert len(x) == 20 and x[8] == 1.0 and x[2] == 0.0
     assert x[10:13] == [pytest.approx(x[0]), pytest.approx(x[4]), pytest.approx(x[5])]
     assert x[13:16] == [0.0, 0.0, 0.0]
     anchored = ParsedExpression('the cube left of the ball', 'the cube', ('the ball',),
@@ -167,7 +167,7 @@ def test_an_anchor_whose_best_mask_another_colour_fits_better_is_the_one_missing
         x = decide(scores, dc.frame(), parse, text, dc.config(), calibrated=True).signals[
             'presence_x']
         # ±100·(1/√1.04 − 0.2/√1.04) = ±78 logits, within ±CONTRAST_CAP
-        assert len(x) == 19 and x[17] == 0.0 and x[16] == sign * CONTRAST_CAP
+        assert len(x) == 20 and x[17] == 0.0 and x[16] == sign * CONTRAST_CAP
     # P(present) = σ(s_top − 40 + anchor colour contrast): rejected, the relation named
     config = dc.config(presence_weights=dc.presence_weights({0: 1.0, 3: -30.0, 16: 1.0}))
     d = decide(scores, dc.frame(), parse, text, config, calibrated=True)
@@ -221,6 +221,34 @@ def test_a_best_mask_another_object_word_fits_better_is_not_found():
     assert d.signals['presence_x'][7] == pytest.approx(100.0 / math.sqrt(2.0) - 100.0)
     assert not d.found
     assert d.message == "no 'red cube' in view (the closest looks more like 'red ball')"
+
+
+def test_a_plain_phrase_reads_its_object_contrast_with_its_own_slope():
+    """x[19] = the object contrast again where the target phrase names no contrast colour and
+    has no anchor ("the ball" beside a cube that most resembles one): its weight rejects
+    there, and reads nothing for "the red ball" or an anchored expression."""
+    e = torch.eye(8)
+    scores = dc.scores([60.0, 40.0, 10.0, 6.0], [0.5, 0.2, 0.1])
+    # "the ball" fits masks 0 and 1 alike (70.7); "the cube" fits mask 0 fully (100)
+    plain = replace(dc.text(), contrast=torch.stack([e[0] + e[1], e[0]]), contrast_counts=(0, 1))
+    x = decide(scores, dc.frame(), PARSE, plain, dc.config(), calibrated=True).signals[
+        'presence_x']
+    assert len(x) == 20 and x[19] == pytest.approx(x[7])
+    assert x[7] == pytest.approx(100.0 / math.sqrt(2.0) - 100.0)
+    # P(present) = σ(s_top − 40 + object contrast where plain): 60 − 40 − 29.3 < 0
+    config = dc.config(presence_weights=dc.presence_weights({0: 1.0, 3: -30.0, 19: 1.0}))
+    assert not decide(scores, dc.frame(), PARSE, plain, config, calibrated=True).found
+    # the same contrast in a phrase naming a colour, or with an anchor, reads 0 there
+    coloured = replace(plain, contrast=torch.stack([e[0] + e[1], e[2], e[0]]),
+                       contrast_counts=(1, 1))
+    d = decide(scores, dc.frame(), PARSE, coloured, config, calibrated=True)
+    assert d.signals['presence_x'][7] < 0 and d.signals['presence_x'][19] == 0.0 and d.found
+    anchored = ParsedExpression('the ball left of the cube', 'the ball', ('the cube',),
+                                relation='left')
+    text = replace(dc.text(other=True), contrast=plain.contrast, contrast_counts=(0, 1))
+    x = decide(scores, dc.frame(), anchored, text, dc.config(), calibrated=True).signals[
+        'presence_x']
+    assert x[2] == 1.0 and x[7] < 0 and x[19] == 0.0
 
 
 def test_a_part_of_the_picture_is_no_anchor_for_presence():

@@ -64,7 +64,7 @@ def test_calibration_separates_absent_targets_and_calibrates_the_confidence():
     assert fit['N_acc'] > 0.9 and fit['T_acc'] >= 0.95 - 1e-9
     assert fit['ECE'] < 0.06
     decision = fit['decision']
-    assert len(decision['presence_weights']) == 19 and len(decision['confidence_weights']) == 7
+    assert len(decision['presence_weights']) == 20 and len(decision['confidence_weights']) == 7
     assert decision['presence_weights'][0] > 0 and decision['confidence_weights'][1] > 0
 
 
