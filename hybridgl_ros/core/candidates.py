@@ -17,7 +17,7 @@ F_MARGIN_CAP = 1.0
 TIE_MARGIN_CAP = 100.0
 #: Two masks are the same object when their IoU or their overlap over the smaller one is
 #: above this.
-SAME_OBJECT_OVERLAP = 0.5
+SAME_OBJECT_OVERLAP = g.SAME_OBJECT_OVERLAP
 #: Masks compared with one mask at a time when telling objects apart (bounds the memory).
 SAME_OBJECT_CHUNK = 16
 
@@ -86,10 +86,7 @@ class CandidateView:
         """(N,) bool: which masks are the same object as mask i (i itself included)."""
         if i not in self._same:
             inter, area = self._overlaps(i)
-            union = area + area[i] - inter
-            smaller = torch.minimum(area, area[i])
-            self._same[i] = (inter / union.clamp(min=1) > SAME_OBJECT_OVERLAP) | (
-                inter / smaller.clamp(min=1) > SAME_OBJECT_OVERLAP)
+            self._same[i] = g.one_object(inter, area, area[i])
             self._same[i][i] = True
         return self._same[i]
 

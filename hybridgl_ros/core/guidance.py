@@ -24,6 +24,9 @@ _CHUNK_PIXELS = 1 << 22
 SIZE_RELATIONS = ('big', 'small')
 #: Relations and directions that say where the target lies (spec §7.3, §9).
 POSITION_RELATIONS = ('left', 'right', 'up', 'down')
+#: Two masks are one object when their IoU, or their overlap over the smaller one, is above
+#: this (a mask and a part of it: half a ring and the ring).
+SAME_OBJECT_OVERLAP = 0.5
 #: The words of a size comparative (spec §7.1 triggers).
 SIZE_WORDS = frozenset(w for r in SIZE_RELATIONS for w in RELATION_TRIGGERS[r])
 #: The words that say where the target lies (spec §7.1 and §9 triggers of POSITION_RELATIONS).
@@ -264,7 +267,8 @@ def relation_totals(relation: str, p: torch.Tensor, candidates: torch.Tensor,
 
 
 def comparative_totals(relation: str, p: torch.Tensor, p_class: torch.Tensor,
-                       candidates: torch.Tensor, boxes_xywh: Any) -> RelationTotals:
+                       candidates: torch.Tensor, boxes_xywh: Any,
+                       same: torch.Tensor | None = None) -> RelationTotals:
     """R among look-alikes (default mode's departure from spec §7.3; see
     :func:`lookalike_relation`).
 
@@ -279,6 +283,12 @@ def comparative_totals(relation: str, p: torch.Tensor, p_class: torch.Tensor,
 
         R_i = p_i · Σ_{j ≠ i} K·p^c_j / Σ_{j' ≠ i} p^c_{j'} · f(i, j).
 
+    With ``same``, j runs over the other *objects'* masks only: a mask and a part of it (half
+    a ring and the ring, both look-alikes of "the ring") are one object, which lies neither
+    left of nor is smaller than itself. Without it the half ring is "the left ring" beside
+    its whole, being left of the whole's centre, and "the smaller ring" for being smaller. A
+    candidate with no other object among the candidates gets R_i = 0.
+
     Args:
         relation: 'big', 'small', 'left', 'right', 'up' or 'down'.
         p: (N,) matching probabilities of the whole phrase (or, for a position word among
@@ -286,6 +296,8 @@ def comparative_totals(relation: str, p: torch.Tensor, p_class: torch.Tensor,
         p_class: (N,) matching probabilities of the phrase without the size or position words.
         candidates: (K,) int64 mask indices (the partners too).
         boxes_xywh: (N, 4) boxes in pixels.
+        same: (K, K) bool, which candidates are one object (:func:`same_object`), or None:
+            every other candidate is another object.
     """
     if relation not in SIZE_RELATIONS + POSITION_RELATIONS:
         raise InvalidInputError(f'{relation!r} is not a size or position relation')
@@ -294,9 +306,40 @@ def comparative_totals(relation: str, p: torch.Tensor, p_class: torch.Tensor,
     pair = pair_factor(relation, boxes[candidates], boxes[candidates]).to(dtype)  # (K, K)
     share = p_class[candidates].to(dtype)[None, :].expand(len(candidates), -1).clone()
     share.fill_diagonal_(0.0)
+    if same is not None:
+        share = share.masked_fill(same.to(share.device), 0.0)
     share = share / share.sum(dim=1, keepdim=True).clamp(min=1e-12)  # rows: j ≠ i, sum 1
     totals = p[candidates].to(dtype) * len(candidates) * (pair * share).sum(dim=1)
     return RelationTotals(candidates, p_class[candidates].to(dtype), totals)
+
+
+def same_object(masks: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """(K, K) bool: which of the masks ``indices`` are one object, their IoU or their overlap
+    over the smaller one above SAME_OBJECT_OVERLAP (the diagonal is True).
+
+    Args:
+        masks: (N, h, w) bool masks (any device).
+        indices: (K,) int64 mask indices.
+    """
+    if len(indices) == 0:
+        return torch.zeros((0, 0), dtype=torch.bool, device=masks.device)
+    flat = masks[indices.to(masks.device)].reshape(len(indices), -1)             # (K, hw)
+    # one row of intersections at a time: K·hw bools, not K·K·hw
+    inter = torch.stack([(flat & row).sum(dim=1) for row in flat]).float()       # (K, K)
+    area = inter.diagonal()
+    same = one_object(inter, area[:, None], area[None, :])
+    return same | torch.eye(len(flat), dtype=torch.bool, device=same.device)
+
+
+def one_object(inter: torch.Tensor, area_a: torch.Tensor, area_b: torch.Tensor
+               ) -> torch.Tensor:
+    """Whether masks of areas ``area_a`` and ``area_b`` that share ``inter`` pixels are one
+    object: their IoU, or their overlap over the smaller one, above SAME_OBJECT_OVERLAP
+    (float tensors, broadcast)."""
+    union = area_a + area_b - inter
+    smaller = torch.minimum(area_a, area_b)
+    return ((inter / union.clamp(min=1) > SAME_OBJECT_OVERLAP)
+            | (inter / smaller.clamp(min=1) > SAME_OBJECT_OVERLAP))
 
 
 def pair_factor(relation: str, box_i: torch.Tensor, box_j: torch.Tensor) -> torch.Tensor:

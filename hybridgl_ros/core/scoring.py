@@ -290,7 +290,7 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
             if among and reading is not None and cfg.positions_by_geometry:
                 first = reading
         relation = g.comparative_totals(plan.lookalike_relation, first, p_class, candidates,
-                                        boxes)
+                                        boxes, g.same_object(frame.mask_tensor, candidates))
         if plan.size_comparative:
             near = g.lookalikes_among(s_class, candidates, cfg.size_lookalike_margin)
             # with one look-alike there is nothing to compare: S tells it from the others

@@ -440,6 +440,39 @@ def test_position_among_look_alikes_picks_the_twin_the_word_says():
     assert int(torch.argmax(torch.softmax(totals, 0))) == 0
 
 
+def test_a_part_of_an_object_is_not_left_of_or_smaller_than_its_whole():
+    from hybridgl_ros.core.guidance import comparative_totals, same_object
+
+    # a ring (0), its left half (1, a mask inside it, as SAM proposes) and a second ring (2)
+    # further right; all three look like "the ring"
+    masks = torch.zeros((3, 20, 60), dtype=torch.bool)
+    masks[0, 5:15, 5:15] = True
+    masks[1, 5:15, 5:10] = True
+    masks[2, 5:15, 40:50] = True
+    boxes = np.array([[5, 5, 10, 10], [5, 5, 5, 10], [40, 5, 10, 10]])
+    p = torch.tensor([0.35, 0.33, 0.32])
+    p_class = torch.tensor([0.34, 0.33, 0.33])
+    same = same_object(masks, ALL_THREE)
+    assert same.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    # without telling objects apart the half lies left of its whole and of the other ring and
+    # is smaller than both: it takes "the left ring" and "the smaller ring"
+    for relation in ('left', 'small'):
+        blind = comparative_totals(relation, p, p_class, ALL_THREE, boxes).totals
+        assert int(blind.argmax()) == 1
+    # one object: the whole and its half are each compared with the other ring only
+    left = comparative_totals('left', p, p_class, ALL_THREE, boxes, same).totals
+    assert left.tolist() == pytest.approx([0.35 * 3, 0.33 * 3, 0.0], abs=1e-4)
+    assert int(left.argmax()) == 0
+    # the half is smaller than the other ring (the only other object), the whole is not
+    small = comparative_totals('small', p, p_class, ALL_THREE, boxes, same).totals
+    assert small.tolist() == pytest.approx([0.0, 0.33 * 3, 0.0], abs=1e-4)
+    # a mask alone with its own parts has no other object to be compared with
+    alone = comparative_totals('left', p[:2], p_class[:2], torch.tensor([0, 1]), boxes,
+                               same_object(masks, torch.tensor([0, 1]))).totals
+    assert alone.tolist() == [0.0, 0.0]
+    assert same_object(masks, torch.zeros(0, dtype=torch.long)).shape == (0, 0)
+
+
 def test_look_alike_relations_are_size_or_position_only():
     from hybridgl_ros.core.guidance import comparative_totals
 
