@@ -15,9 +15,6 @@ S_MARGIN_CAP = 20.0
 F_MARGIN_CAP = 1.0
 #: Recorded s margin to the nearest possible near tie of an answer with none (logits).
 TIE_MARGIN_CAP = 100.0
-#: Two masks are the same object when their IoU or their overlap over the smaller one is
-#: above this.
-SAME_OBJECT_OVERLAP = g.SAME_OBJECT_OVERLAP
 #: Masks compared with one mask at a time when telling objects apart (bounds the memory).
 SAME_OBJECT_CHUNK = 16
 
@@ -27,8 +24,8 @@ class CandidateView:
 
     s is known for every mask of the frame, F only for the method's candidates (the top-K by
     s, spec §10). "Other objects" are masks that are not the same object (IoU or overlap of
-    the smaller one above SAME_OBJECT_OVERLAP), looked for among all masks: a look-alike need
-    not be among the top K when parts of the answer fill those places.
+    the smaller one above ``guidance.SAME_OBJECT_OVERLAP``), looked for among all masks: a
+    look-alike need not be among the top K when parts of the answer fill those places.
     """
 
     def __init__(self, scores, frame, match_margin: float, look_margin: float = 0.0) -> None:
@@ -94,7 +91,7 @@ class CandidateView:
         """(N,) bool: mask i and the masks that are mostly inside it (i or a part of i; not
         the masks that hold i, such as the table it stands on)."""
         inter, area = self._overlaps(i)
-        mine = inter / area.clamp(min=1) > SAME_OBJECT_OVERLAP
+        mine = inter / area.clamp(min=1) > g.SAME_OBJECT_OVERLAP
         mine[i] = True
         return mine
 
