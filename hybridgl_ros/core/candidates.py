@@ -8,6 +8,7 @@ import math
 import torch
 
 from hybridgl_ros.core import guidance as g
+from hybridgl_ros.core import lookalikes as la
 from hybridgl_ros.core import presence as ps
 
 #: Capped s and F margins of a candidate with no other distinct candidate.
@@ -24,7 +25,7 @@ class CandidateView:
 
     s is known for every mask of the frame, F only for the method's candidates (the top-K by
     s, spec §10). "Other objects" are masks that are not the same object (IoU or overlap of
-    the smaller one above ``guidance.SAME_OBJECT_OVERLAP``), looked for among all masks: a
+    the smaller one above ``lookalikes.SAME_OBJECT_OVERLAP``), looked for among all masks: a
     look-alike need not be among the top K when parts of the answer fill those places.
     """
 
@@ -83,7 +84,7 @@ class CandidateView:
         """(N,) bool: which masks are the same object as mask i (i itself included)."""
         if i not in self._same:
             inter, area = self._overlaps(i)
-            self._same[i] = g.one_object(inter, area, area[i])
+            self._same[i] = la.one_object(inter, area, area[i])
             self._same[i][i] = True
         return self._same[i]
 
@@ -91,7 +92,7 @@ class CandidateView:
         """(N,) bool: mask i and the masks that are mostly inside it (i or a part of i; not
         the masks that hold i, such as the table it stands on)."""
         inter, area = self._overlaps(i)
-        mine = inter / area.clamp(min=1) > g.SAME_OBJECT_OVERLAP
+        mine = inter / area.clamp(min=1) > la.SAME_OBJECT_OVERLAP
         mine[i] = True
         return mine
 

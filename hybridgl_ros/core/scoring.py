@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridgl_ros.core import guidance as g
+from hybridgl_ros.core import lookalikes as la
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.gem import coherence_input_map, resize_coherence_map
 from hybridgl_ros.core.presence import contrast_similarities, weakest_word_standout
@@ -285,14 +286,14 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
             named = None
             if reading is not None and cfg.lookalike_reach > cfg.lookalike_margin:
                 named = (reading > 0.5) & (s_class >= s_class.max() - cfg.lookalike_reach)
-            candidates, among = g.lookalike_candidates(
+            candidates, among = la.lookalike_candidates(
                 s_class, p, cfg.lookalike_margin, cfg.partner_count, candidates, named)
             if among and reading is not None and cfg.positions_by_geometry:
                 first = reading
-        relation = g.comparative_totals(plan.lookalike_relation, first, p_class, candidates,
-                                        boxes, g.same_object(frame.mask_tensor, candidates))
+        relation = la.comparative_totals(plan.lookalike_relation, first, p_class, candidates,
+                                         boxes, la.same_object(frame.mask_tensor, candidates))
         if plan.size_comparative:
-            near = g.lookalikes_among(s_class, candidates, cfg.size_lookalike_margin)
+            near = la.lookalikes_among(s_class, candidates, cfg.size_lookalike_margin)
             # with one look-alike there is nothing to compare: S tells it from the others
             lookalikes = near if len(near) >= 2 else None
             background = g.common_background(
@@ -311,7 +312,7 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
     weights = g.guidance_map(coherence, ramp)
     spatial = g.spatial_scores(weights, frame.mask_tensor, plan.beta, background)
     if lookalikes is not None:
-        spatial = g.pooled_among(spatial, lookalikes)
+        spatial = la.pooled_among(spatial, lookalikes)
     final = g.final_scores(relation_probs, spatial[candidates], cfg.spatial_weight)
     return QueryScores(plan, s, p, q, candidates, relation, relation_probs, coherence_input,
                        coherence, ramp, weights, spatial, final, s_class)
