@@ -1,7 +1,8 @@
 """On-disk cache of frames (proposals, mask features, GEM tokens) keyed by config and image.
 
-A frame depends on the proposal, feature and GEM settings, the models and their weights, and
-the numeric mode (parity, precision, device) — never on the text or the spatial-guidance
+A frame depends on the proposal, feature and GEM settings, the models and their weights, the
+numeric mode (parity, precision, device) and the code that computes it (:func:`code_digest`:
+an upgrade that changes the masks is a new key) — never on the text or the spatial-guidance
 settings (the GEM tokens are left out of a frame when coherence is off: such a frame is
 recomputed, and overwritten, by a run that needs them). So a second run with other guidance
 switches reuses every frame and skips SAM and CLIP.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -40,6 +42,16 @@ CACHE_FORMAT = 3  # 2: files named by image content, not by file name; 3: SAM's 
 #                   in camera pixels and crops' parts by piece (proposals differ from 2's)
 #: Model settings that do not change a frame's numbers.
 _IRRELEVANT_MODEL_FIELDS = ('torch_threads',)
+#: Modules of ``hybridgl_ros/core`` that never compute a frame's numbers (the query, the
+#: decision, tracking; the configuration, whose values the keys hold): editing them keeps a
+#: cache. Every other module there (and any new one) is part of the code a key hashes.
+QUERY_SIDE_MODULES = frozenset({
+    '__init__.py', 'cancel.py', 'candidates.py', 'config.py', 'config_values.py',
+    'decision.py', 'errors.py', 'follow.py', 'guidance.py', 'lookalikes.py', 'motion.py',
+    'presence.py', 'scoring.py', 'text.py', 'text_features.py', 'tracking.py',
+    'tracking_config.py'})
+#: Installed packages whose code computes a frame.
+FRAME_PACKAGES = ('torch', 'open_clip_torch', 'segment-anything')
 
 
 def _file_stamps(config: HybridGLConfig,
@@ -65,15 +77,38 @@ def _file_stamps(config: HybridGLConfig,
     return stamps
 
 
+@functools.lru_cache(maxsize=None)
+def code_digest(folder: Path | None = None) -> str:
+    """SHA-256 (16 hex digits) of the code that computes a frame: the source of every module of
+    ``hybridgl_ros/core`` (``folder``) but QUERY_SIDE_MODULES, and the versions of
+    FRAME_PACKAGES. An upgrade that changes how masks or features are computed then never
+    reads the frames an older version cached under the same settings."""
+    from importlib import metadata
+
+    folder = Path(folder) if folder is not None else Path(__file__).parents[1] / 'core'
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob('*.py')):
+        if path.name not in QUERY_SIDE_MODULES:
+            digest.update(path.name.encode() + b'\0' + path.read_bytes() + b'\0')
+    for package in FRAME_PACKAGES:
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            version = ''
+        digest.update(f'{package}=={version}\0'.encode())
+    return digest.hexdigest()[:16]
+
+
 def frame_key_material(config: HybridGLConfig) -> dict[str, Any]:
-    """Everything a frame depends on: the config groups, model paths and weight file stamps."""
+    """Everything a frame depends on: the config groups, model paths, weight file stamps and
+    the code that computes it."""
     models = {k: v for k, v in dataclasses.asdict(config.models).items()
               if k not in _IRRELEVANT_MODEL_FIELDS}
     return {'format': CACHE_FORMAT, 'parity': config.parity,
             'proposals': dataclasses.asdict(config.proposals),
             'features': dataclasses.asdict(config.features),
             'gem': dataclasses.asdict(config.gem), 'models': models,
-            'model_files': _file_stamps(config)}
+            'model_files': _file_stamps(config), 'code': code_digest()}
 
 
 def proposal_key_material(config: HybridGLConfig) -> dict[str, Any]:
@@ -82,7 +117,8 @@ def proposal_key_material(config: HybridGLConfig) -> dict[str, Any]:
               for k in ('sam_model_type', 'sam_checkpoint', 'device', 'precision')}
     return {'format': CACHE_FORMAT, 'parity': config.parity,
             'proposals': dataclasses.asdict(config.proposals), 'models': models,
-            'model_files': _file_stamps(config, ('sam_model_type', 'sam_checkpoint'))}
+            'model_files': _file_stamps(config, ('sam_model_type', 'sam_checkpoint')),
+            'code': code_digest()}
 
 
 def _hash(material: dict[str, Any]) -> str:

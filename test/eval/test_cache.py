@@ -1,5 +1,7 @@
 """The per-image frame cache: exact round trip, keys, and a second run that skips SAM + CLIP."""
 import dataclasses
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -8,7 +10,9 @@ from PIL import Image
 
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.types import Frame, Proposals
-from hybridgl_ros.eval.cache import CachingProposer, FrameCache, frame_key, image_cache_name
+from hybridgl_ros.eval.cache import (
+    QUERY_SIDE_MODULES, CachingProposer, FrameCache, code_digest, frame_key, frame_key_material,
+    image_cache_name, proposal_key_material)
 from hybridgl_ros.eval.records import read_results
 from hybridgl_ros.eval.runner import EvalSettings, evaluate
 
@@ -144,3 +148,27 @@ def test_proposals_of_an_unnamed_image_are_not_cached(tmp_path):
     proposer.propose(np.zeros((37, 45, 3), np.uint8))
     proposer.propose(np.zeros((37, 45, 3), np.uint8))
     assert inner.calls == 2 and not any(tmp_path.iterdir())
+
+
+def test_an_edit_to_the_code_that_computes_frames_is_a_new_key_and_a_query_side_one_is_not(
+        tmp_path):
+    """Frames cached by an older version under the same settings are not read after an upgrade
+    that computes masks or features differently; a change to the decision keeps the cache."""
+    core = Path(__file__).parents[2] / 'hybridgl_ros' / 'core'
+    copy = tmp_path / 'core'
+    shutil.copytree(core, copy)
+    before = code_digest(copy)
+    assert code_digest(Path(str(copy))) == before        # the same code, the same digest
+    (copy / 'decision.py').write_text((copy / 'decision.py').read_text() + '\n# edited\n')
+    assert 'decision.py' in QUERY_SIDE_MODULES
+    assert code_digest(copy) == before
+    again = tmp_path / 'again'
+    shutil.copytree(core, again)
+    (again / 'mask_generation.py').write_text(
+        (again / 'mask_generation.py').read_text() + '\n# edited\n')
+    assert code_digest(again) != before
+    for material in (frame_key_material(HybridGLConfig()),
+                     proposal_key_material(HybridGLConfig())):
+        assert material['code'] == code_digest()
+    assert code_digest() == code_digest(core)
+
