@@ -169,8 +169,7 @@ class HybridGL:
         """
         import torch
 
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError('the expression is empty')
+        self._check_text(text)
         if frame.dropped:
             raise InvalidInputError(f'the frame was dropped ({frame.dropped}): prepare the '
                                     'image again')
@@ -247,10 +246,22 @@ class HybridGL:
         budget = self.config.proposals.max_working_pixels
         return self.sam_input_pixels if budget < 0 else budget
 
+    def _check_text(self, text: str) -> None:
+        """Refuses a text with nothing to answer before any work: empty or whitespace only; in
+        parity mode the parser's rule (a run of whitespace is text there, as in the released
+        code; "" and " " are not).
+
+        Raises:
+            InvalidInputError: no expression.
+        """
+        if not isinstance(text, str) or not text.strip():
+            if not (self.config.reference and isinstance(text, str)):
+                raise InvalidInputError('the expression is empty')
+            self.parser.parse(text)
+
     def segment(self, image_rgb: np.ndarray, text: str, explain: bool = False) -> Segmentation:
         """``query(prepare(image_rgb), text)``, with the frame's timings included."""
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError('the expression is empty')
+        self._check_text(text)
         frame = self.prepare(image_rgb)
         result = self.query(frame, text, explain)
         result.timings_ms.update({f'frame.{k}': v for k, v in frame.timings_ms.items()})

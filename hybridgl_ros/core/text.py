@@ -177,20 +177,24 @@ def normalize(tokenizer: Any, text: str, reference_parity: bool = False) -> str:
 
     With ``reference_parity`` only tokens that are exactly one space are dropped, as in the
     released code: a run of spaces keeps a whitespace token ("the   red car" -> "the    red
-    car"), and that string is what the parse, NP and GEM prompt see.
+    car"), and that string is what the parse, NP and GEM prompt see. So does a text of
+    whitespace alone that is more than one space ("   ", a tab), which the released code
+    answers (its NP is the whole text); "" and " " leave nothing, where it crashes (spec §12,
+    bug 4).
 
     Raises:
-        InvalidInputError: ``text`` is not a string or has no token (empty or whitespace).
+        InvalidInputError: ``text`` is not a string, or no token is left (the default mode:
+            empty or whitespace only; parity mode: empty or one space).
     """
     if not isinstance(text, str):
         raise InvalidInputError(f'the expression must be a string, not {type(text).__name__}')
     tokens = list(tokenizer(text.lower()))
-    if not any(not token.is_space for token in tokens):
-        raise InvalidInputError('the expression is empty')
     if reference_parity:
         words = [token.text for token in tokens if token.text != ' ']
     else:
         words = [token.text for token in tokens if not token.is_space]
+    if not words:
+        raise InvalidInputError('the expression is empty')
     return ' '.join(words)
 
 

@@ -101,6 +101,19 @@ def test_empty_text_is_invalid_input(make_segmenter, scene_rgb, text):
         segmenter.query(frame, text)
 
 
+def test_parity_mode_answers_whitespace_alone_as_the_released_code_does(make_segmenter,
+                                                                         scene_rgb):
+    segmenter, proposer = make_segmenter(parity='reference')
+    result = segmenter.segment(scene_rgb, '   ')
+    assert result.parse.normalized == '   ' and 0 <= result.index < 4
+    assert np.isfinite(result.spatial_scores).all()
+    calls = proposer.calls
+    for text in ('', ' '):            # nothing left to parse: refused before SAM runs
+        with pytest.raises(InvalidInputError, match='empty'):
+            segmenter.segment(scene_rgb, text)
+    assert proposer.calls == calls
+
+
 def test_a_300_word_expression_is_truncated_and_says_so(make_segmenter, scene_rgb):
     segmenter, _ = make_segmenter()
     text = ' '.join(['the red square next to the big blue round disc'] * 30)

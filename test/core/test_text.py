@@ -106,6 +106,20 @@ def test_empty_or_whitespace_text_raises_invalid_input(parser, text):
         parser.parse(text)
 
 
+@pytest.mark.parametrize('text', ['   ', '  ', '\t'])
+def test_parity_mode_keeps_whitespace_alone_that_is_more_than_one_space(parity_parser, text):
+    # the released code drops only tokens that are exactly ' ' (spec §5.1) and answers these:
+    # its NP is the whole text
+    parsed = parity_parser.parse(text)
+    assert parsed.normalized == text and parsed.head_phrase == text
+
+
+@pytest.mark.parametrize('text', ['', ' '])
+def test_parity_mode_refuses_the_text_the_released_code_crashes_on(parity_parser, text):
+    with pytest.raises(InvalidInputError, match='empty'):
+        parity_parser.parse(text)
+
+
 def test_non_string_text_raises_invalid_input(parser):
     with pytest.raises(InvalidInputError):
         parser.parse(None)
