@@ -17,6 +17,29 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+def pytest_report_header(config):
+    """Says when the installed copy of hybridgl_ros differs from the source tree. The tests
+    import the tree (``pythonpath`` in pyproject.toml), but console scripts and the nodes the
+    ROS tests start as processes run the installed copy: ``scripts/test.sh`` reinstalls it
+    first (``scripts/setup.sh``); a bare ``pytest`` after an edit does not."""
+    import sysconfig
+    from pathlib import Path
+
+    tree = Path(__file__).resolve().parents[1] / 'hybridgl_ros'
+    installed = Path(sysconfig.get_paths()['purelib']) / 'hybridgl_ros'
+    if not installed.is_dir():
+        return 'hybridgl_ros: not installed in this environment (run bash scripts/setup.sh)'
+    differ = sorted(
+        str(path.relative_to(tree)) for path in tree.rglob('*.py')
+        if not (installed / path.relative_to(tree)).is_file()
+        or (installed / path.relative_to(tree)).read_bytes() != path.read_bytes())
+    if differ:
+        return (f'hybridgl_ros: the installed copy differs from the source tree in {len(differ)} '
+                f'file(s) ({", ".join(differ[:3])}{", ..." if len(differ) > 3 else ""}); '
+                'processes the tests start run the installed one: run bash scripts/setup.sh')
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     """Without a CUDA device the ``cuda`` tests are deselected, not skipped: they cannot run
     here, and ``scripts/gpu_check.sh`` runs them (``-m cuda``) on a GPU machine."""
