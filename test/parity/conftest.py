@@ -40,14 +40,17 @@ class ParityRun:
                 'parity': 'reference', 'text.spacy_model': ps.SPACY_MODEL}),
             'default': HybridGLConfig.from_flat({
                 'models.precision': 'fp32', 'text.spacy_model': ps.SPACY_MODEL}),
-            # the default mode with the spec's q (guidance.anchor_by_words off): what the
-            # anchored queries' q, partners, R and choice are compared on
+            # the default mode with the spec's q and the spec's reading of the text
+            # (guidance.anchor_by_words, text.everyday_phrasing and
+            # guidance.direction_from_relation off): what a query is compared on where the
+            # default mode's own departs (ps.SPEC_Q)
             ps.SPEC_Q: HybridGLConfig.from_flat({
                 'models.precision': 'fp32', 'text.spacy_model': ps.SPACY_MODEL,
-                'guidance.anchor_by_words': False})}
+                'guidance.anchor_by_words': False, 'text.everyday_phrasing': False,
+                'guidance.direction_from_relation': False})}
         self.segmenters = {
             mode: HybridGL(config, clip_model=model, proposer=self.proposer,
-                           parser=SpacyParser(ps.SPACY_MODEL, config.reference))
+                           parser=SpacyParser.from_config(config))
             for mode, config in self.configs.items()}
         self._runs = {}
         self._built = {}

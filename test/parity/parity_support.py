@@ -108,8 +108,11 @@ def agreement_lines() -> list[str]:
     return lines
 
 
-#: The default mode with one departure off (``guidance.anchor_by_words``: q reads the anchor
-#: phrase's look words): the anchored queries' q, partners, R and choice are compared on it.
+#: The default mode with the departures off that change q or the reading of the text
+#: (``guidance.anchor_by_words``: q reads the anchor phrase's look words;
+#: ``text.everyday_phrasing``: command words, end punctuation and pronouns; ``guidance.
+#: direction_from_relation``: "below" also sets the ramp): a query whose q or parse these
+#: change is compared on it.
 SPEC_Q = 'default, spec q'
 
 

@@ -3,7 +3,11 @@
 Every quantity of the fixture README's table within its tolerance, the exact ones equal, and
 ``chosen_idx`` equal on every comparable query — in ``parity='reference'``, and in the default
 mode wherever the spec does not depart (the 'right' relation, whitespace runs, vertical ramps,
-size comparatives judged among look-alikes: README "Where the default mode departs").
+size and position words judged among look-alikes: README "Where the default mode departs"; a
+query whose q or reading of the text the default mode changes, by ``guidance.anchor_by_words``,
+``text.everyday_phrasing`` or ``guidance.direction_from_relation``, is compared with those
+off). The cases are the dump's, whichever it holds: a larger one with cases this repository
+has not seen runs the same rules.
 Designed differences (spec §12 bug 4: the empty sentence, a full-image mask, a zero-area box,
 more than 77 tokens): only what the reference computed before its failure is compared, and the
 project must give finite scores and a clear refusal of the empty text.
@@ -185,11 +189,18 @@ def _query(parity, case_id, index, mode):
 
     case = DUMP['cases'][case_id]
     reference, result = case['queries'][index], parity.run(case_id).results[mode, index]
-    if not reference['sentence_raw'].strip():
+    if not reference['sentence_raw'].strip() and (mode != 'reference' or not reference['ok']):
+        # the default mode refuses any text of whitespace alone; parity mode what the released
+        # code crashes on ("", " "), and answers a longer run of whitespace as it does
         assert isinstance(result, InvalidInputError) and 'empty' in str(result)
-        assert not reference['ok']
         return None
     return case, reference, result
+
+
+def _reading(e) -> tuple:
+    """What the text was read as: normalised text, phrases, relation and direction."""
+    return (e.parse.normalized, e.parse.head_phrase, tuple(e.parse.other_phrases), e.relation,
+            e.direction)
 
 
 @pytest.mark.parametrize('case_id, index', QUERIES)
@@ -218,18 +229,23 @@ def test_default_mode_matches_where_the_spec_agrees(parity, case_id, index):
     if found is None:
         return
     case, reference, result = found
+    spec = parity.run(case_id).results[ps.SPEC_Q, index]
     if isinstance(result, Exception):
         pass
+    elif _reading(result.explanation) != _reading(spec.explanation):
+        # the default mode reads the text its own way (everyday phrasing: "find the red ball.",
+        # "the hat, she said" with no anchor 'she'; "the ball below" also sets the ramp;
+        # README): compared with the spec's reading, where the departures are off
+        result = spec
     elif result.explanation.text_features.get('other_words') is not None:
         # q reads the anchor phrase's look words (guidance.anchor_by_words, README): s, p and
         # the candidates do not depend on q (the same up to the text batch's rounding), and
         # with that departure off the default mode is the spec's everywhere else
-        spec_q = parity.run(case_id).results[ps.SPEC_Q, index].explanation
-        np.testing.assert_allclose(result.explanation.similarities, spec_q.similarities,
-                                   rtol=0, atol=SCORE_ABS)
-        assert result.explanation.candidates.tolist() == spec_q.candidates.tolist()
-        assert spec_q.text_features.get('other_words') is None
-        result = parity.run(case_id).results[ps.SPEC_Q, index]
+        np.testing.assert_allclose(result.explanation.similarities,
+                                   spec.explanation.similarities, rtol=0, atol=SCORE_ABS)
+        assert result.explanation.candidates.tolist() == spec.explanation.candidates.tolist()
+        assert spec.explanation.text_features.get('other_words') is None
+        result = spec
     e = result.explanation
     if e.parse.normalized != reference['normalised']:
         # whitespace runs (spec §5.1) and other words for position and size read as the
