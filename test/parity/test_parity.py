@@ -125,6 +125,17 @@ def _compare_text(explanation, reference):
         _rel_close(np.linalg.norm(features['other']), reference['u_norm'], NORM_REL, 'u norm')
 
 
+def _same_ranking(ours, theirs, values, atol, what):
+    """Two top-k index lists are the same ranking: equal, or different only where the values
+    (ours) they rank tie within ``atol`` — a mask proposed twice has two p (or q) that differ
+    by the float rounding of their batch, and their order is that noise, in the reference as
+    here."""
+    assert len(ours) == len(theirs), f'{what}: {ours} != {theirs}'
+    values = np.asarray(values, np.float64)
+    assert all(abs(values[i] - values[j]) <= atol for i, j in zip(ours, theirs)), (
+        f'{what}: {ours} != {theirs} (values {values[ours]} / {values[theirs]})')
+
+
 def _compare_matching(e, reference, partners=True, lookalike_candidates=False):
     """s, p, q, the candidates and (unless ``partners`` is False: judged among look-alikes,
     the partners are the candidates) the partners. With ``lookalike_candidates`` (a position
@@ -134,9 +145,10 @@ def _compare_matching(e, reference, partners=True, lookalike_candidates=False):
     _close(e.matching_probs, reference['p'], PROB_ABS, 'p')
     assert e.pure_index == reference['pure_idx']
     top = select_candidates(torch.as_tensor(e.matching_probs), reference['k1']).tolist()
-    assert top == reference['top_idx']
+    _same_ranking(top, reference['top_idx'], e.matching_probs, PROB_ABS, 'top-k by p')
     if not lookalike_candidates:
-        assert e.candidates.tolist() == reference['top_idx']
+        _same_ranking(e.candidates.tolist(), reference['top_idx'], e.matching_probs, PROB_ABS,
+                      'candidates')
         assert len(e.candidates) == reference['k1']
     if not partners:
         assert e.partners.tolist() == e.candidates.tolist()
@@ -144,7 +156,8 @@ def _compare_matching(e, reference, partners=True, lookalike_candidates=False):
             _close(e.other_probs, reference['q'], PROB_ABS, 'q')
     elif reference.get('q') is not None:
         _close(e.other_probs, reference['q'], PROB_ABS, 'q')
-        assert e.partners.tolist() == reference['top_other_idx']
+        _same_ranking(e.partners.tolist(), reference['top_other_idx'], e.other_probs, PROB_ABS,
+                      'partners')
         assert len(e.partners) == reference['k2']
         assert reference['partner_branch'].startswith('top_k2')
     else:
@@ -253,14 +266,16 @@ def test_default_mode_matches_where_the_spec_agrees(parity, case_id, index):
         assert read_synonyms(' '.join(reference['normalised'].split())) == e.parse.normalized
         return
     config = parity.configs['default'].guidance
-    same_relation = e.relation == reference['relaflag']   # 'right' works here (bug 1)
+    # 'right' works here (bug 1); the reference has no relaflag where it failed before it
+    same_relation = e.relation == reference.get('relaflag')
     same_ramp = not (config.vertical_ramps and e.direction in ('up', 'down'))   # bug 3
     # bigger/smaller or left/right/top/bottom without an anchor phrase: R (and for sizes S) are
     # the default mode's own, judged among look-alikes (README)
     comparative = plan_guidance(e.parse, config).lookalike_relation != 'none'
     _compare_parse(e, reference, skip=('relaflag',))
     _compare_text(e, reference)
-    if reference.get('s') is None:
+    if reference.get('s') is None:  # the reference failed before scoring (> 77 tokens)
+        assert 'truncated' in result.message and np.isfinite(e.final_scores).all()
         return
     _compare_matching(e, reference, partners=not comparative,
                       lookalike_candidates=e.lookalike_relation in POSITION_RELATIONS)
