@@ -171,4 +171,3 @@ def test_an_edit_to_the_code_that_computes_frames_is_a_new_key_and_a_query_side_
                      proposal_key_material(HybridGLConfig())):
         assert material['code'] == code_digest()
     assert code_digest() == code_digest(core)
-
