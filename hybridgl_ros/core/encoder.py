@@ -39,8 +39,7 @@ from hybridgl_ros.core.cancel import CancelToken
 from hybridgl_ros.core.cancel import check as check_cancel
 from hybridgl_ros.core.config import FEATURE_MODES, FeatureConfig
 from hybridgl_ros.core.errors import ConfigError, InvalidInputError, ModelLoadError
-from hybridgl_ros.core.mask_images import (MaskInputBuilder, MaskInputs, cls_attention_mask,
-                                           concat_inputs, zoom_window)
+from hybridgl_ros.core.mask_images import MaskInputBuilder, MaskInputs, cls_attention_mask
 
 
 Streams = dict[str, torch.Tensor]
@@ -192,16 +191,8 @@ class HybridEncoder:
         Returns:
             (N, D) float32 on the device, not normalised; (0, D) when N = 0.
         """
-        def windows(chunk: np.ndarray) -> MaskInputs:
-            parts = []
-            for mask in chunk:
-                rows, columns = zoom_window(mask, context)
-                parts.append(builder.window(rows, columns).build(
-                    self._upload(mask[None, rows, columns])))
-            return concat_inputs(parts)
-
         with torch.no_grad():
-            return self._chunked(masks, cancel, windows)
+            return self._chunked(masks, cancel, lambda chunk: builder.zoomed(chunk, context))
 
     def _chunked(self, masks: np.ndarray, cancel: CancelToken | None,
                  inputs_of: Callable[[np.ndarray], MaskInputs]) -> torch.Tensor:

@@ -225,6 +225,16 @@ class MaskInputBuilder:
         window._sample()
         return window
 
+    def zoomed(self, masks: np.ndarray, context: float) -> MaskInputs:
+        """(n, H, W) bool → the n masks' inputs, each on its own :func:`zoom_window` of the
+        image (the default mode's zoomed look)."""
+        parts = []
+        for mask in masks:
+            rows, columns = zoom_window(mask, context)
+            window_mask = torch.from_numpy(np.ascontiguousarray(mask[None, rows, columns]))
+            parts.append(self.window(rows, columns).build(window_mask.to(self._image.device)))
+        return concat_inputs(parts)
+
     def build(self, masks: torch.Tensor) -> MaskInputs:
         """(n, H, W) bool on the device → the n masks' images and token masks."""
         mask_taps = self._sampler.taps(masks)   # (n, 2h, 2w)
