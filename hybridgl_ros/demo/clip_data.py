@@ -53,6 +53,12 @@ OBJECT_TEMPLATES = (
 PHRASE_TEMPLATES = (('the {c} {s}', 'cs'), ('the {s}', 's'), ('the {z} {c} {s}', 'csz'),
                     ('the {z} {s}', 'sz'), ('{c} {s}', 'cs'), ('the {zc} {c} {s}', 'csz'),
                     ('the {zc} {s}', 'sz'))
+#: Captions of an object's zoomed window (``ClipRecipe.window_weight``): no size words, as the
+#: window shows every object at one share of its side (half, at the default margin).
+WINDOW_TEMPLATES = (
+    ('the {c} {s}', 'cs'), ('{c} {s}', 'cs'), ('the {s}', 's'), ('{s}', 's'), ('{c}', 'c'),
+    ('the {c} one', 'c'), ('a photo of a {c} {s}', 'cs'), ('a photo of a the {c} {s}.', 'cs'),
+    ('a photo of a the {s}.', 's'))
 #: Words that name each size class, comparatives included.
 SIZE_WORDS = {'small': ('small', 'smaller', 'tinier'), 'big': ('big', 'bigger', 'larger')}
 TABLE_CAPTIONS = ('the table', 'table', 'the background', 'a photo of the table')
@@ -112,6 +118,11 @@ def caption(rng: np.random.Generator, obj: SceneObject | None, sentences: list[t
     return _fill(rng, obj, OBJECT_TEMPLATES)
 
 
+def window_caption(rng: np.random.Generator, obj: SceneObject) -> tuple[str, Descriptor]:
+    """A random caption of an object's zoomed window (no size word) and its descriptor."""
+    return _fill(rng, obj, WINDOW_TEMPLATES)
+
+
 def phrase(rng: np.random.Generator, obj: SceneObject) -> tuple[str, Descriptor]:
     """A random noun phrase naming an object ("the red ball") and its descriptor."""
     return _fill(rng, obj, PHRASE_TEMPLATES)
@@ -158,6 +169,8 @@ class PooledScene:
     coverage: torch.Tensor
     objects: tuple[SceneObject, ...]
     sentences: list[list[tuple[str, str]]]
+    windows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    """(local, global_, token_mask) float16 of each object's zoomed window, or None."""
 
 
 def scene_regions(scene: Scene, mask_grid: int = 0) -> np.ndarray:
@@ -186,7 +199,8 @@ def as_sam_draws(masks: np.ndarray, grid: int) -> np.ndarray:
 
 def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
                working_pixels: int = 0, object_scale: float = 1.0,
-               any_angle: bool = False, mask_grid: int = 0) -> PooledScene:
+               any_angle: bool = False, mask_grid: int = 0,
+               zoom_context: float = 0.0) -> PooledScene:
     """Builds the inputs of scene ``index`` of series ``seed`` with the pipeline's code.
 
     Args:
@@ -198,6 +212,8 @@ def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
         any_angle: every object at an angle from the whole circle (``scenes.make_scene``).
         mask_grid: the objects' masks as SAM draws them on this grid (``as_sam_draws``; 0:
             the exact masks).
+        zoom_context: > 0: also each object's inputs on the window the default mode's zoomed
+            look cuts around it with this margin (``PooledScene.windows``).
     """
     from hybridgl_ros.core.config import GemConfig
     from hybridgl_ros.core.gem import preprocess_image
@@ -205,8 +221,13 @@ def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
     scene = at_working_size(make_scene(seed, index, style, object_scale, any_angle),
                             working_pixels)
     regions = scene_regions(scene, mask_grid)
+    windows = None
     with torch.no_grad():
-        inputs = encoder.input_builder(scene.image_rgb).build(torch.from_numpy(regions))
+        builder = encoder.input_builder(scene.image_rgb)
+        inputs = builder.build(torch.from_numpy(regions))
+        if zoom_context > 0:
+            zoomed = builder.zoomed(regions[:-1], zoom_context)
+            windows = (zoomed.local.half(), zoomed.global_.half(), zoomed.token_mask.half())
     gem = GemConfig()
     gem_hw = tuple(gem.input_scale * side for side in encoder.input_hw)
     gem_image = preprocess_image(scene.image_rgb, gem_hw, gem.image_mean, gem.image_std)
@@ -221,7 +242,7 @@ def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
     return PooledScene(style, inputs.local.half(), inputs.global_.half(),
                        inputs.token_mask.half(),
                        gem_image[0].half(), torch.from_numpy(coverage).half(), scene.objects,
-                       sentences)
+                       sentences, windows)
 
 
 def vocabulary() -> list[str]:

@@ -22,7 +22,7 @@ option at a learnt cosine level; the target is the regions the caption is true o
 It teaches the absolute cosine what the pipeline's absent-target test reads (core/decision.py):
 the best mask of a scene clears that level when the caption is there and stays below when not.
 
-Six stages (``train_demo_clip``): the first learns the shaded style from scratch at a 64 px
+Seven stages (``train_demo_clip``): the first learns the shaded style from scratch at a 64 px
 input (region and coherence losses; the weights shipped before issue 11); the second fine-tunes
 them on shaded and flat scenes with captions of absent looks and the presence loss; the third
 fine-tunes those at a 96 px input (``UPSCALED_IMAGE_SIZE``; the positional embedding resampled
@@ -30,12 +30,14 @@ from the 8x8 token grid to 12x12), the same data and losses on a bigger pool of 
 longer; the fourth on new scenes at the pipeline's working size, half of them with objects of
 other sizes (``ClipRecipe.at_working_size``); the fifth the fourth's recipe on new scenes,
 half of them in the ``varied`` style, whose renderer draws canvas, background, palette,
-proportions and edges anew per scene (``ClipRecipe.other_renderers``); the sixth (today's
-weights) the fifth's recipe on new scenes, half of them with every object at an angle from the
-whole circle (``ClipRecipe.at_any_angle``). The spec's mask
+proportions and edges anew per scene (``ClipRecipe.other_renderers``); the sixth the fifth's
+recipe on new scenes, half of them with every object at an angle from the whole circle
+(``ClipRecipe.at_any_angle``); the seventh (today's weights) the sixth's recipe on new scenes
+with each object also on the window the default mode's zoomed look cuts around it, against
+captions without size words (``ClipRecipe.on_windows``). The spec's mask
 images are the whole frame resized to the input side (spec §4.1), so an object 100 px wide in a
 640 px frame is 10 px wide at 64 px and 15 px at 96 px: the shapes (ball, hexagonal cube, star)
-were what the 64 px model confused. The poster and isometric styles are held out of all six.
+were what the 64 px model confused. The poster and isometric styles are held out of all seven.
 """
 from __future__ import annotations
 
@@ -49,8 +51,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hybridgl_ros.core.config import FeatureConfig
 from hybridgl_ros.demo.clip_data import (
-    PooledScene, absent_captions, caption, match_matrix, phrase, pool_scene, region_descriptor)
+    PooledScene, absent_captions, caption, match_matrix, phrase, pool_scene, region_descriptor,
+    window_caption)
 from hybridgl_ros.demo.recipe import (
     OBJECT_SCALES, SCALED_SHARE, ScaledScenes, TrainingRecipe, train_in_stages)
 from hybridgl_ros.demo.train_sam import DEMO_SAM_ARCH
@@ -83,6 +87,10 @@ OTHER_RENDERERS_STEPS = 1000
 #: objects lie at any angle.
 ANY_ANGLE_STEPS = 800
 TURNED_SHARE = 0.5
+#: Steps of the seventh stage (``ClipRecipe.on_windows``).
+WINDOWS_STEPS = 800
+#: The zoomed look's margin the seventh stage trains on (``FeatureConfig.zoom_context``).
+ZOOM_CONTEXT = FeatureConfig.zoom_context
 #: The grid the embedded SAM draws its masks on (4 x its token grid), for ``ClipRecipe.
 #: mask_grid`` (no shipped stage uses it: the seventh stages tried, model card).
 SAM_MASK_GRID = 4 * DEMO_SAM_ARCH.embedding_side
@@ -96,8 +104,9 @@ SMOKE_OVERRIDES = {'steps': 2, 'scenes_per_step': 2, 'pool_scenes': 3, 'warmup_s
 class ClipRecipe(ScaledScenes, TrainingRecipe):
     """How the demo CLIP is trained. The defaults are the first stage (the shaded style only,
     no absent captions): the recipe of the weights shipped before issue 11;
-    :meth:`fine_tune`, :meth:`upscale`, :meth:`at_working_size`, :meth:`other_renderers` and
-    :meth:`at_any_angle` are the later stages, the last of which made today's weights."""
+    :meth:`fine_tune`, :meth:`upscale`, :meth:`at_working_size`, :meth:`other_renderers`,
+    :meth:`at_any_angle` and :meth:`on_windows` are the later stages, the last of which made
+    today's weights."""
 
     steps: int = 1600
     scenes_per_step: int = 6
@@ -140,6 +149,13 @@ class ClipRecipe(ScaledScenes, TrainingRecipe):
     """Train on the objects' masks as SAM draws them on a grid of this many cells
     (``clip_data.as_sam_draws``; ``SAM_MASK_GRID`` for the embedded SAM; 0 = the exact masks,
     as every shipped stage)."""
+    window_weight: float = 0.0
+    """Weight of the zoomed-window loss: each object also encoded on its window as the
+    default mode's zoomed look builds it (``zoom_context``), matched to captions without size
+    words (0 = whole frames only, as every shipped stage)."""
+    zoom_context: float = ZOOM_CONTEXT
+    """The windows' margin around each object's box, in box sides: the pipeline's default
+    ``features.zoom_context``."""
 
     @classmethod
     def fine_tune(cls, init_weights: str) -> 'ClipRecipe':
@@ -196,6 +212,16 @@ class ClipRecipe(ScaledScenes, TrainingRecipe):
         fifth = cls.other_renderers(init_weights)
         return replace(fifth, first_scene=fifth.after_pool, steps=ANY_ANGLE_STEPS,
                        turned_share=TURNED_SHARE)
+
+    @classmethod
+    def on_windows(cls, init_weights: str) -> 'ClipRecipe':
+        """The seventh stage: the sixth stage's recipe from its weights, on scenes no earlier
+        stage saw, each object also on the square window the default mode's zoomed look cuts
+        around it (``window_weight``): the pipeline sums each mask's whole-frame feature and
+        its window's, and the first six stages saw whole frames only."""
+        sixth = cls.at_any_angle(init_weights)
+        return replace(sixth, first_scene=sixth.after_pool, steps=WINDOWS_STEPS,
+                       window_weight=1.0)
 
     @property
     def after_pool(self) -> int:
@@ -299,6 +325,26 @@ def _batch(pool: list[PooledScene], rng: np.random.Generator, recipe: ClipRecipe
     return inputs, texts, match_matrix(regions, descs), owners, picks
 
 
+def _window_batch(picks: list[PooledScene], rng: np.random.Generator, recipe: ClipRecipe):
+    """The picked scenes' objects on their zoomed windows, captions without size words (and
+    the scenes' absent looks) and which window satisfies which caption."""
+    from hybridgl_ros.core.mask_images import MaskInputs
+
+    regions, texts, descs = [], [], []
+    for scene in picks:
+        for obj in scene.objects:
+            regions.append(region_descriptor(obj))
+            for _ in range(recipe.captions_per_region):
+                text, desc = window_caption(rng, obj)
+                texts.append(text)
+                descs.append(desc)
+        for text, desc in absent_captions(rng, scene.objects, recipe.absent_per_scene):
+            texts.append(text)
+            descs.append(desc)
+    inputs = MaskInputs(*(torch.cat([s.windows[k] for s in picks]).float() for k in range(3)))
+    return inputs, texts, match_matrix(regions, descs)
+
+
 def gem_patches(visual, pixels: torch.Tensor, start_block: int) -> torch.Tensor:
     """(B, P, D) L2-normalised GEM patch tokens of images (B, 3, S, S), with gradients.
 
@@ -395,7 +441,7 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
     styles = recipe.styles.split(',')
     pool = [pool_scene(encoder, TRAIN_SCENE_SEED, i, styles[i % len(styles)],
                        recipe.working_pixels, recipe.object_scale(i), recipe.any_angle(i),
-                       recipe.mask_grid)
+                       recipe.mask_grid, recipe.zoom_context if recipe.window_weight else 0.0)
             for i in range(recipe.first_scene, recipe.first_scene + recipe.pool_scenes)]
     LOGGER.info('clip: pooled %d scenes in %.0fs', len(pool), time.time() - start)
     used_tokens: set[int] = set(
@@ -413,7 +459,15 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
         presence_loss = _presence_loss(image_f, text_f, targets, owners, scale, none_cosine)
         coherence_loss, contrast_loss = _coherence_loss(model, picks, rng, tokenizer, scale,
                                                         recipe)
-        loss = (region_loss + recipe.presence_weight * presence_loss
+        window_loss = torch.zeros(())
+        if recipe.window_weight:
+            w_inputs, w_texts, w_targets = _window_batch(picks, rng, recipe)
+            w_tokens = tokenizer(w_texts)
+            used_tokens.update(w_tokens.unique().tolist())
+            window_loss = _soft_clip_loss(encoder.encode_inputs(w_inputs),
+                                          model.encode_text(w_tokens), w_targets, scale)
+        loss = (region_loss + recipe.window_weight * window_loss
+                + recipe.presence_weight * presence_loss
                 + recipe.coherence_weight * coherence_loss
                 + recipe.contrast_weight * contrast_loss)
         opt.zero_grad(set_to_none=True)
@@ -424,11 +478,12 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
             _save(model, recipe.config, used_tokens, Path(out_dir))
         if step % 25 == 0 or step == recipe.steps - 1:
             LOGGER.info('clip step %d/%d %.0fs loss %.3f region %.3f presence %.3f (none at '
-                        'cos %.3f) coherence %.3f contrast %.3f scale %.1f', step,
+                        'cos %.3f) coherence %.3f contrast %.3f window %.3f scale %.1f', step,
                         recipe.steps, time.time() - start, float(loss.detach()),
                         float(region_loss.detach()), float(presence_loss.detach()),
                         float(none_cosine.detach()), float(coherence_loss.detach()),
-                        float(contrast_loss.detach()), float(scale.detach()))
+                        float(contrast_loss.detach()), float(window_loss.detach()),
+                        float(scale.detach()))
     train_seconds = time.time() - start
     out = Path(out_dir)
     _save(model.eval(), recipe.config, used_tokens, out)
@@ -450,17 +505,17 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
 
 def train_demo_clip(out_dir: str | Path, steps: int = 0, seed: int | None = None,
                     smoke: bool = False, start_from: str = '') -> dict:
-    """The six stages into ``out_dir`` (the first five stages' files in ``out_dir/stage1``
-    … ``out_dir/stage5``), or, with ``start_from`` (the first stage's 64 px ``clip.pt``), the
-    later five from those weights. ``steps`` (if > 0) and ``seed`` override each stage's
+    """The seven stages into ``out_dir`` (the first six stages' files in ``out_dir/stage1``
+    … ``out_dir/stage6``), or, with ``start_from`` (the first stage's 64 px ``clip.pt``), the
+    later six from those weights. ``steps`` (if > 0) and ``seed`` override each stage's
     recipe; ``smoke``: a few tiny steps of each. Returns the final metrics (with the earlier
-    stages' under ``stage1`` … ``stage5``)."""
+    stages' under ``stage1`` … ``stage6``)."""
     def adjust(recipe: ClipRecipe) -> ClipRecipe:
         return (replace(recipe, **SMOKE_OVERRIDES) if smoke else recipe).with_overrides(
             steps, seed)
 
     later = [ClipRecipe.fine_tune, ClipRecipe.upscale, ClipRecipe.at_working_size,
-             ClipRecipe.other_renderers, ClipRecipe.at_any_angle]
+             ClipRecipe.other_renderers, ClipRecipe.at_any_angle, ClipRecipe.on_windows]
     return train_in_stages(out_dir, ClipRecipe(), later, train_clip, 'clip.pt',
                            'clip_metrics.json', start_from, adjust)
 

@@ -24,16 +24,17 @@ def test_sam_smoke_training_writes_a_checkpoint_sam_loads(tmp_path):
     assert 0.0 <= metrics['recall_iou_0.5'] <= 1.0
 
 
-def test_the_clip_is_trained_in_six_stages_each_from_the_one_before(tmp_path):
+def test_the_clip_is_trained_in_seven_stages_each_from_the_one_before(tmp_path):
+    from hybridgl_ros.core.config import FeatureConfig
     from hybridgl_ros.demo.train_clip import (
         DEMO_WORKING_PIXELS, UPSCALE_POOL_SCENES, UPSCALED_IMAGE_SIZE, train_demo_clip)
 
     metrics = train_demo_clip(tmp_path, smoke=True)
-    for number in range(1, 6):
+    for number in range(1, 7):
         assert (tmp_path / f'stage{number}' / 'clip.pt').is_file()
         assert metrics[f'stage{number}']['init_weights'] == (
             str(tmp_path / f'stage{number - 1}' / 'clip.pt') if number > 1 else '')
-    assert metrics['init_weights'] == str(tmp_path / 'stage5' / 'clip.pt')
+    assert metrics['init_weights'] == str(tmp_path / 'stage6' / 'clip.pt')
     assert metrics['stage2']['recipe']['presence_weight'] == 1.0
     saved = json.loads((tmp_path / 'clip_metrics.json').read_text())
     assert saved['stage1']['steps'] == 2 and saved['stage3']['train_styles'] == 'shaded,flat,flat'
@@ -52,9 +53,18 @@ def test_the_clip_is_trained_in_six_stages_each_from_the_one_before(tmp_path):
     assert fifth['recipe']['first_scene'] == 2 * UPSCALE_POOL_SCENES
     assert fifth['recipe']['turned_share'] == 0
     # the sixth: the fifth's on scenes none pooled, half of them with objects at any angle
-    assert saved['train_styles'] == fifth['train_styles']
-    assert saved['recipe']['first_scene'] == 3 * UPSCALE_POOL_SCENES
+    sixth = saved['stage6']
+    assert sixth['train_styles'] == fifth['train_styles']
+    assert sixth['recipe']['first_scene'] == 3 * UPSCALE_POOL_SCENES
+    assert sixth['recipe']['turned_share'] == 0.5
+    # the seventh: the sixth's on scenes none pooled, each object on its zoomed window too, at
+    # the pipeline's margin; no earlier stage saw a window
+    assert saved['train_styles'] == sixth['train_styles']
+    assert saved['recipe']['first_scene'] == 4 * UPSCALE_POOL_SCENES
     assert saved['recipe']['turned_share'] == 0.5
+    assert saved['recipe']['window_weight'] == 1.0
+    assert saved['recipe']['zoom_context'] == FeatureConfig().zoom_context
+    assert all(saved[f'stage{n}']['recipe']['window_weight'] == 0 for n in range(1, 7))
     # the first two stages at 64 px, the later ones at the bigger input: loading the 64 px
     # weights resampled the positional embedding to its token grid
     config = json.loads((tmp_path / 'clip_config.json').read_text())
@@ -160,5 +170,59 @@ def test_a_recipe_with_a_mask_grid_trains_on_masks_as_sam_draws_them(tmp_path):
 
     metrics = train_clip(tmp_path, replace(ClipRecipe.smoke(), mask_grid=SAM_MASK_GRID))
     assert metrics['recipe']['mask_grid'] == SAM_MASK_GRID
+    model, _ = build_clip(str(tmp_path / 'clip_config.json'))
+    load_clip_weights(model, tmp_path / 'clip.pt')
+
+
+def test_the_window_stage_pools_each_object_on_the_window_the_pipeline_cuts():
+    import numpy as np
+
+    from hybridgl_ros.core.mask_images import zoom_window
+    from hybridgl_ros.demo.clip_data import pool_scene, scene_regions
+    from hybridgl_ros.demo.scenes import at_working_size, make_scene
+    from hybridgl_ros.demo.train_clip import (
+        DEMO_WORKING_PIXELS, ZOOM_CONTEXT, ClipRecipe, build_model, make_encoder)
+
+    encoder = make_encoder(build_model(ClipRecipe.on_windows('w.pt').config).eval())
+    plain = pool_scene(encoder, 2, 7, 'flat', DEMO_WORKING_PIXELS)
+    pooled = pool_scene(encoder, 2, 7, 'flat', DEMO_WORKING_PIXELS, zoom_context=ZOOM_CONTEXT)
+    assert plain.windows is None
+    objects = len(pooled.objects)
+    local, global_, tokens = pooled.windows
+    assert local.shape[0] == global_.shape[0] == tokens.shape[0] == objects
+    # the same inputs as the encoder's zoomed look builds for those masks at run time
+    scene = at_working_size(make_scene(2, 7, 'flat'), DEMO_WORKING_PIXELS)
+    masks = scene_regions(scene)[:-1]
+    builder = encoder.input_builder(scene.image_rgb)
+    for k, mask in enumerate(masks):
+        rows, columns = zoom_window(mask, ZOOM_CONTEXT)
+        expected = builder.window(rows, columns).build(
+            torch.from_numpy(np.ascontiguousarray(mask[None, rows, columns])))
+        torch.testing.assert_close(local[k].float(), expected.local[0].half().float())
+        torch.testing.assert_close(tokens[k].float(), expected.token_mask[0].half().float())
+    # zoomed: each object covers more of the token grid on its window than on the frame
+    assert (tokens.float().sum(1) > plain.token_mask[:objects].float().sum(1)).all()
+
+
+def test_window_captions_have_no_size_word_and_match_by_colour_and_shape():
+    import numpy as np
+
+    from hybridgl_ros.demo.clip_data import SIZE_WORDS, region_descriptor, window_caption
+    from hybridgl_ros.demo.scenes import SceneObject
+
+    rng = np.random.default_rng(0)
+    obj = SceneObject('ball', 'red', 'small', (50.0, 50.0), 20.0, 0.0)
+    sized = set(SIZE_WORDS['small']) | set(SIZE_WORDS['big']) | {'small', 'big'}
+    for _ in range(200):
+        text, desc = window_caption(rng, obj)
+        assert not sized & set(text.replace('.', '').split())
+        assert desc.size is None and desc.matches(region_descriptor(obj))
+
+
+def test_a_recipe_with_a_window_weight_trains_on_the_windows(tmp_path):
+    from dataclasses import replace
+
+    metrics = train_clip(tmp_path, replace(ClipRecipe.smoke(), window_weight=1.0))
+    assert metrics['recipe']['window_weight'] == 1.0
     model, _ = build_clip(str(tmp_path / 'clip_config.json'))
     load_clip_weights(model, tmp_path / 'clip.pt')
