@@ -170,12 +170,12 @@ class FeatureConfig:
     """Value outside the mask of the local image, in normalised space."""
     mask_batch_size: int = 32
     """Masks encoded per chunk (2 images each): bounds memory, not the result."""
-    zoom_context: float = 1.5
+    zoom_context: float = 0.5
     """Default mode: each mask's feature is the sum of its normalised features on the whole
     frame (spec §4) and on a square window around it, the mask's box's longer side plus this
-    much of it on each side (1.5: the object spans a quarter of the window, the middle of the
-    sizes the demo CLIP trained on), so a small object reaches the CLIP at a size it can name.
-    0: the whole frame only, as the authors' method."""
+    much of it on each side (0.5: the object spans half the window, as the demo CLIP's seventh
+    stage trained on it; 1.5 before that stage, a quarter), so a small object reaches the CLIP
+    at a size it can name. 0: the whole frame only, as the authors' method."""
     mirror_view: bool = True
     """Default mode: each mask's feature is the sum of its features on the frame and on the
     frame's mirror image (the frame and the mask flipped left to right): a colour or a shape
@@ -304,43 +304,44 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.7109
+    presence_threshold: float = 0.7716
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
-    --budget-per on the tuning series' shaded, flat and objects-at-any-angle runs: the highest
-    that rejects at most 5 % of the present targets of each). For a target phrase that names a
+    --budget-per --max-rejected 0.04 on the tuning series' shaded, flat and objects-at-any-angle
+    runs: the highest that rejects at most 4 % of the present targets of each, a point of room
+    for the spread between series under the 5 % target). For a target phrase that names a
     colour ("the red cube", "the small red cube on the left"); the two forms below have their
     own."""
-    presence_threshold_plain: float = 0.5211
+    presence_threshold_plain: float = 0.6943
     """The threshold for a target phrase that names no colour ("the cube", "the small cube",
     "the cube on the left"): hybridgl calibrate lowers it below presence_threshold where that
     would reject more than the budget of such phrases' present targets in a style (README "One
     rejection budget per phrase form")."""
-    presence_threshold_anchored: float = 0.4242
+    presence_threshold_anchored: float = 0.5113
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.139753, 0.049057, -1.338328, -7.534596, -0.002168,
-                                           -0.002586, 0.026801, 0.046009, -1.352489, 0.0,
-                                           0.033421, 0.007557, 0.029223, -0.090061, -0.043745,
-                                           0.04101, 0.050133, 0.051536, 0.068983, 0.101417)
+    presence_weights: tuple[float, ...] = (0.104665, 0.033341, -1.775047, -8.637845, -0.003286,
+                                           -0.003625, 0.053658, 0.076032, -1.813295, 0.0,
+                                           0.027361, 0.006218, 0.029292, -0.078956, -0.036241,
+                                           0.031837, 0.065145, 0.06933, 0.060142, 0.097423)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast,
     object contrast and word standout; the object contrast where the target phrase names no
     contrast colour and has no anchor)."""
-    presence_bias: float = -4.637751
+    presence_bias: float = -3.539569
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.173068, -0.024181, -0.402645, 1.451629, 0.0, -0.049681, 0.049206)
+        0.079893, -0.030042, -0.649431, 2.20707, 0.0, -0.01777, 0.039003)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -5.602637
+    confidence_bias: float = -1.474468
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 17.3
+    ambiguity_margin: float = 23.6
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
-    single-target expressions of each group of runs of the tuning series; it flags 98.7 % of
+    single-target expressions of each group of runs of the tuning series; it flags 99.2 % of
     the multi-target ones there)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""
@@ -373,7 +374,7 @@ class DecisionConfig:
     """Object words that exclude one another (no synonyms: "cube" beside "box" would contrast
     a cube with itself), for P(present)'s object contrast: "the red cube" against "the red
     ball", ... Add your robot's objects ("mug bottle bowl") and calibrate; '' = none."""
-    calibrated_for: str = '67946b0c5e171f9b'
+    calibrated_for: str = '9b945a1c04811f6e'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 
     def threshold_for(self, form: str) -> float:
