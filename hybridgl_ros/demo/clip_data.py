@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from hybridgl_ros.core.mask_images import MaskInputs
 from hybridgl_ros.demo.expressions import scene_expressions
 from hybridgl_ros.demo.recipe import low_res_shares
 from hybridgl_ros.demo.scenes import (
@@ -169,8 +170,8 @@ class PooledScene:
     coverage: torch.Tensor
     objects: tuple[SceneObject, ...]
     sentences: list[list[tuple[str, str]]]
-    windows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-    """(local, global_, token_mask) float16 of each object's zoomed window, or None."""
+    windows: MaskInputs | None = None
+    """Each object's inputs on its zoomed window (float16), or None."""
 
 
 def scene_regions(scene: Scene, mask_grid: int = 0) -> np.ndarray:
@@ -227,7 +228,8 @@ def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
         inputs = builder.build(torch.from_numpy(regions))
         if zoom_context > 0:
             zoomed = builder.zoomed(regions[:-1], zoom_context)
-            windows = (zoomed.local.half(), zoomed.global_.half(), zoomed.token_mask.half())
+            windows = MaskInputs(zoomed.local.half(), zoomed.global_.half(),
+                                 zoomed.token_mask.half())
     gem = GemConfig()
     gem_hw = tuple(gem.input_scale * side for side in encoder.input_hw)
     gem_image = preprocess_image(scene.image_rgb, gem_hw, gem.image_mean, gem.image_std)

@@ -1,4 +1,5 @@
-"""Trains the tiny demo CLIP contrastively on generated scenes (CPU, seeded).
+"""Trains the tiny demo CLIP contrastively on generated scenes (CPU, seeded; the losses below
+are in ``clip_losses``).
 
 Region loss: for every region of a batch of scenes (each object and the table), the hybrid G2L
 feature computed by the core's ``HybridEncoder`` — the very feature the pipeline matches text
@@ -49,12 +50,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hybridgl_ros.core.config import FeatureConfig
 from hybridgl_ros.demo.clip_data import (
-    PooledScene, absent_captions, caption, match_matrix, phrase, pool_scene, region_descriptor,
+    PooledScene, absent_captions, caption, match_matrix, pool_scene, region_descriptor,
     window_caption)
+from hybridgl_ros.demo.clip_losses import coherence_loss, presence_loss, soft_clip_loss
 from hybridgl_ros.demo.recipe import (
     OBJECT_SCALES, SCALED_SHARE, ScaledScenes, TrainingRecipe, train_in_stages)
 from hybridgl_ros.demo.train_sam import DEMO_SAM_ARCH
@@ -260,42 +261,6 @@ def make_encoder(model):
                                                              depth), 'cpu')
 
 
-def _soft_clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, targets: torch.Tensor,
-                    scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric cross-entropy with multi-positive targets (R, C) of 0/1."""
-    logits = scale * F.normalize(image_f, dim=-1) @ F.normalize(text_f, dim=-1).T
-    rows = targets.sum(1) > 0
-    cols = targets.sum(0) > 0
-    i2t = -(targets[rows] / targets[rows].sum(1, keepdim=True)
-            * logits[rows].log_softmax(1)).sum(1).mean()
-    t2i = -(targets[:, cols] / targets[:, cols].sum(0, keepdim=True)
-            * logits[:, cols].log_softmax(0)).sum(0).mean()
-    return 0.5 * (i2t + t2i)
-
-
-def _presence_loss(image_f: torch.Tensor, text_f: torch.Tensor, targets: torch.Tensor,
-                   owners: tuple[torch.Tensor, torch.Tensor], scale: torch.Tensor,
-                   none_cosine: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each caption over its own scene's regions plus "none".
-
-    Args:
-        image_f, text_f: (R, D) region and (C, D) caption features.
-        targets: (R, C) 0/1, region r satisfies caption c.
-        owners: the scene of every region (R,) and of every caption (C,).
-        none_cosine: the learnt cosine level of the "none" option.
-    """
-    region_scene, caption_scene = owners
-    same = caption_scene[:, None] == region_scene[None, :]                   # (C, R)
-    logits = scale * F.normalize(text_f, dim=-1) @ F.normalize(image_f, dim=-1).T
-    logits = torch.cat([logits.masked_fill(~same, float('-inf')),
-                        (scale * none_cosine).expand(len(text_f), 1)], dim=1)
-    hits = targets.T * same                                                  # (C, R)
-    target = torch.cat([hits, (hits.sum(1, keepdim=True) == 0).float()], dim=1)
-    target = target / target.sum(1, keepdim=True)
-    log_probs = logits.log_softmax(1).masked_fill(target == 0, 0.0)
-    return -(target * log_probs).sum(1).mean()
-
-
 def _batch(pool: list[PooledScene], rng: np.random.Generator, recipe: ClipRecipe):
     """Region inputs, captions, targets and owners (scene of each region and caption) of a
     random set of pooled scenes, and the scenes."""
@@ -328,7 +293,7 @@ def _batch(pool: list[PooledScene], rng: np.random.Generator, recipe: ClipRecipe
 def _window_batch(picks: list[PooledScene], rng: np.random.Generator, recipe: ClipRecipe):
     """The picked scenes' objects on their zoomed windows, captions without size words (and
     the scenes' absent looks) and which window satisfies which caption."""
-    from hybridgl_ros.core.mask_images import MaskInputs
+    from hybridgl_ros.core.mask_images import MaskInputs, concat_inputs
 
     regions, texts, descs = [], [], []
     for scene in picks:
@@ -341,77 +306,9 @@ def _window_batch(picks: list[PooledScene], rng: np.random.Generator, recipe: Cl
         for text, desc in absent_captions(rng, scene.objects, recipe.absent_per_scene):
             texts.append(text)
             descs.append(desc)
-    inputs = MaskInputs(*(torch.cat([s.windows[k] for s in picks]).float() for k in range(3)))
+    joined = concat_inputs([s.windows for s in picks])
+    inputs = MaskInputs(joined.local.float(), joined.global_.float(), joined.token_mask.float())
     return inputs, texts, match_matrix(regions, descs)
-
-
-def gem_patches(visual, pixels: torch.Tensor, start_block: int) -> torch.Tensor:
-    """(B, P, D) L2-normalised GEM patch tokens of images (B, 3, S, S), with gradients.
-
-    The same computation as ``hybridgl_ros.core.gem.gem_image_tokens`` (which runs without
-    gradients on one image): positional embedding resampled to the grid, the normal stream up
-    to ``start_block``, then one self-self attention update per block on the GEM stream.
-    """
-    from hybridgl_ros.core.gem import resample_positional_embedding, self_self_attention
-
-    x = visual.conv1(pixels)                                         # (B, C, rows, cols)
-    grid = (int(x.shape[-2]), int(x.shape[-1]))
-    x = x.flatten(2).transpose(1, 2)
-    cls = visual.class_embedding.expand(x.shape[0], 1, -1)
-    positional = resample_positional_embedding(visual.positional_embedding,
-                                               tuple(visual.grid_size), grid)
-    x = visual.ln_pre(torch.cat([cls, x], dim=1) + positional)
-    blocks = visual.transformer.resblocks
-    for block in blocks[:start_block]:
-        x = block(x)
-    gem = x
-    for index in range(start_block, len(blocks)):
-        gem = gem + blocks[index].ls_1(self_self_attention(blocks[index].ln_1(x),
-                                                           blocks[index].attn))
-        if index < len(blocks) - 1:
-            x = blocks[index](x)
-    return F.normalize(visual.ln_post(gem[:, 1:]) @ visual.proj, dim=-1)
-
-
-def _coherence_loss(model, picks: list[PooledScene], rng: np.random.Generator,
-                    tokenizer, scale: torch.Tensor, recipe: ClipRecipe
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mass loss, contrast loss) of object phrases on their scenes' GEM patches.
-
-    Mass: cross-entropy of each phrase's softmax over its scene's patches against the share of
-    every patch covered by the objects the phrase is true of. Contrast: squared error between
-    the mean of the min-max normalised cosine map over each region (objects, then the table) and
-    1 for the objects the phrase is true of, 0 for the rest.
-    """
-    from hybridgl_ros.core.config import GemConfig
-    from hybridgl_ros.core.pipeline import block_index
-
-    gem = GemConfig()
-    start = block_index(gem.start_fraction, len(model.visual.transformer.resblocks))
-    patches = gem_patches(model.visual, torch.stack([s.gem_image for s in picks]).float(),
-                          start)                                     # (B, P, D)
-    texts, hits_all, owners = [], [], []
-    for b, scene in enumerate(picks):
-        regions = [region_descriptor(o) for o in scene.objects]
-        for obj in scene.objects:
-            for _ in range(recipe.phrases_per_object):
-                text, desc = phrase(rng, obj)
-                texts.append(gem.prompt.format(text))
-                hits_all.append(torch.tensor([float(desc.matches(r)) for r in regions] + [0.0]))
-                owners.append(b)
-    text_f = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)  # (K, D)
-    cosine = torch.einsum('kd,kpd->kp', text_f, patches[torch.tensor(owners)])  # (K, P)
-    mass, contrast = [], []
-    for k, (hits, b) in enumerate(zip(hits_all, owners)):
-        cover = picks[b].coverage.float().flatten(1)                 # (R, P), table last
-        target = hits @ cover
-        target = target / target.sum().clamp(min=1e-6)
-        mass.append(-(target * (scale * cosine[k]).log_softmax(0)).sum())
-        low, high = cosine[k].min(), cosine[k].max()
-        normalised = (cosine[k] - low) / (high - low).clamp(min=1e-6)
-        region_means = (cover @ normalised) / cover.sum(1).clamp(min=1e-6)
-        contrast.append(((region_means - hits) ** 2).mean())
-    return torch.stack(mass).mean(), torch.stack(contrast).mean()
 
 
 def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
@@ -455,21 +352,21 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
         used_tokens.update(tokens.unique().tolist())
         scale = model.logit_scale.exp().clamp(max=100.0)
         image_f, text_f = encoder.encode_inputs(inputs), model.encode_text(tokens)
-        region_loss = _soft_clip_loss(image_f, text_f, targets, scale)
-        presence_loss = _presence_loss(image_f, text_f, targets, owners, scale, none_cosine)
-        coherence_loss, contrast_loss = _coherence_loss(model, picks, rng, tokenizer, scale,
-                                                        recipe)
+        region_loss = soft_clip_loss(image_f, text_f, targets, scale)
+        presence = presence_loss(image_f, text_f, targets, owners, scale, none_cosine)
+        coherence, contrast = coherence_loss(model, picks, rng, tokenizer, scale,
+                                             recipe.phrases_per_object)
         window_loss = torch.zeros(())
         if recipe.window_weight:
             w_inputs, w_texts, w_targets = _window_batch(picks, rng, recipe)
             w_tokens = tokenizer(w_texts)
             used_tokens.update(w_tokens.unique().tolist())
-            window_loss = _soft_clip_loss(encoder.encode_inputs(w_inputs),
-                                          model.encode_text(w_tokens), w_targets, scale)
+            window_loss = soft_clip_loss(encoder.encode_inputs(w_inputs),
+                                         model.encode_text(w_tokens), w_targets, scale)
         loss = (region_loss + recipe.window_weight * window_loss
-                + recipe.presence_weight * presence_loss
-                + recipe.coherence_weight * coherence_loss
-                + recipe.contrast_weight * contrast_loss)
+                + recipe.presence_weight * presence
+                + recipe.coherence_weight * coherence
+                + recipe.contrast_weight * contrast)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -480,9 +377,9 @@ def train_clip(out_dir: str | Path, recipe: ClipRecipe = ClipRecipe()) -> dict:
             LOGGER.info('clip step %d/%d %.0fs loss %.3f region %.3f presence %.3f (none at '
                         'cos %.3f) coherence %.3f contrast %.3f window %.3f scale %.1f', step,
                         recipe.steps, time.time() - start, float(loss.detach()),
-                        float(region_loss.detach()), float(presence_loss.detach()),
-                        float(none_cosine.detach()), float(coherence_loss.detach()),
-                        float(contrast_loss.detach()), float(window_loss.detach()),
+                        float(region_loss.detach()), float(presence.detach()),
+                        float(none_cosine.detach()), float(coherence.detach()),
+                        float(contrast.detach()), float(window_loss.detach()),
                         float(scale.detach()))
     train_seconds = time.time() - start
     out = Path(out_dir)

@@ -188,7 +188,8 @@ def test_the_window_stage_pools_each_object_on_the_window_the_pipeline_cuts():
     pooled = pool_scene(encoder, 2, 7, 'flat', DEMO_WORKING_PIXELS, zoom_context=ZOOM_CONTEXT)
     assert plain.windows is None
     objects = len(pooled.objects)
-    local, global_, tokens = pooled.windows
+    local, global_, tokens = (pooled.windows.local, pooled.windows.global_,
+                              pooled.windows.token_mask)
     assert local.shape[0] == global_.shape[0] == tokens.shape[0] == objects
     # the same inputs as the encoder's zoomed look builds for those masks at run time
     scene = at_working_size(make_scene(2, 7, 'flat'), DEMO_WORKING_PIXELS)
