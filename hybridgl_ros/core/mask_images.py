@@ -171,6 +171,13 @@ class MaskInputs:
     token_mask: torch.Tensor
     """(n, T) float32 in [0, 1]."""
 
+    def to(self, dtype: torch.dtype) -> MaskInputs:
+        """The same inputs in ``dtype`` (a pool of them kept in float16, fed back as float32)."""
+        def cast(tensor):
+            return None if tensor is None else tensor.to(dtype)
+
+        return MaskInputs(cast(self.local), cast(self.global_), self.token_mask.to(dtype))
+
 
 def concat_inputs(parts: Sequence[MaskInputs]) -> MaskInputs:
     """One ``MaskInputs`` of the masks of several (all alike) along the batch axis."""

@@ -227,9 +227,7 @@ def pool_scene(encoder, seed: int, index: int, style: str = 'shaded',
         builder = encoder.input_builder(scene.image_rgb)
         inputs = builder.build(torch.from_numpy(regions))
         if zoom_context > 0:
-            zoomed = builder.zoomed(regions[:-1], zoom_context)
-            windows = MaskInputs(zoomed.local.half(), zoomed.global_.half(),
-                                 zoomed.token_mask.half())
+            windows = builder.zoomed(regions[:-1], zoom_context).to(torch.float16)
     gem = GemConfig()
     gem_hw = tuple(gem.input_scale * side for side in encoder.input_hw)
     gem_image = preprocess_image(scene.image_rgb, gem_hw, gem.image_mean, gem.image_std)

@@ -293,7 +293,7 @@ def _batch(pool: list[PooledScene], rng: np.random.Generator, recipe: ClipRecipe
 def _window_batch(picks: list[PooledScene], rng: np.random.Generator, recipe: ClipRecipe):
     """The picked scenes' objects on their zoomed windows, captions without size words (and
     the scenes' absent looks) and which window satisfies which caption."""
-    from hybridgl_ros.core.mask_images import MaskInputs, concat_inputs
+    from hybridgl_ros.core.mask_images import concat_inputs
 
     regions, texts, descs = [], [], []
     for scene in picks:
@@ -306,8 +306,7 @@ def _window_batch(picks: list[PooledScene], rng: np.random.Generator, recipe: Cl
         for text, desc in absent_captions(rng, scene.objects, recipe.absent_per_scene):
             texts.append(text)
             descs.append(desc)
-    joined = concat_inputs([s.windows for s in picks])
-    inputs = MaskInputs(joined.local.float(), joined.global_.float(), joined.token_mask.float())
+    inputs = concat_inputs([s.windows for s in picks]).to(torch.float32)
     return inputs, texts, match_matrix(regions, descs)
 
 
