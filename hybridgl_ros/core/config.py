@@ -304,41 +304,41 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.7716
+    presence_threshold: float = 0.7797
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per --max-rejected 0.04 on the tuning series' shaded, flat and objects-at-any-angle
     runs: the highest that rejects at most 4 % of the present targets of each, a point of room
     for the spread between series under the 5 % target). For a target phrase that names a
     colour ("the red cube", "the small red cube on the left"); the two forms below have their
     own."""
-    presence_threshold_plain: float = 0.6943
+    presence_threshold_plain: float = 0.6408
     """The threshold for a target phrase that names no colour ("the cube", "the small cube",
     "the cube on the left"): hybridgl calibrate lowers it below presence_threshold where that
     would reject more than the budget of such phrases' present targets in a style (README "One
     rejection budget per phrase form")."""
-    presence_threshold_anchored: float = 0.5113
+    presence_threshold_anchored: float = 0.5258
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.104665, 0.033341, -1.775047, -8.637845, -0.003286,
-                                           -0.003625, 0.053658, 0.076032, -1.813295, 0.0,
-                                           0.027361, 0.006218, 0.029292, -0.078956, -0.036241,
-                                           0.031837, 0.065145, 0.06933, 0.060142, 0.097423)
+    presence_weights: tuple[float, ...] = (0.103694, 0.036221, -1.922079, -8.381843, -0.001647,
+                                           -0.004626, 0.055954, 0.071997, -1.729903, 0.0,
+                                           0.029191, 0.008366, 0.021531, -0.078717, -0.041328,
+                                           0.046684, 0.057166, 0.060797, 0.061719, 0.084526)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast,
     object contrast and word standout; the object contrast where the target phrase names no
     contrast colour and has no anchor)."""
-    presence_bias: float = -3.539569
+    presence_bias: float = -3.539607
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.079893, -0.030042, -0.649431, 2.20707, 0.0, -0.01777, 0.039003)
+        0.081238, -0.031266, -0.433012, 1.923685, 0.0, -0.038578, 0.046134)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -1.474468
+    confidence_bias: float = -1.221261
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 23.6
+    ambiguity_margin: float = 25.0
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
     single-target expressions of each group of runs of the tuning series; it flags 99.2 % of
@@ -374,7 +374,7 @@ class DecisionConfig:
     """Object words that exclude one another (no synonyms: "cube" beside "box" would contrast
     a cube with itself), for P(present)'s object contrast: "the red cube" against "the red
     ball", ... Add your robot's objects ("mug bottle bowl") and calibrate; '' = none."""
-    calibrated_for: str = '9b945a1c04811f6e'
+    calibrated_for: str = 'dc9187f6555057c0'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 
     def threshold_for(self, form: str) -> float:

@@ -24,17 +24,18 @@ def test_sam_smoke_training_writes_a_checkpoint_sam_loads(tmp_path):
     assert 0.0 <= metrics['recall_iou_0.5'] <= 1.0
 
 
-def test_the_clip_is_trained_in_seven_stages_each_from_the_one_before(tmp_path):
+def test_the_clip_is_trained_in_eight_stages_each_from_the_one_before(tmp_path):
     from hybridgl_ros.core.config import FeatureConfig
     from hybridgl_ros.demo.train_clip import (
-        DEMO_WORKING_PIXELS, UPSCALE_POOL_SCENES, UPSCALED_IMAGE_SIZE, train_demo_clip)
+        DEMO_WORKING_PIXELS, OBJECT_SCALES, SMALL_OBJECT_SCALES, TRIED_EIGHTH_POOL_SCENES,
+        UPSCALE_POOL_SCENES, UPSCALED_IMAGE_SIZE, train_demo_clip)
 
     metrics = train_demo_clip(tmp_path, smoke=True)
-    for number in range(1, 7):
+    for number in range(1, 8):
         assert (tmp_path / f'stage{number}' / 'clip.pt').is_file()
         assert metrics[f'stage{number}']['init_weights'] == (
             str(tmp_path / f'stage{number - 1}' / 'clip.pt') if number > 1 else '')
-    assert metrics['init_weights'] == str(tmp_path / 'stage6' / 'clip.pt')
+    assert metrics['init_weights'] == str(tmp_path / 'stage7' / 'clip.pt')
     assert metrics['stage2']['recipe']['presence_weight'] == 1.0
     saved = json.loads((tmp_path / 'clip_metrics.json').read_text())
     assert saved['stage1']['steps'] == 2 and saved['stage3']['train_styles'] == 'shaded,flat,flat'
@@ -59,12 +60,21 @@ def test_the_clip_is_trained_in_seven_stages_each_from_the_one_before(tmp_path):
     assert sixth['recipe']['turned_share'] == 0.5
     # the seventh: the sixth's on scenes none pooled, each object on its zoomed window too, at
     # the pipeline's margin; no earlier stage saw a window
-    assert saved['train_styles'] == sixth['train_styles']
-    assert saved['recipe']['first_scene'] == 4 * UPSCALE_POOL_SCENES
-    assert saved['recipe']['turned_share'] == 0.5
-    assert saved['recipe']['window_weight'] == 1.0
-    assert saved['recipe']['zoom_context'] == FeatureConfig().zoom_context
+    seventh = saved['stage7']
+    assert seventh['train_styles'] == sixth['train_styles']
+    assert seventh['recipe']['first_scene'] == 4 * UPSCALE_POOL_SCENES
+    assert seventh['recipe']['turned_share'] == 0.5
+    assert seventh['recipe']['window_weight'] == 1.0
+    assert seventh['recipe']['zoom_context'] == FeatureConfig().zoom_context
     assert all(saved[f'stage{n}']['recipe']['window_weight'] == 0 for n in range(1, 7))
+    # the eighth: the seventh's on scenes none pooled (after the tried stage's), smaller objects
+    eighth = saved['recipe']
+    assert saved['train_styles'] == seventh['train_styles']
+    assert eighth['first_scene'] == 5 * UPSCALE_POOL_SCENES + TRIED_EIGHTH_POOL_SCENES
+    assert eighth['window_weight'] == 1.0 and eighth['turned_share'] == 0.5
+    assert tuple(eighth['object_scales']) == SMALL_OBJECT_SCALES
+    assert tuple(seventh['recipe']['object_scales']) == OBJECT_SCALES
+    assert SMALL_OBJECT_SCALES[0] < OBJECT_SCALES[0]
     # the first two stages at 64 px, the later ones at the bigger input: loading the 64 px
     # weights resampled the positional embedding to its token grid
     config = json.loads((tmp_path / 'clip_config.json').read_text())
