@@ -304,44 +304,45 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.7797
+    presence_threshold: float = 0.7195
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per --max-rejected 0.04 on the tuning series' shaded, flat and objects-at-any-angle
-    runs: the highest that rejects at most 4 % of the present targets of each, a point of room
+    runs, the shaded and flat ones also with objects at 0.6 times their size: the highest that
+    rejects at most 4 % of the present targets of each group, a point of room
     for the spread between series under the 5 % target). For a target phrase that names a
     colour ("the red cube", "the small red cube on the left"); the two forms below have their
     own."""
-    presence_threshold_plain: float = 0.6408
+    presence_threshold_plain: float = 0.6596
     """The threshold for a target phrase that names no colour ("the cube", "the small cube",
     "the cube on the left"): hybridgl calibrate lowers it below presence_threshold where that
     would reject more than the budget of such phrases' present targets in a style (README "One
     rejection budget per phrase form")."""
-    presence_threshold_anchored: float = 0.5258
+    presence_threshold_anchored: float = 0.5331
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.103694, 0.036221, -1.922079, -8.381843, -0.001647,
-                                           -0.004626, 0.055954, 0.071997, -1.729903, 0.0,
-                                           0.029191, 0.008366, 0.021531, -0.078717, -0.041328,
-                                           0.046684, 0.057166, 0.060797, 0.061719, 0.084526)
+    presence_weights: tuple[float, ...] = (0.105597, 0.038275, -1.531229, -7.832934, -0.004099,
+                                           -0.006887, 0.05142, 0.066318, -1.636617, 0.0,
+                                           0.024502, 0.008181, 0.028784, -0.082211, -0.040463,
+                                           0.036426, 0.054149, 0.058165, 0.065117, 0.077599)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast,
     object contrast and word standout; the object contrast where the target phrase names no
     contrast colour and has no anchor)."""
-    presence_bias: float = -3.539607
+    presence_bias: float = -3.361925
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.081238, -0.031266, -0.433012, 1.923685, 0.0, -0.038578, 0.046134)
+        0.098148, -0.030109, -0.191447, 0.860672, 0.0, -0.038429, 0.046048)
     """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
     standout) of the answer."""
-    confidence_bias: float = -1.221261
+    confidence_bias: float = -1.944011
     """Intercept of the P(right) logistic."""
-    ambiguity_margin: float = 25.0
+    ambiguity_margin: float = 24.4
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
-    single-target expressions of each group of runs of the tuning series; it flags 99.2 % of
+    single-target expressions of each group of runs of the tuning series; it flags 99.1 % of
     the multi-target ones there)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""
