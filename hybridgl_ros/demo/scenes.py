@@ -7,9 +7,10 @@ Scene ``index`` of seed ``seed`` and style ``style`` is always the same image
 (``numpy.random.default_rng([seed, index])``), whatever else was generated before.
 
 Rendering styles (:data:`STYLES`): ``shaded`` (640x480, wood/tile/cloth table, shaded objects,
-soft shadows, sensor noise: the original demo world), ``flat``, ``poster``, ``varied`` and
-``isometric`` (flat colours on plain backgrounds, other canvas sizes and palettes, ``varied``
-drawing every choice anew per scene: :mod:`hybridgl_ros.demo.styles`).
+soft shadows, sensor noise: the original demo world), ``flat``, ``poster``, ``varied``,
+``outlined`` and ``isometric`` (flat colours on plain backgrounds, other canvas sizes and
+palettes, ``varied`` drawing every choice anew per scene, ``outlined`` the same with outlines:
+:mod:`hybridgl_ros.demo.styles`).
 """
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ COLOURS = {
 SIZES = ('small', 'big')
 #: Radius of the circle around the object (pixels) for each size class.
 RADIUS_RANGE_PX = {'small': (44, 54), 'big': (72, 86)}
-#: Rendering styles; ``poster`` and ``isometric`` are held out (see demo.styles).
-STYLES = ('shaded', 'flat', 'poster', 'varied', 'isometric')
+#: Rendering styles; ``poster``, ``outlined`` and ``isometric`` are held out (see demo.styles).
+STYLES = ('shaded', 'flat', 'poster', 'varied', 'outlined', 'isometric')
 TRAINING_STYLES = ('shaded', 'flat', 'varied')
 #: Never trained or tuned on: figures on them estimate renderers this project does not have.
-HELD_OUT_STYLES = ('poster', 'isometric')
+HELD_OUT_STYLES = ('poster', 'outlined', 'isometric')
 #: Neutral table colours (RGB), far from the object colours.
 TABLE_COLOURS = ((150, 150, 150), (190, 180, 160), (120, 95, 70), (80, 85, 95), (200, 200, 195),
                  (160, 140, 115))

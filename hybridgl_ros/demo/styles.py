@@ -24,6 +24,13 @@ palette, another canvas — was foreign to it. More styles:
   and the combination, no more by its palette). The ranges were widened once (orange to
   40°, purple to saturation 1) after a first draft of the isometric style showed its CSS
   orange and purple outside them.
+* ``outlined`` (held out, as ``poster``: no shipped stage of the demo models trained on it): a
+  ``varied`` scene, then every object outlined along the inside of its border, 1-4 px wide
+  (:data:`OUTLINE_WIDTHS_PX`), in one ink per scene: a dark neutral grey (half the scenes,
+  :data:`NEUTRAL_INK_SHARE`) or a darker shade of each object's own colour; anti-aliased or
+  hard. Renderers commonly outline flat shapes (a plotting library's patches have an edge by
+  default); the poster style has one kind of outline, this one many. Outside the objects' borders
+  a scene is its ``varied`` scene to the last pixel.
 * ``isometric`` (held out, as ``poster``): another renderer's conventions: canvas 1024x768,
   640x640 or 720x540; a plain white, grey, pale blue, linen, slate or dark slate background; CSS
   named colours (:data:`CSS_PALETTE`: 'orange' is CSS orange, dark orange or coral, 'purple'
@@ -94,13 +101,23 @@ VARIED_HUES = {
     'purple': ((265, 305), (0.45, 1.0), (0.4, 0.9))}
 
 
+#: The outlined style's outline width inside the object (pixels on its canvas, both ends
+#: drawn) and the
+#: share of its scenes whose outlines are a dark neutral ink (the others a darker shade of
+#: each object's own colour, as the poster style's).
+OUTLINE_WIDTHS_PX = (1, 4)
+NEUTRAL_INK_SHARE = 0.5
+
+
 def render_plain(rng: np.random.Generator, style: str, object_scale: float = 1.0,
                  turn: np.random.Generator | None = None) -> Scene:
-    """Renders one scene of a plain style ('flat', 'poster', 'varied' or 'isometric') from
-    ``rng``, every object's size times ``object_scale``, each turned further by an angle drawn
-    from ``turn`` if given (``scenes.place``)."""
+    """Renders one scene of a plain style ('flat', 'poster', 'varied', 'outlined' or
+    'isometric') from ``rng``, every object's size times ``object_scale``, each turned further
+    by an angle drawn from ``turn`` if given (``scenes.place``)."""
     if style == 'varied':
         return _render_varied(rng, object_scale, turn)
+    if style == 'outlined':
+        return _render_outlined(rng, object_scale, turn)
     if style == 'isometric':
         return _render_isometric(rng, object_scale, turn)
     poster = style == 'poster'
@@ -145,6 +162,23 @@ def _render_varied(rng: np.random.Generator, object_scale: float,
             image[masks[i]] = colour
     image += float(rng.uniform(0.0, 4.0)) * rng.standard_normal(image.shape, dtype=np.float32)
     return Scene(np.clip(image, 0, 255).astype(np.uint8), masks, tuple(objects))
+
+
+def _render_outlined(rng: np.random.Generator, object_scale: float,
+                     turn: np.random.Generator | None) -> Scene:
+    """The ``outlined`` style (module docstring): a ``varied`` scene drawn from ``rng``, then
+    every object outlined along the inside of its border with one ink and width per scene."""
+    scene = _render_varied(rng, object_scale, turn)
+    width = int(rng.integers(OUTLINE_WIDTHS_PX[0], OUTLINE_WIDTHS_PX[1] + 1))
+    neutral = rng.random() < NEUTRAL_INK_SHARE
+    grey = float(rng.uniform(15.0, 80.0)) + rng.uniform(-6.0, 6.0, 3)
+    shade = float(rng.uniform(0.2, 0.6))
+    soft = rng.random() < 0.5
+    image = scene.image_rgb.astype(np.float32)
+    for mask in scene.masks:
+        ink = grey if neutral else shade * np.median(image[mask], axis=0)
+        _draw_outline(image, mask, ink, 2 * width - 1, soft)
+    return replace(scene, image_rgb=np.clip(np.round(image), 0, 255).astype(np.uint8))
 
 
 def _render_isometric(rng: np.random.Generator, object_scale: float,
@@ -244,10 +278,18 @@ def _object_colour(rng: np.random.Generator, name: str, poster: bool) -> np.ndar
 def _draw_outlined(image: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
     """Fills the mask, then a dark anti-aliased outline along its inner border (3 px)."""
     image[mask] = colour
+    _draw_outline(image, mask, 0.35 * colour, 3, soft=True)
+
+
+def _draw_outline(image: np.ndarray, mask: np.ndarray, ink: np.ndarray, thickness: int,
+                  soft: bool) -> None:
+    """Draws ``ink`` along the mask's border pixels as a line ``thickness`` px wide,
+    anti-aliased or hard; what falls outside the mask is cut off (the outline stays inside the
+    object, about (thickness + 1) / 2 px wide)."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST,
                                    cv2.CHAIN_APPROX_NONE)
-    ink = np.zeros(mask.shape, np.uint8)
-    cv2.drawContours(ink, contours, -1, 255, 3, cv2.LINE_AA)
-    alpha = (ink.astype(np.float32) / 255.0) * mask                    # stays inside the mask
-    dark = 0.35 * colour
-    image[:] = image * (1.0 - alpha[..., None]) + dark[None, None, :] * alpha[..., None]
+    drawn = np.zeros(mask.shape, np.uint8)
+    cv2.drawContours(drawn, contours, -1, 255, thickness,
+                     cv2.LINE_AA if soft else cv2.LINE_8)
+    alpha = (drawn.astype(np.float32) / 255.0) * mask                  # stays inside the mask
+    image[:] = image * (1.0 - alpha[..., None]) + ink[None, None, :] * alpha[..., None]

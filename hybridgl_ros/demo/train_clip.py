@@ -39,7 +39,8 @@ size words (``ClipRecipe.on_windows``); the eighth (today's weights) the seventh
 scenes, 40 % of them with smaller objects (``ClipRecipe.small_objects``). The spec's mask
 images are the whole frame resized to the input side (spec §4.1), so an object 100 px wide in a
 640 px frame is 10 px wide at 64 px and 15 px at 96 px: the shapes (ball, hexagonal cube, star)
-were what the 64 px model confused. The poster and isometric styles are held out of all eight.
+were what the 64 px model confused. The poster, outlined and isometric styles are held out of
+all eight.
 """
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def test_annotation_masks_decode_to_the_scene_masks(dataset):
         assert np.array_equal(decoded, scene.masks[ann['id'] % 100])
 
 
-@pytest.mark.parametrize('style', ['flat', 'poster', 'varied', 'isometric'])
+@pytest.mark.parametrize('style', ['flat', 'poster', 'varied', 'outlined', 'isometric'])
 def test_plain_styles_are_deterministic_with_exact_masks(style):
     a, b = make_scene(5, 1, style), make_scene(5, 1, style)
     assert np.array_equal(a.image_rgb, b.image_rgb) and a.objects == b.objects
@@ -133,7 +133,8 @@ def test_a_scene_at_the_working_size_is_its_frame_and_masks_downscaled_together(
     assert at_working_size(scene, 0) is scene
 
 
-@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster', 'varied', 'isometric'])
+@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster', 'varied', 'outlined',
+                                   'isometric'])
 def test_object_scale_sizes_every_object_and_keeps_the_canvas(style):
     own, smaller = make_scene(7, 2, style), make_scene(7, 2, style, object_scale=0.6)
     assert smaller.image_rgb.shape == own.image_rgb.shape
@@ -152,7 +153,8 @@ def test_object_scale_sizes_every_object_and_keeps_the_canvas(style):
         make_scene(7, 2, style, object_scale=3.0)
 
 
-@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster', 'varied', 'isometric'])
+@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster', 'varied', 'outlined',
+                                   'isometric'])
 def test_any_angle_turns_each_object_and_keeps_all_else(style):
     own, turned = make_scene(7, 4, style), make_scene(7, 4, style, any_angle=True)
     assert np.array_equal(make_scene(7, 4, style, any_angle=False).image_rgb, own.image_rgb)
@@ -213,6 +215,38 @@ def test_the_varied_style_draws_each_rendering_choice_anew_per_scene():
             low, high = VARIED_HUES[obj.colour][0]
             assert low - 6 <= hue <= high + 6 or low - 6 <= hue + 360 <= high + 6, (obj, hue)
     assert make_scene(9, 3, 'varied').image_rgb.tobytes() == scenes[3].image_rgb.tobytes()
+
+
+def test_the_outlined_style_is_the_varied_scene_with_each_object_outlined_inside():
+    import cv2
+
+    from hybridgl_ros.demo.styles import OUTLINE_WIDTHS_PX
+
+    widths, inks = [], []
+    for index in range(12):
+        varied, outlined = make_scene(9, index, 'varied'), make_scene(9, index, 'outlined')
+        assert outlined.objects == varied.objects
+        assert np.array_equal(outlined.masks, varied.masks)
+        changed = np.abs(outlined.image_rgb.astype(int) - varied.image_rgb).max(axis=2) > 0
+        inside = outlined.masks.any(axis=0)
+        assert not (changed & ~inside).any()          # the background stays the varied one's
+        for mask in outlined.masks:
+            ring = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)
+                                     ).astype(bool)
+            core = cv2.erode(mask.astype(np.uint8), np.ones((21, 21), np.uint8)).astype(bool)
+            assert changed[ring].mean() > 0.8         # the border is drawn over ...
+            assert not changed[core].any()            # ... the object's middle is not
+            deep = [k for k in range(1, 8) if changed[mask & ~cv2.erode(
+                mask.astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8)).astype(bool)
+                & cv2.erode(mask.astype(np.uint8), np.ones((2 * k - 1, 2 * k - 1), np.uint8)
+                            ).astype(bool)].mean() > 0.5]
+            widths.append(max(deep, default=0) + 1)
+        ink = outlined.image_rgb[outlined.masks[0] & ~cv2.erode(
+            outlined.masks[0].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)]
+        inks.append(np.median(ink, axis=0))
+    assert min(widths) >= OUTLINE_WIDTHS_PX[0] and max(widths) <= OUTLINE_WIDTHS_PX[1] + 1
+    assert len(set(widths)) >= 3                      # widths drawn anew per scene
+    assert max(np.ptp(i) for i in inks) > 40 and min(np.ptp(i) for i in inks) < 20  # inks
 
 
 def test_an_unknown_style_is_refused():
