@@ -29,8 +29,8 @@ palette, another canvas — was foreign to it. More styles:
   (:data:`OUTLINE_WIDTHS_PX`), in one ink per scene: a dark neutral grey (half the scenes,
   :data:`NEUTRAL_INK_SHARE`) or a darker shade of each object's own colour; anti-aliased or
   hard. Renderers commonly outline flat shapes (a plotting library's patches have an edge by
-  default); the poster style has one kind of outline, this one many. Outside the objects' borders
-  a scene is its ``varied`` scene to the last pixel.
+  default); the poster style has one kind of outline, this one many. Except along the objects'
+  borders, a scene is its ``varied`` scene to the last pixel.
 * ``isometric`` (held out, as ``poster``): another renderer's conventions: canvas 1024x768,
   640x640 or 720x540; a plain white, grey, pale blue, linen, slate or dark slate background; CSS
   named colours (:data:`CSS_PALETTE`: 'orange' is CSS orange, dark orange or coral, 'purple'
@@ -102,9 +102,8 @@ VARIED_HUES = {
 
 
 #: The outlined style's outline width inside the object (pixels on its canvas, both ends
-#: drawn) and the
-#: share of its scenes whose outlines are a dark neutral ink (the others a darker shade of
-#: each object's own colour, as the poster style's).
+#: drawn) and the share of its scenes whose outlines are a dark neutral ink (the others a
+#: darker shade of each object's own colour, as the poster style's).
 OUTLINE_WIDTHS_PX = (1, 4)
 NEUTRAL_INK_SHARE = 0.5
 
