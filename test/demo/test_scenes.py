@@ -9,7 +9,8 @@ from pycocotools.coco import COCO
 
 from hybridgl_ros.demo.expressions import KINDS, referring_expressions
 from hybridgl_ros.demo.refcoco_layout import write_dataset
-from hybridgl_ros.demo.scenes import COLOURS, HEIGHT_PX, WIDTH_PX, at_working_size, make_scene
+from hybridgl_ros.demo.scenes import (
+    COLOURS, HEIGHT_PX, STYLES, WIDTH_PX, at_working_size, make_scene)
 
 
 @pytest.fixture(scope='module')
@@ -109,7 +110,7 @@ def test_annotation_masks_decode_to_the_scene_masks(dataset):
         assert np.array_equal(decoded, scene.masks[ann['id'] % 100])
 
 
-@pytest.mark.parametrize('style', ['flat', 'poster', 'varied', 'outlined', 'isometric'])
+@pytest.mark.parametrize('style', [style for style in STYLES if style != 'shaded'])
 def test_plain_styles_are_deterministic_with_exact_masks(style):
     a, b = make_scene(5, 1, style), make_scene(5, 1, style)
     assert np.array_equal(a.image_rgb, b.image_rgb) and a.objects == b.objects
@@ -133,8 +134,7 @@ def test_a_scene_at_the_working_size_is_its_frame_and_masks_downscaled_together(
     assert at_working_size(scene, 0) is scene
 
 
-@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster', 'varied', 'outlined',
-                                   'isometric'])
+@pytest.mark.parametrize('style', STYLES)
 def test_object_scale_sizes_every_object_and_keeps_the_canvas(style):
     own, smaller = make_scene(7, 2, style), make_scene(7, 2, style, object_scale=0.6)
     assert smaller.image_rgb.shape == own.image_rgb.shape
@@ -153,8 +153,7 @@ def test_object_scale_sizes_every_object_and_keeps_the_canvas(style):
         make_scene(7, 2, style, object_scale=3.0)
 
 
-@pytest.mark.parametrize('style', ['shaded', 'flat', 'poster', 'varied', 'outlined',
-                                   'isometric'])
+@pytest.mark.parametrize('style', STYLES)
 def test_any_angle_turns_each_object_and_keeps_all_else(style):
     own, turned = make_scene(7, 4, style), make_scene(7, 4, style, any_angle=True)
     assert np.array_equal(make_scene(7, 4, style, any_angle=False).image_rgb, own.image_rgb)
