@@ -334,11 +334,12 @@ class DecisionConfig:
     presence_bias: float = -3.361925
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.098148, -0.030109, -0.191447, 0.860672, 0.0, -0.038429, 0.046048)
-    """Logistic P(right) on (s, s margin, guided, F margin, relation fails, word standout,
-    standout) of the answer."""
-    confidence_bias: float = -1.944011
-    """Intercept of the P(right) logistic."""
+        0.063164, 0.021651, -1.004099, 1.55126, 0.0, 0.003426, 0.031749)
+    """Logistic P(right), given the target is present, on (s, s margin, guided, F margin,
+    relation fails, word standout, standout) of the answer; its confidence is P(present)
+    times it."""
+    confidence_bias: float = 0.159394
+    """Intercept of that logistic."""
     ambiguity_margin: float = 24.4
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the

@@ -53,10 +53,10 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    encoder knows ("the the of", "?!.,;", for the demo CLIP a word outside its vocabulary) is
    "not found" (``TextEncoder.knows_a_word``), and so is a relation to an anchor phrase with
    none ("the ring left of the 🐘": the relation cannot be checked).
-4. **Confidence.** P(right) = σ(w·x + b) on x = (s, s margin to the best other object,
-   guided, F margin, relation fails, word standout, standout) of the answer (its standout:
-   its s − the mean s of the image's other masks); for "not found",
-   1 − P(present).
+4. **Confidence.** P(right) = P(present) · P(right | present), the latter σ(w·x + b) on
+   x = (s, s margin to the best other object, guided, F margin, relation fails, word
+   standout, standout) of the answer (its standout: its s − the mean s of the image's other
+   masks); for "not found", 1 − P(present).
 
 The coefficients depend on the CLIP weights: ``hybridgl calibrate`` fits them on an eval
 run's records; they apply only to the weights whose fingerprint (:func:`clip_fingerprint`)
@@ -219,7 +219,12 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
         alternatives, tie_margin = view.near_ties(choice, cfg, guided, must_hold, word)
     confidence_x = {i: view.confidence_x(i, guided, fails and i == choice)
                     + [ps.capped(words, i), view.standout_of(i)] for i in (choice, *alternatives)}
-    confidences = {i: _logistic(cfg.confidence_weights, cfg.confidence_bias, x, calibrated)
+    # an answer is right when its target is there and the pick is that target: P(present)
+    # times P(right | present), the logistic of the pick's own signals (fitted on answers
+    # whose target is there). Where the CLIP reads a camera less surely, P(present) is lower
+    # and so is every answer's confidence
+    confidences = {i: presence * _logistic(cfg.confidence_weights, cfg.confidence_bias, x,
+                                           calibrated)
                    for i, x in confidence_x.items()}
     # the relation holds for nothing that looks like the target: what the expression refers
     # to is not there, however well its target and anchor phrases fit ("the cube left of the

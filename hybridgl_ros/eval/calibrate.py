@@ -19,8 +19,9 @@ each set of weights needs its own fit. The fit:
    an answer the relation rule makes "not found" (``decision.relation_fails_absent``: the
    record's ``relation_absent`` signal) counts as rejected whatever its P(present), so its
    present targets take their share of the budget first;
-3. P(right) by logistic regression of "the chosen mask is a target" on ``confidence_x`` over
-   the answers that threshold keeps (a rejected answer's confidence is 1 − P(present));
+3. P(right | present) by logistic regression of "the chosen mask is a target" on
+   ``confidence_x`` over the answers that threshold keeps whose expression has a target; a
+   kept answer's confidence is P(present) times it, a rejected one's 1 − P(present);
 4. the ambiguity margin: the widest s margin that flags at most ``max_flagged`` of the
    expressions with one target (a "which one?" where there is no question; in each group with
    ``--budget-per``), so the most answers with a look-alike as good within that budget: an
@@ -148,8 +149,11 @@ def calibrate(records: Sequence[Mapping], max_rejected: float = 0.05,
     kept = ~ruled & (p_present >= np.array([by_form[form] for form in forms]))
     right = present & np.array([r.get('choice_iou', 0.0) >= IOU_HIT for r in records])
     x_c = np.array([r['signals']['confidence_x'] for r in records])
-    w_c, b_c = fit_logistic(x_c[kept], right[kept])
-    confidence = np.where(kept, _sigmoid(x_c, w_c, b_c), 1.0 - p_present)
+    # P(right | present) on the kept answers whose target is there; an answer's confidence is
+    # P(present) times it (core.decision): a kept answer to an absent target is wrong
+    # however its pick reads, and P(present) already weighs that
+    w_c, b_c = fit_logistic(x_c[kept & present], right[kept & present])
+    confidence = np.where(kept, p_present * _sigmoid(x_c, w_c, b_c), 1.0 - p_present)
     answer_right = np.where(kept, right, ~present)
     ece, _ = calibration_bins(confidence, answer_right)
     # rounded down: a threshold rounded up could reject one more present target than the budget

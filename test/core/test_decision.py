@@ -26,8 +26,19 @@ def test_a_present_target_is_found_with_a_confidence_in_0_1():
                dc.config(), calibrated=True)
     assert d.found and d.index == 0 and d.rule == 'method' and not d.ambiguous
     assert d.presence > 0.99
-    # s margin to the best other object: 60 - 40 = 20 -> σ(10)
-    assert d.confidence == pytest.approx(1 / (1 + math.exp(-10)))
+    # s margin to the best other object: 60 - 40 = 20 -> σ(10), times P(present) ~ 1
+    assert d.confidence == pytest.approx(d.presence / (1 + math.exp(-10)))
+
+
+def test_the_confidence_is_p_present_times_p_right_given_present():
+    # s 41 of the best mask: P(present) = σ(1) ~ 0.73, kept above a threshold of 0.5; s margin
+    # 41 - 37 = 4 -> P(right | present) = σ(2): the answer is right only if both hold
+    d = decide(dc.scores([41.0, 37.0, 10.0, 5.0], [0.5, 0.2, 0.1]), dc.frame(), PARSE, dc.text(),
+               dc.config(presence_threshold=0.5, presence_threshold_plain=0.5,
+                         presence_threshold_anchored=0.5), calibrated=True)
+    assert d.found and d.index == 0
+    assert d.presence == pytest.approx(1 / (1 + math.exp(-1)), rel=1e-5)
+    assert d.confidence == pytest.approx(d.presence / (1 + math.exp(-2)), rel=1e-5)
 
 
 def test_uncalibrated_weights_never_reject_and_give_no_confidence():
