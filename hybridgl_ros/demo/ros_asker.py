@@ -5,7 +5,9 @@ Fast DDS profile, so no DDS packet leaves the machine.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +31,11 @@ def ros_environment() -> dict[str, str]:
     if profile and 'FASTDDS_DEFAULT_PROFILES_FILE' not in os.environ:
         os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
     os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
-    os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='hybridgl_demo_log_'))
+    if not os.environ.get('ROS_LOG_DIR'):
+        # ROS's own log files of this process and its children: gone when the demo exits
+        folder = tempfile.mkdtemp(prefix='hybridgl_demo_log_')
+        atexit.register(shutil.rmtree, folder, True)
+        os.environ['ROS_LOG_DIR'] = folder
     return dict(os.environ)
 
 
@@ -148,6 +154,12 @@ class RosAsker:
             self.executor.shutdown(timeout_sec=5.0)
             self.client_node.destroy_node()
             rclpy.try_shutdown(context=self.context)
+        # the node's and the player's output: removed after a clean run, kept after a failure
+        if exc[0] is None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        else:
+            print(f'hybridgl demo: the node\'s and the camera player\'s output is kept in '
+                  f'{self.folder}', file=sys.stderr, flush=True)
 
     def _wait_until_ready(self) -> None:
         """Until the node answers with something other than 'still loading'."""

@@ -10,12 +10,16 @@ from hybridgl_ros.demo import DEMO_CONFIG_FILE, demo_config, package_config_file
 
 def test_hybridgl_demo_answers_through_the_node_and_writes_pictures(ros_env, tmp_path):
     out = tmp_path / 'demo'
+    scratch = tmp_path / 'tmp'            # the demo's temporary folders (node output, ROS logs)
+    scratch.mkdir()
+    env = {k: v for k, v in ros_env.items() if k != 'ROS_LOG_DIR'} | {'TMPDIR': str(scratch)}
     run = subprocess.run(
         [sys.executable, '-m', 'hybridgl_ros.cli', 'demo', '--out', str(out), '--count', '1',
          '--per-scene', '3', '--track-frames', '6', '--set', 'models.torch_threads=1',
          '--set', 'models.device=cpu'],
-        env=ros_env, capture_output=True, text=True, timeout=600)
+        env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert not list(scratch.glob('hybridgl*'))     # a clean run leaves none of its own behind
     answers = [line for line in run.stdout.splitlines() if line.startswith('scene 00')]
     assert len(answers) == 3, run.stdout
     assert all(' IoU ' in line for line in answers)
