@@ -2,10 +2,12 @@
 
 DDS discovery on localhost only, the shipped loopback-only Fast DDS profile, a domain of this
 test session's own (so concurrent runs on one machine do not see each other), logs in a
-temporary folder.
+temporary folder removed at exit.
 """
+import atexit
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -18,7 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(REPO / 'config/fastdds_localhost.xml'))
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(101, 200)))
-os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='hybridgl_ros_log_'))
+if not os.environ.get('ROS_LOG_DIR'):
+    os.environ['ROS_LOG_DIR'] = tempfile.mkdtemp(prefix='hybridgl_ros_log_')
+    atexit.register(shutil.rmtree, os.environ['ROS_LOG_DIR'], True)     # gone with the session
 os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
 
 import rclpy  # noqa: E402  (after the environment above)
