@@ -3,6 +3,11 @@ oIoU = ΣI / ΣU and mIoU = mean(I / U) with IoU = 0 where U = 0, both ×100.
 
 Two predictions are scored per query: "pure" HybridGL (the mask at ``pure_index``, empty if -1)
 and "guided", the final mask with spatial guidance (``Segmentation.mask``).
+
+They are the paper's metrics for expressions that have a target. The no-target expressions of
+a gRefCOCO-layout dataset are left out of them: there a right answer is the empty mask, whose
+U = 0 would count as IoU 0 (and the method's own mask, which "pure" always is, as a miss);
+they are scored by N-acc and gIoU (:func:`~hybridgl_ros.eval.grounding.grounding_metrics`).
 """
 from __future__ import annotations
 
@@ -52,7 +57,8 @@ def scores(pairs: Iterable[tuple[int, int]]) -> dict[str, float | int]:
 def summarize_records(records: Iterable[Mapping]) -> dict:
     """Metrics, counts and timings of per-query records (see ``runner.query_record``).
 
-    Skipped queries (status != 'ok') are counted by reason and left out of the metrics.
+    Skipped queries (status != 'ok') are counted by reason and left out of the metrics, and
+    so are no-target ones (``with_target`` counts the queries the metrics are over).
     """
     records = list(records)
     done = [r for r in records if r['status'] == 'ok']
@@ -60,8 +66,10 @@ def summarize_records(records: Iterable[Mapping]) -> dict:
     for r in records:
         if r['status'] != 'ok':
             skipped[r['reason']] = skipped.get(r['reason'], 0) + 1
-    metrics = {name: scores((r[i], r[u]) for r in done) for name, (i, u) in VARIANTS.items()}
-    return {'queries': len(records), 'evaluated': len(done),
+    with_target = [r for r in done if not r.get('no_target')]
+    metrics = {name: scores((r[i], r[u]) for r in with_target)
+               for name, (i, u) in VARIANTS.items()}
+    return {'queries': len(records), 'evaluated': len(done), 'with_target': len(with_target),
             'skipped': sum(skipped.values()), 'skipped_by_reason': skipped,
             'metrics': {k: {'oIoU': v['oIoU'], 'mIoU': v['mIoU']} for k, v in metrics.items()},
             'timing': _timing(records)}

@@ -161,6 +161,10 @@ def _footnotes(summaries: Sequence[Mapping]) -> list[str]:
             note += f' (--limit {s["limit"]})'
         if not s['complete']:
             note += '; INCOMPLETE (interrupted, or shards missing)'
+        no_target = s['evaluated'] - s.get('with_target', s['evaluated'])
+        if no_target:
+            note += (f'; oIoU / mIoU over the {s["with_target"]} with a target (the {no_target} '
+                     f'no-target ones are scored by N-acc and gIoU)')
         if s['timing']['ms_per_query']:
             note += f'; {s["timing"]["ms_per_query"]:.1f} ms per query'
         note += '; ground truth: ' + GROUND_TRUTH_WORDS.get(s.get('ground_truth', 'union'),

@@ -219,8 +219,9 @@ class _Loop:
                 self.model.proposer = self.proposals
         self.progress = settings.progress
         self.ground_truth = ground_truth_rule(config.parity)
-        self.totals = [sum(r.get('inter', 0) for r in records),
-                       sum(r.get('union', 0) for r in records)]
+        # the progress bar's running oIoU: over the queries with a target, as the summary's
+        self.totals = [sum(r.get('inter', 0) for r in records if not r.get('no_target')),
+                       sum(r.get('union', 0) for r in records if not r.get('no_target'))]
 
     def run(self, images: list[PlannedImage], total: int, initial: int) -> None:
         from tqdm import tqdm
@@ -238,8 +239,9 @@ class _Loop:
     def _emit(self, record: dict) -> None:
         self.writer.write(record)
         self.records.append(record)
-        self.totals[0] += record.get('inter', 0)
-        self.totals[1] += record.get('union', 0)
+        if not record.get('no_target'):
+            self.totals[0] += record.get('inter', 0)
+            self.totals[1] += record.get('union', 0)
         self.bar.update(1)
         if self.totals[1] and self.bar.n % 10 == 0:
             self.bar.set_postfix(oIoU=f'{100 * self.totals[0] / self.totals[1]:.2f}')

@@ -109,6 +109,15 @@ def test_evaluating_a_grefcoco_split_reports_the_generalised_metrics(tmp_path):
     assert {r['query_kind'] for r in records} == {'attribute', 'ambiguous', 'absent'}
     table = (tmp_path / 'out' / 'table.md').read_text()
     assert 'N-acc (%)' in table and 'right: absent (%)' in table
+    # the paper's oIoU / mIoU are over the expressions with a target: a no-target one has no
+    # mask to overlap (a right "not found" would count as IoU 0), N-acc and gIoU score it
+    present = [r for r in records if not r['no_target']]
+    assert summary['with_target'] == len(present) == 4
+    assert summary['metrics']['guided']['oIoU'] == pytest.approx(
+        100 * sum(r['inter'] for r in present) / sum(r['union'] for r in present))
+    assert summary['metrics']['guided']['mIoU'] == pytest.approx(
+        100 * np.mean([r['inter'] / r['union'] for r in present]))
+    assert 'oIoU / mIoU over the 4 with a target (the 2 no-target ones' in table
 
 
 def test_a_record_keeps_every_decision_signal_the_calibration_reads():

@@ -60,3 +60,14 @@ def test_summary_scores_pure_and_guided_separately_and_leaves_out_skipped_querie
     assert (summary['queries'], summary['evaluated'], summary['skipped']) == (4, 2, 2)
     assert summary['skipped_by_reason'] == {'empty ground truth': 1, 'unreadable image': 1}
     assert summary['timing']['ms_per_query'] == 8.0
+
+
+def test_no_target_expressions_are_left_out_of_oiou_and_miou():
+    # a right "not found" (empty mask, U = 0) and a wrong answer to a no-target expression
+    records = [_record(inter=4, union=4, inter_pure=2, union_pure=4),
+               _record(inter=0, union=0, inter_pure=0, union_pure=5, no_target=True),
+               _record(inter=0, union=7, inter_pure=0, union_pure=7, no_target=True)]
+    summary = summarize_records(records)
+    assert summary['metrics']['guided'] == {'oIoU': 100.0, 'mIoU': 100.0}
+    assert summary['metrics']['pure'] == {'oIoU': 50.0, 'mIoU': 50.0}
+    assert (summary['evaluated'], summary['with_target']) == (3, 1)
