@@ -32,7 +32,7 @@ def ros_environment() -> dict[str, str]:
         os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
     os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
     if not os.environ.get('ROS_LOG_DIR'):
-        # ROS's own log files of this process and its children: gone when the demo exits
+        # ROS's own log files of this process and its children: gone when this process exits
         folder = tempfile.mkdtemp(prefix='hybridgl_demo_log_')
         atexit.register(shutil.rmtree, folder, True)
         os.environ['ROS_LOG_DIR'] = folder

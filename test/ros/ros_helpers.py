@@ -4,26 +4,23 @@ DDS discovery on localhost only, the shipped loopback-only Fast DDS profile, a d
 test session's own (so concurrent runs on one machine do not see each other), logs in a
 temporary folder removed at exit.
 """
-import atexit
 import os
 import random
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
+from hybridgl_ros.demo.ros_asker import ros_environment  # sets the environment, no rclpy
+
 REPO = Path(__file__).resolve().parents[2]
 
-os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(REPO / 'config/fastdds_localhost.xml'))
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(101, 200)))
-if not os.environ.get('ROS_LOG_DIR'):
-    os.environ['ROS_LOG_DIR'] = tempfile.mkdtemp(prefix='hybridgl_ros_log_')
-    atexit.register(shutil.rmtree, os.environ['ROS_LOG_DIR'], True)     # gone with the session
-os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
+# ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, AMENT_PREFIX_PATH, and a log folder removed at exit
+# when ROS_LOG_DIR is unset: the demo's own environment
+ros_environment()
 
 import rclpy  # noqa: E402  (after the environment above)
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
