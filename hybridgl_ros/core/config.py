@@ -21,14 +21,15 @@ DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 
 
-#: Spec §3's prompt grid side (parity mode) and the default mode's (README "A denser prompt grid").
+#: Spec §3's prompt grid side (parity mode) and the default mode's (docs/measurements.md "A denser
+#: prompt grid").
 SPEC_POINTS_PER_SIDE = 8
 DEFAULT_MODE_POINTS_PER_SIDE = 12
 #: The image encoder's input side of the SAM checkpoints (vit_b/l/h).
 SAM_CHECKPOINT_INPUT_SIDE = 1024
 #: Spec §3's SAM score filters (``pred_iou_thresh``, ``stability_score_thresh``) and the
-#: default mode's for a SAM whose masks come on a coarse grid (README "Small objects: SAM's
-#: score filters").
+#: default mode's for a SAM whose masks come on a coarse grid (docs/measurements.md "Small
+#: objects: SAM's score filters").
 SPEC_SCORE_THRESH = 0.7
 COARSE_GRID_SCORE_THRESH = 0.4
 #: Default mode: a SAM taking a smaller input than this has its masks on a coarse grid (a
@@ -45,8 +46,8 @@ class ProposalConfig:
 
     points_per_side: int = 0
     """SAM's prompt grid, points per image side (squared in all). 0 = the mode's: 12 in the
-    default mode (SAM found too few of the objects ~1/9 of the image wide with 8; README
-    "A denser prompt grid"), the spec's 8 in parity mode."""
+    default mode (SAM found too few of the objects ~1/9 of the image wide with 8;
+    docs/measurements.md "A denser prompt grid"), the spec's 8 in parity mode."""
     points_per_batch: int = 16
     """SAM prompts decoded together: bounds memory (64: 1.8 GB at the peak, 16: 0.5 GB), not the
     result (16 and 64 give bit-identical masks on the CPU measured)."""
@@ -54,8 +55,9 @@ class ProposalConfig:
     """Keep SAM's masks whose predicted IoU is above this. -1 = the mode's and the model's: the
     spec's 0.7, but 0.4 in the default mode for a SAM whose masks come on a coarse grid, an
     input side below 512 px (the embedded demo SAM: an object 1/15 of a frame wide spans 4 of
-    its 64 x 64 cells, and SAM scores so small a mask low however well it fits; README "Small
-    objects: SAM's score filters"). Any value set is used in both modes."""
+    its 64 x 64 cells, and SAM scores so small a mask low however well it fits;
+    docs/measurements.md "Small objects: SAM's score filters"). Any value set is used in both
+    modes."""
     stability_score_thresh: float = -1.0
     """Keep SAM's masks whose stability score (the IoU of the mask at logit +1 and at -1) is at
     least this. -1 = the mode's and the model's, as ``pred_iou_thresh``: 0.7, or 0.4 in the
@@ -65,8 +67,8 @@ class ProposalConfig:
     """Extra SAM crop layers (layer k: 4^k overlapping crops, each run at SAM's input size).
     -1 = the mode's and the model's: in the default mode one layer when SAM's masks come on a
     coarse grid, an input side below 512 px (its masks at a quarter of that: the embedded demo
-    SAM's 64 x 64; small rings got no mask, README "Small objects: one crop layer"), else 0
-    (the SAM checkpoints, 1024 px); parity mode 0 (spec §3). 0 = the whole image only."""
+    SAM's 64 x 64; small rings got no mask, docs/measurements.md "Small objects: one crop layer"),
+    else 0 (the SAM checkpoints, 1024 px); parity mode 0 (spec §3). 0 = the whole image only."""
     crop_n_points_downscale_factor: int = 2
     """Prompt points per side shrink by this per crop layer (2: SAM's dense recipe and the
     spec's PhraseCut settings; the default grid of 12 gives 6 x 6 per crop)."""
@@ -74,7 +76,7 @@ class ProposalConfig:
     """SAM's clean-up: islands and holes smaller than this many pixels are removed (spec §3).
     Default mode, on a frame downscaled to the working size: holes count in the camera's
     pixels (an object's hole, a ring's, is the object's), islands (SAM's artefacts) in the
-    working image's (README "Holes the camera sees")."""
+    working image's (docs/measurements.md "Holes the camera sees")."""
     max_working_pixels: int = -1
     """Frames with more pixels run downscaled to this many (aspect kept); the answer's mask is
     restored at the frame's size. Bounds memory and time; -1 = SAM's input area (its image
@@ -86,7 +88,8 @@ class ProposalConfig:
     mask 80 % inside one piece of a whole-image mask, a piece at least twice its size (a part),
     is dropped: the crops add what the whole image missed. SAM's generator keeps the smaller
     crop's, by box IoU only (the demo SAM, which saw its objects at frame scale, lost masks the
-    whole image had found; README "Small objects: one crop layer"). Parity mode: SAM's."""
+    whole image had found; docs/measurements.md "Small objects: one crop layer"). Parity mode:
+    SAM's."""
     drop_split_masks: bool = True
     """Default mode: a mask in two or more pieces after the small-region clean-up (two
     objects SAM returned as one) is not a proposal. Parity mode keeps every mask."""
@@ -180,8 +183,8 @@ class FeatureConfig:
     """Default mode: each mask's feature is the sum of its features on the frame and on the
     frame's mirror image (the frame and the mask flipped left to right): a colour or a shape
     reads the same in a mirror, the CLIP's reading of one view's pixels does not, and the sum
-    of two readings is the surer one (README "Two views of each mask"); twice the CLIP work of
-    the mask features. False: one view, as the authors' method."""
+    of two readings is the surer one (docs/measurements.md "Two views of each mask"); twice the
+    CLIP work of the mask features. False: one view, as the authors' method."""
 
 
 @dataclass(frozen=True)
@@ -216,11 +219,11 @@ class TextConfig:
     "large"/"tiny" as "big"/"small"; default mode; README). The spec's triggers are exact
     tokens; parity mode keeps them so."""
     everyday_phrasing: bool = True
-    """Read everyday phrasing (default mode; README "Everyday phrasing"): a command or question
-    around the expression is dropped ("pick up the ring left of the ball", "where is the
-    star?"), a pronoun is no anchor ("the ring that is left of the ball"), and a negation
-    ("not", "without"), a count ("the second ring") or no target before the place it names
-    ("left of the ball") is answered not found with why. Parity mode: the spec's parse."""
+    """Read everyday phrasing (default mode; docs/measurements.md "Everyday phrasing"): a command
+    or question around the expression is dropped ("pick up the ring left of the ball", "where is
+    the star?"), a pronoun is no anchor ("the ring that is left of the ball"), and a negation
+    ("not", "without"), a count ("the second ring") or no target before the place it names ("left
+    of the ball") is answered not found with why. Parity mode: the spec's parse."""
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,7 @@ class GuidanceConfig:
     than half of the softmax of its s over "the star" and the phrase with its object word
     swapped ("the ball", "the cube", ... of ``decision.contrast_objects``) and its colour word
     swapped; a star the CLIP scores low is still a star (default mode; at most
-    lookalike_margin: off; README "Which look-alike lies there")."""
+    lookalike_margin: off; docs/measurements.md "Which look-alike lies there")."""
     positions_by_geometry: bool = True
     """Judged among two or more look-alikes, a position word's R weighs each by how much it
     reads as the look phrase rather than a swap, not by p of the whole phrase: p differs
@@ -315,8 +318,8 @@ class DecisionConfig:
     presence_threshold_plain: float = 0.6596
     """The threshold for a target phrase that names no colour ("the cube", "the small cube",
     "the cube on the left"): hybridgl calibrate lowers it below presence_threshold where that
-    would reject more than the budget of such phrases' present targets in a style (README "One
-    rejection budget per phrase form")."""
+    would reject more than the budget of such phrases' present targets in a style
+    (docs/measurements.md "One rejection budget per phrase form")."""
     presence_threshold_anchored: float = 0.5331
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
@@ -353,7 +356,7 @@ class DecisionConfig:
     word's direction (the answer the smaller for "small"): that object is then no near tie;
     a candidate the word favours so over the answer, within guidance.size_lookalike_margin
     of its s, answers instead when no position or relation word is there (0 = off; default
-    mode). README "A size word tells look-alikes apart"."""
+    mode). docs/measurements.md "A size word tells look-alikes apart"."""
     match_margin: float = 10.0
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
@@ -362,12 +365,12 @@ class DecisionConfig:
     """With relation_must_hold, answer "not found" when the relation holds for no candidate
     that looks like the target ("the cube left of the blue ball" with every cube to its
     right), whatever P(present) says (default mode; hybridgl calibrate counts these present
-    targets in the rejection budget). README "A relation that holds for nothing"."""
+    targets in the rejection budget). docs/measurements.md "A relation that holds for nothing"."""
     look_margin: float = 30.0
     """Never answer with a candidate whose s is more than this below the best mask's (logits;
     0 = off; default mode): a position or size word picks among objects that look like the
     target, not a mask that does not ("the ring on the left" answered by a triangle because it
-    lies leftmost). README "A position word never picks another look"."""
+    lies leftmost). docs/measurements.md "A position word never picks another look"."""
     contrast_colours: str = 'red orange yellow green blue purple pink brown black white gray'
     """Colour words that exclude one another: "the red cube" is contrasted with "the blue
     cube", ... at its best mask (P(present)'s colour contrast); words the text encoder does

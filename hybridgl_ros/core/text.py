@@ -285,10 +285,10 @@ def parse_doc(doc: 'Doc', reference_parity: bool = False,
               everyday: bool = False) -> ParsedExpression:
     """Everything of spec §5.2, §5.3, §7.1 and §9 from one parse of T'.
 
-    With ``everyday`` (default mode, ``text.everyday_phrasing``; README "Everyday phrasing")
-    an other noun phrase that is a pronoun is no anchor ("the ring that is left of the
-    ball"), and ``cannot_check`` says why the method cannot check the expression (a
-    negation, no target before the place it names).
+    With ``everyday`` (default mode, ``text.everyday_phrasing``; docs/measurements.md "Everyday
+    phrasing") an other noun phrase that is a pronoun is no anchor ("the ring that is left of the
+    ball"), and ``cannot_check`` says why the method cannot check the expression (a negation, no
+    target before the place it names).
     """
     everyday = everyday and not reference_parity
     chunk = head_chunk(doc)

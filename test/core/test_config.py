@@ -20,8 +20,8 @@ def test_defaults_are_the_spec_values():
 
 
 def test_the_prompt_grid_is_the_modes_unless_set():
-    """0: the spec's 8 in parity mode, 12 in the default mode (README "A denser prompt
-    grid"); a value set is used in both."""
+    """0: the spec's 8 in parity mode, 12 in the default mode (docs/measurements.md "A denser
+    prompt grid"); a value set is used in both."""
     c = HybridGLConfig()
     assert c.proposals.points_per_side == 0
     assert c.proposals.for_mode(reference=True).points_per_side == 8
@@ -55,8 +55,8 @@ def test_the_crop_layers_are_the_mode_and_models_unless_set():
 
 def test_the_score_filters_are_the_mode_and_models_unless_set():
     """-1: the spec's 0.7, but 0.4 in the default mode for a SAM taking less than 512 px (its
-    masks on a coarse grid, README "Small objects: SAM's score filters"); a value set is used
-    in both modes; below 0 only -1."""
+    masks on a coarse grid, docs/measurements.md "Small objects: SAM's score filters"); a value set
+    is used in both modes; below 0 only -1."""
     proposals = HybridGLConfig().proposals
     assert proposals.pred_iou_thresh == proposals.stability_score_thresh == -1
     for reference, side, expected in ((False, 256, 0.4), (False, 1024, 0.7), (True, 256, 0.7),

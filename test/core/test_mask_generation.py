@@ -92,10 +92,10 @@ def test_crops_add_to_the_whole_images_masks_when_it_is_preferred(demo_sam):
 
 
 def test_the_coarse_grids_score_filters_keep_small_objects(demo_sam):
-    """The default mode's score filters for the demo SAM (masks on a 64 x 64 grid: 0.4, README
-    "Small objects: SAM's score filters"): objects at 0.35 of the series' size, the frame at
-    the working size, are all found; the spec's 0.7 drops the masks of most of them (SAM
-    scores a mask a few cells wide low however well it fits)."""
+    """The default mode's score filters for the demo SAM (masks on a 64 x 64 grid: 0.4,
+    docs/measurements.md "Small objects: SAM's score filters"): objects at 0.35 of the series'
+    size, the frame at the working size, are all found; the spec's 0.7 drops the masks of most of
+    them (SAM scores a mask a few cells wide low however well it fits)."""
     from hybridgl_ros.core.motion import mask_iou
     from hybridgl_ros.demo.scenes import at_working_size
 

@@ -91,9 +91,9 @@ def _gain(capsys, pipelines: dict, queries, what: str, off: str, on: str, least:
 
 
 def test_position_words_are_judged_among_look_alikes(capsys):
-    """``guidance.positions_by_class`` (README "Position words among look-alikes"): "the cube
-    on the left", "the bottom star" are answered right (found, not ambiguous, IoU >= 0.5) more
-    often than with the spec's R, on the same frames and models."""
+    """``guidance.positions_by_class`` (docs/measurements.md "Position words among look-alikes"):
+    "the cube on the left", "the bottom star" are answered right (found, not ambiguous, IoU >= 0.5)
+    more often than with the spec's R, on the same frames and models."""
     pipelines = _demo_and_variant('off', 'guidance', positions_by_class=False)
     hits, total = _gain(capsys, pipelines, _held_out_queries(pipelines['on'], ('position',)),
                         f'position expressions on {_SCENES} scenes', 'positions_by_class off',
@@ -102,15 +102,15 @@ def test_position_words_are_judged_among_look_alikes(capsys):
 
 
 def test_a_position_relation_word_without_an_anchor_sets_the_ramp(capsys):
-    """``guidance.direction_from_relation`` (README "In front, at the back"): "the cube in
-    front", "the star at the back" name a place in the picture as "at the bottom" does; with
-    the spec's direction words only they got no ramp, and S preferred the bigger look-alike.
-    Measured as it was built, with R among the look-alikes weighed by p of the whole phrase:
-    since R weighs them by their reading (``positions_by_geometry``, README "Which look-alike
-    lies there") these queries are all right either way. In the shaded and flat scenes alone
-    (11 -> 12 of 12 before) the one it missed was right without the ramp too once SAM's
-    clean-up kept the holes the camera sees (README "Holes the camera sees"): all five
-    styles, 22 -> 25 of 25 then."""
+    """``guidance.direction_from_relation`` (docs/measurements.md "In front, at the back"): "the
+    cube in front", "the star at the back" name a place in the picture as "at the bottom" does;
+    with the spec's direction words only they got no ramp, and S preferred the bigger look-alike.
+    Measured as it was built, with R among the look-alikes weighed by p of the whole phrase: since
+    R weighs them by their reading (``positions_by_geometry``, docs/measurements.md "Which
+    look-alike lies there") these queries are all right either way. In the shaded and flat scenes
+    alone (11 -> 12 of 12 before) the one it missed was right without the ramp too once SAM's
+    clean-up kept the holes the camera sees (docs/measurements.md "Holes the camera sees"): all
+    five styles, 22 -> 25 of 25 then."""
     pipelines = _demo_and_variant('off', 'guidance', direction_from_relation=False,
                                   common={'positions_by_geometry': False,
                                           'lookalike_reach': 0.0})
@@ -195,10 +195,10 @@ _SYNONYM_OF = {'left': 'leftmost', 'right': 'rightmost', 'top': 'upper', 'bottom
 
 
 def test_other_words_for_position_and_size_are_read_as_the_specs(capsys):
-    """``text.spatial_synonyms`` (README "Other words for position and size"): "the leftmost
-    cube", "the biggest purple star", "the lower ring" get the guidance of "the left cube",
-    "the bigger purple star", "the bottom ring"; with the spec's exact triggers alone they get
-    none and are answered about as if the word were not there."""
+    """``text.spatial_synonyms`` (docs/measurements.md "Other words for position and size"): "the
+    leftmost cube", "the biggest purple star", "the lower ring" get the guidance of "the left
+    cube", "the bigger purple star", "the bottom ring"; with the spec's exact triggers alone they
+    get none and are answered about as if the word were not there."""
     pipelines = _demo_and_variant('off', 'text', spatial_synonyms=False)
 
     def said_with_other_words():
@@ -218,14 +218,14 @@ def test_other_words_for_position_and_size_are_read_as_the_specs(capsys):
 
 
 def test_the_anchor_is_the_mask_every_word_of_its_phrase_fits():
-    """``guidance.anchor_by_words`` (README "The anchor: every word of its phrase"): on a flat
-    scene of the tuning series the whole phrase "the blue cube" fits a red cube best (the
-    demo CLIP reads the shape over the colour there); q reading the weakest of "blue" and
-    "cube" too puts the anchor on the blue cube, and the relation is judged from there. (With
-    one view of each mask, before README "Two views of each mask", the example was "the green
+    """``guidance.anchor_by_words`` (docs/measurements.md "The anchor: every word of its phrase"):
+    on a flat scene of the tuning series the whole phrase "the blue cube" fits a red cube best (the
+    demo CLIP reads the shape over the colour there); q reading the weakest of "blue" and "cube"
+    too puts the anchor on the blue cube, and the relation is judged from there. (With one view of
+    each mask, before docs/measurements.md "Two views of each mask", the example was "the green
     star" of scene 9; up to the CLIP's seventh stage "the blue triangle" of scene 2, which the
-    eighth reads right as a whole phrase; over the 15 held-out runs with two views, relations
-    right 1,284 -> 1,294 of 1,354 and no-target ones 1,206 -> 1,215 of 1,442 with it.)"""
+    eighth reads right as a whole phrase; over the 15 held-out runs with two views, relations right
+    1,284 -> 1,294 of 1,354 and no-target ones 1,206 -> 1,215 of 1,442 with it.)"""
     scene = make_scene(4002, 1, 'flat')
     anchor_object = next(k for k, o in enumerate(scene.objects)
                          if (o.colour, o.shape) == ('blue', 'cube'))
@@ -254,23 +254,23 @@ def pipeline_mask(frame, mask, scene):
 
 
 def test_a_position_word_reads_which_masks_are_the_named_look():
-    """``guidance.lookalike_reach`` and ``positions_by_geometry`` (README "Which look-alike
-    lies there"): a look-alike the demo CLIP scores low (a small star 12 logits under a big one)
-    is still compared when "the star" is its best reading among the object words, and R among
-    the look-alikes weighs each by that reading, not by p of the whole phrase, which differs
+    """``guidance.lookalike_reach`` and ``positions_by_geometry`` (docs/measurements.md "Which
+    look-alike lies there"): a look-alike the demo CLIP scores low (a small star 12 logits under a
+    big one) is still compared when "the star" is its best reading among the object words, and R
+    among the look-alikes weighs each by that reading, not by p of the whole phrase, which differs
     between twins by a factor of about 150 for 5 logits and says nothing of "left".
 
     With the CLIP's sixth stage (objects at any angle) the shaded and flat scenes alone gave
     128 against 129 of 134 (one flat scene's "the cube on the left" lost, one shaded star won);
-    with the `varied` ones too, 192 against 191 of 198; over the 15 held-out runs (README
-    "Objects at any angle") position expressions right 2,315 → 2,354 of 2,598 with it. With
-    two views of each mask (README "Two views of each mask") those 198 gave 192 against 194,
-    within the noise, and the 15 held-out runs 2,447 → 2,472 of 2,598 with it. With the
-    seventh stage (the CLIP trained on its zoomed look), seed 6001's shaded and flat position
-    expressions: 4 right with it and not without, 3 the other way round (within the noise);
-    with the eighth (smaller objects), of those 344: 2 and 2 (two phrasings each of one
-    query). Asserted here: the query it turns right, in both phrasings (IoU < 0.5 or "not
-    found" without it)."""
+    with the `varied` ones too, 192 against 191 of 198; over the 15 held-out runs
+    (docs/measurements.md "Objects at any angle") position expressions right 2,315 → 2,354 of 2,598
+    with it. With two views of each mask (docs/measurements.md "Two views of each mask") those 198
+    gave 192 against 194, within the noise, and the 15 held-out runs 2,447 → 2,472 of 2,598 with
+    it. With the seventh stage (the CLIP trained on its zoomed look), seed 6001's shaded and flat
+    position expressions: 4 right with it and not without, 3 the other way round (within the
+    noise); with the eighth (smaller objects), of those 344: 2 and 2 (two phrasings each of one
+    query). Asserted here: the query it turns right, in both phrasings (IoU < 0.5 or "not found"
+    without it)."""
     pipelines = _demo_and_variant('off', 'guidance', lookalike_reach=0.0,
                                   positions_by_geometry=False)
     cases = (('flat', 24, 'the right ball'), ('flat', 24, 'the ball on the right side'))
@@ -286,9 +286,9 @@ def test_a_position_word_reads_which_masks_are_the_named_look():
 
 
 def test_a_size_word_tells_look_alikes_of_other_sizes_apart(capsys):
-    """``decision.size_apart_ratio`` (README "A size word tells look-alikes apart"): "the small
-    yellow ring" beside a big yellow ring is answered right and not flagged "which one?" more
-    often than when the size word tells no object apart, on the same frames and models."""
+    """``decision.size_apart_ratio`` (docs/measurements.md "A size word tells look-alikes apart"):
+    "the small yellow ring" beside a big yellow ring is answered right and not flagged "which one?"
+    more often than when the size word tells no object apart, on the same frames and models."""
     pipelines = _demo_and_variant('off', 'decision', size_apart_ratio=0.0)
     sized = (q for q in _held_out_queries(pipelines['on'], ('attribute',))
              if {'small', 'big'} & set(q[1].split()))
