@@ -126,7 +126,10 @@ def _names_a_region(phrase: str) -> bool:
 def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k masks with the highest p, best first (spec §7.2).
 
-    k is lowered to N for this image only (spec §12 bug 2); equal p keep the lower index first.
+    k is lowered to N for this image only (spec §12 bug 2). Masks of exactly equal p (two
+    copies of one mask) come in ``torch.topk``'s order, as in the authors' code: its argmax over
+    F then picks the same copy (a stable sort, lower index first, picked the other one on a
+    dump of the authors' code with duplicated proposals).
 
     Args:
         p: (N,) float, matching probabilities.
@@ -135,8 +138,10 @@ def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
     Returns:
         (min(k, N),) int64 on p's device.
     """
-    order = torch.argsort(p, descending=True, stable=True)
-    return order[:max(0, min(int(k), p.shape[0]))]
+    count = max(0, min(int(k), p.shape[0]))
+    if count == 0:
+        return torch.zeros(0, dtype=torch.int64, device=p.device)
+    return torch.topk(p, count).indices
 
 
 def relation_scores(relation: str, p: torch.Tensor, candidates: torch.Tensor,

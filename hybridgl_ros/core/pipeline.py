@@ -188,10 +188,7 @@ class HybridGL:
         start = time.perf_counter()
         with _timed(timings, 'parse'):
             parse = self.parser.parse(text)
-        message = ''
-        if self.text.is_truncated(parse.normalized):
-            message = (f'text longer than the model\'s {self.text.context_length} tokens: '
-                       'truncated')
+        message = self._truncation_message(parse)
         if len(frame.proposals) == 0:
             timings['total'] = _ms(start)
             why = join_messages(message, 'no object: SAM proposed no masks')
@@ -207,6 +204,21 @@ class HybridGL:
         explanation = (scores.explanation(parse, features, frame.proposals.boxes_xywh, decision)
                        if explain else None)
         return answer(frame, text, parse, scores, decision, timings, message, explanation)
+
+    def _truncation_message(self, parse) -> str:
+        """What the text encoder cut: the text, or a prompt built from it (the GEM prompt, "a
+        photo of" an anchor phrase), past the model's context; '' when nothing was cut. The
+        authors' code fails on either; the method goes on with the truncated encoding."""
+        limit = self.text.context_length
+        if self.text.is_truncated(parse.normalized):
+            return f'text longer than the model\'s {limit} tokens: truncated'
+        prompts = [parse.head_phrase, self.config.gem.prompt.format(parse.head_phrase),
+                   *(self.config.text.other_prompt.format(o) for o in parse.other_phrases)]
+        cut = next((p for p in prompts if self.text.is_truncated(p)), None)
+        if cut is None:
+            return ''
+        shown = cut if len(cut) <= 60 else cut[:57] + '...'
+        return f'the prompt \'{shown}\' is longer than the model\'s {limit} tokens: truncated'
 
     @property
     def drops_split_masks(self) -> bool:

@@ -121,6 +121,19 @@ def test_a_300_word_expression_is_truncated_and_says_so(make_segmenter, scene_rg
     assert result.found and 'truncated' in result.message
 
 
+def test_an_anchor_prompt_past_the_context_is_truncated_and_says_so(make_segmenter, scene_rgb):
+    """The text fits the 77 tokens, "a photo of" its anchor phrase does not (the authors' code
+    fails there): the answer says which prompt was cut."""
+    segmenter, _ = make_segmenter()
+    text = 'cups beside the' + ' big' * 71 + ' table'
+    assert not segmenter.text.is_truncated(text)
+    result = segmenter.segment(scene_rgb, text)
+    assert result.parse.other_phrases, 'the anchor phrase is parsed'
+    assert "the prompt 'a photo of the big big" in result.message
+    assert 'truncated' in result.message
+    assert 'truncated' not in segmenter.segment(scene_rgb, 'the red square').message
+
+
 def test_a_single_mask_image_still_answers(make_segmenter, scene_rgb):
     segmenter, _ = make_segmenter(masks=scene_masks()[:1])
     result = segmenter.segment(scene_rgb, 'the square')
