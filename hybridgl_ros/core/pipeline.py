@@ -129,6 +129,9 @@ class HybridGL:
 
         timings: dict[str, float] = {}
         check_cancel(cancel)
+        sam = getattr(self.proposer, 'sam', None)
+        if sam is not None:     # refused by the size the caller sent, not the working size's
+            check_aspect_ratio(*image_rgb.shape[:2], sam.image_encoder.img_size)
         budget = 0 if self.config.reference else self.working_pixels
         size = working_size(*image_rgb.shape[:2], budget)
         with _timed(timings, 'resize'):

@@ -52,7 +52,7 @@ def _executable(name: str) -> list[str]:
     script = Path(sys.executable).parent / name
     if script.is_file():
         return [str(script)]
-    module = {'hybridgl_node': 'hybridgl_ros.ros.node',
+    module = {'hybridgl_node': 'hybridgl_ros.ros.node_main',
               'hybridgl_image_publisher': 'hybridgl_ros.ros.image_publisher'}[name]
     return [sys.executable, '-m', module]
 

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
@@ -53,8 +53,10 @@ from hybridgl_ros.srv import SegmentByText
 
 #: config -> an object with ``prepare(image_rgb) -> Frame`` and ``query(frame, text)``.
 SegmenterFactory = Callable[[HybridGLConfig], Any]
-#: Calls arriving faster than the executor takes them wait here (taking one costs microseconds).
-SERVICE_QOS = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST,
+#: Calls arriving faster than the executor takes them wait in the service's DDS reader. KEEP_ALL:
+#: none is overwritten, the clients' writers hold what the reader has not taken yet (KEEP_LAST
+#: with 1,000 lost calls beyond about 1,000 at once: 73 of 1,100 from one client).
+SERVICE_QOS = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_ALL,
                          reliability=ReliabilityPolicy.RELIABLE)
 DEMO_MODELS_WARNING = (
     'using the embedded DEMO models ({which}): toy models trained only on synthetic table-top '
@@ -113,6 +115,8 @@ class HybridGLNode(LifecycleNode):
     # ------------------------------------------------------------------------- lifecycle
     def _autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
+        if self._requests.closed:   # a signal came first: loading now would only be waited for
+            return
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
@@ -344,10 +348,18 @@ class HybridGLNode(LifecycleNode):
         return f'internal error: {type(exc).__name__}: {exc} (see the node log)'
 
 
-def main(args=None, segmenter_factory: SegmenterFactory | None = None) -> int:
-    """Runs the node until SIGINT/SIGTERM (``ros2 run hybridgl_ros hybridgl_node``)."""
+def main(args=None, segmenter_factory: SegmenterFactory | None = None,
+         early_signals: Sequence[int] = ()) -> int:
+    """Runs the node until SIGINT/SIGTERM (``ros2 run hybridgl_ros hybridgl_node``, through
+    :mod:`hybridgl_ros.ros.node_main`, which keeps the signals that come while this module
+    is imported: ``early_signals``)."""
     stop = StopSignal()
     stop.install()  # before anything slow: a signal at any moment ends in the clean path
+    for signum in list(early_signals):
+        stop.take(signum)
+    if stop.event.is_set():
+        print(f'hybridgl_node: {stop.name} before start-up: exiting', file=sys.stderr)
+        return 0
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = HybridGLNode(segmenter_factory)
     if run_until_stopped(node, stop):

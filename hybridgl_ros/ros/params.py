@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import math
 import json
 from dataclasses import dataclass, fields
 from typing import Any
@@ -83,6 +84,10 @@ class NodeParams:
     """3D only from depth + camera_info in the colour image's frame_id; false = trust remaps."""
     track_queue_size: int = 1
     """~/track goals that may wait behind the running one; more are refused (reason REFUSED)."""
+    track_client_timeout_s: float = 10.0
+    """End a ~/track goal (FAILED) when no action client has listened to its feedback for
+    this long [s]: its client is gone (a killed one never cancels; DDS notices it when its
+    lease runs out, about 20 s with Fast DDS); 0 = never."""
 
 
 def node_param_defaults() -> dict[str, Any]:
@@ -134,9 +139,12 @@ def node_params_from_values(values: dict[str, Any]) -> NodeParams:
         if getattr(params, name) < 1:
             raise ConfigError(f'{name} must be >= 1, not {getattr(params, name)}')
     for name in ('max_image_age_s', 'max_stamp_age_s', 'max_queued_requests',
-                 'depth_units_to_m', 'sync_slop_s', 'track_queue_size'):
+                 'depth_units_to_m', 'sync_slop_s', 'track_queue_size', 'track_client_timeout_s'):
         if not getattr(params, name) >= 0:  # NaN fails too
             raise ConfigError(f'{name} must be >= 0, not {getattr(params, name)}')
+    for name in ('depth_units_to_m', 'sync_slop_s'):   # a scale and a stamp window: finite
+        if not math.isfinite(getattr(params, name)):
+            raise ConfigError(f'{name} must be finite, not {getattr(params, name)}')
     return params
 
 

@@ -1,8 +1,9 @@
 """The node's request queue: every service call is taken off the wire at once and answered.
 
 Why: rclpy sends a service response when the callback returns, and a plain callback holds an
-executor thread until then. Calls that arrive meanwhile wait in the service's DDS history, and
-what does not fit there is dropped: the caller never gets an answer. Here the service callback
+executor thread until then. Calls that arrive meanwhile wait in the service's DDS history (kept
+whole, ``KEEP_ALL``), and with a history that keeps only the last N what does not fit there is
+dropped: the caller never gets an answer. Here the service callback
 is a coroutine (:meth:`RequestQueue.call`): it puts the call into a bounded FIFO and awaits its
 answer, which frees the executor thread at once, so the executor keeps taking calls off the
 wire. One worker thread serves the FIFO in order of arrival. A call that finds the FIFO full is

@@ -48,6 +48,10 @@ class StopSignal:
         for signum in SIGNALS:
             signal.signal(signum, self._handle)
 
+    def take(self, signum: int) -> None:
+        """A signal that came before :meth:`install` (kept by the entry point)."""
+        self._handle(signum, None)
+
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
         if self.event.is_set():

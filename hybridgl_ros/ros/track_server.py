@@ -25,6 +25,7 @@ waiting goals hold none (their execution starts when their turn comes).
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -41,6 +42,7 @@ from hybridgl_ros.ros.frames import PreparedFrame
 
 Result = TrackByText.Result
 Feedback = TrackByText.Feedback
+LOG = logging.getLogger(__name__)
 #: How often a goal looks for a new camera frame or its turn [s] (a cancel wakes it at once).
 POLL_S = 0.005
 #: How long a canceled goal waits for rclpy to mark it CANCELING before it ends [s].
@@ -49,6 +51,12 @@ CANCEL_STATE_WAIT_S = 2.0
 TRAIL_LENGTH = 30
 #: After the last goal's callback returned, for rclpy to send its result [s].
 RESULT_GRACE_S = 0.2
+#: How often a running goal asks the graph whether its action client still listens [s].
+LISTENER_CHECK_S = 0.5
+#: A goal's listeners are the feedback readers seen this long after it came in [s]: its own
+#: client's, created before it sent the goal, and those of clients there already; a client
+#: that comes later does not keep another's goal running.
+LISTENER_GRACE_S = 2.0
 #: The cancel token's reason when the client cancels (other reasons: the node stops the goal).
 CLIENT_CANCEL = 'canceled by the client'
 
@@ -79,6 +87,10 @@ class _Goal:
     started: float = field(default_factory=time.monotonic)
     tracking_s: float = 0.0
     trail: deque = field(default_factory=lambda: deque(maxlen=TRAIL_LENGTH))
+    accepted: float = field(default_factory=time.monotonic)
+    listeners: set = field(default_factory=set)   # feedback readers seen as the goal came in
+    unheard_since: float | None = None            # since when none of them listens
+    listeners_checked: float = 0.0
 
 
 class TrackServer:
@@ -108,6 +120,7 @@ class TrackServer:
             goal_callback=lambda request: GoalResponse.ACCEPT,
             handle_accepted_callback=self._on_accepted, cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup())
+        self._feedback_topic = node.resolve_topic_name('~/track') + '/_action/feedback'
 
     def stop_all(self, reason: str) -> None:
         """Ends the running goal and every waiting one with reason FAILED and ``reason``."""
@@ -137,6 +150,7 @@ class TrackServer:
     # ------------------------------------------------------------------------- admission
     def _on_accepted(self, handle) -> None:
         goal = _Goal(handle)
+        goal.listeners |= self._listeners()
         limit = self._node._settings.track_queue_size
         with self._lock:
             self._goals[bytes(handle.goal_id.uuid)] = goal
@@ -242,6 +256,9 @@ class TrackServer:
     def _run(self, goal: _Goal) -> None:
         request = goal.handle.request
         goal.token.check()
+        if not request.max_duration_s >= 0:    # NaN fails too
+            raise _Ended(Result.FAILED, f'max_duration_s must be >= 0 (0 = no limit), not '
+                         f'{request.max_duration_s:g}')
         recorder = track_frames.FrameRecorder(self._node._image)
         with recorder if request.keep_tracking else contextlib.nullcontext():
             seq, follower = self._first_answer(goal)
@@ -384,10 +401,42 @@ class TrackServer:
         goal.token.check()
         if not self._node.context.ok():
             raise _Ended(Result.FAILED, 'the node is shutting down')
+        self._check_listener(goal)
         limit = goal.handle.request.max_duration_s
         if limit > 0 and time.monotonic() - goal.started >= limit:
             raise _Ended(Result.TIMED_OUT, f'timed out: max_duration_s = {limit:g} s passed '
                          f'({goal.frames} frames tracked)')
+
+    def _listeners(self) -> set[bytes]:
+        """The endpoint ids of the feedback's readers now (every rclpy / rcl action client has
+        one, whether it reads the feedback or not)."""
+        try:
+            infos = self._node.get_subscriptions_info_by_topic(self._feedback_topic)
+        except Exception:  # noqa: BLE001 - a graph query never ends a goal on its own
+            LOG.debug('feedback readers of %s not known', self._feedback_topic, exc_info=True)
+            return set()
+        return {bytes(info.endpoint_gid) for info in infos}
+
+    def _check_listener(self, goal: _Goal) -> None:
+        """FAILED when none of the action clients there as the goal came in has listened to
+        the feedback for ``track_client_timeout_s``: its client is gone (killed, or exited
+        without canceling), and tracking for nobody would hold the action from the others."""
+        timeout = self._node._settings.track_client_timeout_s
+        now = time.monotonic()
+        if not timeout > 0 or now - goal.listeners_checked < LISTENER_CHECK_S:
+            return
+        goal.listeners_checked = now
+        readers = self._listeners()
+        if now - goal.accepted < LISTENER_GRACE_S:
+            goal.listeners |= readers
+        if goal.listeners & readers or (not goal.listeners and readers):
+            goal.unheard_since = None
+            return
+        goal.unheard_since = goal.unheard_since or now
+        if now - goal.unheard_since >= timeout:
+            raise _Ended(Result.FAILED, f'no action client has listened for {timeout:g} s '
+                         f'(track_client_timeout_s): its client is gone; '
+                         f'{goal.frames} frames tracked')
 
     def _next_frame(self, goal: _Goal, seq: int):
         """The first camera frame newer than arrival ``seq`` (TIMED_OUT when the camera stops

@@ -210,6 +210,11 @@ def test_a_thin_frame_is_refused_with_the_aspect_ratio_limit(ros_context):
         assert not response.success
         assert 'aspect ratio of 5000:1' in response.message and 'At most 512:1' in (
             response.message), response.message
+        # one past the working-pixel budget: named by the size sent, not the downscaled size
+        wide = numpy_to_image(np.full((4, 20000, 3), 128, np.uint8), 'rgb8')
+        response = call(client, SegmentByText.Request(text='the red cube', image=wide), 60)
+        assert not response.success and 'the image is 20000x4' in response.message, (
+            response.message)
         fine = numpy_to_image(scene_rgb(), 'rgb8')
         assert call(client, SegmentByText.Request(text='the red cube', image=fine), 60).success
     finally:

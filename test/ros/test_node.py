@@ -173,3 +173,22 @@ def test_nothing_found_has_a_nan_pixel_centroid_as_documented(harness):
     assert not result.found and math.isnan(result.centroid_x_px)
     assert (result.interior_x_px, result.index, result.box.width) == (-1, -1, 0)
     assert 'NaN if found is false' in (REPO / 'msg' / 'Segmentation.msg').read_text()
+
+
+def test_a_signal_kept_before_start_up_exits_without_starting_the_node(capsys):
+    """node_main keeps a SIGINT that comes while the node module is imported; main then exits
+    0 at once, before rclpy.init and the models (and says why)."""
+    import signal as signals
+
+    from hybridgl_ros.ros.node import main
+
+    def never(config):
+        raise AssertionError('no segmenter may be made')
+
+    previous = {s: signals.getsignal(s) for s in (signals.SIGINT, signals.SIGTERM)}
+    try:
+        assert main([], segmenter_factory=never, early_signals=[signals.SIGINT]) == 0
+    finally:
+        for signum, handler in previous.items():
+            signals.signal(signum, handler)
+    assert 'SIGINT before start-up: exiting' in capsys.readouterr().err

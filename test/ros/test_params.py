@@ -178,3 +178,18 @@ def test_a_namespaced_node_process_reads_the_params_file(ros_context, ros_env, t
         spinner.stop()
         client_node.destroy_node()
         assert stop_process(process) == 0
+
+
+@pytest.mark.parametrize('name', ['sync_slop_s', 'depth_units_to_m'])
+def test_an_infinite_stamp_window_or_depth_scale_is_refused(name):
+    """inf passed the >= 0 check and every query then failed (OverflowError in the pairing)."""
+    values = {**params.node_param_defaults(), name: float('inf')}
+    with pytest.raises(ConfigError, match=f'{name} must be finite'):
+        params.node_params_from_values(values)
+
+
+def test_the_track_client_timeout_is_a_node_parameter_at_least_zero():
+    assert params.node_param_defaults()['track_client_timeout_s'] == 10.0
+    with pytest.raises(ConfigError, match='track_client_timeout_s must be >= 0'):
+        params.node_params_from_values({**params.node_param_defaults(),
+                                        'track_client_timeout_s': -1.0})

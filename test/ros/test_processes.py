@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from rclpy.node import Node
 
 from hybridgl_ros.demo.scenes import make_scene
@@ -192,6 +193,25 @@ def test_sigint_while_the_models_load_exits_at_once_without_an_error(
     finally:
         spinner.stop()
         client_node.destroy_node()
+        stop_process(node)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_node_starts_up_ends_it_cleanly(ros_env, tmp_path, signum):
+    """Importing the node (rclpy, the messages, torch) takes a quarter of a second: a signal
+    then ended it with a traceback and exit code 130 (SIGINT) or with no word and 143
+    (SIGTERM). The entry point keeps it and the node exits 0 by the clean path."""
+    log_path = tmp_path / 'node.log'
+    node = start_process([ros_executable('hybridgl_node'), '--ros-args', '-p',
+                          'models.device:=cpu'], ros_env, log_path)
+    try:
+        time.sleep(0.3)
+        os.killpg(node.popen.pid, signum)
+        assert wait_for(lambda: not node.alive(), timeout=30.0)
+        log = log_path.read_text()
+        assert node.popen.returncode == 0, log[-3000:]
+        assert 'Traceback' not in log and '[ERROR]' not in log, log[-3000:]
+    finally:
         stop_process(node)
 
 

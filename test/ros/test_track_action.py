@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 from action_msgs.msg import GoalStatus
+from rclpy.node import Node
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 
@@ -183,3 +184,33 @@ def test_empty_text_fails_with_the_reason(tracking):
     assert status == GoalStatus.STATUS_ABORTED and result.reason == Result.FAILED
     assert 'text is empty' in result.message
     assert np.asarray(result.last.mask.data).size == 0
+
+
+def test_a_goal_whose_client_is_gone_ends_and_frees_the_action(tracking, spin, ros_context):
+    """A client that leaves without canceling (destroyed here; a killed one is dropped by DDS
+    when its lease runs out): its goal ends after track_client_timeout_s with no reader of
+    the feedback that was there as it came in, and a client that comes later gets the action
+    (before, the goal tracked for nobody and every later goal waited or was refused)."""
+    h, cam, first = tracking(track_client_timeout_s=1.0)
+    first.destroy()
+    gone_node = Node('gone_client', context=ros_context, namespace=h.namespace)
+    spinner = spin(gone_node)
+    gone = track_client(gone_node, h.namespace)
+    run = GoalRun(gone, goal(CLIP.text))
+    assert run.wait_stage(Feedback.ANSWERED, timeout=120.0)
+    cam.play()
+    assert run.wait_stage(Feedback.TRACKING, count=2, timeout=120.0)
+    time.sleep(2.5)                  # past the goal's first seconds: a later client is no reader
+    gone.destroy()
+    spinner.stop()
+    gone_node.destroy_node()
+    late = track_client(h.client_node, h.namespace)
+    status, result = GoalRun(late, goal(CLIP.text, keep_tracking=False)).result(timeout=120.0)
+    assert status == GoalStatus.STATUS_SUCCEEDED and result.reason == Result.DONE
+
+
+def test_a_goal_without_a_valid_max_duration_fails_with_the_reason(tracking):
+    h, cam, client = tracking()
+    status, result = GoalRun(client, goal(CLIP.text, max_duration_s=float('nan'))).result(30.0)
+    assert status == GoalStatus.STATUS_ABORTED and result.reason == Result.FAILED
+    assert 'max_duration_s must be >= 0' in result.message
