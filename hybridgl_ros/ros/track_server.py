@@ -434,9 +434,11 @@ class TrackServer:
             return
         goal.unheard_since = goal.unheard_since or now
         if now - goal.unheard_since >= timeout:
-            raise _Ended(Result.FAILED, f'no action client has listened for {timeout:g} s '
-                         f'(track_client_timeout_s): its client is gone; '
-                         f'{goal.frames} frames tracked')
+            message = (f'no action client has listened for {timeout:g} s '
+                       f'(track_client_timeout_s): its client is gone; '
+                       f'{goal.frames} frames tracked')
+            self._node.get_logger().warning(f'~/track goal ended: {message}')
+            raise _Ended(Result.FAILED, message)
 
     def _next_frame(self, goal: _Goal, seq: int):
         """The first camera frame newer than arrival ``seq`` (TIMED_OUT when the camera stops
