@@ -61,7 +61,8 @@ class NodeParams:
     max_image_age_s: float = 2.0
     """Refuse a query on the latest frame if it arrived longer ago than this [s]; 0 = no limit."""
     max_stamp_age_s: float = 0.0
-    """Refuse the latest frame if stamped longer ago than this by the node clock [s]; 0 = off."""
+    """Refuse the latest frame if stamped longer ago (or further ahead) than this by the node
+    clock [s]; 0 = off."""
     max_queued_requests: int = 10
     """Calls that may wait behind the running one; more are answered at once 'busy' [calls]."""
     max_text_chars: int = 1000

@@ -104,4 +104,8 @@ def staleness(item: Received, topic: str, max_age_s: float, max_stamp_age_s: flo
         return (f'the latest image on {topic} is stamped {stamp_age:.1f} s ago by this node\'s '
                 f'clock (max_stamp_age_s = {max_stamp_age_s:g}): an old or replayed frame, or '
                 'unsynchronised clocks (use_sim_time for a bag)')
+    if 0 < max_stamp_age_s < -stamp_age:
+        return (f'the latest image on {topic} is stamped {-stamp_age:.1f} s in the future by '
+                f'this node\'s clock (max_stamp_age_s = {max_stamp_age_s:g}): unsynchronised '
+                'clocks, or a wrong stamp')
     return ''

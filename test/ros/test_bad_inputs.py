@@ -243,5 +243,8 @@ def test_a_frame_stamped_too_long_ago_is_refused_when_stamps_are_checked(harness
     response = h.segment('the red square')
     assert not response.success and 'max_stamp_age_s = 5' in response.message
     now = h.node.get_clock().now().nanoseconds * 1e-9
+    h.publish_image(scene_rgb(), stamp_header(now + 3600.0))   # an hour ahead: refused too
+    response = h.segment('the red square')
+    assert not response.success and 'in the future' in response.message, response.message
     h.publish_image(scene_rgb(), stamp_header(now))
     assert h.segment('the red square').success
