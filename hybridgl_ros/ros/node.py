@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+import unicodedata
 from typing import Any, Callable, Sequence
 
 import rclpy
@@ -295,7 +296,8 @@ class HybridGLNode(LifecycleNode):
         return msg, results.response_summary(msg)
 
     def _check_text(self, text: str) -> str:
-        if not text or not text.strip():
+        # whitespace and invisible format characters (zero-width space, BOM) say nothing
+        if not ''.join(c for c in text if unicodedata.category(c) != 'Cf').strip():
             raise InvalidInputError('the text is empty: send a referring expression, e.g. '
                                     '"the red cup on the left"')
         if len(text) > self._settings.max_text_chars:

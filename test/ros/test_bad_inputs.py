@@ -54,7 +54,7 @@ def test_image_older_than_max_age(harness):
     assert h.segment('the red square').success
 
 
-@pytest.mark.parametrize('text', ['', '   \t\n'])
+@pytest.mark.parametrize('text', ['', '   \t\n', '\u200b\u200b', '\u3000\ufeff\u2060 '])
 def test_empty_or_whitespace_text(ready, text):
     _assert_fails_then_recovers(ready, ready.segment(text), 'text is empty')
 
