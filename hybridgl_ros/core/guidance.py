@@ -138,10 +138,7 @@ def select_candidates(p: torch.Tensor, k: int) -> torch.Tensor:
     Returns:
         (min(k, N),) int64 on p's device.
     """
-    count = max(0, min(int(k), p.shape[0]))
-    if count == 0:
-        return torch.zeros(0, dtype=torch.int64, device=p.device)
-    return torch.topk(p, count).indices
+    return torch.topk(p, max(0, min(int(k), p.shape[0]))).indices
 
 
 def relation_scores(relation: str, p: torch.Tensor, candidates: torch.Tensor,

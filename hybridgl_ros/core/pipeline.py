@@ -58,6 +58,7 @@ class HybridGL:
                                 self.autocast_dtype)
         self.parser = parser or SpacyParser.from_config(config)
         self.proposer = proposer
+        self.sam_input_side = sam_input_side(proposer)
         self.sam_input_pixels = sam_input_pixels(proposer)
         self.clip_fingerprint = clip_fingerprint(clip_model)
         self.calibrated = calibration_applies(config.decision, self.clip_fingerprint)
@@ -129,9 +130,8 @@ class HybridGL:
 
         timings: dict[str, float] = {}
         check_cancel(cancel)
-        sam = getattr(self.proposer, 'sam', None)
-        if sam is not None:     # refused by the size the caller sent, not the working size's
-            check_aspect_ratio(*image_rgb.shape[:2], sam.image_encoder.img_size)
+        if self.sam_input_side:   # refused by the size the caller sent, not the working size's
+            check_aspect_ratio(*image_rgb.shape[:2], self.sam_input_side)
         budget = 0 if self.config.reference else self.working_pixels
         size = working_size(*image_rgb.shape[:2], budget)
         with _timed(timings, 'resize'):
@@ -212,12 +212,14 @@ class HybridGL:
         """What the text encoder cut: the text, or a prompt built from it (the GEM prompt, "a
         photo of" an anchor phrase), past the model's context; '' when nothing was cut. The
         authors' code fails on either; the method goes on with the truncated encoding."""
+        from hybridgl_ros.core.scoring import prompts
+
         limit = self.text.context_length
         if self.text.is_truncated(parse.normalized):
             return f'text longer than the model\'s {limit} tokens: truncated'
-        prompts = [parse.head_phrase, self.config.gem.prompt.format(parse.head_phrase),
-                   *(self.config.text.other_prompt.format(o) for o in parse.other_phrases)]
-        cut = next((p for p in prompts if self.text.is_truncated(p)), None)
+        gem_text, others = prompts(parse, self.config)
+        cut = next((p for p in (parse.head_phrase, gem_text, *others)
+                    if self.text.is_truncated(p)), None)
         if cut is None:
             return ''
         shown = cut if len(cut) <= 60 else cut[:57] + '...'
@@ -292,13 +294,21 @@ class HybridGL:
 DEFAULT_WORKING_PIXELS = 1024 * 1024
 
 
-def sam_input_pixels(proposer) -> int:
-    """SAM's input area, its image encoder's side squared (1024² for the SAM checkpoints,
-    256² for the embedded demo SAM): every mask comes from SAM at that resolution, so a frame
-    processed at more pixels only makes the masks and the CLIP's mask images bigger."""
+def sam_input_side(proposer) -> int:
+    """SAM's image encoder's input side (1024 for the SAM checkpoints, 256 for the embedded
+    demo SAM; 0 for a proposer without one). Its square is SAM's input area: every mask comes
+    from SAM at that resolution, so a frame processed at more pixels only makes the masks and
+    the CLIP's mask images bigger (:func:`sam_input_pixels`, the default working budget)."""
     side = getattr(getattr(getattr(proposer, 'sam', None), 'image_encoder', None), 'img_size',
                    None)
-    return int(side) ** 2 if side else DEFAULT_WORKING_PIXELS
+    return int(side) if side else 0
+
+
+def sam_input_pixels(proposer) -> int:
+    """SAM's input area (1024² for the SAM checkpoints, 256² for the embedded demo SAM), or
+    ``DEFAULT_WORKING_PIXELS`` for a proposer without a SAM."""
+    side = sam_input_side(proposer)
+    return side ** 2 if side else DEFAULT_WORKING_PIXELS
 
 
 def masks_on_device(masks: np.ndarray, device):

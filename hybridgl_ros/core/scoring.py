@@ -127,6 +127,13 @@ def comparison_phrases(parse: ParsedExpression, config: HybridGLConfig
     return head, head
 
 
+def prompts(parse: ParsedExpression, config: HybridGLConfig) -> tuple[str, list[str]]:
+    """(the GEM prompt of the head phrase, the other phrases' prompts): the strings built from
+    the text that the text encoder reads beside it (``gem.prompt``, ``text.other_prompt``)."""
+    return (config.gem.prompt.format(parse.head_phrase),
+            [config.text.other_prompt.format(o) for o in parse.other_phrases])
+
+
 def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> TextFeatures:
     """E of every string the query needs, in one text-encoder batch (spec §5.4).
 
@@ -134,9 +141,8 @@ def text_features(encoder, parse: ParsedExpression, config: HybridGLConfig) -> T
         encoder: a :class:`~hybridgl_ros.core.text_features.TextEncoder`.
     """
     cfg = config.text
-    others = [cfg.other_prompt.format(o) for o in parse.other_phrases]
+    gem_text, others = prompts(parse, config)
     comparison = comparison_phrases(parse, config) or ()
-    gem_text = config.gem.prompt.format(parse.head_phrase)
     words = encoder.content_words(parse.head_phrase)
     contrast, (colours, objects) = _contrast_rows(look_phrase(parse), encoder, config)
     anchor_contrast, (anchor_colours, anchor_objects) = (

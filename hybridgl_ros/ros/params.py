@@ -15,8 +15,8 @@ import ast
 import dataclasses
 import functools
 import inspect
-import math
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
