@@ -8,6 +8,10 @@ intrinsics of the *rectified* image (P[0], P[5], P[2], P[6]), as image_geometry'
 uses them: registered/aligned depth images are rectified. K is used only when P is unset. The
 centroid is the per-axis **median** of those points, which ignores the depth edges that bleed
 into the background at the mask border; the box spans their 5th to 95th percentiles.
+
+Implausible inputs give no 3D point rather than a wrong one: a depth beyond ``max_depth_m`` is
+no measurement (no depth camera measures 1e38 m), and intrinsics whose field of view is 179° or
+more, or whose principal point lies more than the image's size outside it, are refused.
 """
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ import numpy as np
 from hybridgl_ros.core.errors import InvalidInputError
 
 BOX_PERCENTILES = (5.0, 95.0)
+#: A rectified pinhole image's field of view is under 180°: fx < width / (2 tan(89.5°)) is
+#: refused as an unusable camera_info (a fisheye's raw intrinsics are not a pinhole's).
+MAX_FIELD_OF_VIEW_DEG = 179.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,18 @@ class Intrinsics:
         if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
             raise InvalidInputError(f'camera_info has an unusable {matrix} (fx={fx}, fy={fy})')
         return cls(fx, fy, cx, cy)
+
+    def implausible_for(self, height: int, width: int) -> str:
+        """Why these intrinsics cannot be an (height, width) image's ('' when they can)."""
+        half_angle = np.radians(MAX_FIELD_OF_VIEW_DEG / 2)
+        min_fx, min_fy = width / (2 * np.tan(half_angle)), height / (2 * np.tan(half_angle))
+        if self.fx < min_fx or self.fy < min_fy:
+            return (f'camera_info fx={self.fx:g}, fy={self.fy:g} give a {width}x{height} depth '
+                    f'image a field of view of {MAX_FIELD_OF_VIEW_DEG:g}° or more')
+        if not (-width <= self.cx <= 2 * width and -height <= self.cy <= 2 * height):
+            return (f'camera_info principal point ({self.cx:g}, {self.cy:g}) lies more than the '
+                    f'image\'s size outside the {width}x{height} depth image')
+        return ''
 
     def scaled(self, sx: float, sy: float) -> 'Intrinsics':
         """The intrinsics of the same camera resampled by (sx, sy)."""
@@ -83,7 +102,7 @@ def resize_mask(mask_hw: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics,
-                     min_valid_px: int = 1) -> Centroid3D | None:
+                     min_valid_px: int = 1, max_depth_m: float = 0.0) -> Centroid3D | None:
     """Back-projects the mask's valid depth pixels and takes their per-axis median.
 
     Args:
@@ -91,6 +110,7 @@ def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intri
         depth_m: (H, W) float32 depth [m], NaN where there is no measurement.
         intrinsics: of the depth image.
         min_valid_px: fewest valid pixels for an answer.
+        max_depth_m: depths beyond this are no measurement (0 = no limit).
 
     Returns:
         The centroid, or None when fewer than ``min_valid_px`` mask pixels have a depth.
@@ -98,6 +118,8 @@ def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intri
     if mask_hw.shape != depth_m.shape:
         raise InvalidInputError(f'mask {mask_hw.shape} and depth {depth_m.shape} differ in size')
     valid = mask_hw & np.isfinite(depth_m) & (depth_m > 0)
+    if max_depth_m > 0:
+        valid &= depth_m <= max_depth_m
     rows, cols = np.nonzero(valid)
     if rows.size < max(min_valid_px, 1):
         return None
@@ -112,8 +134,8 @@ def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intri
 
 
 def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics,
-                           info_hw: tuple[int, int], min_valid_px: int
-                           ) -> tuple[Centroid3D | None, str]:
+                           info_hw: tuple[int, int], min_valid_px: int,
+                           max_depth_m: float = 0.0) -> tuple[Centroid3D | None, str]:
     """The 3D centroid of a mask of the colour image, from the aligned depth image.
 
     Args:
@@ -123,6 +145,7 @@ def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics:
         info_hw: (height, width) the camera_info states ((0, 0) = not stated): the intrinsics
             are scaled when the depth image has another size.
         min_valid_px: fewest valid depth pixels under the mask.
+        max_depth_m: depths beyond this are no measurement (0 = no limit).
 
     Returns:
         (centroid, '') or (None, why not).
@@ -130,8 +153,12 @@ def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics:
     if all(info_hw) and tuple(info_hw) != depth_m.shape:
         intrinsics = intrinsics.scaled(depth_m.shape[1] / info_hw[1],
                                        depth_m.shape[0] / info_hw[0])
+    implausible = intrinsics.implausible_for(*depth_m.shape)
+    if implausible:
+        return None, f'depth unusable ({implausible}): 2D result only'
     mask = resize_mask(mask_hw, *depth_m.shape)
-    centroid = mask_centroid_3d(mask, depth_m, intrinsics, min_valid_px)
+    centroid = mask_centroid_3d(mask, depth_m, intrinsics, min_valid_px, max_depth_m)
     if centroid is None:
-        return None, 'no valid depth under the mask (zero/NaN): 2D result only'
+        beyond = f' or beyond max_depth_m = {max_depth_m:g} m' if max_depth_m > 0 else ''
+        return None, f'no valid depth under the mask (zero/NaN{beyond}): 2D result only'
     return centroid, ''

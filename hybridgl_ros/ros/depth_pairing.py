@@ -140,7 +140,7 @@ def centroid_3d(mask_hw: np.ndarray, image_header: Header, pair: DepthPair | str
         mask_hw: (H, W) bool mask in the colour image's grid.
         image_header: the colour image's header (its frame_id labels the answer).
         pair: from :meth:`DepthSync.pair` (a string: why there is no pair).
-        settings: the node parameters (units, fewest valid pixels, the frame rule).
+        settings: the node parameters (units, fewest valid pixels, range, the frame rule).
     """
     if isinstance(pair, str):
         return None, pair
@@ -152,7 +152,8 @@ def centroid_3d(mask_hw: np.ndarray, image_header: Header, pair: DepthPair | str
         intrinsics = Intrinsics.from_camera_info(pair.info.k, pair.info.p)
         return image_mask_centroid_3d(
             mask_hw, depth_to_meters(pair.depth, settings.depth_units_to_m), intrinsics,
-            (pair.info.height, pair.info.width), settings.depth_min_valid_px)
+            (pair.info.height, pair.info.width), settings.depth_min_valid_px,
+            settings.max_depth_m)
     except InvalidInputError as exc:
         return None, f'depth unusable ({exc}): 2D result only'
 

@@ -79,6 +79,9 @@ class NodeParams:
     """Metres per unit of a 16UC1/mono16 depth image (0.001 = millimetres)."""
     depth_min_valid_px: int = 10
     """Fewest valid depth pixels under the mask for a 3D centroid."""
+    max_depth_m: float = 100.0
+    """Depths beyond this are no measurement (a corrupt value, not a distance); lower it to your
+    camera's range to ignore its far readings [m]; 0 = no limit."""
     sync_slop_s: float = 0.05
     """Depth and camera_info pair with the image when their stamps differ by at most this [s]."""
     require_registered_depth: bool = True
@@ -140,10 +143,11 @@ def node_params_from_values(values: dict[str, Any]) -> NodeParams:
         if getattr(params, name) < 1:
             raise ConfigError(f'{name} must be >= 1, not {getattr(params, name)}')
     for name in ('max_image_age_s', 'max_stamp_age_s', 'max_queued_requests',
-                 'depth_units_to_m', 'sync_slop_s', 'track_queue_size', 'track_client_timeout_s'):
+                 'depth_units_to_m', 'sync_slop_s', 'track_queue_size', 'track_client_timeout_s',
+                 'max_depth_m'):
         if not getattr(params, name) >= 0:  # NaN fails too
             raise ConfigError(f'{name} must be >= 0, not {getattr(params, name)}')
-    for name in ('depth_units_to_m', 'sync_slop_s'):   # a scale and a stamp window: finite
+    for name in ('depth_units_to_m', 'sync_slop_s', 'max_depth_m'):  # finite
         if not math.isfinite(getattr(params, name)):
             raise ConfigError(f'{name} must be finite, not {getattr(params, name)}')
     return params

@@ -74,6 +74,42 @@ def test_no_depth_under_the_mask_says_so():
     assert centroid is None and 'no valid depth' in note
 
 
+def test_depth_beyond_max_depth_is_no_measurement():
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    depth = np.full((H, W), 1e38, np.float32)  # a corrupt reading, finite
+    k = Intrinsics(FX, FY, CX, CY)
+    centroid, note = image_mask_centroid_3d(mask, depth, k, (H, W), 10, max_depth_m=100.0)
+    assert centroid is None and 'beyond max_depth_m = 100 m' in note
+    depth[SQUARE] = 2.0
+    depth[30:60, 15:18] = 150.0  # an edge of far readings: left out, not in the median's box
+    centroid, _ = image_mask_centroid_3d(mask, depth, k, (H, W), 10, max_depth_m=100.0)
+    assert centroid.valid_px == 30 * 27 and centroid.box_max_m[2] == 2.0
+    unlimited, _ = image_mask_centroid_3d(mask, depth, k, (H, W), 10, max_depth_m=0.0)
+    assert unlimited.valid_px == 900
+
+
+@pytest.mark.parametrize('intrinsics, says', [
+    (Intrinsics(1e-3, 1e-3, CX, CY), 'field of view of 179° or more'),
+    (Intrinsics(FX, 0.4, CX, CY), 'field of view of 179° or more'),
+    (Intrinsics(FX, FY, 1e30, CY), 'principal point (1e+30, 48)'),
+    (Intrinsics(FX, FY, CX, -200.0), 'lies more than the image\'s size outside'),
+])
+def test_intrinsics_that_cannot_be_the_depth_images_give_no_3d(intrinsics, says):
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    centroid, note = image_mask_centroid_3d(mask, np.full((H, W), 2.0, np.float32), intrinsics,
+                                            (H, W), 10)
+    assert centroid is None and says in note and note.startswith('depth unusable')
+
+
+def test_a_wide_but_real_field_of_view_is_accepted():
+    """A rectified wide-angle camera: 170° across (fx = W / (2 tan 85°))."""
+    fx = W / (2 * np.tan(np.radians(85.0)))
+    assert Intrinsics(fx, fx, CX, CY).implausible_for(H, W) == ''
+    assert Intrinsics(FX, FY, -W + 1.0, 2 * H - 1.0).implausible_for(H, W) == ''
+
+
 def test_scaled_intrinsics_match_a_half_size_image():
     half = Intrinsics(FX, FY, CX, CY).scaled(0.5, 0.5)
     assert half.fx == FX / 2 and half.cx == pytest.approx((CX + 0.5) / 2 - 0.5)
@@ -177,6 +213,24 @@ def test_nan_and_zero_depth_under_the_mask_give_a_2d_result(harness):
     assert response.success and response.result.found and not response.result.has_3d
     assert 'no valid depth under the mask' in response.message
     assert h.segment('the blue disc').result.has_3d  # depth elsewhere still works
+
+
+def test_a_corrupt_far_depth_and_a_bad_camera_info_give_a_2d_result_that_says_why(harness):
+    h = harness(ColourSegmenter())
+    header = stamp_header(7.5)
+    h.publish_depth(np.full((H, W), 1e38, np.float32), '32FC1',
+                    camera_info(header, H, W, FX, FY, CX, CY))
+    h.publish_image(scene_rgb(), header)
+    response = h.segment('the red square')
+    assert response.success and response.result.found and not response.result.has_3d
+    assert 'beyond max_depth_m = 100 m' in response.message
+    header = stamp_header(7.6)
+    h.publish_depth(np.full((H, W), 1.0, np.float32), '32FC1',
+                    camera_info(header, H, W, 1e-9, 1e-9, CX, CY))
+    h.publish_image(scene_rgb(), header)
+    response = h.segment('the red square')
+    assert response.success and response.result.found and not response.result.has_3d
+    assert 'field of view of 179° or more' in response.message
 
 
 def test_depth_stamped_too_far_from_the_image_is_not_used(harness):
