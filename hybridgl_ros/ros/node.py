@@ -15,7 +15,10 @@ Calls are taken off the wire at once, queued (``max_queued_requests``; more are 
 parameter changes keep arriving during a query; repeated queries on the same frame reuse its
 prepared work (``prepare`` once, ``query`` per text). Parameters: see
 :mod:`hybridgl_ros.ros.live_params` for which apply live. SIGINT/SIGTERM answer every pending
-call "shutting down" and exit within about a second (:mod:`hybridgl_ros.ros.shutdown`).
+call "shutting down" and exit within about a second (:mod:`hybridgl_ros.ros.shutdown`). The
+lifecycle transition *shutdown* ends the process the same way once its answer is sent: in the
+finalized state a node is only waiting to be destroyed (ROS 2's lifecycle design), and a
+process left running there holds its memory and its names on the graph for nothing.
 """
 from __future__ import annotations
 
@@ -54,6 +57,8 @@ from hybridgl_ros.srv import SegmentByText
 
 #: config -> an object with ``prepare(image_rgb) -> Frame`` and ``query(frame, text)``.
 SegmenterFactory = Callable[[HybridGLConfig], Any]
+#: From the lifecycle transition shutdown to the process's exit: time for its answer to leave.
+FINALIZED_EXIT_DELAY_S = 0.5
 #: Calls arriving faster than the executor takes them wait in the service's DDS reader. KEEP_ALL:
 #: none is overwritten, the clients' writers hold what the reader has not taken yet (KEEP_LAST
 #: with 1,000 lost calls beyond about 1,000 at once: 73 of 1,100 from one client).
@@ -82,11 +87,15 @@ class HybridGLNode(LifecycleNode):
     Args:
         segmenter_factory: builds the segmenter from the config on configure (tests inject
             small ones); default :func:`default_segmenter_factory`.
+        on_finalized: called once the lifecycle transition shutdown has released everything
+            (:func:`main` ends the process then).
         **kwargs: passed to rclpy's LifecycleNode (context, parameter_overrides, ...).
     """
 
-    def __init__(self, segmenter_factory: SegmenterFactory | None = None, **kwargs) -> None:
+    def __init__(self, segmenter_factory: SegmenterFactory | None = None,
+                 on_finalized: Callable[[], None] | None = None, **kwargs) -> None:
         super().__init__(kwargs.pop('node_name', NODE_NAME), **kwargs)
+        self._on_finalized = on_finalized
         declare_parameters(self)
         self._log_bridge = LibraryLogBridge(self.get_logger())
         self._factory = segmenter_factory or default_segmenter_factory
@@ -177,7 +186,10 @@ class HybridGLNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._release('the node is shutting down')
+        self._release('the node is shutting down (lifecycle shutdown)')
+        if self._on_finalized is not None and not self._requests.closed:
+            self.get_logger().info('lifecycle shutdown: the node is finalized; the process ends')
+            self._on_finalized()
         return TransitionCallbackReturn.SUCCESS
 
     def _create_io(self) -> None:
@@ -363,7 +375,9 @@ def main(args=None, segmenter_factory: SegmenterFactory | None = None,
         print(f'hybridgl_node: {stop.name} before start-up: exiting', file=sys.stderr)
         return 0
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = HybridGLNode(segmenter_factory)
+    # after the transition's answer has gone to its caller (``ros2 lifecycle set`` waits for it)
+    node = HybridGLNode(segmenter_factory, on_finalized=lambda: stop.request(
+        'lifecycle shutdown', delay_s=FINALIZED_EXIT_DELAY_S))
     if run_until_stopped(node, stop):
         exit_now(0)  # a query still runs in torch; its caller has been answered
     return 0

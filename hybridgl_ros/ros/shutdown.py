@@ -52,6 +52,21 @@ class StopSignal:
         """A signal that came before :meth:`install` (kept by the entry point)."""
         self._handle(signum, None)
 
+    def request(self, name: str, delay_s: float = 0.0) -> None:
+        """Ends the process as a signal would, ``delay_s`` from now (``name`` says why: it
+        ends the answers' "the node is shutting down (...)")."""
+        def stop() -> None:
+            if not self.event.is_set():
+                self.name = name
+                self.event.set()
+
+        if delay_s <= 0:
+            stop()
+            return
+        timer = threading.Timer(delay_s, stop)
+        timer.daemon = True
+        timer.start()
+
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
         if self.event.is_set():

@@ -16,7 +16,7 @@ from hybridgl_ros.demo.scenes import make_scene
 from hybridgl_ros.ros.conversions import image_to_numpy, numpy_to_image
 from hybridgl_ros.srv import SegmentByText
 from ros_helpers import (
-    Spinner, call, ros_executable, start_process, stop_process, wait_for)
+    Spinner, call, ros_executable, start_process, stop_process, wait_for, wait_until_active)
 from small_segmenter import scene_rgb
 
 H, W = 192, 256
@@ -212,6 +212,50 @@ def test_a_signal_while_the_node_starts_up_ends_it_cleanly(ros_env, tmp_path, si
         assert node.popen.returncode == 0, log[-3000:]
         assert 'Traceback' not in log and '[ERROR]' not in log, log[-3000:]
     finally:
+        stop_process(node)
+
+
+@pytest.mark.parametrize('autostart', [True, False])
+def test_the_lifecycle_transition_shutdown_answers_then_ends_the_process(
+        ros_context, ros_env, tmp_path, autostart):
+    """``ros2 lifecycle set /hybridgl_node shutdown`` from *active* (models loaded) and from
+    *unconfigured*: the transition succeeds, its caller gets the answer, the node reaches
+    *finalized* and the process exits 0 (it kept running, holding its models' memory)."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    namespace = f'/f{uuid.uuid4().hex[:8]}'
+    target = f'{namespace}/hybridgl_node'
+    log_path = tmp_path / 'node.log'
+    node = start_process(
+        [ros_executable('hybridgl_node'), '--ros-args', '-r', f'__ns:={namespace}',
+         '-p', 'models.device:=cpu', '-p', f'autostart:={str(autostart).lower()}'],
+        ros_env, log_path)
+    client_node = Node('lifecycle_client', context=ros_context, namespace=namespace)
+    spinner = Spinner(ros_context, client_node)
+    change = client_node.create_client(ChangeState, f'{target}/change_state')
+    get = client_node.create_client(GetState, f'{target}/get_state')
+    try:
+        if autostart:
+            wait_until_active(client_node, target, timeout=120.0)
+            transition = Transition.TRANSITION_ACTIVE_SHUTDOWN
+        else:
+            assert get.wait_for_service(timeout_sec=30.0)
+            assert call(get, GetState.Request()).current_state.id == \
+                State.PRIMARY_STATE_UNCONFIGURED
+            transition = Transition.TRANSITION_UNCONFIGURED_SHUTDOWN
+        assert change.wait_for_service(timeout_sec=30.0)
+        response = call(change, ChangeState.Request(transition=Transition(id=transition)),
+                        timeout=30.0)
+        assert response.success
+        assert wait_for(lambda: not node.alive(), timeout=15.0), log_path.read_text()[-3000:]
+        log = log_path.read_text()
+        assert node.popen.returncode == 0, log[-3000:]
+        assert 'lifecycle shutdown: the node is finalized; the process ends' in log
+        assert 'Traceback' not in log and '[ERROR]' not in log, log[-3000:]
+    finally:
+        spinner.stop()
+        client_node.destroy_node()
         stop_process(node)
 
 
