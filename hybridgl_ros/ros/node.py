@@ -113,9 +113,11 @@ class HybridGLNode(LifecycleNode):
         self._sensor_group = MutuallyExclusiveCallbackGroup()  # tiny callbacks, a frame at a time
         self._requests = RequestQueue(
             self._serve, idle=self._prepare_ahead, wake=self._wake_executor,
-            max_queued=self.get_parameter('max_queued_requests').value)
-        self.create_service(SegmentByText, '~/segment', self._requests.call,
-                            qos_profile=SERVICE_QOS, callback_group=ReentrantCallbackGroup())
+            max_queued=self.get_parameter('max_queued_requests').value,
+            listened=self._has_clients)
+        self._service = self.create_service(
+            SegmentByText, '~/segment', self._requests.call, qos_profile=SERVICE_QOS,
+            callback_group=ReentrantCallbackGroup())
         self._tracks = TrackServer(self)  # the ~/track action (hybridgl_ros/action/TrackByText)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if self.get_parameter('autostart').value:
@@ -264,6 +266,14 @@ class HybridGLNode(LifecycleNode):
         deadline = time.monotonic() + timeout_s
         answered = self._requests.wait_answered(timeout_s)
         return self._tracks.wait_ended(max(deadline - time.monotonic(), 0.0)) and answered
+
+    def _has_clients(self) -> bool:
+        """Whether a client of ~/segment is on the graph (to read the next call's answer)."""
+        if self.count_clients(self._service.service_name) > 0:
+            return True
+        self.get_logger().info('a queued call is not computed: no client of ~/segment is left '
+                               'to read its answer', throttle_duration_sec=5.0)
+        return False
 
     def _wake_executor(self) -> None:
         if self.executor is not None:

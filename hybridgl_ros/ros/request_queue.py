@@ -10,12 +10,17 @@ wire. One worker thread serves the FIFO in order of arrival. A call that finds t
 answered without waiting (``busy: N queued``); on shutdown every waiting and running call is
 answered with the reason (``success = false``).
 
+A call whose client has gone from the graph by the time its turn comes is not computed
+(``listened``: no client of the service is left, e.g. the planner that queued it crashed): it
+is answered at once ("not computed") and counted ``unread``. While any client of the service
+is there, every call is served: a service request does not say which client sent it.
+
 Refusals leave at most one per ``REFUSAL_SPACING_S``: a client keeps its unread responses in
 its own DDS history, so refusing a burst within a millisecond could overflow it. A client that
 sends more calls at once than its own QoS history depth (rclpy's default: 10) must make that
 depth larger: beyond it, its own DDS writer and reader drop requests and responses before this
 node can see them (measured: see the README). :attr:`RequestQueue.counts` says what this side
-took, served and refused.
+took, served, refused and left unread.
 
 Order: the executor takes one request of a service at a time and the coroutine enqueues it a few
 bytecodes later, on the same thread, so calls are served in the order they were taken.
@@ -32,6 +37,8 @@ from rclpy.task import Future
 
 LOG = logging.getLogger(__name__)
 REFUSAL_SPACING_S = 0.005
+UNREAD = ('not computed: no client of the service was left to read the answer (its caller '
+          'had gone when its turn came)')
 
 
 class Ticket:
@@ -76,12 +83,16 @@ class RequestQueue:
         wake: wakes the executor (so it resumes coroutines whose answer is set).
         max_queued: calls that may wait behind the running one; more are refused at once.
         idle_period_s: how often ``idle`` runs while the queue is empty [s].
+        listened: whether a client could still read an answer (checked as each call's turn
+            comes; None = always).
     """
 
     def __init__(self, serve: Callable[[Ticket], None], *, idle: Callable[[], None] | None = None,
                  wake: Callable[[], None] = lambda: None, max_queued: int = 10,
-                 idle_period_s: float = 0.02) -> None:
+                 idle_period_s: float = 0.02, listened: Callable[[], bool] | None = None
+                 ) -> None:
         self._serve, self._idle, self._wake = serve, idle, wake
+        self._listened = listened
         self.max_queued = max_queued
         self._idle_period_s = idle_period_s
         self._waiting: deque[Ticket] = deque()
@@ -89,7 +100,7 @@ class RequestQueue:
         self._closed = ''
         self._awaiting = 0  # coroutines that have not returned their response yet
         self._refusals: deque[tuple[Ticket, str]] = deque()
-        self._counts = {'taken': 0, 'served': 0, 'refused': 0}
+        self._counts = {'taken': 0, 'served': 0, 'refused': 0, 'unread': 0}
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name='hybridgl_requests', daemon=True)
         self._thread.start()
@@ -143,7 +154,8 @@ class RequestQueue:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Calls taken off the wire, served (the worker ran them) and refused at once."""
+        """Calls taken off the wire, served (the worker ran them), refused at once and not
+        computed because no client was left to read the answer (unread)."""
         with self._cond:
             return dict(self._counts)
 
@@ -179,6 +191,11 @@ class RequestQueue:
                 if self._idle is not None:
                     self._idle()
                 continue
+            if self._listened is not None and not self._listened():
+                self._answer_unread(ticket)
+                continue
+            with self._cond:
+                self._counts['served'] += 1
             try:
                 self._serve(ticket)
             except Exception as exc:  # a caller is never left without an answer
@@ -187,6 +204,12 @@ class RequestQueue:
             finally:
                 with self._cond:
                     self._current = None
+
+    def _answer_unread(self, ticket: Ticket) -> None:
+        with self._cond:
+            self._counts['unread'] += 1
+            self._current = None
+        ticket.answer(False, UNREAD)
 
     def _refuse_paced(self) -> None:
         while True:
@@ -205,5 +228,4 @@ class RequestQueue:
             if self._closed or not self._waiting:
                 return None
             self._current = self._waiting.popleft()
-            self._counts['served'] += 1
             return self._current

@@ -1,13 +1,15 @@
 """Calls under load and at shutdown, the node as its own process over DDS: nothing a client
 sends vanishes. A burst is served in order up to max_queued_requests and the rest answered
-'busy'; SIGINT during a long query answers every pending call and exits at once; a shutdown
-that blocks (a DDS deadlock) still ends the process, with its stacks."""
+'busy'; calls whose client has left are not computed; SIGINT during a long query answers every
+pending call and exits at once; a shutdown that blocks (a DDS deadlock) still ends the process,
+with its stacks."""
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from rclpy.node import Node
@@ -16,8 +18,8 @@ from rclpy.qos import QoSProfile
 from hybridgl_ros.ros.conversions import numpy_to_image
 from hybridgl_ros.ros.shutdown import EXIT_BOUND_S
 from hybridgl_ros.srv import SegmentByText
-from ros_helpers import (Spinner, call_all, stamp_header, start_small_node, stop_process,
-                         wait_until_active)
+from ros_helpers import (Spinner, call_all, stamp_header, start_process, start_small_node,
+                         stop_process, wait_for, wait_until_active)
 from small_segmenter import scene_rgb
 
 BURST = 50
@@ -32,16 +34,18 @@ def small_node(ros_context, ros_env, tmp_path):
     """``small_node(*node_args, ros_args=())`` -> (process, client) in a namespace of its own."""
     made = []
 
-    def start(*node_args, ros_args=(), client_qos=None):
+    def start(*node_args, ros_args=(), client_qos=None, with_client=True):
         namespace = f'/q{uuid.uuid4().hex[:8]}'
         process = start_small_node(ros_env, tmp_path / 'node.log', namespace, *node_args,
                                    ros_args=ros_args)
         client_node = Node('client', context=ros_context, namespace=namespace)
+        made.append((process, client_node, Spinner(ros_context, client_node)))
+        wait_until_active(client_node, f'{namespace}/hybridgl_node')
+        if not with_client:
+            return process, namespace
         client = client_node.create_client(SegmentByText, f'{namespace}/hybridgl_node/segment',
                                            **({'qos_profile': client_qos} if client_qos else {}))
-        made.append((process, client_node, Spinner(ros_context, client_node)))
         assert client.wait_for_service(timeout_sec=20.0), (tmp_path / 'node.log').read_text()
-        wait_until_active(client_node, f'{namespace}/hybridgl_node')
         return process, client
 
     yield start
@@ -73,6 +77,37 @@ def test_a_burst_is_answered_in_full_served_in_order_and_the_excess_refused_busy
     assert stop_process(process) == 0
     log = process.log.read_text()
     assert f'{BURST + 1} taken, {len(served) + 1} served, {len(refused)} refused' in log, log
+
+
+def test_calls_of_a_client_that_has_left_are_not_computed(small_node, ros_context, ros_env,
+                                                           tmp_path):
+    """A client queues four calls and its process ends while the first is computed (3 s): the
+    other three are not computed (no client is left to read them), and the node serves the
+    next client at once. The node's log counts them."""
+    process, namespace = small_node('--query-delay', '3.0', with_client=False)
+    service = f'{namespace}/hybridgl_node/segment'
+    leaving = start_process([sys.executable, str(Path(__file__).with_name('leaving_client.py')),
+                             service, '4', '0.5'], ros_env, tmp_path / 'client.log')
+    assert leaving.popen.wait(timeout=30.0) == 0, (tmp_path / 'client.log').read_text()
+    assert wait_for(lambda: 'a queued call is not computed' in process.log.read_text(),
+                    timeout=20.0), process.log.read_text()[-3000:]
+    client_node = Node('next_client', context=ros_context, namespace=namespace)
+    spinner = Spinner(ros_context, client_node)
+    try:
+        client = client_node.create_client(SegmentByText, service)
+        assert client.wait_for_service(timeout_sec=20.0)
+        start = time.monotonic()
+        response = call_all(client, _requests(1), timeout=30.0)[0]
+        waited_s = time.monotonic() - start
+        assert response is not None and response.success, response
+        print(f'\nthe next client waited {waited_s:.1f} s (three unread 3 s calls skipped)')
+        assert waited_s < 3.0 + 2.0  # its own call, and slack: not three more
+    finally:
+        spinner.stop()
+        client_node.destroy_node()
+    assert stop_process(process) == 0
+    log = process.log.read_text()
+    assert '5 taken, 2 served, 0 refused, 3 unread' in log, log[-3000:]
 
 
 def test_sigint_during_a_long_query_answers_every_call_and_exits_at_once(small_node, tmp_path):
