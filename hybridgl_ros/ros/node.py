@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 import traceback
-import unicodedata
 from typing import Any, Callable, Sequence
 
 import rclpy
@@ -40,6 +39,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import HybridGLError, InvalidInputError, ResourceExhaustedError
 from hybridgl_ros.core.out_of_memory import is_out_of_memory, release_cached_memory
+from hybridgl_ros.core.text import is_blank
 from hybridgl_ros.msg import Segmentation as SegmentationMsg
 from hybridgl_ros.ros import live_params, results
 from hybridgl_ros.ros.depth_pairing import DepthSync, centroid_3d
@@ -318,8 +318,7 @@ class HybridGLNode(LifecycleNode):
         return msg, results.response_summary(msg)
 
     def _check_text(self, text: str) -> str:
-        # whitespace and invisible format characters (zero-width space, BOM) say nothing
-        if not ''.join(c for c in text if unicodedata.category(c) != 'Cf').strip():
+        if is_blank(text):  # the library's rule, checked before the frame is prepared
             raise InvalidInputError('the text is empty: send a referring expression, e.g. '
                                     '"the red cup on the left"')
         if len(text) > self._settings.max_text_chars:

@@ -93,7 +93,7 @@ def test_zero_proposals_is_a_normal_not_found(make_segmenter, scene_rgb):
     assert 'no' in result.message
 
 
-@pytest.mark.parametrize('text', ['', '   ', '\n\t'])
+@pytest.mark.parametrize('text', ['', '   ', '\n\t', '\u200b\u200b', '\u3000\ufeff\u2060 '])
 def test_empty_text_is_invalid_input(make_segmenter, scene_rgb, text):
     segmenter, _ = make_segmenter()
     frame = segmenter.prepare(scene_rgb)
