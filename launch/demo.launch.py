@@ -22,7 +22,6 @@ import tempfile
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -87,6 +86,26 @@ def _rviz(context):
                  arguments=['-d', path])]
 
 
+def _image_publisher(context, camera_topics):
+    """The image publisher playing ``source``; without a source, a line that says what to give."""
+    if LaunchConfiguration('use_image_publisher').perform(context).lower() not in ('true', '1'):
+        return []
+    if not LaunchConfiguration('source').perform(context).strip():
+        return [LogInfo(msg='no image publisher: give source:=<folder of images or video file> '
+                            'to play it as the camera, or use_image_publisher:=false with a '
+                            'real camera on image_topic')]
+    return [Node(
+        package='hybridgl_ros', executable='hybridgl_image_publisher',
+        name='hybridgl_image_publisher', output='screen',
+        namespace=LaunchConfiguration('namespace'),
+        parameters=[{'source': _string('source'), 'depth_source': _string('depth_source'),
+                     'camera_info_file': _string('camera_info_file'),
+                     'focal_length_px': ParameterValue(LaunchConfiguration('focal_length_px'),
+                                                       value_type=float),
+                     'rate_hz': ParameterValue(LaunchConfiguration('rate_hz'), value_type=float)}],
+        remappings=camera_topics)]
+
+
 def generate_launch_description():
     camera_topics = [('image', LaunchConfiguration('image_topic')),
                      ('depth', LaunchConfiguration('depth_topic')),
@@ -101,18 +120,8 @@ def generate_launch_description():
             'models.sam_model_type': _string('sam_model_type'),
             'models.device': _string('device')}],
         remappings=camera_topics)
-    publisher = Node(
-        package='hybridgl_ros', executable='hybridgl_image_publisher',
-        name='hybridgl_image_publisher', output='screen',
-        namespace=LaunchConfiguration('namespace'),
-        condition=IfCondition(LaunchConfiguration('use_image_publisher')),
-        parameters=[{'source': _string('source'), 'depth_source': _string('depth_source'),
-                     'camera_info_file': _string('camera_info_file'),
-                     'focal_length_px': ParameterValue(LaunchConfiguration('focal_length_px'),
-                                                       value_type=float),
-                     'rate_hz': ParameterValue(LaunchConfiguration('rate_hz'), value_type=float)}],
-        remappings=camera_topics)
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=description)
          for name, default, description in ARGUMENTS]
-        + [node, publisher, OpaqueFunction(function=_rviz)])
+        + [node, OpaqueFunction(function=_image_publisher, args=[camera_topics]),
+           OpaqueFunction(function=_rviz)])

@@ -188,8 +188,11 @@ class HybridGLNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._release('the node is shutting down (lifecycle shutdown)')
-        if self._on_finalized is not None and not self._requests.closed:
+        reason = 'the node is shutting down (lifecycle shutdown)'
+        ends_process = self._on_finalized is not None and not self._requests.closed
+        self.stop_serving(reason)  # waiting and running calls are answered at once
+        self._release(reason)      # waits for a running query before the models go
+        if ends_process:
             self.get_logger().info('lifecycle shutdown: the node is finalized; the process ends')
             self._on_finalized()
         return TransitionCallbackReturn.SUCCESS

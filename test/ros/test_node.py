@@ -12,6 +12,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hybridgl_ros.msg import Segmentation
 from hybridgl_ros.ros.conversions import image_to_numpy, numpy_to_image
+from hybridgl_ros.srv import SegmentByText
 from small_segmenter import ColourSegmenter, scene_rgb
 from ros_helpers import CAMERA_FRAME, REPO, call, stamp_header, wait_for
 
@@ -135,6 +136,23 @@ def test_lifecycle_transitions_over_ros(harness):
     assert _change_state(h, Transition.TRANSITION_ACTIVATE)
     h.publish_image(scene_rgb(), stamp_header(2.0))
     assert h.segment('red').success
+
+
+def test_the_shutdown_transition_answers_the_running_and_the_waiting_calls_at_once(harness):
+    """Three calls, the first in a 3 s query: the transition shutdown answers all three
+    "shutting down (lifecycle shutdown)" without waiting for the queue, and ends finalized."""
+    h = harness(ColourSegmenter(query_delay_s=3.0))
+    h.publish_image(scene_rgb(), stamp_header(1.0))
+    futures = [h.client.call_async(SegmentByText.Request(text=f'red {i}')) for i in range(3)]
+    assert wait_for(lambda: h.segmenter.query_calls == 1)
+    assert _change_state(h, Transition.TRANSITION_ACTIVE_SHUTDOWN)
+    assert wait_for(lambda: all(f.done() for f in futures), timeout=2.0)
+    for future in futures:
+        response = future.result()
+        assert not response.success
+        assert response.message == 'the node is shutting down (lifecycle shutdown)'
+    assert h.segmenter.query_calls == 1
+    assert h.node._state_machine.current_state[1] == 'finalized'
 
 
 def test_result_and_mask_are_latched_for_a_subscriber_that_comes_later(harness):
