@@ -191,10 +191,11 @@ class HybridGLNode(LifecycleNode):
         reason = 'the node is shutting down (lifecycle shutdown)'
         ends_process = self._on_finalized is not None and not self._requests.closed
         self.stop_serving(reason)  # waiting and running calls are answered at once
-        self._release(reason)      # waits for a running query before the models go
-        if ends_process:
+        if ends_process:  # as after SIGINT: a running query is not waited for, the exit frees all
             self.get_logger().info('lifecycle shutdown: the node is finalized; the process ends')
             self._on_finalized()
+        else:
+            self._release(reason)  # waits for a running query before the models go
         return TransitionCallbackReturn.SUCCESS
 
     def _create_io(self) -> None:

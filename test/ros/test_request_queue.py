@@ -110,6 +110,45 @@ def test_calls_of_a_client_that_has_left_are_not_computed(small_node, ros_contex
     assert '5 taken, 2 served, 0 refused, 3 unread' in log, log[-3000:]
 
 
+def test_the_shutdown_transition_during_a_long_query_answers_and_exits_at_once(
+        small_node, ros_context, tmp_path):
+    """``ros2 lifecycle set /hybridgl_node shutdown`` while a call runs a 60 s prepare (in torch)
+    and two wait: the transition is answered at once, so are the calls, and the process exits
+    0 within seconds, as after SIGINT (the transition had waited for the running query)."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    process, client = small_node('--prepare-torch', '60')
+    pending = [client.call_async(request) for request in _requests(3)]
+    time.sleep(1.5)  # the first call is in its 60 s prepare, the other two wait behind it
+    assert not any(f.done() for f in pending)
+    client_node = Node('lifecycle_client', context=ros_context,
+                       namespace=client.service_name.rsplit('/', 2)[0])
+    spinner = Spinner(ros_context, client_node)
+    try:
+        change = client_node.create_client(
+            ChangeState, client.service_name.rsplit('/', 1)[0] + '/change_state')
+        assert change.wait_for_service(timeout_sec=10.0)
+        start = time.monotonic()
+        response = call_all(change, [ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_ACTIVE_SHUTDOWN))], timeout=10.0)[0]
+        answered_s = time.monotonic() - start
+        rc = process.popen.wait(timeout=20.0)
+        exit_s = time.monotonic() - start
+    finally:
+        spinner.stop()
+        client_node.destroy_node()
+    log = (tmp_path / 'node.log').read_text()
+    print(f'\nshutdown transition during a torch prepare: answered after {answered_s:.2f} s, '
+          f'exit code {rc} after {exit_s:.2f} s')
+    assert response is not None and response.success, log[-3000:]
+    assert answered_s < 3.0 and rc == 0 and exit_s < 5.0, log[-3000:]
+    assert 'Traceback' not in log and '[ERROR]' not in log, log[-3000:]
+    for future in pending:
+        assert future.done(), 'a call was left without an answer'
+        assert future.result().message == 'the node is shutting down (lifecycle shutdown)'
+
+
 def test_sigint_during_a_long_query_answers_every_call_and_exits_at_once(small_node, tmp_path):
     process, client = small_node('--prepare-torch', '60')
     pending = [client.call_async(request) for request in _requests(3)]
