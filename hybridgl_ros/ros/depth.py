@@ -9,9 +9,10 @@ uses them: registered/aligned depth images are rectified. K is used only when P 
 centroid is the per-axis **median** of those points, which ignores the depth edges that bleed
 into the background at the mask border; the box spans their 5th to 95th percentiles.
 
-Implausible inputs give no 3D point rather than a wrong one: a depth beyond ``max_depth_m`` is
-no measurement (no depth camera measures 1e38 m), and intrinsics whose field of view is 179° or
-more, or whose principal point lies more than the image's size outside it, are refused.
+Implausible inputs give no 3D point rather than a wrong one: a depth outside ``min_depth_m`` to
+``max_depth_m`` is no measurement (no depth camera measures 1e-45 m or 1e38 m), and intrinsics
+whose field of view is 179° or more, or whose principal point lies more than the image's size
+outside it, are refused.
 """
 from __future__ import annotations
 
@@ -102,7 +103,8 @@ def resize_mask(mask_hw: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics,
-                     min_valid_px: int = 1, max_depth_m: float = 0.0) -> Centroid3D | None:
+                     min_valid_px: int = 1, max_depth_m: float = 0.0,
+                     min_depth_m: float = 0.0) -> Centroid3D | None:
     """Back-projects the mask's valid depth pixels and takes their per-axis median.
 
     Args:
@@ -111,13 +113,14 @@ def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intri
         intrinsics: of the depth image.
         min_valid_px: fewest valid pixels for an answer.
         max_depth_m: depths beyond this are no measurement (0 = no limit).
+        min_depth_m: depths below this are no measurement (0 = any positive depth).
 
     Returns:
         The centroid, or None when fewer than ``min_valid_px`` mask pixels have a depth.
     """
     if mask_hw.shape != depth_m.shape:
         raise InvalidInputError(f'mask {mask_hw.shape} and depth {depth_m.shape} differ in size')
-    valid = mask_hw & np.isfinite(depth_m) & (depth_m > 0)
+    valid = mask_hw & np.isfinite(depth_m) & (depth_m > 0) & (depth_m >= min_depth_m)
     if max_depth_m > 0:
         valid &= depth_m <= max_depth_m
     rows, cols = np.nonzero(valid)
@@ -135,7 +138,8 @@ def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intri
 
 def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics,
                            info_hw: tuple[int, int], min_valid_px: int,
-                           max_depth_m: float = 0.0) -> tuple[Centroid3D | None, str]:
+                           max_depth_m: float = 0.0, min_depth_m: float = 0.0
+                           ) -> tuple[Centroid3D | None, str]:
     """The 3D centroid of a mask of the colour image, from the aligned depth image.
 
     Args:
@@ -146,6 +150,7 @@ def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics:
             are scaled when the depth image has another size.
         min_valid_px: fewest valid depth pixels under the mask.
         max_depth_m: depths beyond this are no measurement (0 = no limit).
+        min_depth_m: depths below this are no measurement (0 = any positive depth).
 
     Returns:
         (centroid, '') or (None, why not).
@@ -157,8 +162,10 @@ def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics:
     if implausible:
         return None, f'depth unusable ({implausible}): 2D result only'
     mask = resize_mask(mask_hw, *depth_m.shape)
-    centroid = mask_centroid_3d(mask, depth_m, intrinsics, min_valid_px, max_depth_m)
+    centroid = mask_centroid_3d(mask, depth_m, intrinsics, min_valid_px, max_depth_m,
+                                min_depth_m)
     if centroid is None:
-        beyond = f' or beyond max_depth_m = {max_depth_m:g} m' if max_depth_m > 0 else ''
-        return None, f'no valid depth under the mask (zero/NaN{beyond}): 2D result only'
+        below = f', below min_depth_m = {min_depth_m:g} m' if min_depth_m > 0 else ''
+        beyond = f', beyond max_depth_m = {max_depth_m:g} m' if max_depth_m > 0 else ''
+        return None, f'no valid depth under the mask (zero/NaN{below}{beyond}): 2D result only'
     return centroid, ''

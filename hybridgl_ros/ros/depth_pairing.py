@@ -153,7 +153,7 @@ def centroid_3d(mask_hw: np.ndarray, image_header: Header, pair: DepthPair | str
         return image_mask_centroid_3d(
             mask_hw, depth_to_meters(pair.depth, settings.depth_units_to_m), intrinsics,
             (pair.info.height, pair.info.width), settings.depth_min_valid_px,
-            settings.max_depth_m)
+            settings.max_depth_m, settings.min_depth_m)
     except InvalidInputError as exc:
         return None, f'depth unusable ({exc}): 2D result only'
 

@@ -27,7 +27,7 @@ LIVE = frozenset({
     'max_image_age_s', 'max_stamp_age_s', 'max_queued_requests', 'max_text_chars',
     'prepare_on_arrival', 'publish_overlay', 'publish_markers', 'depth_units_to_m',
     'depth_min_valid_px', 'sync_slop_s', 'require_registered_depth', 'track_queue_size',
-    'track_client_timeout_s', 'max_depth_m'})
+    'track_client_timeout_s', 'min_depth_m', 'max_depth_m'})
 START_ONLY = frozenset({'autostart'})
 HOW_TO_RECONFIGURE = ('run the lifecycle transitions deactivate and cleanup, set it, then '
                       'configure and activate')

@@ -79,6 +79,9 @@ class NodeParams:
     """Metres per unit of a 16UC1/mono16 depth image (0.001 = millimetres)."""
     depth_min_valid_px: int = 10
     """Fewest valid depth pixels under the mask for a 3D centroid."""
+    min_depth_m: float = 0.01
+    """Depths below this are no measurement (noise, or a depth in other units or byte order)
+    [m]; 0 = any positive depth."""
     max_depth_m: float = 100.0
     """Depths beyond this are no measurement (a corrupt value, not a distance); lower it to your
     camera's range to ignore its far readings [m]; 0 = no limit."""
@@ -144,12 +147,15 @@ def node_params_from_values(values: dict[str, Any]) -> NodeParams:
             raise ConfigError(f'{name} must be >= 1, not {getattr(params, name)}')
     for name in ('max_image_age_s', 'max_stamp_age_s', 'max_queued_requests',
                  'depth_units_to_m', 'sync_slop_s', 'track_queue_size', 'track_client_timeout_s',
-                 'max_depth_m'):
+                 'min_depth_m', 'max_depth_m'):
         if not getattr(params, name) >= 0:  # NaN fails too
             raise ConfigError(f'{name} must be >= 0, not {getattr(params, name)}')
-    for name in ('depth_units_to_m', 'sync_slop_s', 'max_depth_m'):  # finite
+    for name in ('depth_units_to_m', 'sync_slop_s', 'min_depth_m', 'max_depth_m'):  # finite
         if not math.isfinite(getattr(params, name)):
             raise ConfigError(f'{name} must be finite, not {getattr(params, name)}')
+    if params.max_depth_m > 0 and params.min_depth_m >= params.max_depth_m:
+        raise ConfigError(f'min_depth_m ({params.min_depth_m}) must be below max_depth_m '
+                          f'({params.max_depth_m})')
     return params
 
 

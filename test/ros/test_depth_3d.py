@@ -89,6 +89,21 @@ def test_depth_beyond_max_depth_is_no_measurement():
     assert unlimited.valid_px == 900
 
 
+def test_depth_below_min_depth_is_no_measurement():
+    """A denormal depth (1e-45 m), or 32FC1 bytes read in the wrong byte order (~1e-41 m)."""
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    depth = np.full((H, W), 1e-45, np.float32)
+    k = Intrinsics(FX, FY, CX, CY)
+    centroid, note = image_mask_centroid_3d(mask, depth, k, (H, W), 10, 100.0, min_depth_m=0.01)
+    assert centroid is None
+    assert note == ('no valid depth under the mask (zero/NaN, below min_depth_m = 0.01 m, '
+                    'beyond max_depth_m = 100 m): 2D result only')
+    depth[SQUARE] = 0.3
+    assert image_mask_centroid_3d(mask, depth, k, (H, W), 10, 100.0, 0.01)[0].xyz_m[2] == \
+        pytest.approx(0.3)
+
+
 @pytest.mark.parametrize('intrinsics, says', [
     (Intrinsics(1e-3, 1e-3, CX, CY), 'field of view of 179° or more'),
     (Intrinsics(FX, 0.4, CX, CY), 'field of view of 179° or more'),

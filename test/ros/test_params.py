@@ -124,6 +124,13 @@ def test_bad_node_value_is_a_config_error(ros_context):
     node.destroy_node()
 
 
+def test_a_depth_range_that_holds_nothing_is_a_config_error():
+    values = params.node_param_defaults()
+    with pytest.raises(ConfigError, match=r'min_depth_m \(5.0\) must be below max_depth_m'):
+        params.node_params_from_values({**values, 'min_depth_m': 5.0, 'max_depth_m': 5.0})
+    assert params.node_params_from_values({**values, 'min_depth_m': 5.0, 'max_depth_m': 0.0})
+
+
 def test_markdown_table_lists_every_parameter():
     table = params.parameter_table_markdown()
     for name in params.all_param_defaults():
