@@ -113,7 +113,8 @@ def depth_to_meters(msg: Image, units_to_m: float = 0.001) -> np.ndarray:
     raw = image_to_numpy(msg)
     depth = raw.astype(np.float32)
     if raw.dtype == np.uint16:
-        depth *= np.float32(units_to_m)
+        with np.errstate(over='ignore', invalid='ignore'):  # a scale past float32: inf, NaN
+            depth *= np.float32(units_to_m)
     depth[~np.isfinite(depth) | (depth <= 0.0)] = np.nan
     return depth
 

@@ -55,11 +55,15 @@ class Intrinsics:
     @classmethod
     def _checked(cls, matrix: str, fx: float, fy: float, cx: float, cy: float) -> 'Intrinsics':
         if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
-            raise InvalidInputError(f'camera_info has an unusable {matrix} (fx={fx}, fy={fy})')
+            raise InvalidInputError(f'camera_info has an unusable {matrix} (fx={fx}, fy={fy}, '
+                                    f'cx={cx}, cy={cy})')
         return cls(fx, fy, cx, cy)
 
     def implausible_for(self, height: int, width: int) -> str:
         """Why these intrinsics cannot be an (height, width) image's ('' when they can)."""
+        if not np.isfinite([self.fx, self.fy, self.cx, self.cy]).all():  # scaled past float
+            return (f'camera_info scaled to the {width}x{height} depth image is not finite '
+                    f'(fx={self.fx:g}, fy={self.fy:g}, cx={self.cx:g}, cy={self.cy:g})')
         half_angle = np.radians(MAX_FIELD_OF_VIEW_DEG / 2)
         min_fx, min_fy = width / (2 * np.tan(half_angle)), height / (2 * np.tan(half_angle))
         if self.fx < min_fx or self.fy < min_fy:
@@ -102,6 +106,21 @@ def resize_mask(mask_hw: np.ndarray, height: int, width: int) -> np.ndarray:
     return mask_hw[rows.astype(np.int64)[:, None], cols.astype(np.int64)[None, :]]
 
 
+def valid_depth(mask_hw: np.ndarray, depth_m: np.ndarray, max_depth_m: float = 0.0,
+                min_depth_m: float = 0.0) -> np.ndarray:
+    """(H, W) bool: mask pixels with a measured depth (finite, > 0, within the limits; a limit
+    of 0 is none)."""
+    if mask_hw.shape != depth_m.shape:
+        raise InvalidInputError(f'mask {mask_hw.shape} and depth {depth_m.shape} differ in size')
+    valid = mask_hw & np.isfinite(depth_m) & (depth_m > 0)
+    largest = float(np.finfo(depth_m.dtype).max) if depth_m.dtype.kind == 'f' else np.inf
+    if min_depth_m > 0:  # limits past the depth's float range compare as its largest value
+        valid &= depth_m >= min(min_depth_m, largest)
+    if max_depth_m > 0:
+        valid &= depth_m <= min(max_depth_m, largest)
+    return valid
+
+
 def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics,
                      min_valid_px: int = 1, max_depth_m: float = 0.0,
                      min_depth_m: float = 0.0) -> Centroid3D | None:
@@ -118,12 +137,7 @@ def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intri
     Returns:
         The centroid, or None when fewer than ``min_valid_px`` mask pixels have a depth.
     """
-    if mask_hw.shape != depth_m.shape:
-        raise InvalidInputError(f'mask {mask_hw.shape} and depth {depth_m.shape} differ in size')
-    valid = mask_hw & np.isfinite(depth_m) & (depth_m > 0) & (depth_m >= min_depth_m)
-    if max_depth_m > 0:
-        valid &= depth_m <= max_depth_m
-    rows, cols = np.nonzero(valid)
+    rows, cols = np.nonzero(valid_depth(mask_hw, depth_m, max_depth_m, min_depth_m))
     if rows.size < max(min_valid_px, 1):
         return None
     z = depth_m[rows, cols].astype(np.float64)
@@ -165,6 +179,10 @@ def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics:
     centroid = mask_centroid_3d(mask, depth_m, intrinsics, min_valid_px, max_depth_m,
                                 min_depth_m)
     if centroid is None:
+        valid = int(valid_depth(mask, depth_m, max_depth_m, min_depth_m).sum())
+        if valid:
+            return None, (f'only {valid} valid depth pixel(s) under the mask, fewer than '
+                          f'depth_min_valid_px = {min_valid_px}: 2D result only')
         below = f', below min_depth_m = {min_depth_m:g} m' if min_depth_m > 0 else ''
         beyond = f', beyond max_depth_m = {max_depth_m:g} m' if max_depth_m > 0 else ''
         return None, f'no valid depth under the mask (zero/NaN{below}{beyond}): 2D result only'

@@ -1,4 +1,6 @@
 """Image message <-> numpy conversions: every encoding, row padding, byte order, bad data."""
+import warnings
+
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
@@ -73,6 +75,14 @@ def test_depth_16uc1_is_millimetres_and_zero_is_nan():
     assert np.isnan(meters[0, 0])
     np.testing.assert_allclose(meters[0, 1:], [1.0])
     np.testing.assert_allclose(meters[1], [1.5, 65.535], rtol=1e-6)
+
+
+def test_a_16uc1_scale_past_float32_gives_no_measurement_without_a_warning():
+    depth = numpy_to_image(np.array([[0, 1], [2, 65535]], np.uint16), '16UC1')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        meters = depth_to_meters(depth, units_to_m=1e300)
+    assert np.isnan(meters).all()
 
 
 def test_depth_32fc1_is_metres_and_invalid_values_are_nan():

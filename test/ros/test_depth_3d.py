@@ -2,6 +2,7 @@
 the image is selected, only from depth registered to the colour frame, back-projected with P."""
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from geometry_msgs.msg import PointStamped
 from sensor_msgs.msg import CameraInfo
 from visualization_msgs.msg import Marker, MarkerArray
 
+from hybridgl_ros.core.errors import InvalidInputError
 from hybridgl_ros.ros.depth import (
     Intrinsics, image_mask_centroid_3d, mask_centroid_3d, resize_mask)
 from hybridgl_ros.ros.conversions import numpy_to_image
@@ -116,6 +118,35 @@ def test_intrinsics_that_cannot_be_the_depth_images_give_no_3d(intrinsics, says)
     centroid, note = image_mask_centroid_3d(mask, np.full((H, W), 2.0, np.float32), intrinsics,
                                             (H, W), 10)
     assert centroid is None and says in note and note.startswith('depth unusable')
+
+
+def test_too_few_valid_pixels_say_how_many_and_a_bad_principal_point_is_named():
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    depth = np.full((H, W), np.nan, np.float32)
+    depth[40, 20:25] = 1.0
+    k = Intrinsics(FX, FY, CX, CY)
+    assert image_mask_centroid_3d(mask, depth, k, (H, W), 10)[1] == (
+        'only 5 valid depth pixel(s) under the mask, fewer than depth_min_valid_px = 10: '
+        '2D result only')
+    with pytest.raises(InvalidInputError, match=r'unusable P \(fx=100.0, fy=110.0, cx=nan'):
+        Intrinsics.from_camera_info([0.0] * 9, [FX, 0, np.nan, 0, 0, FY, CY, 0, 0, 0, 1, 0])
+
+
+def test_camera_info_scaled_past_float_range_and_limits_past_float32_are_handled():
+    """A 1x1 camera_info with fx = 1e307 scaled to the depth image overflows: refused. Depth
+    limits beyond float32's range compare without overflow warnings."""
+    mask = np.zeros((H, W), bool)
+    mask[SQUARE] = True
+    depth = np.full((H, W), 2.0, np.float32)
+    centroid, note = image_mask_centroid_3d(mask, depth, Intrinsics(1e307, 1e307, 0.0, 0.0),
+                                            (1, 1), 10)
+    assert centroid is None and 'is not finite' in note
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        centroid, _ = image_mask_centroid_3d(mask, depth, Intrinsics(FX, FY, CX, CY), (H, W), 10,
+                                             max_depth_m=1e308, min_depth_m=1e-300)
+    assert centroid.xyz_m[2] == 2.0
 
 
 def test_a_wide_but_real_field_of_view_is_accepted():
