@@ -87,8 +87,9 @@ class HybridGLNode(LifecycleNode):
     Args:
         segmenter_factory: builds the segmenter from the config on configure (tests inject
             small ones); default :func:`default_segmenter_factory`.
-        on_finalized: called once the lifecycle transition shutdown has released everything
-            (:func:`main` ends the process then).
+        on_finalized: called when the lifecycle transition shutdown has answered every call
+            (:func:`main` then ends the process, a running query not waited for); None = the
+            node releases its models and stays, finalized.
         **kwargs: passed to rclpy's LifecycleNode (context, parameter_overrides, ...).
     """
 
