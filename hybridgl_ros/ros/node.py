@@ -274,7 +274,10 @@ class HybridGLNode(LifecycleNode):
 
     def _has_clients(self) -> bool:
         """Whether a client of ~/segment is on the graph (to read the next call's answer)."""
-        if self.count_clients(self._service.service_name) > 0:
+        try:
+            if self.count_clients(self._service.service_name) > 0:
+                return True
+        except Exception:  # the node is being destroyed: the call is answered on shutdown
             return True
         self.get_logger().info('a queued call is not computed: no client of ~/segment is left '
                                'to read its answer', throttle_duration_sec=5.0)
