@@ -45,8 +45,9 @@ class PairWatch:
     when the watch started and those that arrived while it lasted (see :meth:`DepthSync.watch`).
     """
 
-    def __init__(self, stamp: int, slop: int, latest_info) -> None:
+    def __init__(self, stamp: int, slop: int, latest_info, seen: set[str] = frozenset()) -> None:
         self._stamp, self._slop, self._latest_info = stamp, slop, latest_info
+        self._seen = set(seen)  # kinds of which any message has arrived
         self._best: dict[str, tuple[int, object]] = {}
         self._lock = threading.Lock()
 
@@ -54,6 +55,8 @@ class PairWatch:
         """A message that has just arrived (``kind`` 'depth' or 'info')."""
         if kind == 'info':
             self._latest_info = msg
+        with self._lock:
+            self._seen.add(kind)
         self.keep(kind, msg)
 
     def keep(self, kind: str, msg) -> None:
@@ -70,8 +73,12 @@ class PairWatch:
         with self._lock:
             depth = self._best.get('depth', (0, None))[1]
             info = self._best.get('info', (0, self._latest_info))[1]
+            seen = set(self._seen)
         if depth is None or info is None:
-            missing = 'depth image' if depth is None else 'camera_info'
+            kind, missing = ('depth', 'depth image') if depth is None else ('info', 'camera_info')
+            if kind not in seen:  # not a timing problem: nothing is published
+                return (f'no {missing} has arrived yet: 2D result only (use_depth = false '
+                        'for 2D without this note)')
             return f'no {missing} within sync_slop_s of the image: 2D result only'
         return DepthPair(depth, info)
 
@@ -107,7 +114,9 @@ class DepthSync:
         until the block ends; ``watch.pair()`` after the block gives the pair or why none."""
         stamp, slop = stamp_ns(header), int(slop_s * 1e9)
         with self._lock:
-            watch = PairWatch(stamp, slop, self.infos.latest())
+            seen = {kind for kind, buffer in (('depth', self.depths), ('info', self.infos))
+                    if buffer.latest() is not None}
+            watch = PairWatch(stamp, slop, self.infos.latest(), seen)
             for kind, buffer in (('depth', self.depths), ('info', self.infos)):
                 nearest = buffer.nearest(stamp, slop)
                 if nearest is not None:

@@ -197,6 +197,19 @@ def test_a_watch_keeps_the_frames_own_depth_that_arrives_late_while_the_buffer_t
     assert stamp_ns(pair.info.header) == stamp_ns(stamp_header(1.0))
 
 
+def test_no_depth_at_all_says_none_has_arrived_not_a_timing_problem():
+    """A player that publishes no depth: the note says none has arrived (it said 'no depth
+    image within sync_slop_s', which reads like a stamp problem)."""
+    sync = DepthSync()
+    sync.add_info(CameraInfo(header=stamp_header(5.0)))
+    assert sync.pair(stamp_header(5.0), 0.05) == (
+        'no depth image has arrived yet: 2D result only (use_depth = false for 2D without '
+        'this note)')
+    sync.add_depth(_depth_at(9.0))  # one has arrived, too far from the frame: timing
+    assert 'within sync_slop_s' in sync.pair(stamp_header(5.0), 0.05)
+    assert DepthSync().pair(stamp_header(1.0), 0.05).startswith('no depth image has arrived')
+
+
 def test_a_watch_without_depth_in_the_slop_says_so_and_keeps_the_latest_camera_info():
     sync = DepthSync()
     sync.add_info(CameraInfo(header=stamp_header(0.0)))
