@@ -1,7 +1,8 @@
 """HybridGL demo: hybridgl_node + an image publisher playing a folder/video (+ RViz on request).
 
     ros2 launch hybridgl_ros demo.launch.py source:=/path/to/pictures focal_length_px:=525.0
-    ros2 launch hybridgl_ros demo.launch.py source:=demo_out/scenes namespace:=robot1 \
+    ros2 launch hybridgl_ros demo.launch.py source:=/path/to/checkout/demo_out/scenes \
+        namespace:=robot1 \
         config_file:=$(ros2 pkg prefix hybridgl_ros)/share/hybridgl_ros/config/demo_scenes.yaml
     ros2 launch hybridgl_ros demo.launch.py use_image_publisher:=false use_rviz:=true \
         image_topic:=/camera/color/image_raw \
