@@ -225,7 +225,9 @@ class TextConfig:
     or question around the expression is dropped ("pick up the ring left of the ball", "where is
     the star?"), a pronoun is no anchor ("the ring that is left of the ball"), and a negation
     ("not", "without"), a count ("the second ring") or no target before the place it names ("left
-    of the ball") is answered not found with why. Parity mode: the spec's parse."""
+    of the ball") is answered not found with why; a position word the parser put into the target
+    before "of" ("the cube right of the ball" read as "the cube right") is left out of it. Parity
+    mode: the spec's parse."""
 
 
 @dataclass(frozen=True)

@@ -303,11 +303,24 @@ def parse_doc(doc: 'Doc', reference_parity: bool = False,
     others = other_chunks(doc, head_phrase)
     if everyday:
         others = [other for other in others if other.root.text not in PRONOUNS]
+        chunk = without_trailing_place(doc, chunk)
+        head_phrase = doc.text if chunk is None else chunk.text
     return ParsedExpression(
         normalized=doc.text, head_phrase=head_phrase,
         other_phrases=tuple(other.text for other in others),
         relation=relation_of(doc, others, reference_parity), direction=direction_of(doc),
         cannot_check=cannot_check(doc, chunk, others) if everyday else '')
+
+
+def without_trailing_place(doc: 'Doc', chunk: 'Span | None') -> 'Span | None':
+    """NP without a position word the parser took into it before "of" (default mode): the small
+    English model chunks "the cube right of the ball" as "the cube right", so "right" became
+    part of the target's look (its CLIP prompt and the answer's "found ..."). The relation and
+    the direction are read from the whole text either way."""
+    if (chunk is None or len(chunk) < 2 or chunk.end >= len(doc)
+            or doc[chunk.end].text != 'of' or chunk[-1].text not in RELATION_WORDS):
+        return chunk
+    return doc[chunk.start:chunk.end - 1]
 
 
 def cannot_check(doc: 'Doc', chunk: 'Span | None', others: list['Span']) -> str:

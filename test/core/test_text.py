@@ -147,6 +147,24 @@ def test_parity_mode_never_triggers_the_right_relation(parser, parity_parser, se
     assert parity_parser.parse(sentence).relation == parity
 
 
+@pytest.mark.parametrize('sentence, head', [
+    ('the cube right of the purple ball', 'the cube'),       # small model: "the cube right"
+    ('the red cube right of the ball', 'the red cube'),
+    ('the orange ring right of the blue star', 'the orange ring'),
+    ('the cube left of the ball', 'the cube'),
+    ('the right ring', 'the right ring'),                    # a position word before the noun
+])
+def test_a_position_word_the_parser_chunked_into_the_target_before_of_is_left_out(
+        default_parser, parity_parser, sentence, head):
+    """Default mode only: the released code keeps the chunk as the parser gives it."""
+    parsed = default_parser.parse(sentence)
+    assert parsed.head_phrase == head and parsed.direction in ('left', 'right')
+    assert head in parsed.normalized and parsed.other_phrases == parity_parser.parse(
+        sentence).other_phrases
+    if sentence == 'the cube right of the purple ball':
+        assert parity_parser.parse(sentence).head_phrase == 'the cube right'
+
+
 def test_parity_mode_changes_nothing_but_the_relation(parser, parity_parser):
     sentence = 'the right zebra behind the car'
     default, parity = parser.parse(sentence), parity_parser.parse(sentence)
