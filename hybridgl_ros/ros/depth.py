@@ -137,9 +137,18 @@ def mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics: Intri
     Returns:
         The centroid, or None when fewer than ``min_valid_px`` mask pixels have a depth.
     """
-    rows, cols = np.nonzero(valid_depth(mask_hw, depth_m, max_depth_m, min_depth_m))
-    if rows.size < max(min_valid_px, 1):
-        return None
+    valid = valid_depth(mask_hw, depth_m, max_depth_m, min_depth_m)
+    return _back_projected(valid, depth_m, intrinsics) if _enough(valid, min_valid_px) else None
+
+
+def _enough(valid: np.ndarray, min_valid_px: int) -> bool:
+    return int(valid.sum()) >= max(min_valid_px, 1)
+
+
+def _back_projected(valid: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics
+                    ) -> Centroid3D:
+    """The centroid of the ``valid`` pixels (at least one), back-projected."""
+    rows, cols = np.nonzero(valid)
     z = depth_m[rows, cols].astype(np.float64)
     x = (cols - intrinsics.cx) * z / intrinsics.fx
     y = (rows - intrinsics.cy) * z / intrinsics.fy
@@ -175,15 +184,13 @@ def image_mask_centroid_3d(mask_hw: np.ndarray, depth_m: np.ndarray, intrinsics:
     implausible = intrinsics.implausible_for(*depth_m.shape)
     if implausible:
         return None, f'depth unusable ({implausible}): 2D result only'
-    mask = resize_mask(mask_hw, *depth_m.shape)
-    centroid = mask_centroid_3d(mask, depth_m, intrinsics, min_valid_px, max_depth_m,
-                                min_depth_m)
-    if centroid is None:
-        valid = int(valid_depth(mask, depth_m, max_depth_m, min_depth_m).sum())
-        if valid:
-            return None, (f'only {valid} valid depth pixel(s) under the mask, fewer than '
-                          f'depth_min_valid_px = {min_valid_px}: 2D result only')
-        below = f', below min_depth_m = {min_depth_m:g} m' if min_depth_m > 0 else ''
-        beyond = f', beyond max_depth_m = {max_depth_m:g} m' if max_depth_m > 0 else ''
-        return None, f'no valid depth under the mask (zero/NaN{below}{beyond}): 2D result only'
-    return centroid, ''
+    valid = valid_depth(resize_mask(mask_hw, *depth_m.shape), depth_m, max_depth_m, min_depth_m)
+    if _enough(valid, min_valid_px):
+        return _back_projected(valid, depth_m, intrinsics), ''
+    count = int(valid.sum())
+    if count:
+        return None, (f'only {count} valid depth pixel(s) under the mask, fewer than '
+                      f'depth_min_valid_px = {min_valid_px}: 2D result only')
+    below = f', below min_depth_m = {min_depth_m:g} m' if min_depth_m > 0 else ''
+    beyond = f', beyond max_depth_m = {max_depth_m:g} m' if max_depth_m > 0 else ''
+    return None, f'no valid depth under the mask (zero/NaN{below}{beyond}): 2D result only'
