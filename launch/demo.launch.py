@@ -59,12 +59,17 @@ def _string(name):
     return ParameterValue(LaunchConfiguration(name), value_type=str)
 
 
+def _enabled(context, name):
+    """A true/false launch argument, read as launch's IfCondition reads it."""
+    return LaunchConfiguration(name).perform(context).lower() in ('true', '1')
+
+
 def _rviz(context):
     """RViz with the demo configuration rewritten for this launch's topics, if rviz2 exists."""
     from ament_index_python.packages import (
         PackageNotFoundError, get_package_prefix, get_package_share_directory)
 
-    if LaunchConfiguration('use_rviz').perform(context).lower() not in ('true', '1'):
+    if not _enabled(context, 'use_rviz'):
         return []
     try:
         get_package_prefix('rviz2')
@@ -89,7 +94,7 @@ def _rviz(context):
 
 def _image_publisher(context, camera_topics):
     """The image publisher playing ``source``; without a source, a line that says what to give."""
-    if LaunchConfiguration('use_image_publisher').perform(context).lower() not in ('true', '1'):
+    if not _enabled(context, 'use_image_publisher'):
         return []
     if not LaunchConfiguration('source').perform(context).strip():
         return [LogInfo(msg='no image publisher: give source:=<folder of images or video file> '

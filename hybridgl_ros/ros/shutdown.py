@@ -55,26 +55,25 @@ class StopSignal:
     def request(self, name: str, delay_s: float = 0.0) -> None:
         """Ends the process as a signal would, ``delay_s`` from now (``name`` says why: it
         ends the answers' "the node is shutting down (...)")."""
-        def stop() -> None:
-            if not self.event.is_set():
-                self.name = name
-                self.event.set()
-
         if delay_s <= 0:
-            stop()
+            self._stop(name)
             return
-        timer = threading.Timer(delay_s, stop)
+        timer = threading.Timer(delay_s, self._stop, args=(name,))
         timer.daemon = True
         timer.start()
 
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
+        if not self._stop(name) and self.logger is not None:
+            self.logger.warning(f'{name}: already shutting down')
+
+    def _stop(self, name: str) -> bool:
+        """Sets the event with ``name``; False if it was set already (the first name stays)."""
         if self.event.is_set():
-            if self.logger is not None:
-                self.logger.warning(f'{name}: already shutting down')
-            return
+            return False
         self.name = name
         self.event.set()
+        return True
 
 
 def run_until_stopped(node, stop: StopSignal, num_threads: int = 4) -> bool:

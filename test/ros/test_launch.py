@@ -52,6 +52,7 @@ def test_every_launch_configuration_is_declared():
     used = {c.args[0].value for c in _calls(tree, 'LaunchConfiguration')
             if c.args and isinstance(c.args[0], ast.Constant)}
     used |= {c.args[0].id for c in _calls(tree, '_string') if isinstance(c.args[0], ast.Name)}
+    used |= {c.args[1].value for c in _calls(tree, '_enabled')}
     declared = set(re.findall(r"^\s+\('(\w+)',", source, flags=re.M))
     assert used <= declared and used
 
