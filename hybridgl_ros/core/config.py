@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from hybridgl_ros.core.config_values import check_choice, flatten, load_yaml_values, unflatten
-from hybridgl_ros.core.decision_config import (  # noqa: F401 - re-exported
+from hybridgl_ros.core.config_values import (
+    check_choice, check_finite, check_range, flatten, load_yaml_values, unflatten)
+from hybridgl_ros.core.decision_config import (
     CONFIDENCE_SIGNALS, PRESENCE_SIGNALS, PRESENCE_THRESHOLD_FIELDS, DecisionConfig)
 from hybridgl_ros.core.errors import ConfigError
 from hybridgl_ros.core.tracking_config import TrackingConfig, check_tracking
@@ -22,6 +23,41 @@ PARITY_MODES = ('default', 'reference')
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 
+
+#: Bounds of fields (None: unbounded) outside which a value means nothing or a stage fails
+#: (``proposals.points_per_batch`` 0 stopped SAM with a ``range()`` error; ``text.cache_size``
+#: −1 failed every query). Every number must also be finite (``check_finite``). Fields with
+#: a special value outside their range (−1 = the mode's) are checked on their own below.
+FIELD_RANGES: dict[str, tuple[float | None, float | None]] = {
+    'proposals.points_per_batch': (1, None),
+    'proposals.box_nms_thresh': (0.0, 1.0),
+    'proposals.min_mask_region_area': (0, None),
+    'proposals.crop_n_points_downscale_factor': (1, None),
+    'features.fusion_start_fraction': (0.0, 1.0),
+    'features.g_plus_l_weight': (0.0, 1.0),
+    'features.blur_kernel_px': (1, None),
+    'features.blur_sigma_px': (0.0, None),
+    'features.mask_batch_size': (1, None),
+    'features.zoom_context': (0.0, 100.0),
+    'gem.start_fraction': (0.0, 1.0),
+    'gem.input_scale': (1, None),
+    'text.sentence_weight': (0.0, 1.0),
+    'text.cache_size': (0, None),
+    'guidance.candidate_count': (1, None),
+    'guidance.partner_count': (1, None),
+    'guidance.spatial_weight': (0.0, 1.0),
+    'guidance.size_lookalike_margin': (0.0, None),
+    'guidance.lookalike_margin': (0.0, None),
+    'guidance.lookalike_reach': (0.0, None),
+    **{f'decision.{name}': (0.0, 1.0) for name in PRESENCE_THRESHOLD_FIELDS.values()},
+    'decision.ambiguity_margin': (0.0, None),
+    'decision.guided_ambiguity_margin': (0.0, None),
+    'decision.match_margin': (0.0, None),
+    'decision.look_margin': (0.0, None),
+    'models.torch_threads': (0, None),
+}
+#: Fields (or each number of a tuple field) that must be above 0: a scale, a divisor.
+POSITIVE_FIELDS = ('text.logit_scale', 'features.image_std', 'gem.image_std')
 
 #: Spec §3's prompt grid side (parity mode) and the default mode's (docs/measurements.md "A denser
 #: prompt grid").
@@ -330,22 +366,19 @@ class HybridGLConfig:
         check_choice('features.mode', self.features.mode, FEATURE_MODES)
         check_choice('models.device', self.models.device, DEVICES)
         check_choice('models.precision', self.models.precision, PRECISIONS)
-        if self.guidance.candidate_count < 1 or self.guidance.partner_count < 1:
-            raise ConfigError('guidance.candidate_count and partner_count must be >= 1')
-        if not self.guidance.lookalike_reach >= 0.0:
-            raise ConfigError('guidance.lookalike_reach must be >= 0, not '
-                              f'{self.guidance.lookalike_reach}')
-        if not self.guidance.lookalike_margin >= 0.0:
-            raise ConfigError('guidance.lookalike_margin must be >= 0, not '
-                              f'{self.guidance.lookalike_margin}')
+        flat = flatten(self)
+        check_finite(flat)
+        for name, (low, high) in FIELD_RANGES.items():
+            check_range(name, flat[name], low, high)
+        for name in POSITIVE_FIELDS:
+            for value in (flat[name] if isinstance(flat[name], tuple) else (flat[name],)):
+                check_range(name, value, 0, low_open=True)
+        if self.features.blur_kernel_px % 2 == 0:
+            raise ConfigError('features.blur_kernel_px must be odd (a Gaussian kernel has a '
+                              f'centre pixel), not {self.features.blur_kernel_px}')
         if not (self.decision.size_apart_ratio == 0.0 or self.decision.size_apart_ratio >= 1.0):
             raise ConfigError('decision.size_apart_ratio must be >= 1 (a factor between two '
                               f'areas), or 0 for off, not {self.decision.size_apart_ratio}')
-        if self.features.mask_batch_size < 1:
-            raise ConfigError('features.mask_batch_size must be >= 1')
-        if not 0.0 <= self.features.zoom_context <= 100.0:
-            raise ConfigError('features.zoom_context must be in [0, 100] (0: off), not '
-                              f'{self.features.zoom_context}')
         for name, count in (('presence_weights', PRESENCE_SIGNALS),
                             ('confidence_weights', CONFIDENCE_SIGNALS)):
             if len(getattr(self.decision, name)) != count:
@@ -353,10 +386,6 @@ class HybridGLConfig:
                     f'decision.{name} has {len(getattr(self.decision, name))} values; this '
                     f'version reads {count} signals: fit them again with hybridgl calibrate '
                     '(README "Calibrating for your weights") or leave them at the defaults')
-        for name in PRESENCE_THRESHOLD_FIELDS.values():
-            if not 0.0 <= getattr(self.decision, name) <= 1.0:
-                raise ConfigError(f'decision.{name} must be in [0, 1], not '
-                                  f'{getattr(self.decision, name)}')
         if self.proposals.points_per_side < 0:
             raise ConfigError('proposals.points_per_side must be >= 1, or 0 for the mode\'s '
                               f'(12, parity mode 8), not {self.proposals.points_per_side}')
@@ -370,9 +399,6 @@ class HybridGLConfig:
         if self.proposals.crop_n_layers < -1:
             raise ConfigError('proposals.crop_n_layers must be >= 0, or -1 for the mode\'s and '
                               f'the model\'s, not {self.proposals.crop_n_layers}')
-        if self.proposals.crop_n_points_downscale_factor < 1:
-            raise ConfigError('proposals.crop_n_points_downscale_factor must be >= 1, not '
-                              f'{self.proposals.crop_n_points_downscale_factor}')
         if self.proposals.max_working_pixels < -1 or 0 < self.proposals.max_working_pixels < 4096:
             raise ConfigError('proposals.max_working_pixels must be -1 (SAM\'s input area), 0 '
                               f'(off) or at least 4096 (64x64), not '

@@ -5,6 +5,7 @@ type (``core/config.py`` holds the fields).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Collection, Mapping
@@ -48,9 +49,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     """Converts a YAML/ROS value to the type of the field's default."""
     try:
         if isinstance(default, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in ('1', 'true', 'yes', 'on')
-            return bool(value)
+            return _boolean(value)
+        if isinstance(value, bool) and isinstance(default, (int, float, tuple)):
+            raise ValueError('a number, not true/false')
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError('not an integer')
@@ -65,6 +66,23 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f'{name}: cannot use {value!r} ({exc})') from exc
+
+
+_TRUE_WORDS = ('1', 'true', 'yes', 'on')
+_FALSE_WORDS = ('0', 'false', 'no', 'off')
+
+
+def _boolean(value: Any) -> bool:
+    """true/false, yes/no, on/off, 1/0 (any case), or 1/0; anything else (a typo such as
+    'ture', 2, 0.5) is an error rather than a silent false."""
+    if isinstance(value, bool):
+        return value
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word in _TRUE_WORDS or (not isinstance(word, str) and word == 1):
+        return True
+    if word in _FALSE_WORDS or (not isinstance(word, str) and word == 0):
+        return False
+    raise ValueError(f'true or false, not {value!r}')
 
 
 def load_yaml_values(path: str | Path, known: Collection[str]) -> dict[str, Any]:
@@ -109,3 +127,32 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """ConfigError unless ``value`` is one of ``choices`` (``name``: the field, for messages)."""
     if value not in choices:
         raise ConfigError(f'{name} must be one of {", ".join(choices)}, not {value!r}')
+
+
+def check_range(name: str, value: float, low: float | None = None, high: float | None = None,
+                *, low_open: bool = False, note: str = '') -> None:
+    """ConfigError unless ``low <= value <= high`` (``low < value`` with ``low_open``; None:
+    no bound); NaN is never in range. ``note`` follows the bounds in the message."""
+    inside = value == value and (
+        low is None or (value > low if low_open else value >= low)) and (
+        high is None or value <= high)
+    if not inside:
+        if low is not None and high is not None:
+            bounds = f'in {"(" if low_open else "["}{low}, {high}]'
+        elif low is not None:
+            bounds = f'{">" if low_open else ">="} {low}'
+        else:
+            bounds = f'<= {high}'
+        raise ConfigError(f'{name} must be {bounds}{note}, not {value}')
+
+
+def check_finite(flat: Mapping[str, Any]) -> None:
+    """ConfigError if a number (or a number in a tuple) of a flat config view is NaN or
+    infinite: no field means anything by them, and a NaN weight or bias made every score NaN
+    while the answer still said found."""
+    for name, value in flat.items():
+        if isinstance(value, (bool, str)):
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(math.isfinite(item) for item in items):
+            raise ConfigError(f'{name} must be finite, not {value}')

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hybridgl_ros.core.config_values import check_choice
-from hybridgl_ros.core.errors import ConfigError
+from hybridgl_ros.core.config_values import check_choice, check_range
 
 ON_LOST = ('report', 'redetect')
 
@@ -54,13 +53,17 @@ class TrackingConfig:
     """Frames on which on_lost = redetect runs the whole method before reporting the loss."""
 
 
+#: Each tracking field's bounds (None: unbounded).
+TRACKING_RANGES: dict[str, tuple[float | None, float | None]] = {
+    'flow_points': (4, None), 'box_margin': (0.0, None), 'search_margin': (0.0, None),
+    'min_sam_score': (0.0, 1.0), 'min_agreement': (0.0, 1.0), 'max_area_change': (1.0, None),
+    'max_growth': (1.0, None), 'min_area_px': (0, None), 'appearance_every': (0, None),
+    'min_appearance': (-1.0, 1.0), 'lost_after': (1, None), 'redetect_attempts': (0, None),
+}
+
+
 def check_tracking(t: TrackingConfig) -> None:
-    """ConfigError if a tracking setting is out of range."""
+    """ConfigError if a tracking setting is out of range (NaN never is in range)."""
     check_choice('tracking.on_lost', t.on_lost, ON_LOST)
-    if t.lost_after < 1 or t.flow_points < 4 or t.redetect_attempts < 0:
-        raise ConfigError('tracking.lost_after must be >= 1, tracking.flow_points >= 4 and '
-                          'tracking.redetect_attempts >= 0')
-    if (min(t.max_area_change, t.max_growth) < 1.0 or min(t.box_margin, t.search_margin) < 0
-            or t.appearance_every < 0):
-        raise ConfigError('tracking.max_area_change and max_growth must be >= 1, box_margin, '
-                          'search_margin and appearance_every >= 0')
+    for name, (low, high) in TRACKING_RANGES.items():
+        check_range(f'tracking.{name}', getattr(t, name), low, high)

@@ -91,6 +91,53 @@ def test_bad_values_are_config_errors(values):
         HybridGLConfig.from_flat(values)
 
 
+@pytest.mark.parametrize('name, value, words', [
+    # a NaN weight or bias made every score NaN while the answer still said found
+    ('decision.presence_bias', float('nan'), 'decision.presence_bias must be finite, not nan'),
+    ('features.fusion_weight', float('inf'), 'features.fusion_weight must be finite'),
+    ('decision.presence_weights', (float('nan'),) * 20, 'presence_weights must be finite'),
+    ('tracking.min_sam_score', float('nan'), 'tracking.min_sam_score must be finite'),
+    ('tracking.min_sam_score', 1.5, 'tracking.min_sam_score must be in [0.0, 1.0], not 1.5'),
+    # these failed inside a stage: a range() error in SAM, OpenCV's assertion, a KeyError
+    ('proposals.points_per_batch', 0, 'proposals.points_per_batch must be >= 1, not 0'),
+    ('features.blur_kernel_px', 4, 'features.blur_kernel_px must be odd'),
+    ('text.cache_size', -1, 'text.cache_size must be >= 0, not -1'),
+    ('features.image_std', (0.0, 0.2, 0.2), 'features.image_std must be > 0, not 0.0'),
+    ('text.logit_scale', 0.0, 'text.logit_scale must be > 0'),
+    ('guidance.spatial_weight', 1.5, 'guidance.spatial_weight must be in [0.0, 1.0], not 1.5'),
+    ('decision.ambiguity_margin', -5.0, 'decision.ambiguity_margin must be >= 0.0'),
+    ('tracking.max_growth', 0.5, 'tracking.max_growth must be >= 1.0, not 0.5'),
+    ('tracking.min_appearance', -2.0, 'tracking.min_appearance must be in [-1.0, 1.0]'),
+])
+def test_out_of_range_values_are_refused_naming_the_field_and_bounds(name, value, words):
+    with pytest.raises(ConfigError) as error:
+        HybridGLConfig.from_flat({name: value})
+    assert words in str(error.value)
+
+
+@pytest.mark.parametrize('value', ['true', 'Yes', ' on ', '1', 1, True])
+def test_true_is_read_from_its_usual_spellings(value):
+    assert HybridGLConfig.from_flat({'text.spatial_synonyms': False,
+                                     'features.mirror_view': value}).features.mirror_view
+
+
+@pytest.mark.parametrize('value', ['false', 'NO', 'off', '0', 0, False])
+def test_false_is_read_from_its_usual_spellings(value):
+    assert not HybridGLConfig.from_flat({'features.mirror_view': value}).features.mirror_view
+
+
+@pytest.mark.parametrize('value', ['ture', 'maybe', '', 2, 0.5])
+def test_a_misspelt_boolean_is_refused_not_read_as_false(value):
+    with pytest.raises(ConfigError, match='features.mirror_view: cannot use .*true or false'):
+        HybridGLConfig.from_flat({'features.mirror_view': value})
+
+
+@pytest.mark.parametrize('name', ['proposals.points_per_side', 'text.logit_scale'])
+def test_true_or_false_is_no_number(name):
+    with pytest.raises(ConfigError, match=f'{name}: cannot use True .*a number'):
+        HybridGLConfig.from_flat({name: True})
+
+
 @pytest.mark.parametrize('node_key', ['/**', 'hybridgl_node', '/robot1/hybridgl_node'])
 def test_yaml_sections_and_ros_parameter_files_both_read(tmp_path, node_key):
     plain = tmp_path / 'plain.yaml'

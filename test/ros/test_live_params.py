@@ -76,7 +76,9 @@ def test_configure_time_parameters_are_refused_while_configured(active, name, va
     ('sync_slop_s', -0.1, 'sync_slop_s must be >= 0'),
     ('max_queued_requests', -1, 'max_queued_requests must be >= 0'),
     ('image_reliability', 'sometimes', 'image_reliability must be one of'),
-    ('features.mode', 'XYZ', 'features.mode must be one of')])
+    ('features.mode', 'XYZ', 'features.mode must be one of'),
+    ('decision.presence_bias', float('nan'), 'decision.presence_bias must be finite, not nan'),
+    ('features.blur_kernel_px', 4, 'features.blur_kernel_px must be odd')])
 def test_invalid_values_are_refused_with_the_reason(active, name, value, words):
     before = get_parameter(active, name)
     successful, reason = set_parameter(active, name, value)
