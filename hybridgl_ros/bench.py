@@ -21,6 +21,9 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from hybridgl_ros.cli import non_negative_int, positive_int
+from hybridgl_ros.core.errors import HybridGLError
+
 PAGE = os.sysconf('SC_PAGE_SIZE')
 DEFAULT_SIZES = '640x480,1920x1080'
 #: The per-query stages of the timings (matching and guidance: before scoring.py).
@@ -375,9 +378,15 @@ def _s(ms: float) -> str:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'WIDTHxHEIGHT' -> (height, width)."""
+    """'WIDTHxHEIGHT' -> (height, width); HybridGLError unless both are whole numbers >= 16."""
     width, _, height = text.lower().partition('x')
-    return int(height), int(width)
+    try:
+        size = int(height), int(width)
+    except ValueError:
+        raise HybridGLError(f'--sizes: {text!r} is not WIDTHxHEIGHT, e.g. 640x480') from None
+    if min(size) < 16:
+        raise HybridGLError(f'--sizes: {text!r} has a side below 16 pixels')
+    return size
 
 
 def format_track_table(records: list[dict]) -> str:
@@ -431,12 +440,13 @@ def register(subparsers) -> None:
     bench.add_argument('--sizes', default=DEFAULT_SIZES,
                        help='image sizes WIDTHxHEIGHT, comma-separated')
     bench.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
-    bench.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: default)')
-    bench.add_argument('--masks', type=int, default=30,
+    bench.add_argument('--threads', type=non_negative_int, default=0,
+                       help='torch CPU threads (0: default)')
+    bench.add_argument('--masks', type=positive_int, default=30,
                        help='masks the CLIP stage encodes (SAM\'s, topped up with rectangles)')
     bench.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                        help='a config field for every row, e.g. --set models.precision=fp32')
-    bench.add_argument('--track-frames', type=int, default=30,
+    bench.add_argument('--track-frames', type=non_negative_int, default=30,
                        help='frames the tracker follows for the tracking row at 640x480 '
                        '(0: none)')
     bench.add_argument('--json', action='store_true', help='print JSON instead of a table')

@@ -61,6 +61,33 @@ def config_from_args(args: argparse.Namespace, default=None):
     return HybridGLConfig.from_flat(values, base=config)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a count of scenes, clips, masks, queries)."""
+    return _bounded(int, text, 1, None)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (0 = none or the default, as the option says)."""
+    return _bounded(int, text, 0, None)
+
+
+def share(text: str) -> float:
+    """argparse type: a number in [0, 1] (a share of queries)."""
+    return _bounded(float, text, 0.0, 1.0)
+
+
+def _bounded(kind, text: str, low, high):
+    try:
+        value = kind(text)
+    except ValueError:
+        what = 'an integer' if kind is int else 'a number'
+        raise argparse.ArgumentTypeError(f'{text!r} is not {what}') from None
+    if not (value >= low and (high is None or value <= high)):       # NaN is neither
+        raise argparse.ArgumentTypeError(
+            f'must be {">= " + str(low) if high is None else f"in [{low}, {high}]"}, not {text}')
+    return value
+
+
 def _parse_value(text: str):
     if text.startswith('['):
         return json.loads(text)

@@ -4,12 +4,12 @@ Heavy modules (torch, open_clip, segment_anything, spaCy) load lazily on first u
 """
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.errors import (
-    ConfigError, HybridGLError, InvalidInputError, ModelLoadError)
+    ConfigError, HybridGLError, InvalidInputError, ModelLoadError, ResourceExhaustedError)
 from hybridgl_ros.core.types import Frame, ParsedExpression, Proposals, Segmentation
 
 __all__ = [
     'ConfigError', 'Frame', 'HybridGL', 'HybridGLConfig', 'HybridGLError', 'InvalidInputError',
-    'ModelLoadError', 'ParsedExpression', 'Proposals', 'Segmentation']
+    'ModelLoadError', 'ParsedExpression', 'Proposals', 'ResourceExhaustedError', 'Segmentation']
 
 
 def __getattr__(name):

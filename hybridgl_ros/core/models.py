@@ -140,7 +140,8 @@ def load_clip(config: ModelConfig, device) -> Any:
     if uses_demo_clip(config):
         LOG.info('No CLIP weights configured: using the embedded demo model (%s)', DEMO_MODEL_DIR)
         weights = _existing(DEMO_CLIP_WEIGHTS, 'the embedded demo CLIP weights',
-                            'reinstall hybridgl_ros or run `hybridgl train-demo-models`')
+                            'reinstall hybridgl_ros (or retrain them: demo_models/MODEL_CARD.md '
+                            '"Reproducing")')
         state = read_state_dict(weights)
         model, _ = build_clip(str(DEMO_CLIP_CONFIG))
     else:
@@ -259,7 +260,8 @@ def load_sam(config: ModelConfig, device) -> Any:
         LOG.info('No SAM checkpoint configured: using the embedded demo model (%s)',
                  DEMO_MODEL_DIR)
         checkpoint = _existing(DEMO_SAM_WEIGHTS, 'the embedded demo SAM checkpoint',
-                               'reinstall hybridgl_ros or run `hybridgl train-demo-models`')
+                               'reinstall hybridgl_ros (or retrain them: '
+                               'demo_models/MODEL_CARD.md "Reproducing")')
         state = read_state_dict(checkpoint)
         sam, what = _build_sam_from_json(DEMO_SAM_ARCH), 'the embedded demo SAM'
     else:

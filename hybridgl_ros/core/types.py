@@ -16,6 +16,19 @@ def json_number(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def without_nan(tree: Any) -> Any:
+    """``tree`` (dicts, lists, tuples, numbers) with every non-finite float as None, so that
+    strict JSON readers (JavaScript's, Python's with ``parse_constant`` refusing) read it: the
+    centroid of "not found" is NaN."""
+    if isinstance(tree, (float, np.floating)):
+        return float(tree) if math.isfinite(tree) else None
+    if isinstance(tree, dict):
+        return {key: without_nan(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [without_nan(value) for value in tree]
+    return tree
+
+
 @dataclass(frozen=True)
 class Proposals:
     """Mask proposals of one image, in SAM's output order.
@@ -317,6 +330,7 @@ class Segmentation:
             'alternatives': [a.to_dict() for a in self.alternatives]}
         if self.explanation is not None:
             out['explanation'] = self.explanation.to_dict()
+        out = without_nan(out)                 # strict JSON: null where there is no number
         if include_mask:
             out['mask'] = self.mask.astype(np.uint8).tolist()
         return out

@@ -7,6 +7,8 @@ import argparse
 import json
 import logging
 
+from hybridgl_ros.cli import non_negative_int, positive_int
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         'make-scenes', help='generate synthetic referring scenes in the RefCOCO and gRefCOCO '
                             'layouts')
     scenes.add_argument('--out', required=True, help='output folder')
-    scenes.add_argument('--count', type=int, default=50, help='number of scenes')
+    scenes.add_argument('--count', type=positive_int, default=50, help='number of scenes')
     scenes.add_argument('--seed', type=int, default=0, help='series seed')
     scenes.add_argument('--style', default='shaded',
                         help='rendering style: shaded, flat, varied (every rendering choice '
@@ -35,16 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scenes.add_argument('--sequence', action='store_true',
                         help='write clips for tracking instead (moving camera and objects, '
                         'true masks per frame; see hybridgl_ros/demo/clip_files.py)')
-    scenes.add_argument('--frames', type=int, default=40, help='frames per clip (--sequence)')
+    scenes.add_argument('--frames', type=positive_int, default=40,
+                        help='frames per clip (--sequence)')
     scenes.set_defaults(func=make_scenes_command)
 
     train = subparsers.add_parser(
         'train-demo-models', help='train the tiny demo CLIP and SAM on generated scenes (CPU)')
-    train.add_argument('--out', default='', help='output folder (default: the package\'s '
-                       'hybridgl_ros/demo_models)')
+    train.add_argument('--out', required=True,
+                       help='output folder (the shipped models are never overwritten: copy the '
+                            'files into hybridgl_ros/demo_models to ship them)')
     train.add_argument('--only', choices=('clip', 'sam'), default=None,
                        help='train only this model')
-    train.add_argument('--steps', type=int, default=0,
+    train.add_argument('--steps', type=non_negative_int, default=0,
                        help='optimiser steps per model and per stage (0 = the '
                             'recipe\'s default)')
     train.add_argument('--seed', type=int, default=0, help='training seed')
@@ -65,6 +69,11 @@ def make_scenes_command(args: argparse.Namespace) -> int:
 
     if args.sequence:
         from hybridgl_ros.demo.clip_files import write_clips
+        from hybridgl_ros.demo.sequences import min_frames
+
+        if args.frames < min_frames():
+            raise HybridGLError(f'--frames must be at least {min_frames()} (a clip that leaves '
+                                f'the view needs them), not {args.frames}')
 
         print(json.dumps(write_clips(args.out, args.count, args.seed, args.frames)))
         return 0
@@ -86,7 +95,7 @@ def train_command(args: argparse.Namespace) -> int:
     """Trains the demo models; writes the weights and a metrics JSON per model."""
     from pathlib import Path
 
-    out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / 'demo_models'
+    out = Path(args.out)
     results = {}
     if args.only in (None, 'clip'):
         from hybridgl_ros.demo.train_clip import train_demo_clip

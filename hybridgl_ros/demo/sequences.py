@@ -186,14 +186,21 @@ def _whole_area_px(obj: SceneObject) -> int:
     return int(shape_mask(replace(obj, center_xy=tuple(_VIEW_CENTRE))).sum())
 
 
+def min_frames(kinds=CLIP_KINDS) -> int:
+    """The fewest frames a clip of each of ``kinds`` can have (a ``leave`` clip holds the
+    object's exit and its frames out of view)."""
+    return max(LEAVE_TAIL_FRAMES + 6 if kind == 'leave' else 4 for kind in kinds)
+
+
 def make_clip(seed: int, index: int, kind: str | None = None,
               frames: int = DEFAULT_FRAMES) -> Clip:
     """Clip ``index`` of series ``seed`` (its kind cycles through CLIP_KINDS unless given)."""
     kind = kind or CLIP_KINDS[index % len(CLIP_KINDS)]
     if kind not in CLIP_KINDS:
         raise ValueError(f'kind must be one of {", ".join(CLIP_KINDS)}, not {kind!r}')
-    if frames < 4 or (kind == 'leave' and frames < LEAVE_TAIL_FRAMES + 6):
-        raise ValueError(f'a {kind} clip needs more frames than {frames}')
+    if frames < min_frames((kind,)):
+        raise ValueError(f'a {kind} clip needs at least {min_frames((kind,))} frames, not '
+                         f'{frames}')
     for attempt in range(100):
         rng = np.random.default_rng([seed, index, 0, attempt])
         clip = _BUILDERS[kind](rng, seed, index, frames)

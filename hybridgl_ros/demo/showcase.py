@@ -129,18 +129,18 @@ def summary(rows: list[tuple[str, float]]) -> str:
 
 
 def register(subparsers) -> None:
-    from hybridgl_ros.cli import add_config_arguments
+    from hybridgl_ros.cli import add_config_arguments, non_negative_int, positive_int
 
     demo = subparsers.add_parser(
         'demo', help='held-out synthetic scenes through the ROS node: overlays + contact sheet')
     demo.add_argument('--out', default='demo_out', help='output folder (default demo_out)')
-    demo.add_argument('--count', type=int, default=6, help='scenes (default 6)')
-    demo.add_argument('--per-scene', type=int, default=4, help='expressions per scene')
+    demo.add_argument('--count', type=positive_int, default=6, help='scenes (default 6)')
+    demo.add_argument('--per-scene', type=positive_int, default=4, help='expressions per scene')
     demo.add_argument('--seed', type=int, default=DEMO_SEED, help='scene series')
     demo.add_argument('--timeout', type=float, default=180.0,
                       help='seconds to wait for the node to load its models')
     demo.add_argument('--no-ros', action='store_true', help='call the library directly')
-    demo.add_argument('--track-frames', type=int, default=40,
+    demo.add_argument('--track-frames', type=non_negative_int, default=40,
                       help='frames of the clip followed by ~/track (0: no tracking part)')
     add_config_arguments(demo, config_help='YAML config file (default: config/demo_scenes.yaml, '
                          'the defaults with the vertical position ramps on)')
@@ -148,6 +148,8 @@ def register(subparsers) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    if args.count < 1 or args.per_scene < 1:
-        raise HybridGLError('--count and --per-scene must be at least 1')
+    from hybridgl_ros.ros.node_main import ros_missing
+
+    if not args.no_ros and (missing := ros_missing('hybridgl demo')):
+        raise HybridGLError(f'{missing} Or run the demo on the library alone: --no-ros.')
     return run_demo(args)

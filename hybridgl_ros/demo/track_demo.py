@@ -112,8 +112,11 @@ def _ros_track(asker, folder: Path, text: str) -> tuple[list[np.ndarray], str]:
     finally:
         client.destroy()
         asker.client_node.destroy_subscription(subscription)
-    return overlays, (f'{result.frames_tracked} frames tracked at {result.rate_hz:.1f} frames/s, '
-                      f'ended: {result.message}')
+    # the count holds the frames the player showed before the clip; the demo ends the goal
+    # once the clip has played (the action's result then says "canceled by the client")
+    return overlays, (f'{result.frames_tracked} frames tracked at {result.rate_hz:.1f} frames/s '
+                      f'(the clip and the frames shown before it), then stopped by the demo at '
+                      f"the clip's end ({result.message})")
 
 
 def _follow_clip(asker, client, text: str, clip_folder: Path):

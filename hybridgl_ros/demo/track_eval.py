@@ -209,11 +209,19 @@ def run_eval_track(args: argparse.Namespace) -> int:
     from hybridgl_ros.core.follow import Follower
     from hybridgl_ros.core.pipeline import HybridGL
     from hybridgl_ros.demo import demo_config
-    from hybridgl_ros.demo.sequences import make_clips
+    from hybridgl_ros.core.errors import HybridGLError
+    from hybridgl_ros.demo.sequences import CLIP_KINDS, make_clips, min_frames
 
+    kinds = tuple(args.kinds.split(','))
+    unknown = [kind for kind in kinds if kind not in CLIP_KINDS]
+    if unknown:
+        raise HybridGLError(f'--kinds: {", ".join(unknown)} is no clip kind; the kinds are '
+                            f'{", ".join(CLIP_KINDS)}')
+    if args.frames < min_frames(kinds):
+        raise HybridGLError(f'--frames must be at least {min_frames(kinds)} for these kinds of '
+                            f'clip, not {args.frames}')
     config = config_from_args(args, default=demo_config())
     follower = Follower(HybridGL.from_config(config))
-    kinds = tuple(args.kinds.split(','))
     records = []
     for clip in make_clips(args.seed, args.count, args.frames, kinds):
         records.append(run_clip(follower, clip, args.init))
@@ -235,14 +243,15 @@ def run_eval_track(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from hybridgl_ros.cli import add_config_arguments
+    from hybridgl_ros.cli import add_config_arguments, positive_int
     from hybridgl_ros.demo.sequences import CLIP_KINDS, DEFAULT_FRAMES, SEQUENCE_SEED
 
     track = subparsers.add_parser(
         'eval-track', help='follow the referred object through generated clips: IoU per '
         'frame, frames until loss, identity switches, tracking rate')
-    track.add_argument('--count', type=int, default=20, help='clips (default 20)')
-    track.add_argument('--frames', type=int, default=DEFAULT_FRAMES, help='frames per clip')
+    track.add_argument('--count', type=positive_int, default=20, help='clips (default 20)')
+    track.add_argument('--frames', type=positive_int, default=DEFAULT_FRAMES,
+                       help='frames per clip')
     track.add_argument('--seed', type=int, default=SEQUENCE_SEED, help='clip series')
     track.add_argument('--kinds', default=','.join(CLIP_KINDS),
                        help=f'clip kinds, taken in turn (default {",".join(CLIP_KINDS)})')

@@ -43,6 +43,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from hybridgl_ros.cli import share
 from hybridgl_ros.core.config import PRESENCE_THRESHOLD_FIELDS
 from hybridgl_ros.core.errors import ConfigError
 from hybridgl_ros.eval.grounding import IOU_HIT, calibration_bins
@@ -305,14 +306,14 @@ def register(subparsers) -> None:
                     'for --config.')
     parser.add_argument('inputs', nargs='+', help='results*.jsonl files or folders')
     parser.add_argument('--out', help='also write the YAML section here')
-    parser.add_argument('--max-rejected', type=float, default=0.05,
+    parser.add_argument('--max-rejected', type=share, default=0.05,
                         help='share of present targets the threshold may reject on this data '
                              '(it rejects the most absent ones within it)')
     parser.add_argument('--budget-per', metavar='WORD[,WORD...]',
                         help='hold the --max-rejected budget in each group of runs whose path '
                              'names the word (a camera, a renderer: "shaded,flat"), not only '
                              'over all of them')
-    parser.add_argument('--max-flagged', type=float, default=0.05,
+    parser.add_argument('--max-flagged', type=share, default=0.05,
                         help='share of the single-target expressions the ambiguity margin may '
                              'flag (it flags the most look-alikes within it; in each group '
                              'with --budget-per)')

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from hybridgl_ros.cli import positive_int
 from hybridgl_ros.core.config import FEATURE_MODES, PHRASECUT_PROPOSALS, HybridGLConfig
 from hybridgl_ros.core.errors import HybridGLError
 from hybridgl_ros.eval.datasets import DATASETS
@@ -106,13 +107,6 @@ def run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be >= 1')
-    return value
-
-
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``hybridgl eval``."""
     parser.add_argument('--dataset', required=True, choices=DATASETS)
@@ -127,7 +121,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--no-coherence', action='store_true',
                         help='guidance.use_coherence off')
     parser.add_argument('--no-position', action='store_true', help='guidance.use_position off')
-    parser.add_argument('--limit', type=_positive_int, help='only the first N queries')
+    parser.add_argument('--limit', type=positive_int, help='only the first N queries')
     parser.add_argument('--shard', default='1/1', metavar='K/N',
                         help='every N-th image from the K-th (1-based); join with eval-merge')
     parser.add_argument('--resume', action='store_true',

@@ -196,7 +196,7 @@ def _load_refcoco(name: str, split: str, root: Path,
                 query_id=f'{ref["ref_id"]}:{sentence["sent_id"]}', text=sentence['sent'],
                 ref_id=str(ref['ref_id']), targets=(segmentation,),
                 kind=str(ref.get('kind', ''))))
-    return _items(instances, by_image, images_root, name, split)
+    return _items(instances, by_image, images_root, name, split, {r['split'] for r in refs})
 
 
 def _load_grefcoco(split: str, root: Path, image_dir: str | Path | None) -> list[ImageItem]:
@@ -223,11 +223,16 @@ def _load_grefcoco(split: str, root: Path, image_dir: str | Path | None) -> list
                 query_id=f'{ref["ref_id"]}:{sentence["sent_id"]}', text=sentence['sent'],
                 ref_id=str(ref['ref_id']), targets=targets, no_target=no_target,
                 kind=str(ref.get('kind', ''))))
-    return _items(instances, by_image, images_root, 'grefcoco', split)
+    return _items(instances, by_image, images_root, 'grefcoco', split,
+                  {r['split'] for r in refs})
 
 
 def _items(instances: dict, by_image: dict[int, list[Query]], images_root: Path, name: str,
-           split: str) -> list[ImageItem]:
+           split: str, splits_present: set[str]) -> list[ImageItem]:
+    if not by_image:  # a run of nothing looked like a run with every figure 0
+        raise ConfigError(f'{name} {split}: the data holds no expression of this split (its '
+                          f'splits: {", ".join(sorted(splits_present)) or "none"}); hybridgl '
+                          'make-scenes --split puts every scene in one split')
     images = {img['id']: img for img in instances['images']}
     items = []
     for image_id in sorted(by_image):

@@ -90,7 +90,15 @@ def merge(inputs: Iterable[str | Path], out_dir: str | Path) -> list[dict]:
     """
     out_dir = Path(out_dir)
     groups: dict[str, list[tuple[Path, dict, list[dict]]]] = {}
+    files = []
     for path in collect_files(inputs):
+        if path.resolve().is_relative_to(out_dir.resolve()):  # `eval_out/*` holds the out
+            _LOG.info('%s: inside --out (an earlier merge), not an input', path)
+        else:
+            files.append(path)
+    if not files:
+        raise ConfigError('no results*.jsonl files found in the given inputs outside --out')
+    for path in files:
         header, records, _ = read_results(path)
         groups.setdefault(_identity(header), []).append((path, header, records))
     summaries, used = [], set()
@@ -103,6 +111,7 @@ def merge(inputs: Iterable[str | Path], out_dir: str | Path) -> list[dict]:
                 tag += '+'
             used.add(tag)
             folder = out_dir / tag
+        _replace_earlier_merge(folder / 'results.jsonl')
         with ResultsWriter.create(folder / 'results.jsonl', header) as writer:
             for record in records:
                 writer.write(record)
@@ -112,3 +121,15 @@ def merge(inputs: Iterable[str | Path], out_dir: str | Path) -> list[dict]:
             write_outputs(folder / 'summary.json', folder / 'table.md', [summary])
     write_outputs(out_dir / 'summary.json', out_dir / 'table.md', summaries)
     return summaries
+
+
+def _replace_earlier_merge(path: Path) -> None:
+    """Removes ``path`` if an earlier ``eval-merge`` wrote it (merging again, a split added);
+    ConfigError if it is a run's own results, which a merge must not overwrite."""
+    if not path.exists():
+        return
+    header, _, _ = read_results(path)
+    if 'merged_from' not in header:
+        raise ConfigError(f"{path} exists and is a run's results, not an earlier eval-merge "
+                          'output: choose another --out')
+    path.unlink()

@@ -11,6 +11,7 @@ of one tick share one stamp. Topic names are relative: remap them.
 """
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -187,21 +188,24 @@ class ImagePublisher(Node):
 def main(args=None) -> int:
     """Runs the publisher until SIGINT (``ros2 run hybridgl_ros hybridgl_image_publisher``)."""
     rclpy.init(args=args)
+    node, code = None, 0
     try:
         node = ImagePublisher()
+        rclpy.spin(node)
     except InvalidInputError as exc:
         rclpy.logging.get_logger('hybridgl_image_publisher').error(str(exc))
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
+        code = 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # a second SIGINT (a terminal's Ctrl-C reaches ros2 launch and its processes both) must
+        # not cut the teardown with a traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         with exit_bound():  # a deadlock in Fast DDS's teardown cannot keep the process
-            node.destroy_node()
+            if node is not None:
+                node.destroy_node()
             rclpy.try_shutdown()
-    return 0
+    return code
 
 
 if __name__ == '__main__':

@@ -93,6 +93,19 @@ def test_zero_proposals_is_a_normal_not_found(make_segmenter, scene_rgb):
     assert 'no' in result.message
 
 
+def test_the_json_summary_is_strict_json_with_null_where_there_is_no_number(make_segmenter,
+                                                                          scene_rgb):
+    import json
+
+    def refuse(constant):
+        raise ValueError(f'{constant} is not JSON')
+
+    segmenter, _ = make_segmenter(masks=np.zeros((0, 96, 128), bool))
+    result = segmenter.query(segmenter.prepare(scene_rgb), 'the red square', explain=True)
+    summary = json.loads(json.dumps(result.to_dict()), parse_constant=refuse)
+    assert summary['centroid_xy'] == [None, None] and summary['confidence'] is None
+
+
 @pytest.mark.parametrize('text', ['', '   ', '\n\t', '\u200b\u200b', '\u3000\ufeff\u2060 '])
 def test_empty_text_is_invalid_input(make_segmenter, scene_rgb, text):
     segmenter, _ = make_segmenter()

@@ -49,3 +49,25 @@ def test_train_demo_models_options_parse():
                                  '--seed', '2', '--smoke', '--out', 'x', '--sam-from', 's.pth'])
     assert (args.only, args.steps, args.seed, args.smoke, args.out, args.sam_from) == (
         'sam', 3, 2, True, 'x', 's.pth')
+
+
+def test_without_ros_the_ros_commands_say_so_in_one_line(monkeypatch, capsys, tmp_path):
+    """Installed with ``pip install .`` alone, ``hybridgl_node``, ``hybridgl_image_publisher``
+    and ``hybridgl demo`` (over ROS by default) stopped with rclpy's import traceback."""
+    import importlib.util
+
+    from hybridgl_ros.cli import main as hybridgl
+    from hybridgl_ros.ros import node_main
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *args: None if name == 'rclpy' else found(name, *args))
+    for command, run in (('hybridgl_node', node_main.main),
+                         ('hybridgl_image_publisher', node_main.publisher)):
+        assert run([]) == 1
+        assert capsys.readouterr().err.startswith(
+            f'{command} needs ROS 2 (rclpy), which is not installed here')
+    assert hybridgl(['demo', '--count', '1', '--out', str(tmp_path / 'demo')]) == 2
+    assert not (tmp_path / 'demo').exists()                          # before any work
+    err = capsys.readouterr().err
+    assert 'hybridgl demo needs ROS 2' in err and '--no-ros' in err

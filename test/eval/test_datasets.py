@@ -158,3 +158,14 @@ def test_grefcoco_reader_refuses_an_unknown_split(tmp_path):
     write_grefcoco(tmp_path, images=1)
     with pytest.raises(ConfigError, match='splits'):
         load_dataset('grefcoco', 'testC', tmp_path)
+
+
+def test_a_split_the_data_does_not_hold_is_refused_naming_the_splits_it_holds(tmp_path):
+    """Scenes made with one --split and evaluated on another ran 0 queries and exited 0 with
+    every figure 0.00."""
+    from eval_data import write_grefcoco
+
+    write_grefcoco(tmp_path, images=1)
+    with pytest.raises(ConfigError, match=r'grefcoco testA: the data holds no expression of this '
+                                          r'split \(its splits: val\)'):
+        load_dataset('grefcoco', 'testA', tmp_path)

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from hybridgl_ros.core.config import HybridGLConfig
-from hybridgl_ros.core.errors import InvalidInputError, ModelLoadError
+from hybridgl_ros.core.errors import ConfigError, InvalidInputError, ModelLoadError
 from hybridgl_ros.eval.datasets import load_dataset
 from hybridgl_ros.eval.merge import merge
 from hybridgl_ros.eval.records import ResultsFileError, read_results
@@ -208,6 +208,23 @@ def test_merging_different_runs_lays_them_side_by_side(refcoco_root, tmp_path, s
     assert (tmp_path / 'm' / 'refcoco-val-no-relation' / 'summary.json').is_file()
     table = (tmp_path / 'm' / 'table.md').read_text()
     assert '### Table 1 layout' in table and '| ✓ |  | ✓ | ✓ | this run |' in table
+
+
+def test_merging_again_into_the_same_out_replaces_the_earlier_merge(refcoco_root, tmp_path,
+                                                                    stand_in):
+    """README: `hybridgl eval-merge eval_out/* --out eval_out/tables`, run again after adding a
+    split, refused its own earlier output (suggesting a --resume eval-merge has not) and read
+    it as an input."""
+    no_relation = HybridGLConfig.from_flat({'guidance.use_relation': False})
+    evaluate(_settings(refcoco_root, tmp_path / 'runs' / 'a'), HybridGLConfig(), stand_in)
+    merge([tmp_path / 'runs' / 'a'], tmp_path / 'runs' / 'tables')
+    evaluate(_settings(refcoco_root, tmp_path / 'runs' / 'b'), no_relation, stand_in)
+    runs = sorted((tmp_path / 'runs').iterdir())                  # the shell's runs/*
+    summaries = merge(runs, tmp_path / 'runs' / 'tables')
+    assert len(summaries) == 2                                    # a and b, not the tables
+    # a run's own results are never overwritten
+    with pytest.raises(ConfigError, match="a run's results, not an earlier eval-merge output"):
+        merge([tmp_path / 'runs' / 'b'], tmp_path / 'runs' / 'a')
 
 
 def test_a_model_that_fails_to_load_leaves_no_results_file(refcoco_root, tmp_path):
