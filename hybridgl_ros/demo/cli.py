@@ -22,9 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scenes.add_argument('--seed', type=int, default=0, help='series seed')
     scenes.add_argument('--style', default='shaded',
                         help='rendering style: shaded, flat, varied (every rendering choice '
-                             'drawn anew per scene), outlined (varied, every object outlined), '
-                             'poster or isometric (poster, outlined and isometric are held out '
-                             'from the demo models\' training and from tuning any setting)')
+                             'drawn anew per scene), tabletop (varied, on a table seen at an '
+                             'angle in front of a wall), outlined (varied, every object '
+                             'outlined), poster or isometric (poster, outlined and isometric are '
+                             'held out from the demo models\' training and from tuning any '
+                             'setting)')
     scenes.add_argument('--object-scale', type=float, default=1.0,
                         help='every object\'s size times this, 0.2-2 (another camera distance '
                              'or renderer; the demo models trained on 0.55-1.3)')
@@ -57,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             'eighth, from these weights (e.g. the first stage\'s clip.pt)')
     train.add_argument('--sam-from', default='',
                        help='run only the SAM\'s later (fine-tuning) stages, second to '
-                            'fourth, from these weights (e.g. the first stage\'s sam.pth)')
+                            'fifth, from these weights (e.g. the first stage\'s sam.pth)')
     train.add_argument('--smoke', action='store_true',
                        help='a few tiny steps with small batches (for CI)')
     train.set_defaults(func=train_command)

@@ -8,9 +8,9 @@ Scene ``index`` of seed ``seed`` and style ``style`` is always the same image
 
 Rendering styles (:data:`STYLES`): ``shaded`` (640x480, wood/tile/cloth table, shaded objects,
 soft shadows, sensor noise: the original demo world), ``flat``, ``poster``, ``varied``,
-``outlined`` and ``isometric`` (flat colours on plain backgrounds, other canvas sizes and
-palettes, ``varied`` drawing every choice anew per scene, ``outlined`` the same with outlines:
-:mod:`hybridgl_ros.demo.styles`).
+``outlined``, ``isometric`` and ``tabletop`` (flat colours on plain backgrounds, other canvas
+sizes and palettes, ``varied`` drawing every choice anew per scene, ``outlined`` the same with
+outlines, ``tabletop`` the same on a table in front of a wall: :mod:`hybridgl_ros.demo.styles`).
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ SIZES = ('small', 'big')
 #: Radius of the circle around the object (pixels) for each size class.
 RADIUS_RANGE_PX = {'small': (44, 54), 'big': (72, 86)}
 #: Rendering styles; ``poster``, ``outlined`` and ``isometric`` are held out (see demo.styles).
-STYLES = ('shaded', 'flat', 'poster', 'varied', 'outlined', 'isometric')
-TRAINING_STYLES = ('shaded', 'flat', 'varied')
+STYLES = ('shaded', 'flat', 'poster', 'varied', 'outlined', 'isometric', 'tabletop')
+TRAINING_STYLES = ('shaded', 'flat', 'varied', 'tabletop')
 #: Never trained or tuned on: figures on them estimate renderers this project does not have.
 HELD_OUT_STYLES = ('poster', 'outlined', 'isometric')
 #: Neutral table colours (RGB), far from the object colours.

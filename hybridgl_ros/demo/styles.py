@@ -1,4 +1,5 @@
-"""Plain rendering styles of the demo scenes: flat colours on plain backgrounds.
+"""Plain rendering styles of the demo scenes: flat colours on plain backgrounds (and on a
+table in front of a wall: ``tabletop``).
 
 The demo CLIP first knew one renderer (:mod:`hybridgl_ros.demo.scenes`' ``shaded`` style), so
 anything drawn otherwise — flat fills, a plain backdrop, a cube drawn as a square, another
@@ -24,6 +25,15 @@ palette, another canvas — was foreign to it. More styles:
   and the combination, no more by its palette). The ranges were widened once (orange to
   40°, purple to saturation 1) after a first draft of the isometric style showed its CSS
   orange and purple outside them.
+* ``tabletop`` (trained on, by the SAM's fifth stage): a ``varied`` scene (the same objects)
+  on a table seen at an angle in front of a wall: the ``varied`` backdrop is the wall, and a
+  trapezoid from a far edge at 5-40 % of the canvas's height down past its bottom (or to a
+  darker front edge) is the table, textured as the ``shaded`` style's tables (wood grain,
+  tiles, cloth) around a colour of its own, half of them wood tones (:data:`TABLE_HSV`), darker
+  toward the far edge; each object casts a soft shadow (not part of its mask). Objects may
+  stand across the far edge, as a camera sees what stands at the back of a table. The first
+  four SAM stages knew one background per scene; on a table in front of a wall they proposed
+  pieces of the table (docs/measurements.md "Tables seen at an angle").
 * ``outlined`` (held out, as ``poster``: no shipped stage of the demo models trained on it): a
   ``varied`` scene, then every object outlined along the inside of its border, 1-4 px wide
   (:data:`OUTLINE_WIDTHS_PX`), in one ink per scene: a dark neutral grey (half the scenes,
@@ -45,12 +55,13 @@ Objects, their sizes and look-alikes are sampled as in the shaded style
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from hybridgl_ros.demo.scenes import Scene, SceneObject, place, sample_specs, scaled, shape_mask
+from hybridgl_ros.demo.scenes import (
+    Scene, SceneObject, background, place, sample_specs, scaled, shape_mask)
 
 #: Radius of the bounding circle per size class, as a fraction of the canvas' shorter side
 #: (the shaded style's 44-54 and 72-86 px at 480 rows).
@@ -101,6 +112,14 @@ VARIED_HUES = {
     'purple': ((265, 305), (0.45, 1.0), (0.4, 0.9))}
 
 
+#: The tabletop style's table: its far edge's height and its far and near widths (shares of
+#: the canvas's height and width), and its colour's hue, saturation and value ranges, one drawn
+#: per scene: wood tones, or any hue at up to 0.6 saturation.
+TABLE_FAR_EDGE = (0.05, 0.4)
+TABLE_FAR_WIDTH = (0.45, 1.3)
+TABLE_NEAR_WIDTH = (0.9, 1.8)
+TABLE_HSV = (((15, 45), (0.2, 0.6), (0.3, 0.85)), ((0, 360), (0.0, 0.6), (0.15, 0.95)))
+
 #: The outlined style's outline width inside the object (pixels on its canvas, both ends
 #: drawn) and the share of its scenes whose outlines are a dark neutral ink (the others a
 #: darker shade of each object's own colour, as the poster style's).
@@ -113,8 +132,8 @@ def render_plain(rng: np.random.Generator, style: str, object_scale: float = 1.0
     """Renders one scene of a plain style ('flat', 'poster', 'varied', 'outlined' or
     'isometric') from ``rng``, every object's size times ``object_scale``, each turned further
     by an angle drawn from ``turn`` if given (``scenes.place``)."""
-    if style == 'varied':
-        return _render_varied(rng, object_scale, turn)
+    if style in ('varied', 'tabletop'):
+        return _render_varied(rng, object_scale, turn, tabletop=style == 'tabletop')
     if style == 'outlined':
         return _render_outlined(rng, object_scale, turn)
     if style == 'isometric':
@@ -141,19 +160,26 @@ def render_plain(rng: np.random.Generator, style: str, object_scale: float = 1.0
 
 
 def _render_varied(rng: np.random.Generator, object_scale: float,
-                   turn: np.random.Generator | None) -> Scene:
-    """The ``varied`` style (module docstring): every rendering choice drawn anew."""
+                   turn: np.random.Generator | None, tabletop: bool = False) -> Scene:
+    """The ``varied`` style (module docstring): every rendering choice drawn anew; with
+    ``tabletop``, on a table in front of a wall, each object casting a soft shadow."""
     width, height = (int(16 * rng.integers(30, 57)), int(16 * rng.integers(25, 45)))
     radius_range = scaled(RADIUS_FRACTION, min(width, height) * object_scale)
     objects = place(rng, sample_specs(rng), (width, height), radius_range, turn)
     objects = [_with_form(rng, obj, False) for obj in objects]
-    image = _varied_background(rng, (height, width))
+    if tabletop:
+        image = _tabletop_background(rng, (height, width))
+        shadow = _Shadow.draw(rng, min(width, height))
+    else:
+        image = _varied_background(rng, (height, width))
     star_inner, ring_hole = float(rng.uniform(0.38, 0.62)), float(rng.uniform(0.38, 0.66))
     soft = rng.random() < 0.5
     masks = np.zeros((len(objects), height, width), bool)
     for i, obj in enumerate(objects):
         masks[i] = shape_mask(obj, (height, width), star_inner, ring_hole)
         colour = _varied_colour(rng, obj.colour)
+        if tabletop:
+            shadow.cast(image, masks[i])
         if soft:                              # anti-aliased edges; the mask stays the hard one
             alpha = cv2.GaussianBlur(masks[i].astype(np.float32), (0, 0), 0.8)[..., None]
             image[:] = image * (1.0 - alpha) + colour[None, None, :] * alpha
@@ -235,6 +261,65 @@ def _varied_background(rng: np.random.Generator, size_hw: tuple[int, int]) -> np
     ramp = float(rng.uniform(0, 40)) * (direction[0] * xx + direction[1] * yy)
     return np.clip(base.astype(np.float32)[None, None, :] + ramp[..., None], 0, 255
                    ).astype(np.float32)
+
+
+def _tabletop_background(rng: np.random.Generator, size_hw: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) float32: the ``varied`` style's backdrop as a wall, and a table seen at an
+    angle in front of it: a trapezoid from a far edge (:data:`TABLE_FAR_EDGE`) down past the
+    canvas's bottom or to a darker front edge, wider near than far, textured as the shaded
+    style's tables (wood grain, tiles or cloth) around a colour of its own (half of them wood
+    tones, :data:`TABLE_HSV`), darker toward the far edge."""
+    height, width = size_hw
+    image = _varied_background(rng, size_hw)
+    far_y = float(rng.uniform(*TABLE_FAR_EDGE)) * height
+    near_y = float(rng.uniform(0.9, 1.15)) * height
+    centre = float(rng.uniform(0.35, 0.65)) * width
+    far_half = float(rng.uniform(*TABLE_FAR_WIDTH)) * width / 2
+    near_half = max(far_half, float(rng.uniform(*TABLE_NEAR_WIDTH)) * width / 2)
+    hues, saturations, values = TABLE_HSV[int(rng.integers(len(TABLE_HSV)))]
+    hsv = np.array([[[(rng.uniform(*hues) % 360) / 2, 255 * rng.uniform(*saturations),
+                      255 * rng.uniform(*values)]]], np.float32)
+    colour = cv2.cvtColor(np.round(hsv).astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
+    texture = background(rng, height, width)
+    table = texture - texture.mean(axis=(0, 1)) + colour.astype(np.float32)
+    yy = np.arange(height, dtype=np.float32)[:, None]
+    xx = np.arange(width, dtype=np.float32)[None, :]
+    depth = (yy - far_y) / (near_y - far_y)              # 0 at the far edge, 1 at the near
+    far_light = float(rng.uniform(0.8, 1.0))
+    table *= (far_light + (1.0 - far_light) * np.clip(depth, 0, 1))[..., None]
+    half = far_half + (near_half - far_half) * depth
+    on_table = (depth >= 0) & (depth <= 1) & (np.abs(xx - centre) <= half)
+    image[on_table] = table[on_table]
+    front = (yy > near_y) & (yy <= near_y + 0.04 * height) & (np.abs(xx - centre) <= near_half)
+    image[front] = 0.7 * colour.astype(np.float32)
+    return np.clip(image, 0, 255, out=image)
+
+
+@dataclass(frozen=True)
+class _Shadow:
+    """One scene's soft shadows (the tabletop style): each object darkens the table under a
+    blurred copy of its mask, shifted away from the light."""
+
+    alpha: float
+    shift_xy: tuple[int, int]
+    blur_px: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, side_px: int) -> '_Shadow':
+        angle = float(rng.uniform(0, 2 * np.pi))
+        length = float(rng.uniform(0.005, 0.03)) * side_px
+        return cls(float(rng.uniform(0.0, 0.4)),
+                   (int(round(length * np.cos(angle))), int(round(length * np.sin(angle)))),
+                   float(rng.uniform(1.5, 6.0)))
+
+    def cast(self, image: np.ndarray, mask: np.ndarray) -> None:
+        """Darkens ``image`` in place under this shadow of ``mask`` (drawn before the object,
+        so the object covers its own part of it)."""
+        if self.alpha <= 0:
+            return
+        moved = np.roll(mask.astype(np.float32), self.shift_xy[::-1], axis=(0, 1))
+        shade = cv2.GaussianBlur(moved, (0, 0), self.blur_px)
+        image *= (1.0 - self.alpha * shade)[..., None]
 
 
 def _varied_colour(rng: np.random.Generator, name: str) -> np.ndarray:

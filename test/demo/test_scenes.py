@@ -247,6 +247,29 @@ def test_the_outlined_style_is_the_varied_scene_with_each_object_outlined_inside
     assert min(spreads) < 20 < 40 < max(spreads)       # a grey ink, and an object's darker shade
 
 
+def test_the_tabletop_style_is_a_varied_scene_on_a_table_in_front_of_a_wall():
+    from hybridgl_ros.demo.styles import TABLE_FAR_EDGE
+
+    for index in range(8):
+        varied, table = make_scene(9, index, 'varied'), make_scene(9, index, 'tabletop')
+        assert table.objects == varied.objects                     # the varied scene's objects
+        assert table.masks.shape[1:] == table.image_rgb.shape[:2]
+        assert not (table.masks.sum(0) > 1).any()                             # disjoint
+        image = table.image_rgb.astype(np.float32)
+        background = ~table.masks.any(0)
+        rows = [image[y][background[y]].mean(0) for y in range(image.shape[0])
+                if background[y].sum() > 20]
+        # the table's far edge: one step between neighbouring rows, where the wall ends
+        steps = np.abs(np.diff(np.array(rows), axis=0)).max(1)
+        assert steps.max() > 5 * np.median(steps) + 2, index
+        # the wall above it is the varied style's backdrop: a plain colour with a gradient
+        top = int(TABLE_FAR_EDGE[0] * image.shape[0]) - 1
+        wall = image[:top][background[:top]]
+        assert wall.std(0).max() < 25
+    assert make_scene(9, 3, 'tabletop').image_rgb.tobytes() == make_scene(
+        9, 3, 'tabletop').image_rgb.tobytes()
+
+
 def test_an_unknown_style_is_refused():
     with pytest.raises(ValueError, match='style'):
         make_scene(0, 0, 'cartoon')

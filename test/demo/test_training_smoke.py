@@ -124,7 +124,7 @@ def test_the_last_stage_trains_at_the_working_size_of_the_embedded_sam():
     assert DEMO_WORKING_PIXELS == sam.image_encoder.img_size ** 2
 
 
-def test_the_sam_is_trained_in_four_stages_the_later_on_other_renderers_too(tmp_path):
+def test_the_sam_is_trained_in_five_stages_the_later_on_other_renderers_too(tmp_path):
     from hybridgl_ros.demo.train_sam import train_demo_sam
 
     metrics = train_demo_sam(tmp_path, smoke=True)
@@ -133,19 +133,22 @@ def test_the_sam_is_trained_in_four_stages_the_later_on_other_renderers_too(tmp_
     assert first['init_weights'] == '' and first['train_styles'] == 'shaded'
     assert metrics['stage2']['init_weights'] == str(tmp_path / 'stage1' / 'sam.pth')
     assert metrics['stage3']['init_weights'] == str(tmp_path / 'stage2' / 'sam.pth')
-    assert metrics['init_weights'] == str(tmp_path / 'stage3' / 'sam.pth')
+    assert metrics['stage4']['init_weights'] == str(tmp_path / 'stage3' / 'sam.pth')
+    assert metrics['init_weights'] == str(tmp_path / 'stage4' / 'sam.pth')
     # the middle stages' two steps: one shaded 640x480 scene, one flat scene (another canvas)
     assert metrics['stage3']['train_styles'] == metrics['stage2']['train_styles'] == \
         'shaded,flat,flat'
     saved = json.loads((tmp_path / 'sam_metrics.json').read_text())
     assert saved['stage1']['steps'] == 2 and set(saved['styles']) == {'shaded'}
     # the third stage: scenes no earlier stage saw, half of them at other object sizes; the
-    # fourth: scenes no earlier stage saw, half of them in the varied style
+    # fourth: scenes no earlier stage saw, half of them in the varied style; the fifth: scenes
+    # none saw (nor the fifth stage tried before), half of them on a table before a wall
     assert saved['stage3']['recipe']['scaled_share'] > 0 == \
         saved['stage2']['recipe']['scaled_share']
-    assert saved['recipe']['first_scene'] > saved['stage3']['recipe']['first_scene'] > \
-        saved['stage2']['recipe']['first_scene'] > 0
-    assert saved['train_styles'] == 'varied,shaded,varied,flat'
+    assert saved['recipe']['first_scene'] > saved['stage4']['recipe']['first_scene'] > \
+        saved['stage3']['recipe']['first_scene'] > saved['stage2']['recipe']['first_scene'] > 0
+    assert saved['stage4']['train_styles'] == 'varied,shaded,varied,flat'
+    assert saved['train_styles'].split(',').count('tabletop') == 3
 
     sam = build_sam(str(tmp_path / 'sam_arch.json'))
     state = torch.load(tmp_path / 'sam.pth', weights_only=True)
