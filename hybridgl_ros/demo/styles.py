@@ -314,7 +314,9 @@ class _Shadow:
 
     def cast(self, image: np.ndarray, mask: np.ndarray) -> None:
         """Darkens ``image`` in place under this shadow of ``mask`` (drawn before the object,
-        so the object covers its own part of it)."""
+        so the object covers its own part of it). The shift wraps round the canvas (np.roll),
+        so an object within the shift of a border (at most 3 % of the canvas's shorter side)
+        also shades a sliver at the opposite border; the fifth SAM stage trained so."""
         if self.alpha <= 0:
             return
         moved = np.roll(mask.astype(np.float32), self.shift_xy[::-1], axis=(0, 1))
