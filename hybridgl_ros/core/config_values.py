@@ -130,9 +130,9 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def check_range(name: str, value: float, low: float | None = None, high: float | None = None,
-                *, low_open: bool = False, note: str = '') -> None:
+                *, low_open: bool = False) -> None:
     """ConfigError unless ``low <= value <= high`` (``low < value`` with ``low_open``; None:
-    no bound); NaN is never in range. ``note`` follows the bounds in the message."""
+    no bound); NaN is never in range."""
     inside = value == value and (
         low is None or (value > low if low_open else value >= low)) and (
         high is None or value <= high)
@@ -143,7 +143,7 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
             bounds = f'{">" if low_open else ">="} {low}'
         else:
             bounds = f'<= {high}'
-        raise ConfigError(f'{name} must be {bounds}{note}, not {value}')
+        raise ConfigError(f'{name} must be {bounds}, not {value}')
 
 
 def check_finite(flat: Mapping[str, Any]) -> None:

@@ -325,7 +325,7 @@ class Segmentation:
                 'other_phrases': list(self.parse.other_phrases),
                 'relation': self.parse.relation, 'direction': self.parse.direction},
             'timings_ms': dict(self.timings_ms), 'message': self.message,
-            'confidence': json_number(self.confidence),
+            'confidence': self.confidence,
             'ambiguous': self.ambiguous,
             'alternatives': [a.to_dict() for a in self.alternatives]}
         if self.explanation is not None:

@@ -16,11 +16,11 @@ import dataclasses
 import functools
 import inspect
 import json
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 from hybridgl_ros.core.config import HybridGLConfig
+from hybridgl_ros.core.config_values import check_choice, check_finite, check_range
 from hybridgl_ros.core.errors import ConfigError
 
 NODE_NAME = 'hybridgl_node'
@@ -139,20 +139,15 @@ def node_params_from_node(node) -> NodeParams:
 def node_params_from_values(values: dict[str, Any]) -> NodeParams:
     """NodeParams from parameter values (extra names ignored; ConfigError if one is bad)."""
     params = NodeParams(**{name: values[name] for name in node_param_defaults()})
-    if params.image_reliability not in RELIABILITIES:
-        raise ConfigError(f'image_reliability must be one of {", ".join(RELIABILITIES)}, '
-                          f'not {params.image_reliability!r}')
+    check_choice('image_reliability', params.image_reliability, RELIABILITIES)
     for name in ('image_depth', 'max_text_chars', 'depth_min_valid_px'):
-        if getattr(params, name) < 1:
-            raise ConfigError(f'{name} must be >= 1, not {getattr(params, name)}')
+        check_range(name, getattr(params, name), 1)
     for name in ('max_image_age_s', 'max_stamp_age_s', 'max_queued_requests',
                  'depth_units_to_m', 'sync_slop_s', 'track_queue_size', 'track_client_timeout_s',
                  'min_depth_m', 'max_depth_m'):
-        if not getattr(params, name) >= 0:  # NaN fails too
-            raise ConfigError(f'{name} must be >= 0, not {getattr(params, name)}')
-    for name in ('depth_units_to_m', 'sync_slop_s', 'min_depth_m', 'max_depth_m'):  # finite
-        if not math.isfinite(getattr(params, name)):
-            raise ConfigError(f'{name} must be finite, not {getattr(params, name)}')
+        check_range(name, getattr(params, name), 0)
+    check_finite({name: getattr(params, name)
+                  for name in ('depth_units_to_m', 'sync_slop_s', 'min_depth_m', 'max_depth_m')})
     if params.max_depth_m > 0 and params.min_depth_m >= params.max_depth_m:
         raise ConfigError(f'min_depth_m ({params.min_depth_m}) must be below max_depth_m '
                           f'({params.max_depth_m})')
