@@ -32,7 +32,7 @@ class DecisionConfig:
     reject_absent: bool = True
     """Answer found=false when P(target present) is below its phrase form's threshold (default
     mode)."""
-    presence_threshold: float = 0.7297
+    presence_threshold: float = 0.7456
     """P(target present) below which the answer is "not found" (fitted by hybridgl calibrate
     --budget-per --max-rejected 0.04 on the tuning series' shaded, flat and objects-at-any-angle
     runs, the shaded and flat ones also with objects at 0.6 times their size: the highest that
@@ -40,38 +40,38 @@ class DecisionConfig:
     for the spread between series under the 5 % target). For a target phrase that names a
     colour ("the red cube", "the small red cube on the left"); the two forms below have their
     own."""
-    presence_threshold_plain: float = 0.5989
+    presence_threshold_plain: float = 0.6257
     """The threshold for a target phrase that names no colour ("the cube", "the small cube",
     "the cube on the left"): hybridgl calibrate lowers it below presence_threshold where that
     would reject more than the budget of such phrases' present targets in a style
     (docs/measurements.md "One rejection budget per phrase form")."""
-    presence_threshold_anchored: float = 0.4584
+    presence_threshold_anchored: float = 0.356
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.099648, 0.038446, -1.442203, -8.754497, -0.005697,
-                                           -0.002184, 0.05416, 0.068167, -1.687402, 0.0,
-                                           0.02561, 0.005901, 0.033305, -0.080921, -0.039796,
-                                           0.024927, 0.058045, 0.072343, 0.067615, 0.078914)
+    presence_weights: tuple[float, ...] = (0.102431, 0.041703, -1.274067, -8.541564, 0.004351,
+                                           -0.010168, 0.056085, 0.067754, -1.703575, 0.0,
+                                           0.02559, -0.000311, 0.032848, -0.080058, -0.042669,
+                                           0.016189, 0.065393, 0.069309, 0.05895, 0.074301)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast,
     object contrast and word standout; the object contrast where the target phrase names no
     contrast colour and has no anchor)."""
-    presence_bias: float = -3.14784
+    presence_bias: float = -3.427768
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.070001, 0.008225, -0.835814, 1.762325, 0.0, 0.000536, 0.038593)
+        0.083904, 0.024815, -1.043832, 1.586757, 0.0, 0.005679, 0.040409)
     """Logistic P(right), given the target is present, on (s, s margin, guided, F margin,
     relation fails, word standout, standout) of the answer; its confidence is P(present)
     times it."""
-    confidence_bias: float = -0.547099
+    confidence_bias: float = -1.209232
     """Intercept of that logistic."""
-    ambiguity_margin: float = 24.0
+    ambiguity_margin: float = 21.5
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
     (fitted by hybridgl calibrate: the widest margin that flags at most 5 % of the
-    single-target expressions of each group of runs of the tuning series; it flags 98.9 % of
+    single-target expressions of each group of runs of the tuning series; it flags 98.8 % of
     the multi-target ones there)."""
     guided_ambiguity_margin: float = 0.05
     """With a relation or position word, a near tie must also be within this of the answer's F."""
@@ -104,7 +104,7 @@ class DecisionConfig:
     """Object words that exclude one another (no synonyms: "cube" beside "box" would contrast
     a cube with itself), for P(present)'s object contrast: "the red cube" against "the red
     ball", ... Add your robot's objects ("mug bottle bowl") and calibrate; '' = none."""
-    calibrated_for: str = 'dc9187f6555057c0'
+    calibrated_for: str = 'b8347417d62abdd3'
     """Fingerprint of the CLIP they fit; with other weights: no rejection, NaN confidence."""
 
     def threshold_for(self, form: str) -> float:

@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument('--seed', type=int, default=0, help='training seed')
     train.add_argument('--clip-from', default='',
                        help='run only the CLIP\'s later (fine-tuning) stages, second to '
-                            'eighth, from these weights (e.g. the first stage\'s clip.pt)')
+                            'ninth, from these weights (e.g. the first stage\'s clip.pt)')
     train.add_argument('--sam-from', default='',
                        help='run only the SAM\'s later (fine-tuning) stages, second to '
                             'fifth, from these weights (e.g. the first stage\'s sam.pth)')

@@ -24,18 +24,19 @@ def test_sam_smoke_training_writes_a_checkpoint_sam_loads(tmp_path):
     assert 0.0 <= metrics['recall_iou_0.5'] <= 1.0
 
 
-def test_the_clip_is_trained_in_eight_stages_each_from_the_one_before(tmp_path):
+def test_the_clip_is_trained_in_nine_stages_each_from_the_one_before(tmp_path):
     from hybridgl_ros.core.config import FeatureConfig
     from hybridgl_ros.demo.train_clip import (
-        DEMO_WORKING_PIXELS, OBJECT_SCALES, SMALL_OBJECT_SCALES, TRIED_EIGHTH_POOL_SCENES,
-        UPSCALE_POOL_SCENES, UPSCALED_IMAGE_SIZE, train_demo_clip)
+        DEMO_WORKING_PIXELS, OBJECT_SCALES, SMALL_OBJECT_SCALES, SMALL_OBJECTS_POOL_SCENES,
+        TABLETOP_STEPS, TRIED_EIGHTH_POOL_SCENES, TRIED_NINTH_POOL_SCENES, UPSCALE_POOL_SCENES,
+        UPSCALED_IMAGE_SIZE, ClipRecipe, train_demo_clip)
 
     metrics = train_demo_clip(tmp_path, smoke=True)
-    for number in range(1, 8):
+    for number in range(1, 9):
         assert (tmp_path / f'stage{number}' / 'clip.pt').is_file()
         assert metrics[f'stage{number}']['init_weights'] == (
             str(tmp_path / f'stage{number - 1}' / 'clip.pt') if number > 1 else '')
-    assert metrics['init_weights'] == str(tmp_path / 'stage7' / 'clip.pt')
+    assert metrics['init_weights'] == str(tmp_path / 'stage8' / 'clip.pt')
     assert metrics['stage2']['recipe']['presence_weight'] == 1.0
     saved = json.loads((tmp_path / 'clip_metrics.json').read_text())
     assert saved['stage1']['steps'] == 2 and saved['stage3']['train_styles'] == 'shaded,flat,flat'
@@ -68,13 +69,25 @@ def test_the_clip_is_trained_in_eight_stages_each_from_the_one_before(tmp_path):
     assert seventh['recipe']['zoom_context'] == FeatureConfig().zoom_context
     assert all(saved[f'stage{n}']['recipe']['window_weight'] == 0 for n in range(1, 7))
     # the eighth: the seventh's on scenes none pooled (after the tried stage's), smaller objects
-    eighth = saved['recipe']
-    assert saved['train_styles'] == seventh['train_styles']
+    eighth = saved['stage8']['recipe']
+    assert saved['stage8']['train_styles'] == seventh['train_styles']
     assert eighth['first_scene'] == 5 * UPSCALE_POOL_SCENES + TRIED_EIGHTH_POOL_SCENES
     assert eighth['window_weight'] == 1.0 and eighth['turned_share'] == 0.5
     assert tuple(eighth['object_scales']) == SMALL_OBJECT_SCALES
     assert tuple(seventh['recipe']['object_scales']) == OBJECT_SCALES
     assert SMALL_OBJECT_SCALES[0] < OBJECT_SCALES[0]
+    # the ninth: the eighth's on scenes none pooled (after the tried ninth's), half of them on
+    # a table seen at an angle, which no earlier stage saw
+    ninth = saved['recipe']
+    assert ninth['first_scene'] == (eighth['first_scene'] + SMALL_OBJECTS_POOL_SCENES
+                                    + TRIED_NINTH_POOL_SCENES)
+    styles = saved['train_styles'].split(',')
+    assert styles.count('tabletop') == len(styles) // 2
+    assert all('tabletop' not in saved[f'stage{n}']['train_styles'] for n in range(1, 9))
+    assert tuple(ninth['object_scales']) == SMALL_OBJECT_SCALES
+    assert ninth['window_weight'] == 1.0 and ninth['turned_share'] == 0.5
+    full = ClipRecipe.tabletop('w.pt')
+    assert full.steps == TABLETOP_STEPS and 'tabletop' in full.eval_styles.split(',')
     # the first two stages at 64 px, the later ones at the bigger input: loading the 64 px
     # weights resampled the positional embedding to its token grid
     config = json.loads((tmp_path / 'clip_config.json').read_text())
