@@ -84,10 +84,18 @@ def run_eval(args: argparse.Namespace,
 
 
 def _write_plots(settings, summary: dict) -> None:
-    """The reliability diagram (needs expressions with confidences: a gRefCOCO-layout run)."""
-    from hybridgl_ros.eval.plots import write_reliability_plot
+    """The reliability diagram (needs expressions with confidences: a gRefCOCO-layout run)
+    and the answers by target size (needs single-target expressions)."""
+    from hybridgl_ros.eval.plots import write_reliability_plot, write_size_plot
 
     grounding = summary.get('grounding')
+    if grounding and grounding.get('by_target_size'):
+        sizes = grounding['by_target_size']
+        path = write_size_plot(settings.file('by_size', '.png'), grounding,
+                               f'{summary["dataset"]} {summary["split"]}, '
+                               f'{sum(g["queries"] for g in sizes.values())} single-target '
+                               f'expressions')
+        sys.stdout.write(f'answers by target size: {path}\n')
     if not grounding or not grounding['answers_with_confidence']:
         _LOG.warning('--plots: no answer has a confidence (uncalibrated weights, or a dataset '
                      'without the records it needs): no reliability diagram')
@@ -130,7 +138,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--cache-dir', help='per-image frame cache (SAM + CLIP results)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.add_argument('--plots', action='store_true',
-                        help='also write reliability.png (confidence calibration)')
+                        help='also write reliability.png (confidence calibration) and '
+                             'by_size.png (answers by the target\'s size at the working size)')
     from hybridgl_ros.cli import add_config_arguments
 
     add_config_arguments(parser)

@@ -17,6 +17,10 @@ all of them). From those:
   single-target ones flagged anyway.
 * **ECE** (expected calibration error): Σ_b n_b/N · |right rate − mean confidence| over 10
   equal-width confidence bins, on the answers with a confidence.
+* **by target size**: right, found (1 − found: the present target rejected), ambiguous and
+  the mean confidence for single-target expressions, grouped by the side of a square with
+  the target's area at the working size, the pixels the models saw (<8, 8-16, 16-32, 32-64,
+  64-128, >=128).
 """
 from __future__ import annotations
 
@@ -135,7 +139,7 @@ def grounding_metrics(records: Iterable[Mapping]) -> dict:
     Returns:
         {'queries', 'N_acc', 'T_acc', 'present_rejected', 'gIoU', 'cIoU', 'right',
         'ambiguity_flagged', 'false_ambiguity', 'ECE', 'mean_confidence', 'reliability',
-        'by_kind', 'by_spatial_word'}; a rate over no query is None.
+        'by_kind', 'by_spatial_word', 'by_target_size'}; a rate over no query is None.
     """
     records = [r for r in records if r.get('status') == 'ok' and 'found' in r]
     empty = [r for r in records if r.get('no_target')]
@@ -165,7 +169,41 @@ def grounding_metrics(records: Iterable[Mapping]) -> dict:
         'reliability': table,
         'by_kind': _groups(records, lambda r: r.get('query_kind', '')),
         'by_spatial_word': _groups([r for r in records if r.get('query_kind') == 'spatial'],
-                                   lambda r: spatial_word(r['text']))}
+                                   lambda r: spatial_word(r['text'])),
+        'by_target_size': by_target_size(single)}
+
+
+#: Edges (pixels) of the target-size groups: the side of a square with the target's area at
+#: the working size (``runner.target_side``), doubling.
+TARGET_SIDE_EDGES = (8, 16, 32, 64, 128)
+
+
+def target_size_group(side: float) -> str:
+    """The group of a target side (pixels at the working size): '<8', '8-16', ... '>=128'."""
+    edges = TARGET_SIDE_EDGES
+    if side < edges[0]:
+        return f'<{edges[0]}'
+    for low, high in zip(edges, edges[1:]):
+        if side < high:
+            return f'{low}-{high}'
+    return f'>={edges[-1]}'
+
+
+def by_target_size(single: list[Mapping]) -> dict[str, dict]:
+    """Right, found, ambiguous and the mean confidence (None without one) per target-size
+    group, smallest first, over single-target expressions whose records carry ``target_side``
+    (records of older runs do not: then {}). Where the models stop reading an object is where
+    a robot must come closer; the mean confidence beside the right rate says whether the
+    confidence knows it."""
+    sized = [r for r in single if r.get('target_side') is not None]
+    groups = _groups(sized, lambda r: target_size_group(r['target_side']))
+    for name, group in groups.items():
+        confident = [r['confidence'] for r in sized if r.get('confidence') is not None
+                     and target_size_group(r['target_side']) == name]
+        group['confidence'] = math.fsum(confident) / len(confident) if confident else None
+    order = [target_size_group(e - 0.5) for e in TARGET_SIDE_EDGES]
+    order.append(target_size_group(TARGET_SIDE_EDGES[-1]))
+    return {name: groups[name] for name in order if name in groups}
 
 
 def _right_empty(record: Mapping) -> bool:

@@ -149,7 +149,33 @@ def grounding_table(summaries: Sequence[Mapping]) -> list[str]:
     rows += [[f'right: spatial "{w}" (%)', *[
         _pct(g['by_spatial_word'].get(w, {}).get('right')) for g in columns.values()]]
         for w in words]
+    rows += _size_rows(list(columns.values()))
     return _rows_to_markdown(['Metric', *columns], rows)
+
+
+def _size_rows(columns: Sequence[Mapping]) -> list[list[str]]:
+    """Per target-size group (``grounding.by_target_size``): right, with how many
+    single-target expressions, the share of present targets answered "not found" and the
+    answers' mean confidence (beside right: whether the confidence knows the size)."""
+    rows = []
+    for name in _size_order(columns):
+        cells = [g.get('by_target_size', {}).get(name) for g in columns]
+        rows.append([f'right: target side {name} px (%, expressions)', *[
+            '—' if c is None else f'{_pct(c["right"])} ({c["queries"]})' for c in cells]])
+        rows.append([f'not found: target side {name} px (%)', *[
+            '—' if c is None else _pct(1.0 - c['found']) for c in cells]])
+        rows.append([f'mean confidence: target side {name} px (%)', *[
+            '—' if c is None else _pct(c.get('confidence')) for c in cells]])
+    return rows
+
+
+def _size_order(columns: Sequence[Mapping]) -> list[str]:
+    """The size groups any column has, smallest first."""
+    seen: list[str] = []
+    for g in columns:
+        seen += [name for name in g.get('by_target_size', {}) if name not in seen]
+    return sorted(seen, key=lambda name: float(name.lstrip('<>=').split('-')[0])
+                  + (0 if name.startswith('<') else 0.5))
 
 
 def _footnotes(summaries: Sequence[Mapping]) -> list[str]:
@@ -189,6 +215,9 @@ def render_tables(summaries: Sequence[Mapping]) -> str:
     if grounded:
         parts += ['### Answers: not found, ambiguous, confidence', '',
                   *grounding_table(grounded), '']
+        if any(s['grounding'].get('by_target_size') for s in grounded):
+            parts += ['Target side: the side of a square with the target\'s area at the '
+                      'working size (the pixels the models saw), single-target expressions.', '']
     parts += ['Paper values are the HybridGL rows of the paper (ablations: val splits only).',
               '', *_footnotes(summaries)]
     return '\n'.join(parts) + '\n'

@@ -333,7 +333,8 @@ class _Loop:
         inter_set, union_set = intersection_union(answer_set(seg, masks), gt)
         return query_record(
             order, item, query, status='ok', inter=inter, union=union, inter_pure=inter_pure,
-            union_pure=union_pure, gt_area=int(gt.sum()), found=bool(seg.found),
+            union_pure=union_pure, gt_area=int(gt.sum()), target_side=target_side(frame, gt),
+            found=bool(seg.found),
             index=int(seg.index), pure_index=int(seg.pure_index), proposals=int(len(masks)),
             relation=seg.parse.relation, query_ms=query_ms,
             # the direction that drove the ramp: a direction word, or (default mode) a
@@ -341,6 +342,19 @@ class _Loop:
             direction=(seg.explanation.direction if seg.explanation is not None
                        else seg.parse.direction),
             **answer_fields(seg, query, targets, masks, (inter_set, union_set)))
+
+
+def target_side(frame: Any, gt: np.ndarray) -> float | None:
+    """The side (pixels) of a square with the target's area at the frame's working size (the
+    size the models saw: ``core/resolution.py``), or None without a target. How small an
+    object the models can read depends on this, not on the camera's pixels
+    (``grounding.by_target_size``)."""
+    area = int(gt.sum())
+    if not area:
+        return None
+    height, width = frame.image_size
+    working_h, working_w = getattr(frame, 'working_size', (height, width))
+    return round(float(np.sqrt(area * working_h * working_w / float(height * width))), 2)
 
 
 class FullSizeMasks:

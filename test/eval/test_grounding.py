@@ -118,6 +118,48 @@ def test_evaluating_a_grefcoco_split_reports_the_generalised_metrics(tmp_path):
     assert summary['metrics']['guided']['mIoU'] == pytest.approx(
         100 * np.mean([r['inter'] / r['union'] for r in present]))
     assert 'oIoU / mIoU over the 4 with a target (the 2 no-target ones' in table
+    # each present target's size at the working size (the stand-in runs at the image's size)
+    assert all(r['target_side'] is None for r in empty)
+    assert all(r['target_side'] == pytest.approx(np.sqrt(r['gt_area']), abs=0.01)
+               for r in present)
+    assert sum(g['queries'] for g in grounding['by_target_size'].values()) == 2
+    assert 'right: target side ' in table and 'Target side: the side of a square' in table
+
+
+def _sized(side, found=True, best_iou=0.9, targets=1):
+    return dict(_record(found, best_iou=best_iou if found else 0.0, targets=targets),
+                target_side=side)
+
+
+def test_answers_are_grouped_by_the_targets_side_at_the_working_size():
+    records = [_sized(5.0), _sized(12.0, found=False), _sized(12.0), _sized(12.0, best_iou=0.1),
+               _sized(16.0), _sized(200.0),
+               _sized(40.0, targets=2),                                # several targets: out
+               _record(False, no_target=True, kind='absent'),          # no target: out
+               _record(True, best_iou=0.9)]                            # an older record: out
+    groups = grounding_metrics(records)['by_target_size']
+    assert list(groups) == ['<8', '8-16', '16-32', '>=128']            # smallest first
+    assert groups['8-16'] == {'queries': 3, 'right': pytest.approx(1 / 3),
+                              'found': pytest.approx(2 / 3), 'ambiguous': 0.0,
+                              'confidence': None}
+    assert groups['16-32']['queries'] == 1 and groups['<8']['right'] == 1.0
+    confident = [dict(_sized(20.0), confidence=0.9), dict(_sized(20.0, found=False),
+                                                          confidence=0.6), _sized(20.0)]
+    assert grounding_metrics(confident)['by_target_size']['16-32']['confidence'] == \
+        pytest.approx(0.75)                                    # over the answers that have one
+    assert grounding_metrics(RECORDS)['by_target_size'] == {}
+
+
+def test_the_target_side_is_measured_at_the_working_size():
+    from types import SimpleNamespace
+
+    from hybridgl_ros.eval.runner import target_side
+
+    gt = np.zeros((200, 400), bool)
+    gt[10:50, 10:50] = True                                            # 40 x 40 in the image
+    frame = SimpleNamespace(image_size=(200, 400), working_size=(100, 200))
+    assert target_side(frame, gt) == pytest.approx(20.0)               # half the side
+    assert target_side(frame, np.zeros_like(gt)) is None
 
 
 def test_a_record_keeps_every_decision_signal_the_calibration_reads():

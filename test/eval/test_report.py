@@ -52,3 +52,23 @@ def test_an_incomplete_run_is_flagged():
 def test_a_guidance_setting_the_paper_did_not_run_still_gets_its_row():
     table = render_tables([_summary(rel=False, guided=(33.0, 42.0))])
     assert '| ✓ |  | ✓ | ✓ | this run | 33.00 | 42.00 |' in table
+
+
+def test_the_grounding_table_has_right_and_not_found_per_target_size():
+    from hybridgl_ros.eval.report import grounding_table
+
+    grounding = {'N_acc': 0.9, 'T_acc': 0.95, 'gIoU': 80.0, 'cIoU': 70.0,
+                 'ambiguity_flagged': 1.0, 'false_ambiguity': 0.0, 'ECE': 0.02, 'right': 0.9,
+                 'by_kind': {}, 'by_spatial_word': {},
+                 'by_target_size': {'8-16': {'queries': 10, 'right': 0.5, 'found': 0.7,
+                                             'ambiguous': 0.0, 'confidence': 0.8},
+                                    '>=128': {'queries': 4, 'right': 1.0, 'found': 1.0,
+                                              'ambiguous': 0.0}}}
+    older = {k: v for k, v in grounding.items() if k != 'by_target_size'}   # an older run
+    rows = '\n'.join(grounding_table([
+        dict(_summary('grefcoco', 'val'), grounding=grounding),
+        dict(_summary('grefcoco', 'testA'), grounding=older)]))
+    assert '| right: target side 8-16 px (%, expressions) | 50.0 (10) | — |' in rows
+    assert '| not found: target side 8-16 px (%) | 30.0 | — |' in rows
+    assert '| mean confidence: target side 8-16 px (%) | 80.0 | — |' in rows
+    assert rows.index('8-16 px') < rows.index('>=128 px')
