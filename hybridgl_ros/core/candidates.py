@@ -29,8 +29,11 @@ class CandidateView:
     look-alike need not be among the top K when parts of the answer fill those places.
     """
 
-    def __init__(self, scores, frame, match_margin: float, look_margin: float = 0.0) -> None:
+    def __init__(self, scores, frame, match_margin: float, look_margin: float = 0.0,
+                 aligned_first: bool = False, aligned_only: bool = False) -> None:
         self.scores = scores
+        self.aligned_first = aligned_first
+        self.aligned_only = aligned_only
         self.candidates = [int(c) for c in scores.candidates]
         s = scores.similarities.detach().float().cpu()
         self.s = s.tolist()
@@ -61,11 +64,19 @@ class CandidateView:
         order = self.by_f(by_look)
         if not must_hold:
             return order[0], False
-        holding = [i for i in order if i in self.eligible and self.support(i) >= 0.5]
+        holding = [i for i in order if i in self.eligible
+                   and self.support(i, aligned=self.aligned_only) >= 0.5]
+        if self.aligned_first and not self.aligned_only and len(holding) > 1:
+            # among the candidates the relation holds for, those lying mostly in its direction
+            # first ("the star right of the blue star": the star straight to its right, not
+            # one far above it and a little to the right), each group in F's order
+            aligned = [i for i in holding if self.support(i, aligned=True) >= 0.5]
+            holding = aligned + [i for i in holding if i not in aligned]
         return (holding[0], False) if holding else (order[0], True)
 
-    def support(self, i: int) -> float:
-        """Share of the relation's partner weight that i lies as said of. The weight of
+    def support(self, i: int, aligned: bool = False) -> float:
+        """Share of the relation's partner weight that i lies as said of (``aligned``:
+        mostly in the said direction, ``guidance.aligned_factor``). The weight of
         partners that are i itself or a part of it counts against it: an object does not lie
         left of itself, so the anchor never answers its own relation ("the ball right of the
         cube" is not the cube, however little weight what lies left of it has)."""
@@ -76,8 +87,9 @@ class CandidateView:
         keep = ~self.itself(i)[partners]
         if not bool(keep.any()) or total <= 0:
             return 0.0
-        pair = g.pair_factor(self.scores.plan.relation, self.boxes[[i]],
-                              self.boxes[partners[keep]]).float()[0]     # (P,)
+        factor = g.aligned_factor if aligned else g.pair_factor
+        pair = factor(self.scores.plan.relation, self.boxes[[i]],
+                      self.boxes[partners[keep]]).float()[0]             # (P,)
         return float((pair * weights[keep]).sum() / total)
 
     def same(self, i: int) -> torch.Tensor:

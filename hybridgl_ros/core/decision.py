@@ -177,7 +177,9 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     """
     cfg = config.decision
     view = CandidateView(scores, frame, cfg.match_margin,
-                          0.0 if config.reference else cfg.look_margin)
+                          0.0 if config.reference else cfg.look_margin,
+                          cfg.relation_aligned_first and not config.reference,
+                          cfg.relation_aligned_only and not config.reference)
     verifiable = scores.plan.relation != 'none' and scores.other_probs is not None
     must_hold = verifiable and cfg.relation_must_hold and not config.reference
     choice, fails = view.choose(must_hold)

@@ -221,6 +221,21 @@ def pair_factor(relation: str, box_i: torch.Tensor, box_j: torch.Tensor) -> torc
     return a > b
 
 
+def aligned_factor(relation: str, box_i: torch.Tensor, box_j: torch.Tensor) -> torch.Tensor:
+    """(K, P) bool: candidate i lies *mostly* in the relation's direction from partner j —
+    on the said side (``pair_factor``) with the centres' offset along the direction larger
+    than across it (within 45° of it: "left of" a ball straight to its left, not one far
+    above it and a little to the left). Other relations: ``pair_factor`` as it is."""
+    factor = pair_factor(relation, box_i, box_j)
+    if relation not in POSITION_RELATIONS:
+        return factor
+    (xi, yi), (xj, yj) = _centres(box_i), _centres(box_j)
+    dx = (xi[:, None] - xj[None, :]).abs()
+    dy = (yi[:, None] - yj[None, :]).abs()
+    along, across = (dx, dy) if relation in ('left', 'right') else (dy, dx)
+    return factor.bool() & (along > across)
+
+
 def _centres(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(cx, cy) of (M, 4) XYWH boxes, each (M,)."""
     return boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2

@@ -228,6 +228,62 @@ def test_relation_choice_moves_to_the_candidate_the_relation_holds_for():
     assert d.signals['method_choice'] == 2
 
 
+#: 'the square above the ring' (the ring: mask 2, centre (55, 30)): mask 0 lies straight above
+#: it (centre (57, 5)), mask 1 above it too but mostly to its left (centre (5, 15)), mask 3
+#: below it.
+ABOVE_BOXES = [[52, 0, 10, 10], [0, 10, 10, 10], [50, 25, 10, 10], [100, 28, 10, 10]]
+
+
+def _above_the_ring(s, final):
+    """(parse, scores, frame) of 'the square above the ring' on ABOVE_BOXES, the ring (mask
+    2) its anchor, with these s and F."""
+    parse = ParsedExpression('the square above the ring', 'the square', ('the ring',),
+                             relation='up')
+    scores = dc.scores(s, final, relation='up', q=torch.tensor([0.0, 0.0, 1.0, 0.0]),
+                       partners=torch.tensor([2]), weights=torch.tensor([1.0]))
+    return parse, scores, dc.frame(ABOVE_BOXES)
+
+
+def test_among_candidates_the_relation_holds_for_one_mostly_in_its_direction_answers():
+    """decision.relation_aligned_first: F prefers mask 1, above the ring by its centre but
+    three times as far to its left as above it; the square straight above it answers. Off
+    (or in parity mode), F's pick stands: both hold."""
+    # candidates by s: 1, 0, 2 (the anchor); F: 0.6, 0.2, 0.1
+    parse, scores, frame = _above_the_ring([59.0, 60.0, 20.0, 5.0], [0.6, 0.2, 0.1])
+    d = decide(scores, frame, parse, dc.text(other=True), dc.config(), calibrated=True)
+    assert d.found and d.index == 0 and d.rule == 'relation'
+    for config in (dc.config(relation_aligned_first=False),
+                   replace(dc.config(), parity='reference')):
+        d = decide(scores, frame, parse, dc.text(other=True), config, calibrated=True)
+        assert d.found and d.index == 1 and d.rule == 'method'
+
+
+def test_with_aligned_only_a_candidate_lying_mostly_elsewhere_does_not_hold():
+    """decision.relation_aligned_only: 'the square above the ring', the only candidate
+    above it (mask 1) three times as far to its left as above it. By the spec's sense (the
+    default) the relation holds for it and it answers; with the option it does not, the
+    relation fails, and the answer is "not found"."""
+    # mask 0 (straight above) out of reach: s 5; candidates by s: 1, 2 (the anchor), 3
+    parse, scores, frame = _above_the_ring([5.0, 60.0, 20.0, 19.0], [0.6, 0.2, 0.1])
+    d = decide(scores, frame, parse, dc.text(other=True), dc.config(), calibrated=True)
+    assert d.found and d.index == 1
+    d = decide(scores, frame, parse, dc.text(other=True),
+               dc.config(relation_aligned_only=True), calibrated=True)
+    assert not d.found and d.signals['relation_fails'] and d.rule == 'absent'
+    assert d.message == "no 'square' above 'ring' in view"
+
+
+def test_a_candidate_lies_mostly_in_the_direction_when_its_offset_along_it_is_larger():
+    from hybridgl_ros.core.guidance import aligned_factor
+
+    anchor = torch.tensor([[50.0, 25.0, 10.0, 10.0]])               # centre (55, 30)
+    boxes = torch.tensor(ABOVE_BOXES, dtype=torch.float32)
+    assert aligned_factor('up', boxes, anchor)[:, 0].tolist() == [True, False, False, False]
+    assert aligned_factor('left', boxes, anchor)[:, 0].tolist() == [False, True, False, False]
+    # not a position relation: the pair factor as it is (smaller than the anchor)
+    assert aligned_factor('small', boxes, anchor)[:, 0].tolist() == [False, False, False, False]
+
+
 def test_the_anchor_never_answers_its_own_relation():
     """'the square right of the ring' where the ring (proposal 2, x 90, q ≈ 1) is also a
     candidate: what little weight proposal 0 (x 10) has as a partner once lay left of the
@@ -374,6 +430,7 @@ def test_the_confidence_reads_how_far_the_answer_stands_out_from_the_other_masks
     assert d.index == 0 and len(d.signals['confidence_x']) == 7
     assert d.signals['confidence_x'][6] == pytest.approx(60.0 - 56.0 / 3)
     assert d.signals['presence_x'][4] == pytest.approx(60.0 - 56.0 / 3)
+
 
 
 def test_a_look_alike_outside_the_top_k_candidates_is_still_an_alternative():
