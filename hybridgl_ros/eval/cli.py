@@ -92,7 +92,8 @@ def _write_plots(settings, summary: dict) -> None:
     if grounding and grounding.get('by_target_size'):
         sizes = grounding['by_target_size']
         path = write_size_plot(settings.file('by_size', '.png'), grounding,
-                               f'{summary["dataset"]} {summary["split"]}, '
+                               f'{summary["dataset"]} {summary["split"]} '
+                               f'({settings.data_root.name}), '
                                f'{sum(g["queries"] for g in sizes.values())} single-target '
                                f'expressions')
         sys.stdout.write(f'answers by target size: {path}\n')

@@ -189,6 +189,13 @@ def target_size_group(side: float) -> str:
     return f'>={edges[-1]}'
 
 
+def size_group_key(name: str) -> float:
+    """Sort key of a target-size group name, smallest first (a summary read back from JSON
+    has its groups in the file's key order, not by size)."""
+    low = float(name.lstrip('<>=').split('-')[0])
+    return low - 0.5 if name.startswith('<') else low
+
+
 def by_target_size(single: list[Mapping]) -> dict[str, dict]:
     """Right, found, ambiguous and the mean confidence (None without one) per target-size
     group, smallest first, over single-target expressions whose records carry ``target_side``

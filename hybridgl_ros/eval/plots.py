@@ -103,8 +103,11 @@ def _size_bars(image: np.ndarray, groups: Mapping[str, Mapping], frame: tuple[in
     for tick in np.linspace(0, 1, 6):
         y = int(round(y0 - tick * side))
         _text(image, f'{tick:.1f}', (x0 - 34, y + 4), 0.4)
+    from hybridgl_ros.eval.grounding import size_group_key
+
     step = (x1 - x0) / max(1, len(groups))
-    for i, (name, g) in enumerate(groups.items()):
+    for i, name in enumerate(sorted(groups, key=size_group_key)):
+        g = groups[name]
         left, right = int(x0 + i * step + 6), int(x0 + (i + 1) * step - 6)
         found, hit = g['found'] or 0.0, g['right'] or 0.0
         top = y0
@@ -112,7 +115,9 @@ def _size_bars(image: np.ndarray, groups: Mapping[str, Mapping], frame: tuple[in
             bottom, top = top, int(round(top - share * side))
             if bottom > top:
                 cv2.rectangle(image, (left, top), (right, bottom), rgb, -1)
-        _text(image, f'{100 * hit:.0f} %', (left + 2, y0 - int(hit * side) + 16), 0.4)
+        bar_top = y0 - int(hit * side)          # the label inside a tall bar, above a short one
+        _text(image, f'{100 * hit:.0f} %', (left + 2, bar_top + 16 if hit * side >= 24
+                                            else bar_top - 6), 0.4)
         if g.get('confidence') is not None:             # the mean confidence, a black line
             y = int(round(y0 - g['confidence'] * side))
             cv2.line(image, (left, y), (right, y), (0, 0, 0), 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Mapping, Sequence
 
-from hybridgl_ros.eval.grounding import grounding_metrics
+from hybridgl_ros.eval.grounding import grounding_metrics, size_group_key
 from hybridgl_ros.eval.metrics import summarize_records
 from hybridgl_ros.eval.paper import DATASET_TITLES, TABLE1, TABLE3, TABLE5
 
@@ -174,8 +174,7 @@ def _size_order(columns: Sequence[Mapping]) -> list[str]:
     seen: list[str] = []
     for g in columns:
         seen += [name for name in g.get('by_target_size', {}) if name not in seen]
-    return sorted(seen, key=lambda name: float(name.lstrip('<>=').split('-')[0])
-                  + (0 if name.startswith('<') else 0.5))
+    return sorted(seen, key=size_group_key)
 
 
 def _footnotes(summaries: Sequence[Mapping]) -> list[str]:

@@ -7,7 +7,8 @@ import pytest
 from eval_data import StandInModel, write_grefcoco
 
 from hybridgl_ros.core.config import HybridGLConfig
-from hybridgl_ros.eval.grounding import calibration_bins, grounding_metrics, is_right
+from hybridgl_ros.eval.grounding import (calibration_bins, grounding_metrics, is_right,
+                                         size_group_key)
 from hybridgl_ros.eval.runner import EvalSettings, evaluate
 
 
@@ -139,6 +140,7 @@ def test_answers_are_grouped_by_the_targets_side_at_the_working_size():
                _record(True, best_iou=0.9)]                            # an older record: out
     groups = grounding_metrics(records)['by_target_size']
     assert list(groups) == ['<8', '8-16', '16-32', '>=128']            # smallest first
+    assert sorted(['>=128', '16-32', '<8', '8-16'], key=size_group_key) == list(groups)
     assert groups['8-16'] == {'queries': 3, 'right': pytest.approx(1 / 3),
                               'found': pytest.approx(2 / 3), 'ambiguous': 0.0,
                               'confidence': None}

@@ -33,6 +33,10 @@ def test_size_bars_are_split_into_right_another_object_and_not_found():
     assert abs(blue - 0.5) < 0.03 and abs(red - 0.3) < 0.03
     blue, red = _column_shares(image, image.shape[1] - 64 - 50)
     assert blue > 0.97 and red == 0
+    # a summary read back from JSON has its groups in key order: the bars are by size still
+    blue_first = _column_shares(size_diagram(dict(reversed(list(groups.items()))), 'test'),
+                                64 + 200)[0]
+    assert abs(blue_first - 0.5) < 0.03
     # the mean confidence is a black line across its bar
     groups['8-16']['confidence'] = 0.8
     column = size_diagram(groups, 'test')[64:496, 64 + 200]
