@@ -208,9 +208,7 @@ def by_target_size(single: list[Mapping]) -> dict[str, dict]:
         confident = [r['confidence'] for r in sized if r.get('confidence') is not None
                      and target_size_group(r['target_side']) == name]
         group['confidence'] = math.fsum(confident) / len(confident) if confident else None
-    order = [target_size_group(e - 0.5) for e in TARGET_SIDE_EDGES]
-    order.append(target_size_group(TARGET_SIDE_EDGES[-1]))
-    return {name: groups[name] for name in order if name in groups}
+    return {name: groups[name] for name in sorted(groups, key=size_group_key)}
 
 
 def _right_empty(record: Mapping) -> bool:

@@ -97,14 +97,14 @@ def _size_bars(image: np.ndarray, groups: Mapping[str, Mapping], frame: tuple[in
                ) -> None:
     import cv2
 
+    from hybridgl_ros.eval.grounding import size_group_key
+
     x0, y0, x1 = frame
     side = y0 - _MARGIN
     cv2.rectangle(image, (x0, _MARGIN), (x1, y0), (0, 0, 0), 1)
     for tick in np.linspace(0, 1, 6):
         y = int(round(y0 - tick * side))
         _text(image, f'{tick:.1f}', (x0 - 34, y + 4), 0.4)
-    from hybridgl_ros.eval.grounding import size_group_key
-
     step = (x1 - x0) / max(1, len(groups))
     for i, name in enumerate(sorted(groups, key=size_group_key)):
         g = groups[name]
