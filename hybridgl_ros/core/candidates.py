@@ -70,7 +70,11 @@ class CandidateView:
             # among the candidates the relation holds for, those lying mostly in its direction
             # first ("the star right of the blue star": the star straight to its right, not
             # one far above it and a little to the right), each group in F's order
+            # (not a part of a candidate that lies otherwise: the part of a ball nearest the
+            # anchor is no other ball)
             aligned = [i for i in holding if self.support(i, aligned=True) >= 0.5]
+            aligned = [i for i in aligned if not any(
+                bool(self.same(i)[j]) for j in holding if j not in aligned)]
             holding = aligned + [i for i in holding if i not in aligned]
         return (holding[0], False) if holding else (order[0], True)
 

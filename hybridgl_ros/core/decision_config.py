@@ -49,24 +49,24 @@ class DecisionConfig:
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.102432, 0.041704, -1.274001, -8.541683, 0.004351,
-                                           -0.010169, 0.056085, 0.067754, -1.70357, 0.0,
-                                           0.025589, -0.000311, 0.032848, -0.080056, -0.042671,
-                                           0.016189, 0.065388, 0.069315, 0.058948, 0.074301)
+    presence_weights: tuple[float, ...] = (0.102431, 0.041703, -1.274067, -8.541564, 0.004351,
+                                           -0.010168, 0.056085, 0.067754, -1.703575, 0.0,
+                                           0.02559, -0.000311, 0.032848, -0.080058, -0.042669,
+                                           0.016189, 0.065393, 0.069309, 0.05895, 0.074301)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast,
     object contrast and word standout; the object contrast where the target phrase names no
     contrast colour and has no anchor)."""
-    presence_bias: float = -3.42778
+    presence_bias: float = -3.427768
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.081936, 0.02593, -1.087034, 1.709903, 0.0, 0.005032, 0.041013)
+        0.083904, 0.024815, -1.043832, 1.586757, 0.0, 0.005679, 0.040409)
     """Logistic P(right), given the target is present, on (s, s margin, guided, F margin,
     relation fails, word standout, standout) of the answer; its confidence is P(present)
     times it."""
-    confidence_bias: float = -1.167011
+    confidence_bias: float = -1.209232
     """Intercept of that logistic."""
     ambiguity_margin: float = 21.5
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
@@ -86,13 +86,14 @@ class DecisionConfig:
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
-    relation_aligned_first: bool = True
+    relation_aligned_first: bool = False
     """With relation_must_hold and several candidates the relation holds for, answer with
     one lying mostly in its direction (the centres' offset along it larger than across it)
     before one that lies on the said side but mostly elsewhere ("the star right of the blue
-    star": the star straight to its right, not one far above it and a little to the right);
-    each group in F's order (default mode). docs/measurements.md "Mostly in the said
-    direction"."""
+    star": the star straight to its right, not one far above it and a little to the right),
+    each group in F's order; a part of a candidate that lies otherwise is not moved ahead
+    (default mode). Off by default: it also moves ahead a mask within decision.match_margin
+    that reads as another shape (docs/measurements.md "Mostly in the said direction")."""
     relation_aligned_only: bool = False
     """With relation_must_hold, the relation holds only for a candidate lying mostly in its
     direction (the centres' offset along it larger than across it), not for one merely on

@@ -247,15 +247,32 @@ def _above_the_ring(s, final):
 def test_among_candidates_the_relation_holds_for_one_mostly_in_its_direction_answers():
     """decision.relation_aligned_first: F prefers mask 1, above the ring by its centre but
     three times as far to its left as above it; the square straight above it answers. Off
-    (or in parity mode), F's pick stands: both hold."""
+    (the default, or in parity mode), F's pick stands: both hold."""
     # candidates by s: 1, 0, 2 (the anchor); F: 0.6, 0.2, 0.1
     parse, scores, frame = _above_the_ring([59.0, 60.0, 20.0, 5.0], [0.6, 0.2, 0.1])
-    d = decide(scores, frame, parse, dc.text(other=True), dc.config(), calibrated=True)
+    d = decide(scores, frame, parse, dc.text(other=True),
+               dc.config(relation_aligned_first=True), calibrated=True)
     assert d.found and d.index == 0 and d.rule == 'relation'
-    for config in (dc.config(relation_aligned_first=False),
-                   replace(dc.config(), parity='reference')):
+    for config in (dc.config(),
+                   replace(dc.config(relation_aligned_first=True), parity='reference')):
         d = decide(scores, frame, parse, dc.text(other=True), config, calibrated=True)
         assert d.found and d.index == 1 and d.rule == 'method'
+
+
+def test_a_part_lying_in_the_direction_does_not_answer_before_its_whole():
+    """relation_aligned_first: 'the square above the ring': mask 0, wide, lies above the ring
+    but mostly across (centre (30, 7) against the ring's (55, 30)); mask 1 is its right part,
+    straight above the ring. The part is the same object, not another square: F's pick, the
+    whole, stays."""
+    boxes = [[0, 0, 60, 14], [40, 0, 20, 14], [50, 25, 10, 10], [100, 28, 10, 10]]
+    parse = ParsedExpression('the square above the ring', 'the square', ('the ring',),
+                             relation='up')
+    scores = dc.scores([60.0, 59.0, 20.0, 5.0], [0.6, 0.2, 0.1], relation='up',
+                       q=torch.tensor([0.0, 0.0, 1.0, 0.0]), partners=torch.tensor([2]),
+                       weights=torch.tensor([1.0]))
+    d = decide(scores, dc.frame(boxes), parse, dc.text(other=True),
+               dc.config(relation_aligned_first=True), calibrated=True)
+    assert d.found and d.index == 0 and d.rule == 'method'
 
 
 def test_with_aligned_only_a_candidate_lying_mostly_elsewhere_does_not_hold():
