@@ -204,10 +204,13 @@ def by_target_size(single: list[Mapping]) -> dict[str, dict]:
     confidence knows it."""
     sized = [r for r in single if r.get('target_side') is not None]
     groups = _groups(sized, lambda r: target_size_group(r['target_side']))
+    confident: dict[str, list[float]] = {}
+    for r in sized:
+        if r.get('confidence') is not None:
+            confident.setdefault(target_size_group(r['target_side']), []).append(r['confidence'])
     for name, group in groups.items():
-        confident = [r['confidence'] for r in sized if r.get('confidence') is not None
-                     and target_size_group(r['target_side']) == name]
-        group['confidence'] = math.fsum(confident) / len(confident) if confident else None
+        values = confident.get(name)
+        group['confidence'] = math.fsum(values) / len(values) if values else None
     return {name: groups[name] for name in sorted(groups, key=size_group_key)}
 
 

@@ -331,9 +331,10 @@ class _Loop:
         inter, union = intersection_union(seg.mask, gt)
         inter_pure, union_pure = intersection_union(pure, gt)
         inter_set, union_set = intersection_union(answer_set(seg, masks), gt)
+        gt_area = int(gt.sum())
         return query_record(
             order, item, query, status='ok', inter=inter, union=union, inter_pure=inter_pure,
-            union_pure=union_pure, gt_area=int(gt.sum()), target_side=target_side(frame, gt),
+            union_pure=union_pure, gt_area=gt_area, target_side=target_side(frame, gt_area),
             found=bool(seg.found),
             index=int(seg.index), pure_index=int(seg.pure_index), proposals=int(len(masks)),
             relation=seg.parse.relation, query_ms=query_ms,
@@ -344,16 +345,15 @@ class _Loop:
             **answer_fields(seg, query, targets, masks, (inter_set, union_set)))
 
 
-def target_side(frame: Any, gt: np.ndarray) -> float | None:
-    """The side (pixels) of a square with the target's area at the frame's working size (the
-    size the models saw: ``core/resolution.py``), or None without a target. How small an
-    object the models can read depends on this, not on the camera's pixels
-    (``grounding.by_target_size``)."""
-    area = int(gt.sum())
+def target_side(frame: Any, area: int) -> float | None:
+    """The side (pixels) of a square with the target's area (``area`` pixels of the image) at
+    the frame's working size (the size the models saw: ``core/resolution.py``), or None
+    without a target. How small an object the models can read depends on this, not on the
+    camera's pixels (``grounding.by_target_size``)."""
     if not area:
         return None
     height, width = frame.image_size
-    working_h, working_w = getattr(frame, 'working_size', (height, width))
+    working_h, working_w = frame.working_size
     return round(float(np.sqrt(area * working_h * working_w / float(height * width))), 2)
 
 

@@ -157,11 +157,9 @@ def test_the_target_side_is_measured_at_the_working_size():
 
     from hybridgl_ros.eval.runner import target_side
 
-    gt = np.zeros((200, 400), bool)
-    gt[10:50, 10:50] = True                                            # 40 x 40 in the image
     frame = SimpleNamespace(image_size=(200, 400), working_size=(100, 200))
-    assert target_side(frame, gt) == pytest.approx(20.0)               # half the side
-    assert target_side(frame, np.zeros_like(gt)) is None
+    assert target_side(frame, 40 * 40) == pytest.approx(20.0)          # half the side
+    assert target_side(frame, 0) is None
 
 
 def test_a_record_keeps_every_decision_signal_the_calibration_reads():
