@@ -30,10 +30,14 @@ class CandidateView:
     """
 
     def __init__(self, scores, frame, match_margin: float, look_margin: float = 0.0,
-                 aligned_first: bool = False, aligned_only: bool = False) -> None:
+                 aligned_first: bool = False, aligned_only: bool = False,
+                 readings: torch.Tensor | None = None, aligned_margin: float = 0.0) -> None:
         self.scores = scores
         self.aligned_first = aligned_first
+        # how much each mask reads as the look phrase rather than as its swaps (None: no swap)
+        self.readings = None if readings is None else readings.detach().float().cpu().tolist()
         self.aligned_only = aligned_only
+        self.aligned_margin = aligned_margin
         self.candidates = [int(c) for c in scores.candidates]
         s = scores.similarities.detach().float().cpu()
         self.s = s.tolist()
@@ -67,16 +71,35 @@ class CandidateView:
         holding = [i for i in order if i in self.eligible
                    and self.support(i, aligned=self.aligned_only) >= 0.5]
         if self.aligned_first and not self.aligned_only and len(holding) > 1:
-            # among the candidates the relation holds for, those lying mostly in its direction
-            # first ("the star right of the blue star": the star straight to its right, not
-            # one far above it and a little to the right), each group in F's order
-            # (not a part of a candidate that lies otherwise: the part of a ball nearest the
-            # anchor is no other ball)
-            aligned = [i for i in holding if self.support(i, aligned=True) >= 0.5]
-            aligned = [i for i in aligned if not any(
-                bool(self.same(i)[j]) for j in holding if j not in aligned)]
-            holding = aligned + [i for i in holding if i not in aligned]
+            holding = self._aligned_first(holding)
         return (holding[0], False) if holding else (order[0], True)
+
+    def _aligned_first(self, holding: list[int]) -> list[int]:
+        """``holding`` (F's order) with the candidates lying mostly in the relation's
+        direction first ("the star right of the blue star": the star straight to its right,
+        not one far above it and a little to the right), each group in F's order. Moved ahead
+        is only a candidate that matches the target about as well as F's pick (s within
+        ``aligned_margin`` of its), reads as the target rather than as another object
+        (``readings`` above one half: the crescent of a ring is no star), and is no part of F's
+        pick nor of another candidate lying otherwise, nor of the relation's anchor (the part
+        of a ball nearest the anchor is no other ball; a part of the anchor no other object)."""
+        floor = self.s[holding[0]] - self.aligned_margin
+        aligned = [i for i in holding if self.support(i, aligned=True) >= 0.5
+                   and self.s[i] >= floor and not self._anchor_part(i)
+                   and (self.readings is None or self.readings[i] > 0.5)]
+        aligned = [i for i in aligned if not any(
+            bool(self.same(i)[j]) for j in holding if j not in aligned)]
+        return aligned + [i for i in holding if i not in aligned]
+
+    def _anchor_part(self, i: int) -> bool:
+        """Whether most of the relation's partner weight lies on masks that are one object
+        with i (i a part of the anchor, or the anchor a part of i)."""
+        relation = self.scores.relation
+        partners = relation.partners.cpu()
+        weights = relation.partner_weights.detach().float().cpu()
+        total = float(weights.sum())
+        same = self.same(i)[partners]
+        return total > 0 and float(weights[same].sum()) >= 0.5 * total
 
     def support(self, i: int, aligned: bool = False) -> float:
         """Share of the relation's partner weight that i lies as said of (``aligned``:

@@ -53,6 +53,7 @@ FIELD_RANGES: dict[str, tuple[float | None, float | None]] = {
     'decision.ambiguity_margin': (0.0, None),
     'decision.guided_ambiguity_margin': (0.0, None),
     'decision.match_margin': (0.0, None),
+    'decision.relation_aligned_margin': (0.0, None),
     'decision.look_margin': (0.0, None),
     'models.torch_threads': (0, None),
 }

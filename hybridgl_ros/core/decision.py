@@ -7,7 +7,9 @@ After the method has scored a query (:func:`~hybridgl_ros.core.scoring.score_que
    expression relates the target to an anchor phrase ("the cube left of the blue ball"), the
    relation must hold: the answer is the best-F candidate that matches the target about as
    well as the best match (``match_margin``) and lies as the relation says of its anchors
-   (probability-weighted over the relation's partners, spec §7.2); if none does, the relation
+   (probability-weighted over the relation's partners, spec §7.2) — one lying mostly in its
+   direction first (``relation_aligned_first``, with its guards:
+   :meth:`~hybridgl_ros.core.candidates.CandidateView.choose`); if none does, the relation
    *fails*, and the answer is "not found" whatever P(present) says
    (``decision.relation_fails_absent``: what the expression refers to is not there).
 2. **Presence.** P(target present) = σ(w·x + b) on x = (best s, best anchor s, has anchor,
@@ -176,10 +178,13 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
         calibrated: whether ``config.decision``'s coefficients fit the loaded CLIP.
     """
     cfg = config.decision
+    v = F.normalize(frame.mask_features.float(), dim=-1)                # (N, D)
+    aligned_first = cfg.relation_aligned_first and not config.reference
     view = CandidateView(scores, frame, cfg.match_margin,
-                          0.0 if config.reference else cfg.look_margin,
-                          cfg.relation_aligned_first and not config.reference,
-                          cfg.relation_aligned_only and not config.reference)
+                          0.0 if config.reference else cfg.look_margin, aligned_first,
+                          cfg.relation_aligned_only and not config.reference,
+                          ps.look_readings(v, text, config.text.logit_scale)
+                          if aligned_first else None, cfg.relation_aligned_margin)
     verifiable = scores.plan.relation != 'none' and scores.other_probs is not None
     must_hold = verifiable and cfg.relation_must_hold and not config.reference
     choice, fails = view.choose(must_hold)
@@ -187,7 +192,6 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     # it was fitted): a position word that points at a mask which does not look like the
     # target says the target is not where it should be ("the ball at the top", no ball)
     pointed, _ = view.choose(must_hold, by_look=False)
-    v = F.normalize(frame.mask_features.float(), dim=-1)                # (N, D)
     anchored = has_anchor(parse, text)
     anchor_s = ps.anchor_top(v, text, config.text.logit_scale) if anchored else 0.0
     words = ps.word_standouts(v, text, config.text.logit_scale)

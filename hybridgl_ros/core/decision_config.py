@@ -49,24 +49,24 @@ class DecisionConfig:
     """The threshold for an expression with an anchor phrase ("the cube left of the blue
     ball"), lowered likewise where presence_threshold would reject more than the budget of
     their present targets."""
-    presence_weights: tuple[float, ...] = (0.102431, 0.041703, -1.274067, -8.541564, 0.004351,
-                                           -0.010168, 0.056085, 0.067754, -1.703575, 0.0,
-                                           0.02559, -0.000311, 0.032848, -0.080058, -0.042669,
-                                           0.016189, 0.065393, 0.069309, 0.05895, 0.074301)
+    presence_weights: tuple[float, ...] = (0.102429, 0.0417, -1.274149, -8.541137, 0.004345,
+                                           -0.010158, 0.056084, 0.067752, -1.703579, 0.0,
+                                           0.025594, -0.000306, 0.032837, -0.080063, -0.042681,
+                                           0.016236, 0.065388, 0.06931, 0.058942, 0.074304)
     """Logistic P(present) on (best s, best anchor s, has anchor, relation fails, standout,
     word standout, colour contrast, object contrast, names a contrast colour, names a
     contrast object; best s, standout, word standout where the phrase names a contrast
     colour; the same where the expression has an anchor; the anchor's colour contrast,
     object contrast and word standout; the object contrast where the target phrase names no
     contrast colour and has no anchor)."""
-    presence_bias: float = -3.427768
+    presence_bias: float = -3.427733
     """Intercept of the P(present) logistic."""
     confidence_weights: tuple[float, float, float, float, float, float, float] = (
-        0.083904, 0.024815, -1.043832, 1.586757, 0.0, 0.005679, 0.040409)
+        0.084107, 0.023392, -1.032803, 1.603584, 0.0, 0.004408, 0.040498)
     """Logistic P(right), given the target is present, on (s, s margin, guided, F margin,
     relation fails, word standout, standout) of the answer; its confidence is P(present)
     times it."""
-    confidence_bias: float = -1.209232
+    confidence_bias: float = -1.203045
     """Intercept of that logistic."""
     ambiguity_margin: float = 21.5
     """Another object whose s is within this (logits, 100·cos) of the answer's is a near tie
@@ -86,14 +86,19 @@ class DecisionConfig:
     """Candidates within this of the best s (logits) may answer when a relation must hold."""
     relation_must_hold: bool = True
     """With an anchor phrase, answer only with a candidate the relation holds for."""
-    relation_aligned_first: bool = False
+    relation_aligned_first: bool = True
     """With relation_must_hold and several candidates the relation holds for, answer with
     one lying mostly in its direction (the centres' offset along it larger than across it)
     before one that lies on the said side but mostly elsewhere ("the star right of the blue
     star": the star straight to its right, not one far above it and a little to the right),
-    each group in F's order; a part of a candidate that lies otherwise is not moved ahead
-    (default mode). Off by default: it also moves ahead a mask within decision.match_margin
-    that reads as another shape (docs/measurements.md "Mostly in the said direction")."""
+    each group in F's order (default mode). Moved ahead is only a candidate that matches the
+    target about as well as F's pick (decision.relation_aligned_margin), reads as the target
+    rather than as another object word's swap, and is no part of F's pick nor of the
+    relation's anchor. Measured: docs/measurements.md "Mostly in the said direction"."""
+    relation_aligned_margin: float = 3.0
+    """With relation_aligned_first, a candidate is moved ahead only when its s is at most
+    this many logits below the s of the candidate F would answer with (a mask that matches the
+    target worse, a cube the demo CLIP half reads as a ball, stays behind)."""
     relation_aligned_only: bool = False
     """With relation_must_hold, the relation holds only for a candidate lying mostly in its
     direction (the centres' offset along it larger than across it), not for one merely on

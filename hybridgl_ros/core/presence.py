@@ -112,6 +112,16 @@ def contrast_similarities(v: torch.Tensor, text, logit_scale: float) -> torch.Te
     return logit_scale * v @ F.normalize(text.contrast.float(), dim=-1).T
 
 
+def look_readings(v: torch.Tensor, text, logit_scale: float) -> torch.Tensor | None:
+    """(N,) how much each mask reads as the look phrase ("the star") rather than as one of its
+    swaps ("the ball", "the cube", ...; and other colours when it names one): the softmax of
+    its s over the phrase and its swaps, at the phrase. None when the phrase has no object
+    swap. v: (N, D) L2-normalised mask features."""
+    if text.contrast is None or text.contrast_counts[1] == 0:
+        return None
+    return torch.softmax(contrast_similarities(v, text, logit_scale), dim=1)[:, 0]
+
+
 def contrasts(v: torch.Tensor, text, logit_scale: float
                ) -> tuple[tuple[float, float, float, float], str]:
     """((colour contrast, object contrast, names a colour, names an object), closer): at the

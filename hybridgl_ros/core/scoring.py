@@ -17,7 +17,7 @@ from hybridgl_ros.core import guidance as g
 from hybridgl_ros.core import lookalikes as la
 from hybridgl_ros.core.config import HybridGLConfig
 from hybridgl_ros.core.gem import coherence_input_map, resize_coherence_map
-from hybridgl_ros.core.presence import contrast_similarities, weakest_word_standout
+from hybridgl_ros.core.presence import look_readings, weakest_word_standout
 from hybridgl_ros.core.types import Explanation, Frame, ParsedExpression
 
 
@@ -288,7 +288,8 @@ def score_query(frame: Frame, parse: ParsedExpression, text: TextFeatures,
         p_class = torch.softmax(s_class, dim=0)
         first = p
         if plan.lookalike_relation in g.POSITION_RELATIONS and cfg.lookalike_margin > 0:
-            reading = _look_readings(frame, text, config)
+            reading = look_readings(F.normalize(frame.mask_features.float(), dim=-1), text,
+                                    config.text.logit_scale)
             named = None
             if reading is not None and cfg.lookalike_reach > cfg.lookalike_margin:
                 named = (reading > 0.5) & (s_class >= s_class.max() - cfg.lookalike_reach)
@@ -339,18 +340,6 @@ def anchor_logits(features: torch.Tensor, text: TextFeatures, logit_scale: float
     a = torch.stack([weakest_word_standout(v, words.to(v.device), logit_scale)
                      for words in text.other_words]).mean(dim=0)
     return (s_u + a.to(s_u.dtype)) / 2
-
-
-def _look_readings(frame: Frame, text: TextFeatures, config: HybridGLConfig
-                   ) -> torch.Tensor | None:
-    """(N,) how much each mask reads as the look phrase ("the star") rather than as one of its
-    swaps ("the ball", "the cube", ...; and other colours when it names one): the softmax of
-    its s over the phrase and its swaps, at the phrase. None when the phrase has no object
-    swap."""
-    if text.contrast is None or text.contrast_counts[1] == 0:
-        return None
-    v = F.normalize(frame.mask_features.float(), dim=-1)
-    return torch.softmax(contrast_similarities(v, text, config.text.logit_scale), dim=1)[:, 0]
 
 
 def _similarities(features: torch.Tensor, text_feature: torch.Tensor,

@@ -234,27 +234,26 @@ def test_relation_choice_moves_to_the_candidate_the_relation_holds_for():
 ABOVE_BOXES = [[52, 0, 10, 10], [0, 10, 10, 10], [50, 25, 10, 10], [100, 28, 10, 10]]
 
 
-def _above_the_ring(s, final):
-    """(parse, scores, frame) of 'the square above the ring' on ABOVE_BOXES, the ring (mask
+def _above_the_ring(s, final, boxes=ABOVE_BOXES):
+    """(parse, scores, frame) of 'the square above the ring' on these boxes, the ring (mask
     2) its anchor, with these s and F."""
     parse = ParsedExpression('the square above the ring', 'the square', ('the ring',),
                              relation='up')
     scores = dc.scores(s, final, relation='up', q=torch.tensor([0.0, 0.0, 1.0, 0.0]),
                        partners=torch.tensor([2]), weights=torch.tensor([1.0]))
-    return parse, scores, dc.frame(ABOVE_BOXES)
+    return parse, scores, dc.frame(boxes)
 
 
 def test_among_candidates_the_relation_holds_for_one_mostly_in_its_direction_answers():
-    """decision.relation_aligned_first: F prefers mask 1, above the ring by its centre but
-    three times as far to its left as above it; the square straight above it answers. Off
-    (the default, or in parity mode), F's pick stands: both hold."""
+    """decision.relation_aligned_first (the default): F prefers mask 1, above the ring by its
+    centre but three times as far to its left as above it; the square straight above it
+    answers. Off, or in parity mode, F's pick stands: both hold."""
     # candidates by s: 1, 0, 2 (the anchor); F: 0.6, 0.2, 0.1
     parse, scores, frame = _above_the_ring([59.0, 60.0, 20.0, 5.0], [0.6, 0.2, 0.1])
-    d = decide(scores, frame, parse, dc.text(other=True),
-               dc.config(relation_aligned_first=True), calibrated=True)
+    d = decide(scores, frame, parse, dc.text(other=True), dc.config(), calibrated=True)
     assert d.found and d.index == 0 and d.rule == 'relation'
-    for config in (dc.config(),
-                   replace(dc.config(relation_aligned_first=True), parity='reference')):
+    for config in (dc.config(relation_aligned_first=False),
+                   replace(dc.config(), parity='reference')):
         d = decide(scores, frame, parse, dc.text(other=True), config, calibrated=True)
         assert d.found and d.index == 1 and d.rule == 'method'
 
@@ -265,14 +264,45 @@ def test_a_part_lying_in_the_direction_does_not_answer_before_its_whole():
     straight above the ring. The part is the same object, not another square: F's pick, the
     whole, stays."""
     boxes = [[0, 0, 60, 14], [40, 0, 20, 14], [50, 25, 10, 10], [100, 28, 10, 10]]
-    parse = ParsedExpression('the square above the ring', 'the square', ('the ring',),
-                             relation='up')
-    scores = dc.scores([60.0, 59.0, 20.0, 5.0], [0.6, 0.2, 0.1], relation='up',
-                       q=torch.tensor([0.0, 0.0, 1.0, 0.0]), partners=torch.tensor([2]),
-                       weights=torch.tensor([1.0]))
-    d = decide(scores, dc.frame(boxes), parse, dc.text(other=True),
-               dc.config(relation_aligned_first=True), calibrated=True)
+    parse, scores, frame = _above_the_ring([60.0, 59.0, 20.0, 5.0], [0.6, 0.2, 0.1], boxes)
+    d = decide(scores, frame, parse, dc.text(other=True), dc.config(), calibrated=True)
     assert d.found and d.index == 0 and d.rule == 'method'
+
+
+def test_a_mask_that_reads_as_another_object_is_not_moved_ahead():
+    """relation_aligned_first: 'the square above the ring' as in the test before last, but
+    mask 0, straight above the ring, reads as a ball (its s for "the ball" above its s for
+    "the square": the crescent of a ball within the match margin). It is not moved ahead of
+    F's pick; when it reads as the square it is."""
+    parse, scores, frame = _above_the_ring([59.0, 60.0, 20.0, 5.0], [0.6, 0.2, 0.1])
+    eye = torch.eye(4, 8)
+    for phrase, swap, index in ((eye[1], eye[0], 1), (eye[0] + eye[1], eye[2], 0)):
+        text = replace(dc.text(other=True), contrast=torch.stack([phrase, swap]),
+                       contrast_counts=(0, 1), contrast_phrases=('the ball',))
+        d = decide(scores, frame, parse, text, dc.config(), calibrated=True)
+        assert d.found and d.index == index
+
+
+def test_a_mask_matching_the_target_worse_than_f_pick_is_not_moved_ahead():
+    """relation_aligned_first: mask 0, straight above the ring, has an s 5 logits under F's
+    pick (mask 1): beyond decision.relation_aligned_margin (3) it stays behind; with a margin
+    of 6 it answers."""
+    parse, scores, frame = _above_the_ring([55.0, 60.0, 20.0, 5.0], [0.6, 0.2, 0.1])
+    for margin, index in ((3.0, 1), (6.0, 0)):
+        d = decide(scores, frame, parse, dc.text(other=True),
+                   dc.config(relation_aligned_margin=margin),
+                   calibrated=True)
+        assert d.found and d.index == index
+
+
+def test_a_part_of_the_anchor_is_not_moved_ahead():
+    """relation_aligned_first: 'the square above the ring', mask 0 the ring's top strip
+    (inside the anchor, mask 2, and straight above its centre), mask 1 a square above the
+    ring and mostly to its left. A part of the anchor is no other object: F's pick answers."""
+    boxes = [[50, 25, 10, 4], [0, 10, 10, 10], [50, 25, 10, 10], [100, 28, 10, 10]]
+    parse, scores, frame = _above_the_ring([59.0, 60.0, 20.0, 5.0], [0.6, 0.2, 0.1], boxes)
+    d = decide(scores, frame, parse, dc.text(other=True), dc.config(), calibrated=True)
+    assert d.found and d.index == 1
 
 
 def test_with_aligned_only_a_candidate_lying_mostly_elsewhere_does_not_hold():
