@@ -113,9 +113,10 @@ class Decision:
         alternatives: (proposal index, confidence) of each near tie, best F first.
         message: why not found, in words ('' when found).
         rule: what made the answer: 'method' (argmax F), 'relation' (the best candidate the
-            relation holds for), 'look' (the best F among the candidates that look like the
-            target, ``decision.look_margin``), 'size' (the look-alike a size word of the
-            target phrase favours, ``decision.size_apart_ratio``), 'absent' (judged absent).
+            relation holds for, one lying mostly in its direction first), 'look' (the best F
+            among the candidates that look like the target, ``decision.look_margin``), 'size'
+            (the look-alike a size word of the target phrase favours,
+            ``decision.size_apart_ratio``), 'absent' (judged absent).
         signals: the raw signals, for eval records and ``hybridgl calibrate``.
     """
 
