@@ -52,6 +52,7 @@ class CandidateView:
         self._areas: torch.Tensor | None = None
         self._same: dict[int, torch.Tensor] = {}
         self._inter: dict[int, torch.Tensor] = {}
+        self._partners: tuple[torch.Tensor, torch.Tensor, float] | None = None
         self.boxes = torch.as_tensor(frame.proposals.boxes_xywh, dtype=torch.float32)
 
     def by_f(self, by_look: bool = True) -> list[int]:
@@ -94,10 +95,7 @@ class CandidateView:
     def _anchor_part(self, i: int) -> bool:
         """Whether most of the relation's partner weight lies on masks that are one object
         with i (i a part of the anchor, or the anchor a part of i)."""
-        relation = self.scores.relation
-        partners = relation.partners.cpu()
-        weights = relation.partner_weights.detach().float().cpu()
-        total = float(weights.sum())
+        partners, weights, total = self._partner_weights()
         same = self.same(i)[partners]
         return total > 0 and float(weights[same].sum()) >= 0.5 * total
 
@@ -107,10 +105,7 @@ class CandidateView:
         partners that are i itself or a part of it counts against it: an object does not lie
         left of itself, so the anchor never answers its own relation ("the ball right of the
         cube" is not the cube, however little weight what lies left of it has)."""
-        relation = self.scores.relation
-        partners = relation.partners.cpu()
-        weights = relation.partner_weights.detach().float().cpu()
-        total = float(weights.sum())
+        partners, weights, total = self._partner_weights()
         keep = ~self.itself(i)[partners]
         if not bool(keep.any()) or total <= 0:
             return 0.0
@@ -118,6 +113,15 @@ class CandidateView:
         pair = factor(self.scores.plan.relation, self.boxes[[i]],
                       self.boxes[partners[keep]]).float()[0]             # (P,)
         return float((pair * weights[keep]).sum() / total)
+
+    def _partner_weights(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(partners (P,), their weights (P,) as CPU floats, the weights' sum) of the
+        relation, read once per query."""
+        if self._partners is None:
+            relation = self.scores.relation
+            weights = relation.partner_weights.detach().float().cpu()
+            self._partners = (relation.partners.cpu(), weights, float(weights.sum()))
+        return self._partners
 
     def same(self, i: int) -> torch.Tensor:
         """(N,) bool: which masks are the same object as mask i (i itself included)."""

@@ -180,14 +180,16 @@ def decide(scores, frame, parse: ParsedExpression, text, config: HybridGLConfig,
     """
     cfg = config.decision
     v = F.normalize(frame.mask_features.float(), dim=-1)                # (N, D)
+    verifiable = scores.plan.relation != 'none' and scores.other_probs is not None
+    must_hold = verifiable and cfg.relation_must_hold and not config.reference
+    # the masks' readings only where a relation must hold: the aligned-first order needs them
     aligned_first = cfg.relation_aligned_first and not config.reference
     view = CandidateView(scores, frame, cfg.match_margin,
                           0.0 if config.reference else cfg.look_margin, aligned_first,
                           cfg.relation_aligned_only and not config.reference,
                           ps.look_readings(v, text, config.text.logit_scale)
-                          if aligned_first else None, cfg.relation_aligned_margin)
-    verifiable = scores.plan.relation != 'none' and scores.other_probs is not None
-    must_hold = verifiable and cfg.relation_must_hold and not config.reference
+                          if aligned_first and must_hold else None,
+                          cfg.relation_aligned_margin)
     choice, fails = view.choose(must_hold)
     # P(present) reads the answer the method itself points at (without the look margin, as
     # it was fitted): a position word that points at a mask which does not look like the
